@@ -1,0 +1,269 @@
+import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  AlreadyExistsError,
+  BerthError,
+  ConflictError,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  NotFoundError,
+} from '../../volumes/errors';
+import { writeFileAtomic } from '../../volumes/store/atomic';
+import { readExit, startMonitor, type ExitRecord } from './monitor';
+import { validateWorkdir } from './rootfs';
+import { DEFAULT_PATH_ENV, specToJson, type OciSpec, type OciUser } from './spec';
+
+/**
+ * The OCI runtime driver: runc (or any runtime with runc's command line, such as crun)
+ * driven through its CLI. Every call passes `--root`, so each daemon keeps its own runtime
+ * state and many daemons can share a host.
+ *
+ * Lifecycle of one container:
+ *
+ *   await rt.writeBundle(bundle, buildSpec(...));                // config.json
+ *   const { pid } = await rt.create(id, bundle, { log, exitFile, pidFile, runtimeLog });
+ *   await rt.start(id);                                          // the process runs
+ *   ... rt.kill(id, 'SIGTERM'), rt.exec(...), rt.pause(id) ...
+ *   await waitExit(exitFile);                                    // written by the monitor
+ *   await rt.delete(id);
+ *
+ * create() starts a berth-monitor, which runs `runc create` and holds the container's
+ * stdio and exit status; it outlives berthd. Errors are BerthErrors: NotFoundError when the
+ * container is gone, ConflictError when its state forbids the call, and for create a
+ * FailedPreconditionError carrying `exitCode` (127 not found, 126 not executable, as
+ * Docker reports them).
+ */
+
+/** `runc state` output. */
+export interface RuntimeState {
+  ociVersion: string;
+  id: string;
+  pid: number;
+  status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+  bundle: string;
+  rootfs: string;
+  created: string;
+  annotations?: Record<string, string>;
+  owner?: string;
+}
+
+export interface CreateIO {
+  /** Container log, Docker json-file format. */
+  log: string;
+  /** Where the monitor writes the ExitRecord. */
+  exitFile: string;
+  /** Where runc writes the container's pid. */
+  pidFile: string;
+  /** runc's own log (JSON lines) for this container. */
+  runtimeLog: string;
+  /** A fifo the container reads as stdin; /dev/null when absent. */
+  stdinFifo?: string;
+  /** The spec's cgroupsPath, so the monitor can tell an OOM kill. */
+  cgroupPath?: string;
+  /** Rotate the log at this size in bytes; <= 0: never (default). */
+  logMaxSize?: number;
+  /** Files kept in all when rotating (default 1: the log is truncated). */
+  logMaxFiles?: number;
+}
+
+export interface ExecProcess {
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: OciUser;
+}
+
+/** A failure that Docker would report with this exit status (126, 127, 128). */
+export type ExitCodeError = BerthError & { exitCode: number };
+
+/** The exit code a create error carries, if any. */
+export function exitCodeOf(e: unknown): number | undefined {
+  const c = (e as { exitCode?: unknown } | undefined)?.exitCode;
+  return typeof c === 'number' ? c : undefined;
+}
+
+/** The last error message runc printed (JSON log lines on stderr), else the raw text. */
+function runcMessage(stderr: string): string {
+  let msg = '';
+  for (const line of stderr.split('\n')) {
+    try {
+      const j = JSON.parse(line) as { level?: string; msg?: string };
+      if ((j.level === 'error' || j.level === 'fatal') && j.msg) msg = j.msg;
+    } catch {
+      // not a log line
+    }
+  }
+  return msg || stderr.trim();
+}
+
+function notFound(id: string, cause?: unknown): NotFoundError {
+  return new NotFoundError(`no such container in the runtime: ${id}`, {
+    hint: 'it was deleted or never created; list containers to see what exists',
+    cause,
+  });
+}
+
+/** Map a runc failure to a BerthError by what runc said. */
+function mapRuncError(id: string, op: string, msg: string, cause?: unknown): BerthError {
+  if (/container does not exist/i.test(msg)) return notFound(id, cause);
+  if (/already exists/i.test(msg)) {
+    return new AlreadyExistsError(`a container ${id} already exists in the runtime`, { hint: 'delete it first, or use another id', cause });
+  }
+  if (/not running|not paused|is not stopped|cannot (start|delete|pause|resume)|has stopped|already (running|paused)/i.test(msg)) {
+    return new ConflictError(`cannot ${op} container ${id}: ${msg}`, { hint: `check its state first (runtime state ${id})`, cause });
+  }
+  return new InternalError(`runtime ${op} ${id} failed: ${msg}`, {
+    hint: "the message is the OCI runtime's own; check the container's state and the host's kernel log",
+    cause,
+  });
+}
+
+/** A create failure, as Docker classifies it by runc's message. */
+function createError(id: string, msg: string, runtimeLog: string): BerthError {
+  if (/already exists/i.test(msg)) return mapRuncError(id, 'create', msg);
+  if (msg.startsWith('berth-monitor:')) {
+    // The monitor itself could not set up (log or fifo path, fork): not the container's fault.
+    return new InternalError(`failed to create container ${id}: ${msg}`, {
+      hint: "check that the directories of the container's log, exit and pid files exist and are writable",
+    });
+  }
+  let exitCode = 128;
+  let hint = `see the runtime log ${runtimeLog}`;
+  if (/^cannot run the OCI runtime/.test(msg)) {
+    hint = 'install the runtime (apt-get install -y runc) or name an installed one with --runtime';
+  } else if (/executable file not found|no such file or directory/i.test(msg)) {
+    exitCode = 127;
+    hint = 'check the command (entrypoint/cmd), the PATH and the working directory: something does not exist in the image';
+  } else if (/permission denied|is a directory|exec format error/i.test(msg)) {
+    exitCode = 126;
+    hint = 'the command is not an executable file for this machine: check its mode (chmod +x) and architecture';
+  }
+  const err = new FailedPreconditionError(`failed to create container ${id}: ${msg}`, { hint }) as ExitCodeError;
+  err.exitCode = exitCode;
+  return err;
+}
+
+export class OciRuntime {
+  readonly path: string;
+  readonly root: string;
+
+  constructor(opts: { path: string; root: string }) {
+    this.path = opts.path;
+    this.root = path.resolve(opts.root);
+  }
+
+  /** Run `runtime --root R <args>`; resolves with stdout, rejects with a mapped BerthError. */
+  private run(id: string, op: string, args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile(this.path, ['--root', this.root, '--log-format', 'json', ...args], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          return reject(new FailedPreconditionError(`the OCI runtime ${this.path} is not installed`, { hint: 'install it: apt-get install -y runc', cause: err }));
+        }
+        reject(mapRuncError(id, op, runcMessage(stderr) || err.message, err));
+      });
+    });
+  }
+
+  /** Write bundle/config.json atomically (a crash leaves the old file or the new one). */
+  async writeBundle(dir: string, spec: OciSpec): Promise<void> {
+    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(path.join(dir, 'config.json'), specToJson(spec), 0o600);
+  }
+
+  /**
+   * Create the container through a new monitor; the process waits for start(). Resolves
+   * with the container's pid and the monitor's. On failure nothing is left in the runtime.
+   */
+  async create(id: string, bundle: string, io: CreateIO): Promise<{ pid: number; monitorPid: number }> {
+    await fs.promises.mkdir(this.root, { recursive: true, mode: 0o700 });
+    await fs.promises.rm(io.exitFile, { force: true }); // a record from an earlier run is stale
+    await fs.promises.rm(io.pidFile, { force: true });
+    const reply = await startMonitor({
+      id,
+      bundle,
+      runtime: this.path,
+      runtimeRoot: this.root,
+      log: io.log,
+      logMaxSize: io.logMaxSize ?? -1,
+      logMaxFiles: io.logMaxFiles ?? 1,
+      exitFile: io.exitFile,
+      pidFile: io.pidFile,
+      runtimeLog: io.runtimeLog,
+      stdinFifo: io.stdinFifo,
+      cgroupPath: io.cgroupPath,
+    });
+    if ('pid' in reply) return reply;
+    const err = createError(id, reply.error, io.runtimeLog);
+    if (err.code !== 'ALREADY_EXISTS') await this.delete(id, true).catch(() => undefined); // runc usually cleans up; be sure
+    throw err;
+  }
+
+  /** Let the created container's process run. */
+  async start(id: string): Promise<void> {
+    await this.run(id, 'start', ['start', id]);
+  }
+
+  /** The runtime's view of the container; NotFoundError when it is gone. */
+  async state(id: string): Promise<RuntimeState> {
+    return JSON.parse(await this.run(id, 'inspect', ['state', id])) as RuntimeState;
+  }
+
+  /** Send a signal ('SIGTERM', 'KILL', 9, ...) to the init process, or to every process. */
+  async kill(id: string, signal: string | number = 'SIGTERM', all = false): Promise<void> {
+    await this.run(id, 'kill', ['kill', ...(all ? ['--all'] : []), id, String(signal)]);
+  }
+
+  /** Remove the container from the runtime (force: kill it first if it runs). */
+  async delete(id: string, force = false): Promise<void> {
+    await this.run(id, 'delete', ['delete', ...(force ? ['--force'] : []), id]);
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.run(id, 'pause', ['pause', id]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run(id, 'resume', ['resume', id]);
+  }
+
+  /** Every container in this runtime root. */
+  async list(): Promise<RuntimeState[]> {
+    const out = await this.run('', 'list', ['list', '--format', 'json']);
+    return (JSON.parse(out) as RuntimeState[] | null) ?? [];
+  }
+
+  /**
+   * Run a process in a running container (no tty). `stdio` is as for child_process.spawn
+   * (default pipes); the ChildProcess exits with the process's status, and with 255 and
+   * runc's message on stderr if the process could not be started. Docker's PATH is added
+   * when env has none.
+   */
+  exec(id: string, proc: ExecProcess, stdio: StdioOptions = 'pipe'): ChildProcess {
+    if (!proc.args.length) throw new InvalidArgumentError('no command to run', { hint: 'give the command to execute' });
+    const processJson = {
+      terminal: false,
+      user: proc.user,
+      args: proc.args,
+      env: proc.env.some((e) => e.startsWith('PATH=')) ? proc.env : [DEFAULT_PATH_ENV, ...proc.env],
+      cwd: validateWorkdir(proc.cwd || '/'),
+    };
+    // The process file is read by runc at start-up; it lives in our runtime root (0700).
+    fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    const file = path.join(this.root, `exec-${randomBytes(8).toString('hex')}.json`);
+    fs.writeFileSync(file, JSON.stringify(processJson), { mode: 0o600 });
+    const child = spawn(this.path, ['--root', this.root, 'exec', '--process', file, id], { stdio });
+    const cleanup = (): void => fs.rmSync(file, { force: true });
+    child.once('exit', cleanup);
+    child.once('error', cleanup);
+    return child;
+  }
+
+  /** The monitor's exit record for a container, or undefined while it runs. */
+  readExit(exitFile: string): Promise<ExitRecord | undefined> {
+    return readExit(exitFile);
+  }
+}
