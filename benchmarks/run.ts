@@ -1,0 +1,30 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { benchImport } from './import';
+
+/**
+ * `npm run bench`: every benchmark, each measuring berth side by side with its reference
+ * in the same run and printing the ratio. `npm run bench -- import` runs one.
+ * Work files go under /var/tmp/berth-bench-* (the same filesystem as the default data root).
+ */
+const benches: Record<string, (work: string) => Promise<void>> = {
+  import: benchImport,
+};
+
+async function main(): Promise<void> {
+  const only = process.argv.slice(2);
+  for (const [name, fn] of Object.entries(benches)) {
+    if (only.length && !only.includes(name)) continue;
+    const work = fs.mkdtempSync(path.join('/var/tmp', `berth-bench-${name}-`));
+    try {
+      await fn(work);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,102 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InvalidArgumentError } from '../../volumes/errors';
+import type { Progress } from '../images/service';
+
+/** Small helpers shared by the route modules. */
+
+export function sendJSON(res: ServerResponse, status: number, body: unknown): void {
+  const data = Buffer.from(JSON.stringify(body) + '\n');
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': data.length });
+  res.end(data);
+}
+
+export function sendEmpty(res: ServerResponse, status: number): void {
+  res.writeHead(status, { 'Content-Length': 0 });
+  res.end();
+}
+
+/** Read a JSON request body (bounded: API bodies are small). Empty body → `empty`. */
+export async function readJSON<T>(req: IncomingMessage, empty: T, limit = 4 << 20): Promise<T> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > limit) throw new InvalidArgumentError(`request body over ${limit} bytes`, { hint: 'send a smaller body' });
+    chunks.push(c as Buffer);
+  }
+  if (n === 0) return empty;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+  } catch {
+    throw new InvalidArgumentError('request body is not valid JSON', { hint: 'send a JSON object' });
+  }
+}
+
+/** Docker's boolean query convention: 1/true/True are true; absent is `dflt`. */
+export function qbool(q: URLSearchParams, name: string, dflt = false): boolean {
+  const v = q.get(name);
+  if (v === null || v === '') return dflt;
+  return !['0', 'false', 'False', 'FALSE', 'no'].includes(v);
+}
+
+/** Docker's `filters` query parameter: JSON {name: [values]} or {name: {value: true}}. */
+export function qfilters(q: URLSearchParams): Record<string, string[]> {
+  const raw = q.get('filters');
+  if (!raw) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new InvalidArgumentError('filters is not valid JSON', { hint: 'use --filter key=value' });
+  }
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    out[k] = Array.isArray(v) ? v.map(String) : Object.keys(v as object);
+  }
+  return out;
+}
+
+/**
+ * A JSON message stream (Docker's progress protocol: one JSON object per line). Errors
+ * after the header went out are sent in-band as {"error", "errorDetail"} as Docker does,
+ * plus berth's `code` and `hint` so our client can rebuild the typed error.
+ */
+export class JSONMessageStream {
+  private started = false;
+  constructor(private res: ServerResponse) {}
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.res.writeHead(200, { 'Content-Type': 'application/json' });
+  }
+
+  write(msg: object): void {
+    this.start();
+    this.res.write(JSON.stringify(msg) + '\n');
+  }
+
+  /** A Progress callback that writes Docker-style progress messages, throttled. */
+  progress(): Progress {
+    let last = 0;
+    return (p) => {
+      const now = Date.now();
+      if (p.current !== undefined && p.total !== undefined && p.current < p.total && now - last < 100) return;
+      last = now;
+      this.write({
+        status: p.status,
+        ...(p.id ? { id: p.id } : {}),
+        ...(p.current !== undefined ? { progressDetail: { current: p.current, total: p.total } } : { progressDetail: {} }),
+      });
+    };
+  }
+
+  end(): void {
+    this.start();
+    this.res.end();
+  }
+
+  get headersSent(): boolean {
+    return this.started;
+  }
+}

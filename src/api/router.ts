@@ -1,0 +1,58 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { NotFoundError } from '../../volumes/errors';
+
+/** What a route handler gets: the request, the response, path params and the query. */
+export interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: string[];
+  query: URLSearchParams;
+  /** Set when the client asked to upgrade the connection (docker's hijacked streams). */
+  upgrade?: { socket: import('node:net').Socket; head: Buffer };
+}
+export type Handler = (ctx: Ctx) => Promise<void>;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  handler: Handler;
+}
+
+/**
+ * A tiny router. Docker's API is addressed with and without a `/v1.NN` prefix; the prefix
+ * is stripped here, once, so routes are written without it.
+ */
+export class Router {
+  private routes: Route[] = [];
+
+  add(method: string, pattern: RegExp, handler: Handler): this {
+    this.routes.push({ method, pattern, handler });
+    return this;
+  }
+
+  match(method: string, rawPath: string): { handler: Handler; params: string[] } {
+    const path = stripVersion(rawPath);
+    let pathMatched = false;
+    for (const r of this.routes) {
+      const m = r.pattern.exec(path);
+      if (!m) continue;
+      pathMatched = true;
+      if (r.method === method || (method === 'HEAD' && r.method === 'GET')) {
+        return { handler: r.handler, params: m.slice(1).map((s) => decodeURIComponent(s)) };
+      }
+    }
+    throw new NotFoundError(`${pathMatched ? 'method not allowed' : 'page not found'}: ${method} ${path}`, {
+      hint: 'berth speaks the Docker Engine API v1.41 and /berth/v1; check the client version',
+    });
+  }
+}
+
+export function stripVersion(path: string): string {
+  const m = /^\/v1\.\d+(\/.*)$/.exec(path);
+  return m ? m[1] : path;
+}
+
+/** The API version a request asked for (default: ours). */
+export function requestVersion(path: string): string | undefined {
+  return /^\/v(1\.\d+)\//.exec(path)?.[1];
+}

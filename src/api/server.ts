@@ -1,0 +1,107 @@
+import * as http from 'node:http';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Router } from './router';
+import { errorResponse } from './errors';
+import { UnavailableError } from '../../volumes/errors';
+
+export interface Logger {
+  info(msg: string): void;
+  error(msg: string): void;
+}
+
+/**
+ * The HTTP server on the unix socket: the only place that turns requests into handler
+ * calls and thrown errors into responses (via the one table in errors.ts).
+ * The socket lives in a 0700 directory and is itself 0600: only root reaches it.
+ */
+export class ApiServer {
+  private server: http.Server;
+  private sockets = new Set<import('node:net').Socket>();
+
+  constructor(private router: Router, private log: Logger) {
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    // Docker's attach and exec start upgrade the connection; route them like requests,
+    // with a response bound to the socket so errors before the upgrade are plain HTTP.
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+      const res = new http.ServerResponse(req);
+      res.assignSocket(socket);
+      res.shouldKeepAlive = false;
+      socket.on('error', () => undefined);
+      void this.handle(req, res, { socket, head });
+    });
+    this.server.on('connection', (s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    // Long uploads (import, load) must not be cut by Node's default request timeout.
+    this.server.requestTimeout = 0;
+    this.server.headersTimeout = 60_000;
+  }
+
+  async listen(socketPath: string): Promise<void> {
+    const dir = path.dirname(socketPath);
+    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.promises.chmod(dir, 0o700);
+    // A socket file left by a daemon that died is stale (the root lock proved no daemon
+    // runs on our root); one that answers belongs to another daemon and we must not steal it.
+    if (fs.existsSync(socketPath)) {
+      if (await answers(socketPath)) {
+        throw new UnavailableError(`another daemon is listening on ${socketPath}`, { hint: 'stop it, or give this daemon its own --host unix:///PATH' });
+      }
+      await fs.promises.rm(socketPath, { force: true });
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(socketPath, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    await fs.promises.chmod(socketPath, 0o600);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      // Streams such as `logs -f` or `events` never end by themselves.
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, upgrade?: { socket: import('node:net').Socket; head: Buffer }): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://berth');
+    try {
+      const { handler, params } = this.router.match(req.method ?? 'GET', url.pathname);
+      await handler({ req, res, params, query: url.searchParams, upgrade });
+    } catch (e) {
+      const { status, body } = errorResponse(e);
+      if (status >= 500) this.log.error(`${req.method} ${url.pathname}: ${(e as Error).stack ?? e}`);
+      if (res.headersSent) {
+        // Mid-stream: Docker's in-band error message, then close.
+        if (!res.writableEnded) res.end(JSON.stringify({ errorDetail: { message: body.message }, error: body.message, code: body.code, hint: body.hint }) + '\n');
+        return;
+      }
+      const data = Buffer.from(JSON.stringify(body) + '\n');
+      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': data.length });
+      res.end(data);
+      // Drain an unread upload so the client sees the answer instead of EPIPE.
+      req.resume();
+    }
+  }
+}
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.request({ socketPath, path: '/_ping', method: 'GET', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}

@@ -1,0 +1,61 @@
+import { Command } from 'commander';
+import { connect } from '../context';
+import { formatItems, humanSize } from '../format';
+import { startDaemon } from '../../daemon/daemon';
+import { resolveLocation } from '../../daemon/options';
+
+export function systemCommands(program: Command): void {
+  program
+    .command('daemon')
+    .description('run berthd in the foreground (other commands start it in the background when none answers)')
+    .option('--runtime <path>', 'OCI runtime to run containers with', 'runc')
+    .addHelpText('after', '\nExample:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock')
+    .action(async (opts: { runtime: string }, cmd: Command) => {
+      const loc = resolveLocation(cmd.optsWithGlobals());
+      const d = await startDaemon({ ...loc, runtime: opts.runtime });
+      const stop = (sig: string) => {
+        process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
+        d.close().then(() => process.exit(0), () => process.exit(1));
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      await new Promise(() => undefined); // serve until a signal
+    });
+
+  program
+    .command('version')
+    .description('show the berth client and daemon versions')
+    .option('-f, --format <format>', "'json' or a Go-style template")
+    .action(async (opts: { format?: string }, cmd: Command) => {
+      const ctx = await connect(cmd);
+      const v = await ctx.transport.json<Record<string, string>>('GET', '/version');
+      if (opts.format) return void process.stdout.write(formatItems(opts.format, [v]));
+      process.stdout.write(`Server: berth ${v.Version}\n API version: ${v.ApiVersion} (minimum ${v.MinAPIVersion})\n OS/Arch: ${v.Os}/${v.Arch}\n Kernel: ${v.KernelVersion}\n`);
+    });
+
+  program
+    .command('info')
+    .description('show what the daemon runs on: storage, runtime, counts')
+    .option('-f, --format <format>', "'json' or a Go-style template")
+    .action(async (opts: { format?: string }, cmd: Command) => {
+      const ctx = await connect(cmd);
+      const i = await ctx.transport.json<Record<string, unknown>>('GET', '/info');
+      if (opts.format) return void process.stdout.write(formatItems(opts.format, [i]));
+      const b = i.Berth as Record<string, string>;
+      process.stdout.write(
+        [
+          `Server Version: ${i.ServerVersion}`,
+          `Data root: ${i.DockerRootDir}`,
+          `Socket: ${b.Socket}`,
+          `Storage Driver: ${i.Driver}`,
+          `Images: ${i.Images}`,
+          `Containers: ${i.Containers}`,
+          `Default Runtime: ${i.DefaultRuntime}`,
+          `Kernel Version: ${i.KernelVersion}`,
+          `Cgroup Version: ${i.CgroupVersion}`,
+          `CPUs: ${i.NCPU}`,
+          `Total Memory: ${humanSize(Number(i.MemTotal))}`,
+        ].join('\n') + '\n',
+      );
+    });
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { systemCommands } from './commands/system';
+import { imageCommands } from './commands/images';
+import { mainJob } from './commands/mainjob';
+import { BerthError, toBerthError } from '../../volumes/errors';
+import { BERTH_VERSION } from '../version';
+
+/**
+ * The berth CLI: a thin client of berthd's API with docker's verbs and flags.
+ * Errors print as `berth: <message>` plus a hint, and exit non-zero.
+ */
+export function buildProgram(): Command {
+  const program = new Command('berth');
+  program
+    .description('berth: containers built around data (docker-compatible CLI for berthd)')
+    .version(BERTH_VERSION, '-v, --version', 'print the client version')
+    .option('-H, --host <host>', 'daemon socket, unix:///PATH (env BERTH_HOST; default unix:///run/berth/berth.sock)')
+    .option('--root <dir>', 'data root, used when the daemon is started (env BERTH_ROOT; default /var/lib/berth)')
+    .option('--no-autostart', 'do not start a daemon when none answers')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+  systemCommands(program);
+  imageCommands(program);
+  program.command('main-job', { hidden: true }).description('what `npm start` runs').action(async (_o, cmd: Command) => mainJob(cmd));
+  return program;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode);
+    const err: BerthError = toBerthError(e);
+    process.stderr.write(`berth: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    if (process.env.BERTH_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    process.exit(1);
+  }
+}
+
+if (require.main === module) void main(process.argv);

@@ -1,0 +1,45 @@
+import * as fs from 'node:fs';
+import { PassThrough, Readable } from 'node:stream';
+import cliProgress from 'cli-progress';
+
+/**
+ * A progress bar on stderr for long transfers (import, load, save, export). Only on a
+ * terminal: scripts and logs get clean output.
+ */
+export function progressBar(label: string, total?: number): { tick(n: number): void; stop(): void } {
+  if (!process.stderr.isTTY) return { tick() {}, stop() {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: total ? `${label} [{bar}] {percentage}% | {done}/{size}` : `${label} {done}`,
+      hideCursor: true,
+      clearOnComplete: false,
+      barsize: 30,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let done = 0;
+  const fmt = (n: number) => `${(n / 1e6).toFixed(1)}MB`;
+  bar.start(total ?? 0, 0, { done: fmt(0), size: fmt(total ?? 0) });
+  return {
+    tick(n: number) {
+      done += n;
+      bar.update(done, { done: fmt(done) });
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
+
+/** Open FILE (or stdin for '-') as a stream that moves a progress bar as it is read. */
+export function readWithProgress(file: string, label: string): { stream: Readable; done(): void } {
+  const src = file === '-' ? process.stdin : fs.createReadStream(file);
+  const total = file === '-' ? undefined : fs.statSync(file).size;
+  const bar = progressBar(label, total);
+  const counted = new PassThrough({ highWaterMark: 1 << 20 });
+  src.on('data', (c: Buffer) => bar.tick(c.length));
+  src.on('error', (e: Error) => counted.destroy(e));
+  src.pipe(counted);
+  return { stream: counted, done: () => bar.stop() };
+}

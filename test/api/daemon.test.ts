@@ -1,0 +1,90 @@
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { TestDaemon, CLI, run, unmountUnder } from '../helpers/daemon';
+import { Transport } from '../../src/client/transport';
+
+test('a second daemon on the same root exits with UNAVAILABLE naming the first', async (t) => {
+  const d = await TestDaemon.start();
+  t.teardown(() => d.stop());
+  const r = await run(process.execPath, [CLI, 'daemon', '--root', d.root, '--host', `unix://${d.root}/other.sock`], process.env);
+  t.not(r.code, 0);
+  t.regex(r.stderr, /^berth: /m);
+  t.true(r.stderr.includes(String(d.child!.pid)), r.stderr);
+  t.regex(r.stderr, /^hint: /m);
+  t.false(fs.existsSync(`${d.root}/other.sock`));
+  t.true(await d.transport.ping(), 'the first daemon still answers');
+});
+
+test('the socket is root-only: 0700 directory, 0600 socket', async (t) => {
+  const d = await TestDaemon.start();
+  t.teardown(() => d.stop());
+  t.is(fs.statSync(path.dirname(d.socket)).mode & 0o777, 0o700);
+  t.is(fs.statSync(d.socket).mode & 0o777, 0o600);
+});
+
+test('SIGTERM shuts the daemon down cleanly and releases the root', async (t) => {
+  const d = await TestDaemon.start();
+  t.teardown(() => d.stop());
+  t.is(await d.terminate(), 0);
+  t.false(fs.existsSync(d.socket), 'socket removed');
+  t.false(fs.existsSync(path.join(d.root, 'berthd.lock')), 'lock released');
+  await d.restart();
+  t.true(await d.transport.ping());
+});
+
+test('a daemon killed with SIGKILL restarts at once on the same root', async (t) => {
+  const d = await TestDaemon.start();
+  t.teardown(() => d.stop());
+  await d.kill();
+  const started = Date.now();
+  await d.restart();
+  t.true(Date.now() - started < 5000, 'no wait for a stale-lock timeout');
+});
+
+test('_ping answers with and without the /v1.NN prefix and carries API-Version', async (t) => {
+  const d = await TestDaemon.start();
+  t.teardown(() => d.stop());
+  for (const p of ['/_ping', '/v1.41/_ping', '/v1.24/_ping']) {
+    const r = await run('curl', ['-si', '--unix-socket', d.socket, `http://x${p}`], process.env);
+    t.regex(r.stdout, /^HTTP\/1\.1 200/);
+    t.regex(r.stdout, /api-version: 1\.41/i);
+  }
+  const r = await run('curl', ['-s', '--unix-socket', d.socket, 'http://x/nope'], process.env);
+  t.is(JSON.parse(r.stdout).code, 'NOT_FOUND');
+});
+
+test('any berth command starts a daemon when none answers, with its log in the data root', async (t) => {
+  const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-auto-'));
+  const socket = path.join(root, 'run', 'b.sock');
+  t.teardown(async () => {
+    const pid = Number(fs.readFileSync(path.join(root, 'berthd.pid'), 'utf8'));
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100 && fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    await unmountUnder(root);
+    await fs.promises.rm(root, { recursive: true, force: true });
+  });
+  const r = await run(process.execPath, [CLI, '--root', root, '-H', `unix://${socket}`, 'images', '--format', 'json'], process.env);
+  t.is(r.code, 0, r.stderr);
+  t.true(fs.existsSync(path.join(root, 'berthd.log')));
+  t.true(await new Transport(socket).ping());
+});
+
+test('--no-autostart fails with UNAVAILABLE and a hint when no daemon answers', async (t) => {
+  const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-noauto-'));
+  t.teardown(() => fs.promises.rm(root, { recursive: true, force: true }));
+  const r = await run(process.execPath, [CLI, '--root', root, '-H', `unix://${root}/none.sock`, '--no-autostart', 'images'], process.env);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^berth: no berth daemon answers/m);
+  t.regex(r.stderr, /^hint: /m);
+});
+
+test('a TCP host is refused: no listener without TLS', async (t) => {
+  const r = await run(process.execPath, [CLI, '-H', 'tcp://127.0.0.1:2375', '--no-autostart', 'images'], process.env);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /unix socket only/);
+});
+
+void spawn;

@@ -1,0 +1,157 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, ChildProcess, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Transport } from '../../src/client/transport';
+import { RemoteImageService } from '../../src/client/images';
+
+export const exec = promisify(execFile);
+export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+
+/**
+ * A real berthd in its own process, with its own data root and socket, so tests run in
+ * parallel and never touch a user's berth. `stop()` ends it (SIGTERM) and removes its root;
+ * `kill()` SIGKILLs it (crash tests), `restart()` starts a new one on the same root.
+ */
+export class TestDaemon {
+  child?: ChildProcess;
+  readonly socket: string;
+  readonly host: string;
+  transport: Transport;
+  images: RemoteImageService;
+  private exit?: Promise<number | null>;
+
+  private constructor(readonly root: string) {
+    this.socket = path.join(root, 'run', 'berth.sock');
+    this.host = 'unix://' + this.socket;
+    this.transport = new Transport(this.socket);
+    this.images = new RemoteImageService(this.transport);
+  }
+
+  static async start(): Promise<TestDaemon> {
+    const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'));
+    const d = new TestDaemon(root);
+    await d.launch();
+    return d;
+  }
+
+  /** Environment for the real docker CLI and for `berth` run as a subprocess. */
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, DOCKER_HOST: this.host, BERTH_HOST: this.host, BERTH_ROOT: this.root, DOCKER_CONFIG: path.join(this.root, 'docker-config') };
+  }
+
+  get dataRoot(): string {
+    return this.root;
+  }
+
+  async launch(): Promise<void> {
+    const log = fs.openSync(path.join(this.root, 'test-daemon.log'), 'a');
+    const child = spawn(process.execPath, [CLI, 'daemon', '--root', this.root, '--host', this.host], { stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    this.child = child;
+    this.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (await this.transport.ping()) return;
+      if (child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    throw new Error(`test daemon did not start:\n${this.log()}`);
+  }
+
+  log(): string {
+    try {
+      return fs.readFileSync(path.join(this.root, 'test-daemon.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** SIGKILL: the crash a power cut or OOM kill would be. */
+  async kill(): Promise<void> {
+    this.child?.kill('SIGKILL');
+    await this.exit;
+  }
+
+  async terminate(): Promise<number | null> {
+    this.child?.kill('SIGTERM');
+    return this.exit ?? null;
+  }
+
+  async restart(): Promise<void> {
+    await this.launch();
+  }
+
+  /** Run the berth CLI against this daemon. */
+  berth(args: string[], opts: { input?: Buffer | string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+    return run(process.execPath, [CLI, ...args], this.env, opts.input);
+  }
+
+  /** Run the real docker CLI against this daemon. */
+  docker(args: string[], opts: { input?: Buffer | string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+    return run('docker', args, this.env, opts.input);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      const t = setTimeout(() => this.child?.kill('SIGKILL'), 10_000);
+      await this.exit;
+      clearTimeout(t);
+    }
+    await unmountUnder(this.root);
+    await fs.promises.rm(this.root, { recursive: true, force: true });
+  }
+}
+
+export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, input?: Buffer | string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
+}
+
+/** Mounts under `dir`, deepest first. */
+export function mountsUnder(dir: string): string[] {
+  const prefix = fs.realpathSync(dir) + '/';
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && m.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
+}
+
+export async function unmountUnder(dir: string): Promise<void> {
+  if (!fs.existsSync(dir)) return;
+  for (const m of mountsUnder(dir)) await exec('umount', [m]).catch(() => exec('umount', ['-l', m]).catch(() => undefined));
+}
+
+/** Every file under dir (relative paths), for "nothing left behind" checks. */
+export function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    let names: string[];
+    try {
+      names = fs.readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = path.join(d, n);
+      const r = rel ? `${rel}/${n}` : n;
+      out.push(r);
+      if (fs.lstatSync(p).isDirectory()) walk(p, r);
+    }
+  };
+  walk(dir, '');
+  return out;
+}

@@ -1,0 +1,73 @@
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { ContentStore } from '../../src/images/content';
+import { sha256 } from './helpers';
+
+async function tempStore(t: { teardown(fn: () => Promise<void>): void }): Promise<{ dir: string; cs: ContentStore }> {
+  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-content-'));
+  t.teardown(() => fs.promises.rm(dir, { recursive: true, force: true }));
+  return { dir, cs: await ContentStore.open(dir) };
+}
+
+test('a written blob is stored under its digest and reads back the same', async (t) => {
+  const { cs } = await tempStore(t);
+  const data = Buffer.from('hello blob');
+  const info = await cs.write(Readable.from([data.subarray(0, 4), data.subarray(4)]));
+  t.deepEqual(info, { digest: sha256(data), size: data.length });
+  t.true(await cs.has(info.digest));
+  t.deepEqual(await cs.readBuffer(info.digest), data);
+  t.is((await cs.info(info.digest)).size, data.length);
+  const chunks: Buffer[] = [];
+  for await (const c of await cs.reader(info.digest)) chunks.push(c as Buffer);
+  t.deepEqual(Buffer.concat(chunks), data);
+  t.deepEqual(await cs.list(), [info.digest]);
+  t.deepEqual(await cs.ingests(), []);
+});
+
+test('a blob that does not match its expected digest is refused and leaves nothing', async (t) => {
+  const { cs } = await tempStore(t);
+  await t.throwsAsync(cs.writeBuffer('abc', { expected: sha256('abd') }), { instanceOf: InvalidArgumentError });
+  t.deepEqual(await cs.list(), []);
+  t.deepEqual(await cs.ingests(), []);
+});
+
+test('writing a blob that exists keeps one copy', async (t) => {
+  const { cs } = await tempStore(t);
+  const a = await cs.writeBuffer('same');
+  const b = await cs.writeBuffer('same', { expected: a.digest });
+  t.deepEqual(a, b);
+  t.deepEqual(await cs.list(), [a.digest]);
+  t.deepEqual(await cs.ingests(), []);
+});
+
+test('a failing input stream leaves no blob and no ingest file', async (t) => {
+  const { cs } = await tempStore(t);
+  const input = new PassThrough();
+  const p = cs.write(input);
+  input.write(Buffer.alloc(1000, 1));
+  setTimeout(() => input.destroy(new Error('connection reset')), 20);
+  await t.throwsAsync(p);
+  t.deepEqual(await cs.list(), []);
+  t.deepEqual(await cs.ingests(), []);
+});
+
+test('ingest files a crash left are removed on open', async (t) => {
+  const { dir, cs } = await tempStore(t);
+  await fs.promises.writeFile(path.join(dir, 'ingest', 'half-written'), 'partial');
+  t.deepEqual(await cs.ingests(), ['half-written']);
+  const again = await ContentStore.open(dir);
+  t.deepEqual(await again.ingests(), []);
+});
+
+test('missing blobs are NotFound; bad digests are InvalidArgument', async (t) => {
+  const { cs } = await tempStore(t);
+  await t.throwsAsync(cs.info(sha256('nope')), { instanceOf: NotFoundError });
+  await t.throwsAsync(cs.reader(sha256('nope')), { instanceOf: NotFoundError });
+  t.throws(() => cs.path('sha256:../../etc/passwd'), { instanceOf: InvalidArgumentError });
+  await cs.delete(sha256('nope')); // idempotent
+  t.pass();
+});

@@ -1,0 +1,130 @@
+import test, { type ExecutionContext } from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { gunzipSync } from 'node:zlib';
+import { FIXTURES, makeTar, openEnv, removeRoot, sha256, snapshotNames, streamOf, type Env } from './helpers';
+
+const CHILD = path.join(__dirname, 'crash-child.js');
+
+interface Child {
+  proc: ChildProcess;
+  ready: Promise<void>;
+  exited: Promise<void>;
+}
+
+function startChild(args: string[]): Child {
+  const proc = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('ready')) resolve();
+    });
+    void exited.then(() => reject(new Error(`crash child exited before it was ready: ${out}`)));
+  });
+  ready.catch(() => undefined);
+  proc.stdin!.on('error', () => undefined); // it dies with our data in the pipe
+  return { proc, ready, exited };
+}
+
+async function kill(c: Child): Promise<void> {
+  c.proc.kill('SIGKILL');
+  await c.exited;
+}
+
+async function tempRoot(t: ExecutionContext): Promise<string> {
+  const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-crash-'));
+  t.teardown(() => removeRoot(root));
+  return root;
+}
+
+/** What a crash left on disk, for the log. */
+async function debris(root: string): Promise<string> {
+  const read = async (f: string) => JSON.parse(await fs.promises.readFile(f, 'utf8').catch(() => '{}'));
+  const snaps = Object.keys((await read(path.join(root, 'layers', 'metadata.json'))).snapshots ?? {});
+  const images = Object.keys((await read(path.join(root, 'images', 'images.json'))).images ?? {});
+  const ingest = await fs.promises.readdir(path.join(root, 'images', 'content', 'ingest')).catch(() => []);
+  return `${images.length} images, ${snaps.filter((s) => s.startsWith('sha256:')).length} layers, ${snaps.filter((s) => s.startsWith('extract-')).length} extract, ${ingest.length} ingest`;
+}
+
+/** After a crash and a reopen: nothing half-made anywhere. */
+async function assertClean(t: ExecutionContext, env: Env): Promise<void> {
+  t.deepEqual(await env.store.list(), []);
+  t.deepEqual(await snapshotNames(env), []);
+  t.deepEqual(await env.store.content.list(), []);
+  t.deepEqual(await env.store.content.ingests(), []);
+}
+
+test('SIGKILL mid-import leaves no half image; after reopening the same import succeeds', async (t) => {
+  const root = await tempRoot(t);
+  const tarball = await makeTar([
+    { name: 'etc/', type: 'directory' },
+    { name: 'etc/a', data: 'a\n' },
+    { name: 'big1', data: Buffer.alloc(3 << 20, 1) },
+    { name: 'big2', data: Buffer.alloc(3 << 20, 2) },
+  ]);
+  const child = startChild([root, 'import']);
+  child.proc.stdin!.write(tarball.subarray(0, 4 << 20)); // more than half, and then nothing
+  await child.ready;
+  await kill(child);
+
+  // The crash really left debris: an ingest file and an extract snapshot.
+  t.true((await fs.promises.readdir(path.join(root, 'images', 'content', 'ingest'))).length > 0);
+  const meta = JSON.parse(await fs.promises.readFile(path.join(root, 'layers', 'metadata.json'), 'utf8'));
+  t.true(Object.keys(meta.snapshots).some((k) => k.startsWith('extract-')));
+
+  const env = await openEnv(t, root);
+  await assertClean(t, env);
+  const { id } = await env.store.importRootfs(streamOf(tarball), { repo: 'crash:1' });
+  t.deepEqual((await env.store.inspect('crash:1')).RootFS.Layers, [sha256(tarball)]);
+  t.is((await env.store.list())[0].Id, id);
+});
+
+test('SIGKILL mid-load leaves nothing; after reopening the same load succeeds', async (t) => {
+  const root = await tempRoot(t);
+  const archive = gunzipSync(await fs.promises.readFile(path.join(FIXTURES, 'whiteouts.tar.gz')));
+  const child = startChild([root, 'load']);
+  child.proc.stdin!.write(archive.subarray(0, 1_500_000)); // inside the first (2 MB) layer
+  await child.ready;
+  await kill(child);
+  t.true((await fs.promises.readdir(path.join(root, 'images', 'content', 'ingest'))).length > 0);
+
+  const env = await openEnv(t, root);
+  await assertClean(t, env);
+  const { loaded } = await env.store.load(streamOf(archive));
+  t.deepEqual(loaded, ['Loaded image: localhost/whiteouts:latest']);
+});
+
+test('SIGKILL at any point of a load leaves either the whole image or nothing', async (t) => {
+  const file = path.join(FIXTURES, 'whiteouts.tar.gz');
+  for (const delay of [0, 40, 120, 250, 400, 700]) {
+    const root = await tempRoot(t);
+    const child = startChild([root, 'load-file', file]);
+    await new Promise((r) => setTimeout(r, 150 + delay)); // node start-up, then into the load
+    await kill(child);
+    t.log(`killed after ${150 + delay} ms: ${await debris(root)}`);
+    const env = await openEnv(t, root);
+    const images = await env.store.list();
+    t.true(images.length <= 1, `delay ${delay}`);
+    t.deepEqual(await env.store.content.ingests(), []);
+    const snaps = await snapshotNames(env);
+    t.false(snaps.some((s) => s.startsWith('extract-')), `delay ${delay}`);
+    if (images.length === 1) {
+      const img = await env.store.inspect(images[0].Id);
+      t.is(snaps.length, 3, `delay ${delay}`);
+      t.is(img.RootFS.Layers.length, 3);
+      t.is((await env.store.content.list()).length, 5); // 3 layers, config, manifest
+    } else {
+      t.deepEqual(snaps, [], `delay ${delay}`);
+      t.deepEqual(await env.store.content.list(), [], `delay ${delay}`);
+    }
+    // Either way the load now succeeds.
+    await env.store.load(fs.createReadStream(file));
+    t.is((await env.store.list()).length, 1);
+    await env.store.close();
+    await env.snapshotter.close();
+  }
+});
