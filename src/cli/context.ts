@@ -2,12 +2,14 @@ import type { Command } from 'commander';
 import { resolveLocation, DaemonLocation } from '../daemon/options';
 import { Transport, ensureDaemon } from '../client/transport';
 import { RemoteImageService } from '../client/images';
+import { RemoteContainerService } from '../client/containers';
 
 /** What every client command needs: where the daemon is, and a connection to it. */
 export interface CliContext {
   loc: DaemonLocation;
   transport: Transport;
   images: RemoteImageService;
+  containers: RemoteContainerService;
 }
 
 export async function connect(cmd: Command): Promise<CliContext> {
@@ -15,7 +17,7 @@ export async function connect(cmd: Command): Promise<CliContext> {
   const loc = resolveLocation(g);
   const transport = new Transport(loc.socket);
   if (g.autostart !== false) await ensureDaemon(transport, loc.root);
-  return { loc, transport, images: new RemoteImageService(transport) };
+  return { loc, transport, images: new RemoteImageService(transport), containers: new RemoteContainerService(transport) };
 }
 
 /** Repeatable option collector for commander: -c A -c B → ['A', 'B']. */

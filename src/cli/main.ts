@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { systemCommands } from './commands/system';
 import { imageCommands } from './commands/images';
+import { containerCommands } from './commands/containers';
 import { mainJob } from './commands/mainjob';
 import { BerthError, toBerthError } from '../../volumes/errors';
 import { BERTH_VERSION } from '../version';
@@ -18,9 +19,11 @@ export function buildProgram(): Command {
     .option('-H, --host <host>', 'daemon socket, unix:///PATH (env BERTH_HOST; default unix:///run/berth/berth.sock)')
     .option('--root <dir>', 'data root, used when the daemon is started (env BERTH_ROOT; default /var/lib/berth)')
     .option('--no-autostart', 'do not start a daemon when none answers')
+    .enablePositionalOptions()
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   systemCommands(program);
+  containerCommands(program);
   imageCommands(program);
   program.command('main-job', { hidden: true }).description('what `npm start` runs').action(async (_o, cmd: Command) => mainJob(cmd));
   return program;
@@ -36,7 +39,9 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`berth: ${err.message}\n`);
     if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
     if (process.env.BERTH_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-    process.exit(1);
+    // `run` sets docker's codes (125 refused, 126 not executable, 127 not found).
+    const code = (e as { exitCode?: unknown }).exitCode;
+    process.exit(typeof code === 'number' && code > 0 ? code : 1);
   }
 }
 

@@ -70,6 +70,38 @@ export class Transport {
     });
   }
 
+  /**
+   * Docker's hijacked connection (attach, exec start): `Upgrade: tcp`, then the socket is
+   * a raw two-way stream. An error status before the upgrade is thrown as a typed error.
+   */
+  hijack(method: string, p: string, opts: RequestOptions = {}): Promise<import('node:net').Socket> {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) qs.append(k, String(v));
+    const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'tcp' };
+    if (body) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
+    return new Promise((resolve, reject) => {
+      const req = http.request({ socketPath: this.socket, method, path: `/v${API_VERSION}${p}${qs.size ? '?' + qs : ''}`, headers });
+      req.on('upgrade', (_res, socket, head) => {
+        if (head.length) socket.unshift(head);
+        resolve(socket);
+      });
+      req.on('response', (res) => {
+        readAll(res).then((buf) => {
+          let b: unknown;
+          try {
+            b = JSON.parse(buf.toString('utf8'));
+          } catch {
+            b = { message: buf.toString('utf8').trim() };
+          }
+          reject(errorFromResponse(res.statusCode ?? 500, b));
+        }, reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
   async json<T>(method: string, p: string, opts: RequestOptions = {}): Promise<T> {
     const res = await this.request(method, p, opts);
     const buf = await readAll(res);

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { collect, connect } from '../context';
 import { ago, formatItems, humanSize, shortId, table } from '../format';
 import { progressBar, readWithProgress } from '../progress';
+import { parseFilters } from '../parse';
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/errors';
 import type { ImageSummary } from '../../images/service';
 
@@ -26,16 +27,6 @@ function imageRows(list: ImageSummary[]) {
     }
   }
   return rows;
-}
-
-function parseFilters(list: string[] = []): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const f of list) {
-    const i = f.indexOf('=');
-    if (i < 1) throw new InvalidArgumentError(`bad filter ${JSON.stringify(f)}`, { hint: 'use --filter key=value, e.g. --filter dangling=true' });
-    (out[f.slice(0, i)] ??= []).push(f.slice(i + 1));
-  }
-  return out;
 }
 
 function requireFile(file: string): void {
@@ -73,7 +64,7 @@ export function imageCommands(program: Command): void {
     if (opts.format && opts.format !== 'json') return void process.stdout.write(formatItems(opts.format, out));
     process.stdout.write(JSON.stringify(out, null, 4) + '\n');
   };
-  for (const c of [program.command('inspect <IMAGE...>'), image.command('inspect <IMAGE...>')]) {
+  for (const c of [image.command('inspect <IMAGE...>')]) {
     c.description('show low-level information about images as JSON')
       .option('-f, --format <format>', "'json' or a Go-style template, e.g. '{{.Id}}' or '{{json .Config}}'")
       .action(inspect);

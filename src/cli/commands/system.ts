@@ -8,6 +8,8 @@ export function systemCommands(program: Command): void {
   program
     .command('daemon')
     .description('run berthd in the foreground (other commands start it in the background when none answers)')
+    .option('--root <dir>', 'data root (env BERTH_ROOT; default /var/lib/berth)')
+    .option('-H, --host <host>', 'socket to listen on, unix:///PATH (env BERTH_HOST)')
     .option('--runtime <path>', 'OCI runtime to run containers with', 'runc')
     .addHelpText('after', '\nExample:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock')
     .action(async (opts: { runtime: string }, cmd: Command) => {

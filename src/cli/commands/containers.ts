@@ -1,0 +1,472 @@
+import * as fs from 'node:fs';
+import { Command, Option } from 'commander';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { collect, connect, CliContext } from '../context';
+import { ago, formatItems, humanSize, shortId, table } from '../format';
+import { expandEnv, parseBytes, parseCpus, parseFilters, parseKeyValues, parseLabels, parseRestart, readEnvFile } from '../parse';
+import { progressBar } from '../progress';
+import { InvalidArgumentError, NotFoundError, BerthError, FailedPreconditionError } from '../../../volumes/errors';
+import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
+
+/** Options shared by `run` and `create`. */
+function createOptions(c: Command): Command {
+  return c
+    .option('--name <name>', 'assign a name to the container')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable (KEY alone takes it from your environment)', collect)
+    .option('--env-file <file>', 'read environment variables from a file', collect)
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user[:group]>', 'user name or uid (and group) to run as')
+    .option('--entrypoint <command>', 'override the image entrypoint')
+    .option('-h, --hostname <name>', 'container host name')
+    .option('--rm', 'remove the container when it exits')
+    .option('-l, --label <k=v>', 'set a label', collect)
+    .option('--read-only', "mount the container's root filesystem read-only")
+    .option('-m, --memory <bytes>', 'memory limit (e.g. 512m, 1g)')
+    .option('--cpus <n>', 'number of CPUs (e.g. 1.5)')
+    .option('--pids-limit <n>', 'maximum number of processes (-1 unlimited)')
+    .option('--restart <policy>', 'no, always, unless-stopped, on-failure[:N]', 'no')
+    .option('--init', 'run an init (tini) as pid 1 that reaps zombies and forwards signals')
+    .option('--runtime <path>', 'OCI runtime for this container (default: the daemon\'s, runc)')
+    .option('--log-opt <k=v>', 'log options: max-size=10m, max-file=3', collect)
+    .option('--stop-signal <signal>', 'signal to stop the container')
+    .option('-i, --interactive', 'keep stdin open and attach it')
+    .addOption(new Option('-t, --tty', 'allocate a pseudo-tty (coming with interactive mode)'));
+}
+
+interface CreateFlags {
+  name?: string;
+  env?: string[];
+  envFile?: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  hostname?: string;
+  rm?: boolean;
+  label?: string[];
+  readOnly?: boolean;
+  memory?: string;
+  cpus?: string;
+  pidsLimit?: string;
+  restart: string;
+  init?: boolean;
+  runtime?: string;
+  logOpt?: string[];
+  stopSignal?: string;
+  interactive?: boolean;
+  tty?: boolean;
+  detach?: boolean;
+}
+
+export function createBody(image: string, args: string[], o: CreateFlags): CreateBody {
+  if (o.tty) throw new InvalidArgumentError('-t/--tty is not supported yet', { hint: 'run without -t (interactive ptys come with the interactive-mode work)' });
+  const env = [...(o.envFile ?? []).flatMap(readEnvFile), ...(o.env ?? []).map(expandEnv).filter((e): e is string => !!e)];
+  const restart = parseRestart(o.restart);
+  if (o.rm && restart.Name !== 'no') throw new InvalidArgumentError('--rm and --restart cannot be combined', { hint: 'drop one of them' });
+  const pids = o.pidsLimit === undefined ? undefined : Number(o.pidsLimit);
+  if (pids !== undefined && !Number.isInteger(pids)) throw new InvalidArgumentError(`invalid --pids-limit ${o.pidsLimit}`, { hint: 'give a whole number, -1 for unlimited' });
+  return {
+    Image: image,
+    Cmd: args.length ? args : undefined,
+    Entrypoint: o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : undefined,
+    Env: env,
+    WorkingDir: o.workdir ?? '',
+    User: o.user ?? '',
+    Hostname: o.hostname ?? '',
+    Labels: parseLabels(o.label),
+    StopSignal: o.stopSignal,
+    OpenStdin: !!o.interactive,
+    StdinOnce: !!o.interactive && !o.detach,
+    AttachStdin: !!o.interactive && !o.detach,
+    AttachStdout: !o.detach,
+    AttachStderr: !o.detach,
+    Tty: false,
+    HostConfig: {
+      AutoRemove: !!o.rm,
+      RestartPolicy: restart,
+      ReadonlyRootfs: !!o.readOnly,
+      Memory: o.memory ? parseBytes(o.memory) : 0,
+      NanoCpus: o.cpus ? parseCpus(o.cpus) : 0,
+      PidsLimit: pids,
+      Init: o.init ? true : null,
+      Runtime: o.runtime,
+      LogConfig: { Type: 'json-file', Config: parseKeyValues(o.logOpt, '--log-opt') },
+    },
+  };
+}
+
+/** Create, pulling (making) the image on first use, as `docker run` does. */
+async function createContainer(ctx: CliContext, body: CreateBody, name?: string): Promise<string> {
+  try {
+    return (await ctx.containers.create(body, name)).Id;
+  } catch (e) {
+    if (!(e instanceof NotFoundError) || !/image/i.test(e.message)) throw e;
+    process.stderr.write(`Unable to find image '${body.Image}' locally\n`);
+    await ctx.images.resolve(body.Image);
+    return (await ctx.containers.create(body, name)).Id;
+  }
+}
+
+async function pumpOutput(out: AsyncIterable<OutputChunk>): Promise<void> {
+  for await (const c of out) {
+    const dest = c.stream === 'stderr' ? process.stderr : process.stdout;
+    if (!dest.write(c.data)) await new Promise((r) => dest.once('drain', r));
+  }
+}
+
+/** Exit codes like docker run: 125 the daemon refused, 126 not executable, 127 not found. */
+function runError(e: unknown): never {
+  const err = e as BerthError & { exitCode?: number };
+  if (err instanceof BerthError && !err.exitCode) (err as { exitCode?: number }).exitCode = 125;
+  throw err;
+}
+
+export function containerCommands(program: Command): void {
+  const container = program.command('container').description('manage containers');
+
+  createOptions(program.command('run <IMAGE> [COMMAND...]'))
+    .description('create and start a container; without -d, stream its output and exit with its exit code')
+    .option('-d, --detach', 'run in the background and print the container id')
+    .passThroughOptions()
+    .addHelpText('after', "\nExamples:\n  berth run --rm busybox echo hi\n  berth run -d --name cache --restart always -m 256m redis\n  echo data | berth run -i --rm busybox wc -c\n\nCtrl-C stops a foreground container (SIGTERM, then SIGKILL after 3 s); a second Ctrl-C kills it.")
+    .action(async (image: string, args: string[], o: CreateFlags, cmd: Command) => {
+      const body = createBody(image, args, o);
+      const ctx = await connect(cmd);
+      const id = await createContainer(ctx, body, o.name).catch(runError);
+      if (o.detach) {
+        await ctx.containers.start(id).catch(runError);
+        process.stdout.write(id + '\n');
+        return;
+      }
+      const output = await ctx.containers.attach(id, { stdin: o.interactive ? process.stdin : undefined, stdout: true, stderr: true, stream: true });
+      const exited = await ctx.containers.waitRegistered(id, o.rm ? 'removed' : 'next-exit');
+      let interrupts = 0;
+      const onSignal = () => {
+        interrupts++;
+        if (interrupts === 1) void ctx.containers.stop(id, { timeout: 3 }).catch(() => undefined);
+        else void ctx.containers.kill(id, 'SIGKILL').catch(() => undefined);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        await ctx.containers.start(id);
+      } catch (e) {
+        if (o.rm) await ctx.containers.remove(id, { force: true }).catch(() => undefined);
+        runError(e);
+      }
+      await pumpOutput(output);
+      const r = await exited;
+      process.exitCode = r.StatusCode;
+      if (o.interactive) process.stdin.destroy();
+    });
+
+  for (const c of [program.command('create <IMAGE> [COMMAND...]'), container.command('create <IMAGE> [COMMAND...]')]) {
+    createOptions(c)
+      .description('create a container without starting it')
+      .passThroughOptions()
+      .action(async (image: string, args: string[], o: CreateFlags, cmd: Command) => {
+        const body = createBody(image, args, { ...o, detach: true });
+        const ctx = await connect(cmd);
+        process.stdout.write((await createContainer(ctx, body, o.name)) + '\n');
+      });
+  }
+
+  for (const c of [program.command('start <CONTAINER...>'), container.command('start <CONTAINER...>')]) {
+    c.description('start stopped containers')
+      .option('-a, --attach', "attach stdout/stderr and exit with the container's exit code")
+      .action(async (refs: string[], o: { attach?: boolean }, cmd: Command) => {
+        const ctx = await connect(cmd);
+        if (o.attach) {
+          if (refs.length > 1) throw new InvalidArgumentError('you cannot attach to several containers', { hint: 'start -a one container at a time' });
+          const output = await ctx.containers.attach(refs[0], { stdout: true, stderr: true, stream: true });
+          const exited = await ctx.containers.waitRegistered(refs[0], 'next-exit');
+          await ctx.containers.start(refs[0]);
+          await pumpOutput(output);
+          process.exitCode = (await exited).StatusCode;
+          return;
+        }
+        await eachRef(refs, async (r) => {
+          await ctx.containers.start(r);
+          process.stdout.write(r + '\n');
+        });
+      });
+  }
+
+  const simple = (verb: string, desc: string, fn: (ctx: CliContext, ref: string, o: Record<string, string | undefined>) => Promise<void>, opts: Array<[string, string]> = []) => {
+    for (const c of [program.command(`${verb} <CONTAINER...>`), container.command(`${verb} <CONTAINER...>`)]) {
+      c.description(desc);
+      for (const [flags, d] of opts) c.option(flags, d);
+      c.action(async (refs: string[], o: Record<string, string | undefined>, cmd: Command) => {
+        const ctx = await connect(cmd);
+        await eachRef(refs, async (r) => {
+          await fn(ctx, r, o);
+          process.stdout.write(r + '\n');
+        });
+      });
+    }
+  };
+  simple('stop', 'stop running containers: the stop signal (SIGTERM), then SIGKILL after the timeout', (ctx, r, o) => ctx.containers.stop(r, { timeout: o.time === undefined ? undefined : Number(o.time), signal: o.signal }).then(() => undefined), [
+    ['-t, --time <seconds>', 'seconds to wait before killing (default 10)'],
+    ['-s, --signal <signal>', 'signal to send instead of the stop signal'],
+  ]);
+  simple('restart', 'restart containers', (ctx, r, o) => ctx.containers.restart(r, { timeout: o.time === undefined ? undefined : Number(o.time) }), [['-t, --time <seconds>', 'seconds to wait before killing']]);
+  simple('kill', 'send a signal to containers (default SIGKILL)', (ctx, r, o) => ctx.containers.kill(r, o.signal ?? 'SIGKILL'), [['-s, --signal <signal>', 'signal to send']]);
+  simple('pause', 'freeze all processes of containers', (ctx, r) => ctx.containers.pause(r));
+  simple('unpause', 'thaw paused containers', (ctx, r) => ctx.containers.unpause(r));
+
+  for (const c of [program.command('rm <CONTAINER...>'), container.command('rm <CONTAINER...>').alias('remove')]) {
+    c.description('remove containers')
+      .option('-f, --force', 'kill a running container first')
+      .option('-v, --volumes', 'remove anonymous volumes too')
+      .action(async (refs: string[], o: { force?: boolean; volumes?: boolean }, cmd: Command) => {
+        const ctx = await connect(cmd);
+        await eachRef(refs, async (r) => {
+          await ctx.containers.remove(r, o);
+          process.stdout.write(r + '\n');
+        });
+      });
+  }
+
+  for (const c of [program.command('ps'), container.command('ls').alias('list')]) {
+    c.description('list containers (running ones unless -a)')
+      .option('-a, --all', 'show all containers')
+      .option('-q, --quiet', 'only show ids')
+      .option('-n, --last <n>', 'show the n last created')
+      .option('-l, --latest', 'show the latest created')
+      .option('-s, --size', 'show sizes')
+      .option('--no-trunc', "don't truncate output")
+      .option('-f, --filter <k=v>', 'filter: status=exited, name=web, label=k=v, ancestor=busybox, exited=0', collect)
+      .option('--format <format>', "'json' or a Go-style template, e.g. '{{.ID}} {{.Names}}'")
+      .action(async (o: { all?: boolean; quiet?: boolean; last?: string; latest?: boolean; size?: boolean; trunc?: boolean; filter?: string[]; format?: string }, cmd: Command) => {
+        const ctx = await connect(cmd);
+        const filters = parseFilters(o.filter);
+        const limit = o.latest ? 1 : o.last ? Number(o.last) : undefined;
+        const list = await ctx.containers.list({ all: o.all || limit !== undefined, limit, size: o.size, filters });
+        const rows = list.map((c) => psRow(c, o.trunc !== false));
+        if (o.quiet) return void process.stdout.write(rows.map((r) => r.ID + '\n').join(''));
+        if (o.format) return void process.stdout.write(formatItems(o.format, rows));
+        process.stdout.write(
+          table(
+            ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES', ...(o.size ? ['SIZE'] : [])],
+            rows.map((r) => [r.ID, r.Image, r.Command, r.RunningFor, r.Status, r.Ports, r.Names, ...(o.size ? [r.Size] : [])]),
+          ),
+        );
+      });
+  }
+
+  for (const c of [program.command('logs <CONTAINER>'), container.command('logs <CONTAINER>')]) {
+    c.description("show a container's output (kept on disk, across daemon restarts)")
+      .option('-f, --follow', 'follow the output until the container stops')
+      .option('-n, --tail <n>', 'number of lines from the end (default all)')
+      .option('-t, --timestamps', 'show timestamps')
+      .option('--since <time>', 'since a time (RFC 3339 or unix seconds) or a duration ago (10m)')
+      .option('--until <time>', 'until a time or a duration ago')
+      .action(async (ref: string, o: { follow?: boolean; tail?: string; timestamps?: boolean; since?: string; until?: string }, cmd: Command) => {
+        const ctx = await connect(cmd);
+        const tail = o.tail === undefined || o.tail === 'all' ? undefined : Number(o.tail);
+        if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new InvalidArgumentError(`invalid --tail ${o.tail}`, { hint: 'give a whole number or all' });
+        const ac = new AbortController();
+        process.on('SIGINT', () => {
+          ac.abort();
+          process.exit(0);
+        });
+        await pumpOutput(ctx.containers.logs(ref, { follow: o.follow, tail, timestamps: o.timestamps, since: parseTime(o.since), until: parseTime(o.until), signal: ac.signal }));
+      });
+  }
+
+  for (const c of [program.command('wait <CONTAINER...>'), container.command('wait <CONTAINER...>')]) {
+    c.description('block until containers stop, then print their exit codes').action(async (refs: string[], _o, cmd: Command) => {
+      const ctx = await connect(cmd);
+      await eachRef(refs, async (r) => {
+        process.stdout.write((await ctx.containers.wait(r, 'not-running')).StatusCode + '\n');
+      });
+    });
+  }
+
+  for (const c of [program.command('exec <CONTAINER> <COMMAND...>'), container.command('exec <CONTAINER> <COMMAND...>')]) {
+    c.description('run a command in a running container (non-interactive)')
+      .option('-d, --detach', 'run it in the background')
+      .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect)
+      .option('-w, --workdir <dir>', 'working directory')
+      .option('-u, --user <user>', 'user to run as')
+      .option('-i, --interactive', 'attach stdin')
+      .addOption(new Option('-t, --tty', 'allocate a pseudo-tty (coming with interactive mode)'))
+      .passThroughOptions()
+      .action(async (ref: string, args: string[], o: { detach?: boolean; env?: string[]; workdir?: string; user?: string; interactive?: boolean; tty?: boolean }, cmd: Command) => {
+        if (o.tty) throw new InvalidArgumentError('-t/--tty is not supported yet', { hint: 'run exec without -t' });
+        const ctx = await connect(cmd);
+        const { Id } = await ctx.containers.execCreate(ref, {
+          Cmd: args,
+          Env: (o.env ?? []).map(expandEnv).filter((e): e is string => !!e),
+          WorkingDir: o.workdir,
+          User: o.user,
+          AttachStdin: !!o.interactive,
+          AttachStdout: !o.detach,
+          AttachStderr: !o.detach,
+        });
+        if (o.detach) {
+          await ctx.transport.json('POST', `/exec/${Id}/start`, { body: { Detach: true } });
+          return;
+        }
+        process.exitCode = await ctx.containers.execStart(Id, { stdin: o.interactive ? process.stdin : undefined, stdout: process.stdout, stderr: process.stderr });
+        if (o.interactive) process.stdin.destroy();
+      });
+  }
+
+  for (const c of [program.command('rename <CONTAINER> <NEW_NAME>'), container.command('rename <CONTAINER> <NEW_NAME>')]) {
+    c.description('rename a container').action(async (ref: string, name: string, _o, cmd: Command) => {
+      const ctx = await connect(cmd);
+      await ctx.containers.rename(ref, name);
+    });
+  }
+
+  for (const c of [program.command('top <CONTAINER> [PS_ARGS...]'), container.command('top <CONTAINER> [PS_ARGS...]')]) {
+    c.description("show a container's processes").action(async (ref: string, psArgs: string[], _o, cmd: Command) => {
+      const ctx = await connect(cmd);
+      const t = await ctx.containers.top(ref, psArgs.length ? psArgs.join(' ') : undefined);
+      process.stdout.write(table(t.Titles, t.Processes));
+    });
+  }
+
+  for (const c of [program.command('commit <CONTAINER> [REPOSITORY]'), container.command('commit <CONTAINER> [REPOSITORY]')]) {
+    c.description("make a new image from a container's changes")
+      .option('-c, --change <instruction>', 'apply a Dockerfile instruction (CMD, ENV, ...)', collect)
+      .option('-m, --message <text>', 'commit message')
+      .option('-a, --author <name>', 'author')
+      .option('-p, --pause', 'pause the container while committing (default)', true)
+      .option('--no-pause', 'do not pause the container')
+      .action(async (ref: string, repo: string | undefined, o: { change?: string[]; message?: string; author?: string; pause: boolean }, cmd: Command) => {
+        const ctx = await connect(cmd);
+        let r: string | undefined;
+        let tag: string | undefined;
+        if (repo) {
+          const slash = repo.lastIndexOf('/');
+          const colon = repo.lastIndexOf(':');
+          [r, tag] = colon > slash ? [repo.slice(0, colon), repo.slice(colon + 1)] : [repo, undefined];
+        }
+        const out = await ctx.containers.commit(ref, { repo: r, tag, changes: o.change, comment: o.message, author: o.author, pause: o.pause });
+        process.stdout.write(out.Id + '\n');
+      });
+  }
+
+  for (const c of [program.command('export <CONTAINER>'), container.command('export <CONTAINER>')]) {
+    c.description("write a container's filesystem as a tar archive")
+      .option('-o, --output <file>', 'write to a file instead of standard output')
+      .action(async (ref: string, o: { output?: string }, cmd: Command) => {
+        if (!o.output && process.stdout.isTTY) throw new InvalidArgumentError('refusing to write a tar archive to a terminal', { hint: 'use -o FILE or redirect standard output' });
+        const ctx = await connect(cmd);
+        const tmp = o.output ? `${o.output}.berth-tmp-${process.pid}` : undefined;
+        const bar = progressBar('Exporting');
+        const counter = new PassThrough();
+        counter.on('data', (b: Buffer) => bar.tick(b.length));
+        try {
+          await Promise.all([ctx.containers.export(ref, counter), pipeline(counter, tmp ? fs.createWriteStream(tmp) : process.stdout)]);
+          if (tmp) fs.renameSync(tmp, o.output!);
+        } catch (e) {
+          if (tmp) fs.rmSync(tmp, { force: true });
+          throw e;
+        } finally {
+          bar.stop();
+        }
+      });
+  }
+
+  container
+    .command('prune')
+    .description('remove all stopped containers')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .option('--filter <k=v>', 'filter: until=24h, label=k=v', collect)
+    .action(async (o: { filter?: string[] }, cmd: Command) => {
+      const ctx = await connect(cmd);
+      const r = await ctx.containers.prune(parseFilters(o.filter));
+      if (r.ContainersDeleted?.length) process.stdout.write('Deleted Containers:\n' + r.ContainersDeleted.join('\n') + '\n\n');
+      process.stdout.write(`Total reclaimed space: ${humanSize(r.SpaceReclaimed)}\n`);
+    });
+
+  container
+    .command('inspect <CONTAINER...>')
+    .description('show low-level information about containers as JSON')
+    .option('-f, --format <format>', "'json' or a Go-style template, e.g. '{{.State.Status}}'")
+    .action(async (refs: string[], o: { format?: string }, cmd: Command) => {
+      const ctx = await connect(cmd);
+      const out = [];
+      for (const r of refs) out.push(await ctx.containers.inspect(r));
+      printInspect(out, o.format);
+    });
+
+  program
+    .command('inspect <NAME...>')
+    .description('show low-level information about containers or images as JSON')
+    .option('-f, --format <format>', "'json' or a Go-style template, e.g. '{{.State.Status}}'")
+    .option('--type <type>', 'container or image')
+    .action(async (refs: string[], o: { format?: string; type?: string }, cmd: Command) => {
+      const ctx = await connect(cmd);
+      const out: object[] = [];
+      for (const r of refs) {
+        if (o.type !== 'image') {
+          try {
+            out.push(await ctx.containers.inspect(r));
+            continue;
+          } catch (e) {
+            if (!(e instanceof NotFoundError) || o.type === 'container') throw e;
+          }
+        }
+        try {
+          out.push(await ctx.images.inspect(r));
+        } catch (e) {
+          if (e instanceof NotFoundError) throw new NotFoundError(`no such object: ${r}`, { hint: 'list containers with `berth ps -a` and images with `berth images`' });
+          throw e;
+        }
+      }
+      printInspect(out, o.format);
+    });
+}
+
+function printInspect(out: object[], format?: string): void {
+  if (format && format !== 'json') return void process.stdout.write(formatItems(format, out));
+  process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+}
+
+/** Like docker: act on every argument, report each failure, fail at the end. */
+async function eachRef(refs: string[], fn: (ref: string) => Promise<void>): Promise<void> {
+  let failed: unknown;
+  for (const r of refs) {
+    try {
+      await fn(r);
+    } catch (e) {
+      failed = e;
+      process.stderr.write(`berth: ${(e as Error).message}\n`);
+    }
+  }
+  if (failed) throw failed;
+}
+
+function psRow(c: ContainerSummary, trunc: boolean) {
+  const cmd = c.Command ?? '';
+  return {
+    ID: trunc ? shortId(c.Id) : c.Id,
+    Image: c.Image,
+    Command: trunc && cmd.length > 20 ? JSON.stringify(cmd.slice(0, 19) + '…') : JSON.stringify(cmd),
+    CreatedAt: new Date(c.Created * 1000).toISOString(),
+    RunningFor: ago(c.Created),
+    Status: c.Status,
+    State: c.State,
+    Ports: '',
+    Names: (c.Names ?? []).map((n) => n.replace(/^\//, '')).join(','),
+    Labels: Object.entries(c.Labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
+    Size: c.SizeRw !== undefined ? humanSize(c.SizeRw) : '',
+  };
+}
+
+/** `--since`/`--until`: unix seconds, RFC 3339, or a duration ago (10s, 5m, 2h). */
+function parseTime(v?: string): number | undefined {
+  if (!v) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
+  const d = /^(\d+)(s|m|h)$/.exec(v);
+  if (d) return Date.now() / 1000 - Number(d[1]) * { s: 1, m: 60, h: 3600 }[d[2] as 's' | 'm' | 'h'];
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new InvalidArgumentError(`invalid time ${JSON.stringify(v)}`, { hint: 'use unix seconds, RFC 3339, or a duration like 10m' });
+  return t / 1000;
+}
+
+void FailedPreconditionError;
