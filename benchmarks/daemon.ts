@@ -22,6 +22,10 @@ export class BenchDaemon {
     return new BenchDaemon(root, socket, child);
   }
 
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
   berth(args: string[]): string {
     return sh(process.execPath, [CLI, '--no-autostart', '-H', 'unix://' + this.socket, ...args]);
   }

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { benchImport } from './import';
+import { benchIdleMemory, benchRun } from './run-container';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -9,6 +10,8 @@ import { benchImport } from './import';
  */
 const benches: Record<string, (work: string) => Promise<void>> = {
   import: benchImport,
+  run: benchRun,
+  memory: benchIdleMemory,
 };
 
 async function main(): Promise<void> {

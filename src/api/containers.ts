@@ -1,0 +1,209 @@
+import { Router, Ctx } from './router';
+import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
+import { openRawStream, RawStream } from './hijack';
+import { frame, STDERR, STDOUT } from './stdcopy';
+import { InvalidArgumentError } from '../../volumes/errors';
+import type { ContainerService, CreateBody, ExecConfig, OutputChunk, WaitCondition } from '../engine/service';
+import type { EventBus } from '../engine/events';
+
+/** Docker's /containers, /exec, /commit and /events routes. */
+export function containerRoutes(router: Router, engine: ContainerService, events: EventBus): void {
+  const C = '/containers/([^/]+)';
+  router.add('POST', /^\/containers\/create$/, async ({ req, res, query }) => {
+    const body = await readJSON<CreateBody>(req, {} as CreateBody);
+    sendJSON(res, 201, await engine.create(body, query.get('name') || undefined));
+  });
+  router.add('GET', /^\/containers\/json$/, async ({ res, query }) => {
+    const limit = query.get('limit');
+    sendJSON(res, 200, await engine.list({ all: qbool(query, 'all'), size: qbool(query, 'size'), limit: limit ? Number(limit) : undefined, filters: qfilters(query) }));
+  });
+  router.add('POST', /^\/containers\/prune$/, async ({ res, query }) => sendJSON(res, 200, await engine.prune(qfilters(query))));
+  router.add('GET', re(`${C}/json`), async ({ res, params }) => sendJSON(res, 200, await engine.inspect(params[0])));
+  router.add('POST', re(`${C}/start`), async ({ res, params }) => sendEmpty(res, (await engine.start(params[0])) ? 204 : 304));
+  router.add('POST', re(`${C}/stop`), async ({ res, params, query }) => {
+    const changed = await engine.stop(params[0], { timeout: num(query.get('t')), signal: query.get('signal') || undefined });
+    sendEmpty(res, changed ? 204 : 304);
+  });
+  router.add('POST', re(`${C}/restart`), async ({ res, params, query }) => {
+    await engine.restart(params[0], { timeout: num(query.get('t')) });
+    sendEmpty(res, 204);
+  });
+  router.add('POST', re(`${C}/kill`), async ({ res, params, query }) => {
+    await engine.kill(params[0], query.get('signal') || undefined);
+    sendEmpty(res, 204);
+  });
+  router.add('POST', re(`${C}/pause`), async ({ res, params }) => {
+    await engine.pause(params[0]);
+    sendEmpty(res, 204);
+  });
+  router.add('POST', re(`${C}/unpause`), async ({ res, params }) => {
+    await engine.unpause(params[0]);
+    sendEmpty(res, 204);
+  });
+  router.add('POST', re(`${C}/rename`), async ({ res, params, query }) => {
+    const name = query.get('name');
+    if (!name) throw new InvalidArgumentError('rename needs a new name', { hint: 'berth rename CONTAINER NEW_NAME' });
+    await engine.rename(params[0], name);
+    sendEmpty(res, 204);
+  });
+  router.add('POST', re(`${C}/resize`), async ({ res }) => sendEmpty(res, 200));
+  router.add('GET', re(`${C}/top`), async ({ res, params, query }) => sendJSON(res, 200, await engine.top(params[0], query.get('ps_args') || undefined)));
+  router.add('DELETE', re(C), async ({ res, params, query }) => {
+    await engine.remove(params[0], { force: qbool(query, 'force'), volumes: qbool(query, 'v') });
+    sendEmpty(res, 204);
+  });
+
+  router.add('POST', re(`${C}/wait`), async ({ req, res, params, query }) => {
+    const condition = (query.get('condition') || 'not-running') as WaitCondition;
+    if (!['not-running', 'next-exit', 'removed'].includes(condition)) {
+      throw new InvalidArgumentError(`unknown wait condition ${condition}`, { hint: 'use not-running, next-exit or removed' });
+    }
+    const ac = new AbortController();
+    res.on('close', () => ac.abort());
+    // Validate first so an unknown container is a 404; then headers go out at once, as
+    // Docker does, so the client knows the wait is registered before it starts the container.
+    await engine.inspect(params[0]);
+    const result = engine.wait(params[0], condition, ac.signal);
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.flushHeaders();
+    void req;
+    try {
+      res.end(JSON.stringify(await result) + '\n');
+    } catch (e) {
+      res.end(JSON.stringify({ StatusCode: -1, Error: { Message: (e as Error).message } }) + '\n');
+    }
+  });
+
+  router.add('GET', re(`${C}/logs`), async ({ res, params, query }) => {
+    const info = await engine.inspect(params[0]);
+    const stdout = qbool(query, 'stdout');
+    const stderr = qbool(query, 'stderr');
+    if (!stdout && !stderr) throw new InvalidArgumentError('you must choose at least one stream', { hint: 'pass stdout=1 and/or stderr=1' });
+    const ac = new AbortController();
+    res.on('close', () => ac.abort());
+    const tail = query.get('tail');
+    const chunks = engine.logs(params[0], {
+      follow: qbool(query, 'follow'),
+      stdout,
+      stderr,
+      since: num(query.get('since')),
+      until: num(query.get('until')),
+      timestamps: qbool(query, 'timestamps'),
+      tail: tail && tail !== 'all' ? Number(tail) : undefined,
+      signal: ac.signal,
+    });
+    res.writeHead(200, { 'Content-Type': info.Config.Tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
+    res.flushHeaders();
+    const ts = qbool(query, 'timestamps');
+    for await (const c of chunks) {
+      const data = ts ? Buffer.concat([Buffer.from(c.time + ' '), c.data]) : c.data;
+      const ok = res.write(info.Config.Tty ? data : frame(c.stream === 'stderr' ? STDERR : STDOUT, data));
+      if (!ok) await new Promise((r) => res.once('drain', r));
+      if (ac.signal.aborted) break;
+    }
+    res.end();
+  });
+
+  router.add('POST', re(`${C}/attach`), async (ctx) => {
+    const { params, query } = ctx;
+    const info = await engine.inspect(params[0]);
+    const wantStdin = qbool(query, 'stdin');
+    const raw = openRawStream(ctx, info.Config.Tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+    const ac = new AbortController();
+    void raw.closed.then(() => ac.abort());
+    const output = await engine.attach(params[0], {
+      stdin: wantStdin ? raw.input : undefined,
+      stdout: qbool(query, 'stdout'),
+      stderr: qbool(query, 'stderr'),
+      logs: qbool(query, 'logs'),
+      stream: qbool(query, 'stream', true),
+      signal: ac.signal,
+    });
+    await pump(output, raw, !!info.Config.Tty, ac.signal);
+    raw.end();
+  });
+
+  router.add('POST', re(`${C}/exec`), async ({ req, res, params }) => {
+    const body = await readJSON<ExecConfig>(req, {} as ExecConfig);
+    sendJSON(res, 201, await engine.execCreate(params[0], body));
+  });
+  router.add('POST', /^\/exec\/([^/]+)\/start$/, async (ctx) => {
+    const body = await readJSON<{ Detach?: boolean; Tty?: boolean }>(ctx.req, {});
+    const id = ctx.params[0];
+    const info = await engine.execInspect(id);
+    if (body.Detach) {
+      void engine.execStart(id, {}).catch(() => undefined);
+      return sendEmpty(ctx.res, 200);
+    }
+    const raw = openRawStream(ctx, 'application/vnd.docker.multiplexed-stream');
+    const writer = (stream: 1 | 2) =>
+      new (require('node:stream').Writable)({
+        write(chunk: Buffer, _enc: string, cb: (e?: Error) => void) {
+          raw.write(frame(stream, chunk));
+          cb();
+        },
+      });
+    await engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: writer(STDOUT), stderr: writer(STDERR) });
+    raw.end();
+  });
+  router.add('GET', /^\/exec\/([^/]+)\/json$/, async ({ res, params }) => sendJSON(res, 200, await engine.execInspect(params[0])));
+  router.add('POST', /^\/exec\/([^/]+)\/resize$/, async ({ res }) => sendEmpty(res, 200));
+
+  router.add('POST', /^\/commit$/, async ({ req, res, query }) => {
+    const container = query.get('container');
+    if (!container) throw new InvalidArgumentError('commit needs a container', { hint: 'berth commit CONTAINER [REPOSITORY[:TAG]]' });
+    const config = await readJSON<Record<string, unknown>>(req, {});
+    const out = await engine.commit(container, {
+      repo: query.get('repo') || undefined,
+      tag: query.get('tag') || undefined,
+      comment: query.get('comment') || undefined,
+      author: query.get('author') || undefined,
+      changes: query.getAll('changes').filter(Boolean),
+      pause: qbool(query, 'pause', true),
+      config,
+    });
+    sendJSON(res, 201, out);
+  });
+  router.add('GET', re(`${C}/export`), async ({ res, params }) => {
+    await engine.inspect(params[0]);
+    res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+    await engine.export(params[0], res);
+  });
+
+  router.add('GET', /^\/events$/, async ({ res, query }) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.flushHeaders();
+    await new Promise<void>((resolve) => {
+      const unsubscribe = events.subscribe(
+        { since: num(query.get('since')), until: num(query.get('until')), filters: qfilters(query) },
+        (e) => res.write(JSON.stringify(e) + '\n'),
+        () => resolve(),
+      );
+      res.on('close', () => {
+        unsubscribe();
+        resolve();
+      });
+    });
+    res.end();
+  });
+}
+
+async function pump(output: AsyncIterable<OutputChunk>, raw: RawStream, tty: boolean, signal: AbortSignal): Promise<void> {
+  for await (const c of output) {
+    if (signal.aborted) break;
+    if (!raw.write(tty ? c.data : frame(c.stream === 'stderr' ? STDERR : STDOUT, c.data))) await raw.drain();
+  }
+}
+
+function re(s: string): RegExp {
+  return new RegExp(`^${s}$`);
+}
+
+function num(v: string | null): number | undefined {
+  if (v === null || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`not a number: ${v}`, { hint: 'pass a number' });
+  return n;
+}
+
+void ({} as Ctx);
