@@ -130,7 +130,12 @@ export function containerCommands(program: Command): void {
     .passThroughOptions()
     .addHelpText('after', "\nExamples:\n  berth run --rm busybox echo hi\n  berth run -d --name cache --restart always -m 256m redis\n  echo data | berth run -i --rm busybox wc -c\n\nCtrl-C stops a foreground container (SIGTERM, then SIGKILL after 3 s); a second Ctrl-C kills it.")
     .action(async (image: string, args: string[], o: CreateFlags, cmd: Command) => {
-      const body = createBody(image, args, o);
+      let body: CreateBody;
+      try {
+        body = createBody(image, args, o);
+      } catch (e) {
+        runError(e);
+      }
       const ctx = await connect(cmd);
       const id = await createContainer(ctx, body, o.name).catch(runError);
       if (o.detach) {
