@@ -3,6 +3,7 @@ import { Router } from './router';
 import { sendJSON } from './http';
 import { API_VERSION, BERTH_VERSION, MIN_API_VERSION } from '../version';
 import type { ImageService } from '../images/service';
+import type { ContainerService } from '../engine/service';
 
 export interface SystemInfo {
   root: string;
@@ -13,7 +14,7 @@ export interface SystemInfo {
 }
 
 /** /_ping, /version, /info: what `docker version` / `docker info` read. */
-export function systemRoutes(router: Router, sys: SystemInfo, images: ImageService): void {
+export function systemRoutes(router: Router, sys: SystemInfo, images: ImageService, containers?: ContainerService): void {
   const ping = async ({ req, res }: { req: import('node:http').IncomingMessage; res: import('node:http').ServerResponse }) => {
     // The docker CLI negotiates its API version from these headers.
     res.writeHead(200, {
@@ -33,12 +34,14 @@ export function systemRoutes(router: Router, sys: SystemInfo, images: ImageServi
 
   router.add('GET', /^\/info$/, async ({ res }) => {
     const imgs = await images.list({ all: true });
+    const ctrs = containers ? await containers.list({ all: true }) : [];
+    const count = (st: string) => ctrs.filter((c) => c.State === st).length;
     sendJSON(res, 200, {
       ID: sys.id,
-      Containers: 0,
-      ContainersRunning: 0,
-      ContainersPaused: 0,
-      ContainersStopped: 0,
+      Containers: ctrs.length,
+      ContainersRunning: count('running'),
+      ContainersPaused: count('paused'),
+      ContainersStopped: ctrs.length - count('running') - count('paused'),
       Images: imgs.length,
       Driver: 'overlayfs',
       DriverStatus: [['Backing Filesystem', 'overlay'], ['Snapshotter', 'berth overlay (containerd model)']],

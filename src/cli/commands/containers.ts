@@ -96,7 +96,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
 }
 
 /** Create, pulling (making) the image on first use, as `docker run` does. */
-async function createContainer(ctx: CliContext, body: CreateBody, name?: string): Promise<string> {
+export async function createContainer(ctx: CliContext, body: CreateBody, name?: string): Promise<string> {
   try {
     return (await ctx.containers.create(body, name)).Id;
   } catch (e) {
@@ -112,6 +112,35 @@ async function pumpOutput(out: AsyncIterable<OutputChunk>): Promise<void> {
     const dest = c.stream === 'stderr' ? process.stderr : process.stdout;
     if (!dest.write(c.data)) await new Promise((r) => dest.once('drain', r));
   }
+}
+
+/**
+ * The foreground half of `run`, in the docker CLI's order: attach, register the wait,
+ * start, stream the output, return the exit code. Ctrl-C stops the container (SIGTERM,
+ * SIGKILL after 3 s); a second Ctrl-C kills it.
+ */
+export async function runAttached(ctx: CliContext, id: string, o: { interactive?: boolean; autoRemove?: boolean }): Promise<number> {
+  const output = await ctx.containers.attach(id, { stdin: o.interactive ? process.stdin : undefined, stdout: true, stderr: true, stream: true });
+  const exited = await ctx.containers.waitRegistered(id, o.autoRemove ? 'removed' : 'next-exit');
+  let interrupts = 0;
+  const onSignal = () => {
+    interrupts++;
+    if (interrupts === 1) void ctx.containers.stop(id, { timeout: 3 }).catch(() => undefined);
+    else void ctx.containers.kill(id, 'SIGKILL').catch(() => undefined);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await ctx.containers.start(id);
+  } catch (e) {
+    if (o.autoRemove) await ctx.containers.remove(id, { force: true }).catch(() => undefined);
+    runError(e);
+  }
+  await pumpOutput(output);
+  const r = await exited;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  return r.StatusCode;
 }
 
 /** Exit codes like docker run: 125 the daemon refused, 126 not executable, 127 not found. */
@@ -143,25 +172,7 @@ export function containerCommands(program: Command): void {
         process.stdout.write(id + '\n');
         return;
       }
-      const output = await ctx.containers.attach(id, { stdin: o.interactive ? process.stdin : undefined, stdout: true, stderr: true, stream: true });
-      const exited = await ctx.containers.waitRegistered(id, o.rm ? 'removed' : 'next-exit');
-      let interrupts = 0;
-      const onSignal = () => {
-        interrupts++;
-        if (interrupts === 1) void ctx.containers.stop(id, { timeout: 3 }).catch(() => undefined);
-        else void ctx.containers.kill(id, 'SIGKILL').catch(() => undefined);
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-      try {
-        await ctx.containers.start(id);
-      } catch (e) {
-        if (o.rm) await ctx.containers.remove(id, { force: true }).catch(() => undefined);
-        runError(e);
-      }
-      await pumpOutput(output);
-      const r = await exited;
-      process.exitCode = r.StatusCode;
+      process.exitCode = await runAttached(ctx, id, { interactive: o.interactive, autoRemove: o.rm });
       if (o.interactive) process.stdin.destroy();
     });
 

@@ -1,10 +1,11 @@
 import { Command } from 'commander';
 import { connect } from '../context';
 import { table, humanSize, ago, shortId } from '../format';
+import { createContainer, runAttached } from './containers';
 
 /**
  * `npm start`: make sure a daemon runs (the CLI starts one when none answers), make sure
- * the built-in busybox image exists, and show the images berth has.
+ * the built-in busybox image exists, show the images berth has, and run a container.
  */
 export async function mainJob(cmd: Command): Promise<void> {
   const ctx = await connect(cmd);
@@ -19,5 +20,9 @@ export async function mainJob(cmd: Command): Promise<void> {
     }),
   );
   process.stdout.write(table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows));
-  process.stdout.write('\nTry: npx berth images, npx berth image vendor redis /usr/bin/redis-server, npx berth --help\n');
+  process.stdout.write('\n$ berth run --rm busybox sh -c \'echo hello from a berth container: $(uname -n), pid $$\'\n');
+  const id = await createContainer(ctx, { Image: 'busybox', Cmd: ['sh', '-c', 'echo hello from a berth container: $(uname -n), pid $$'], AttachStdout: true, AttachStderr: true, HostConfig: { AutoRemove: true } });
+  const code = await runAttached(ctx, id, { autoRemove: true });
+  if (code !== 0) process.exitCode = code;
+  process.stdout.write('\nTry: npx berth run --rm busybox echo hi, npx berth ps -a, npx berth images, npx berth image vendor redis /usr/bin/redis-server, npx berth --help\n');
 }
