@@ -1,0 +1,39 @@
+/**
+ * Run after the whole suite (`npm test`): the machine must hold nothing of ours — no
+ * overlay/btrfs mounts under a test root, no berth-monitor or runc process, no runc state,
+ * no berth cgroups, no network namespaces, no iptables rules naming berth, no loop devices
+ * backed by a berth file. Prints what it finds and exits 1 if anything leaked.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const leaks: string[] = [];
+const out = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
+
+for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+  const mnt = line.split(' ')[4];
+  if (mnt && /\/(berth-[^/]*|tmp\/[^/]*berth[^/]*)\//.test(mnt + '/') && !mnt.startsWith('/var/lib/berth')) leaks.push(`mount ${mnt}`);
+}
+for (const p of out('pgrep', ['-a', '-f', 'berth-monitor|dist/src/cli/main.js daemon']).split('\n').filter(Boolean)) {
+  if (!p.includes('/var/lib/berth')) leaks.push(`process ${p}`);
+}
+for (const ctrl of fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgroup') : []) {
+  const dir = path.join('/sys/fs/cgroup', ctrl);
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    continue;
+  }
+  for (const n of names) if (/^berth-/.test(n)) leaks.push(`cgroup ${path.join(dir, n)}`);
+}
+for (const n of out('ip', ['netns', 'list']).split('\n').filter(Boolean)) if (/berth/.test(n)) leaks.push(`netns ${n}`);
+for (const r of out('iptables-save', []).split('\n')) if (/berth/i.test(r)) leaks.push(`iptables ${r}`);
+for (const l of out('losetup', ['-a']).split('\n')) if (/berth/.test(l)) leaks.push(`loop ${l}`);
+
+if (leaks.length) {
+  console.error(`leak check: the tests left ${leaks.length} things behind:\n  ${leaks.join('\n  ')}`);
+  process.exit(1);
+}
+console.log('leak check: nothing left behind (mounts, processes, cgroups, netns, iptables, loop devices)');
