@@ -27,7 +27,7 @@ export class BenchDaemon {
   }
 
   berth(args: string[]): string {
-    return sh(process.execPath, [CLI, '--no-autostart', '-H', 'unix://' + this.socket, ...args]);
+    return sh(process.execPath, [CLI, '--', '--no-autostart', '-H', 'unix://' + this.socket, ...args]);
   }
 
   async stop(): Promise<void> {

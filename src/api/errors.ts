@@ -30,15 +30,20 @@ const codeByStatus: Record<number, ErrorCode> = {
 };
 
 /** Server side: the status and the JSON body for anything thrown by a handler. */
-export function errorResponse(e: unknown): { status: number; body: { message: string; code: ErrorCode; hint?: string } } {
+export function errorResponse(e: unknown): { status: number; body: { message: string; code: ErrorCode; hint?: string; exitCode?: number } } {
   const err: BerthError = toBerthError(e);
-  return { status: statusByCode[err.code], body: err.toJSON() };
+  // A start that failed for the command (126 not executable, 127 not found) carries the
+  // exit code `docker run` must end with.
+  const exitCode = (e as { exitCode?: unknown })?.exitCode;
+  return { status: statusByCode[err.code], body: { ...err.toJSON(), ...(typeof exitCode === 'number' ? { exitCode } : {}) } };
 }
 
 /** Client side: rebuild the error from a response. */
 export function errorFromResponse(status: number, body: unknown): BerthError {
-  const b = (body ?? {}) as { message?: unknown; code?: unknown; hint?: unknown };
+  const b = (body ?? {}) as { message?: unknown; code?: unknown; hint?: unknown; exitCode?: unknown };
   const message = typeof b.message === 'string' ? b.message : `daemon answered HTTP ${status}`;
   const code = typeof b.code === 'string' ? b.code : codeByStatus[status] ?? 'INTERNAL';
-  return errorFromCode(code, message, typeof b.hint === 'string' ? b.hint : undefined);
+  const err = errorFromCode(code, message, typeof b.hint === 'string' ? b.hint : undefined);
+  if (typeof b.exitCode === 'number') Object.assign(err, { exitCode: b.exitCode });
+  return err;
 }

@@ -45,4 +45,5 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-if (require.main === module) void main(process.argv);
+// src/cli/berth passes a `--` first so node leaves our flags alone (see there).
+if (require.main === module) void main(process.argv[2] === '--' ? [...process.argv.slice(0, 2), ...process.argv.slice(3)] : process.argv);

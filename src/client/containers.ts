@@ -46,17 +46,22 @@ export class RemoteContainerService implements ContainerService {
   async unpause(ref: string): Promise<void> {
     (await this.t.request('POST', `/containers/${id(ref)}/unpause`)).resume();
   }
-  /** The wait is registered on the daemon when this resolves (headers received); the result comes later. */
-  async waitRegistered(ref: string, condition: WaitCondition = 'not-running'): Promise<Promise<{ StatusCode: number; Error: { Message: string } | null }>> {
+  /**
+   * Resolves once the daemon has registered the wait (headers received); `result` resolves
+   * when the condition is met. (Wrapped in an object: an async function returning a bare
+   * promise would flatten it and wait for the exit.)
+   */
+  async waitRegistered(ref: string, condition: WaitCondition = 'not-running'): Promise<{ result: Promise<{ StatusCode: number; Error: { Message: string } | null }> }> {
     const res = await this.t.request('POST', `/containers/${id(ref)}/wait`, { query: { condition } });
-    return (async () => {
+    const result = (async () => {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);
       return JSON.parse(Buffer.concat(chunks).toString('utf8'));
     })();
+    return { result };
   }
   async wait(ref: string, condition: WaitCondition = 'not-running'): Promise<{ StatusCode: number; Error: { Message: string } | null }> {
-    return await (await this.waitRegistered(ref, condition));
+    return (await this.waitRegistered(ref, condition)).result;
   }
   async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     (await this.t.request('DELETE', `/containers/${id(ref)}`, { query: { force: opts.force ? 1 : undefined, v: opts.volumes ? 1 : undefined } })).resume();

@@ -9,6 +9,10 @@ import { Router } from '../api/router';
 import { ApiServer, Logger } from '../api/server';
 import { systemRoutes } from '../api/system';
 import { imageRoutes } from '../api/images';
+import { containerRoutes } from '../api/containers';
+import { Engine } from '../engine/engine';
+import { EventBus } from '../engine/events';
+import { OciRuntime } from '../runtime/runtime';
 
 export interface DaemonOptions extends DaemonLocation {
   runtime?: string;
@@ -28,6 +32,8 @@ export interface RunningDaemon {
  *   berthd.lock, berthd.pid, berthd.log, engine-id
  *   layers/overlay/   the layer store (snapshotter)
  *   images/           the image store (content blobs + image metadata)
+ *   containers/<id>/  container records, bundles, rootfs mount points, logs, exit records
+ *   runtime/          runc's state (--root) for this daemon's containers
  *   tmp/              scratch space, emptied at every start
  */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
@@ -52,9 +58,26 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const images = await ImageStore.open({ root: path.join(opts.root, 'images'), snapshotter, tmpDir });
     closers.push(() => images.close());
 
+    const events = new EventBus();
+    closers.push(async () => events.close());
+    // runc's state for this daemon lives under its own root, so daemons never see each other's containers.
+    const runtime = new OciRuntime({ path: opts.runtime ?? 'runc', root: path.join(opts.root, 'runtime') });
+    const engine = await Engine.open({
+      root: path.join(opts.root, 'containers'),
+      dataRoot: opts.root,
+      snapshotter,
+      images,
+      runtime,
+      events,
+      log: (m) => log.error(m),
+    });
+    // Closing the engine stops watching containers; they keep running (live-restore).
+    closers.push(() => engine.close());
+
     const router = new Router();
-    systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date() }, images);
+    systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date() }, images, engine);
     imageRoutes(router, images);
+    containerRoutes(router, engine, events);
 
     const server = new ApiServer(router, log);
     await server.listen(opts.socket);

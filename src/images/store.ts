@@ -95,6 +95,23 @@ export interface LayerImportSpec {
   progress?: Progress;
 }
 
+/** What commitImageLayer makes: the parent's layers plus one, with this config (`docker commit`). */
+export interface CommitLayerSpec {
+  /** Familiar tagged names to give the image. */
+  names: string[];
+  /** The new image's `config` (replaces the parent's). */
+  config: ImageConfigFields;
+  /** The history entry's created_by. */
+  createdBy: string;
+  comment?: string;
+  author?: string;
+  /** The container the layer came from (the config's `container` field). */
+  container?: string;
+}
+
+/** Who uses an image: container ids (the engine registers this with setInUse). */
+export type ImageUsers = (imageId: string) => string[];
+
 const LABEL_DIFF_ID = 'berth.image/diff-id';
 const LABEL_BLOB = 'berth.image/blob';
 const NOT_FOUND_HINT = 'list images with `berth images`; load, import or vendor the image first';
@@ -107,6 +124,7 @@ export class ImageStore implements ImageService {
   private busyboxBuild?: Promise<void>;
   private readonly bootstraps = new Map<string, Promise<{ id: string; cached: boolean }>>();
   private readonly configs = new Map<string, ImageConfig>();
+  private inUse?: ImageUsers;
 
   private constructor(
     readonly root: string,
@@ -131,6 +149,107 @@ export class ImageStore implements ImageService {
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /**
+   * Register who uses images (the container engine): `remove` then refuses, with a
+   * ConflictError naming a container, to delete an image a container was made from,
+   * unless forced. Forcing is safe for the layers: a container's root is built on the
+   * image's top layer, so garbage collection keeps them while the container exists.
+   */
+  setInUse(users: ImageUsers): void {
+    this.inUse = users;
+  }
+
+  /**
+   * `docker commit`: a new image made of image `parentImageId`'s layers plus one new layer
+   * read from `input` (a layer tar, e.g. a container's upper dir packed with overlay
+   * whiteouts), and the parent's config with `spec.config`, the history entry and the
+   * new diff id appended. The tar is stored as it came and unpacked in the same pass, on
+   * top of the parent's top layer; the image record is the commit point, as for import.
+   */
+  async commitImageLayer(parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
+    guard(input);
+    try {
+      return await this.commitImageLayerOp(parentImageId, input, spec);
+    } catch (e) {
+      await this.requestGc(); // what the failed commit made is garbage
+      throw e;
+    }
+  }
+
+  private commitImageLayerOp(parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
+    return this.op(async () => {
+      const key = `${EXTRACT_PREFIX}${randomBytes(8).toString('hex')}`;
+      let prepared = false;
+      try {
+        const { rec: parent } = await this.lookup(parentImageId);
+        const parentConfig = await this.config(parent);
+        await this.snapshotter.prepare(key, parent.layers[parent.layers.length - 1]?.chainID ?? '');
+        prepared = true;
+        const t = tee(input);
+        let first: unknown;
+        const fail = (e: unknown) => {
+          first ??= e;
+          t.abort(e as Error);
+          throw e;
+        };
+        const [blob, applied] = await Promise.allSettled([
+          this.content.write(t.a).catch(fail),
+          applyLayer(t.b, await this.snapshotter.upperDir(key)).catch(fail),
+        ]);
+        if (blob.status === 'rejected' || applied.status === 'rejected') throw first;
+        const diffID = applied.value.diffID;
+        const chainID = chainIDs([...parent.layers.map((l) => l.diffID), diffID]).pop() as string;
+        if (await this.hasLayer(chainID)) await this.snapshotter.remove(key);
+        else await this.commitLayer(chainID, key, diffID, blob.value.digest);
+        prepared = false;
+        const layer: LayerRecord = {
+          digest: blob.value.digest,
+          mediaType: isGzip(t.head()) ? MEDIA.ociLayerGzip : MEDIA.ociLayer,
+          size: blob.value.size,
+          diffID,
+          chainID,
+          unpackedSize: (await this.snapshotter.usage(chainID)).size,
+        };
+        const now = goTime();
+        // One history entry per layer below ours, so `history` can pair entries with layers.
+        const history: HistoryEntry[] = parentConfig.history?.length
+          ? [...parentConfig.history]
+          : parent.layers.map(() => ({ created: parent.created, created_by: '' }));
+        history.push({
+          created: now,
+          created_by: spec.createdBy,
+          ...(spec.author ? { author: spec.author } : {}),
+          ...(spec.comment ? { comment: spec.comment } : {}),
+        });
+        const config: ImageConfig = {
+          ...parentConfig,
+          created: now,
+          config: spec.config,
+          rootfs: { type: 'layers', diff_ids: [...parent.layers.map((l) => l.diffID), diffID] },
+          history,
+        };
+        delete config.author;
+        delete config.comment;
+        delete config.container;
+        if (spec.author) config.author = spec.author;
+        if (spec.comment) config.comment = spec.comment;
+        if (spec.container) config.container = spec.container;
+        const configText = serializeConfig(config);
+        const rec = await this.makeRecord(Buffer.from(configText), JSON.parse(configText) as ImageConfig, [...parent.layers, layer]);
+        await this.db.update((doc) => {
+          doc.images[rec.id] = doc.images[rec.id] ?? rec;
+          for (const n of spec.names) setTag(doc, n, rec.id);
+        });
+        return { id: rec.id };
+      } catch (e) {
+        drain(input);
+        throw formatError(e, 'cannot commit the layer', "check the container's files and the space left on the data root");
+      } finally {
+        if (prepared) await this.snapshotter.remove(key).catch(() => undefined);
+      }
+    });
   }
 
   // ---- queries ------------------------------------------------------------------------
@@ -261,6 +380,7 @@ export class ImageStore implements ImageService {
         delete doc.tags[byName];
         out.push({ Untagged: byName });
         if (tagsOf(doc, id).length === 0) {
+          this.checkInUse(id, ref, opts.force);
           deleted.push(doc.images[id]);
           delete doc.images[id];
           out.push({ Deleted: id });
@@ -275,6 +395,7 @@ export class ImageStore implements ImageService {
           { hint: `remove it by name (berth rmi ${tags[0]}) one name at a time, or use --force to remove every name and the image` },
         );
       }
+      this.checkInUse(rec.id, ref, opts.force);
       for (const t of tags) {
         delete doc.tags[t];
         out.push({ Untagged: t });
@@ -750,6 +871,16 @@ export class ImageStore implements ImageService {
 
   private checkOpen(): void {
     if (this.closed) throw new FailedPreconditionError('the image store is closed', { hint: 'open the image store again' });
+  }
+
+  /** Deleting an image a container uses is a conflict unless forced (Docker's rmi). */
+  private checkInUse(id: string, ref: string, force?: boolean): void {
+    const users = force ? [] : (this.inUse?.(id) ?? []);
+    if (users.length === 0) return;
+    throw new ConflictError(
+      `unable to remove image ${ref} (must be forced) - container ${users[0].slice(0, 12)} is using its referenced image ${shortId(id)}`,
+      { hint: `remove the container first (berth rm ${users[0].slice(0, 12)}), or use --force` },
+    );
   }
 }
 

@@ -8,6 +8,8 @@ import { RemoteImageService } from '../../src/client/images';
 
 export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+/** The `berth` command users run (package.json bin): a shell wrapper around CLI. */
+export const BERTH = path.join(__dirname, '..', '..', '..', 'src', 'cli', 'berth');
 
 /**
  * A real berthd in its own process, with its own data root and socket, so tests run in
@@ -85,7 +87,7 @@ export class TestDaemon {
 
   /** Run the berth CLI against this daemon. */
   berth(args: string[], opts: { input?: Buffer | string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-    return run(process.execPath, [CLI, ...args], this.env, opts.input);
+    return run(BERTH, args, this.env, opts.input);
   }
 
   /** Run the real docker CLI against this daemon. */

@@ -137,7 +137,7 @@ export async function runAttached(ctx: CliContext, id: string, o: { interactive?
     runError(e);
   }
   await pumpOutput(output);
-  const r = await exited;
+  const r = await exited.result;
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   return r.StatusCode;
@@ -198,7 +198,7 @@ export function containerCommands(program: Command): void {
           const exited = await ctx.containers.waitRegistered(refs[0], 'next-exit');
           await ctx.containers.start(refs[0]);
           await pumpOutput(output);
-          process.exitCode = (await exited).StatusCode;
+          process.exitCode = (await exited.result).StatusCode;
           return;
         }
         await eachRef(refs, async (r) => {

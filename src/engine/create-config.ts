@@ -1,0 +1,204 @@
+import * as path from 'node:path';
+import { InvalidArgumentError } from '../../volumes/errors';
+import type { ImageConfigFields } from '../images/service';
+import { validateWorkdir } from '../runtime/rootfs';
+import type { ContainerConfig } from './container-record';
+import type { CreateBody, HostConfig, RestartPolicy } from './service';
+import { parseSize } from './units';
+
+/**
+ * The pure part of `create`: a POST /containers/create body checked and merged with its
+ * image's config the way moby's daemon/create.go merges them, so what inspect shows and
+ * what start runs is decided once, at create.
+ */
+
+/** Docker's minimum memory limit. */
+export const MIN_MEMORY = 6 * 1024 * 1024;
+
+export interface CreatePlan {
+  Config: ContainerConfig;
+  HostConfig: HostConfig;
+  Path: string;
+  Args: string[];
+}
+
+function strList(v: unknown, what: string): string[] | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') return [v];
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return [...v];
+  throw new InvalidArgumentError(`${what} must be a list of strings`, { hint: `give ${what} as a JSON array, e.g. ["sh","-c","echo hi"]` });
+}
+
+function envKey(e: string): string {
+  const i = e.indexOf('=');
+  return i < 0 ? e : e.slice(0, i);
+}
+
+/** moby's merge(userConf, imageConf). */
+export function mergeConfig(body: CreateBody, image: ImageConfigFields, id: string): ContainerConfig {
+  const userEnv = strList(body.Env, 'Env') ?? [];
+  const env = [...userEnv];
+  for (const e of image.Env ?? []) if (!userEnv.some((u) => envKey(u) === envKey(e))) env.push(e);
+  let cmd = strList(body.Cmd, 'Cmd');
+  let entrypoint = strList(body.Entrypoint, 'Entrypoint');
+  if (!entrypoint || entrypoint.length === 0) {
+    if (!cmd || cmd.length === 0) cmd = image.Cmd ? [...image.Cmd] : null;
+    if (entrypoint === null) entrypoint = image.Entrypoint ? [...image.Entrypoint] : null;
+  }
+  const cfg: ContainerConfig = {
+    Hostname: body.Hostname || id.slice(0, 12),
+    Domainname: body.Domainname ?? '',
+    User: body.User || image.User || '',
+    AttachStdin: !!body.AttachStdin,
+    AttachStdout: !!body.AttachStdout,
+    AttachStderr: !!body.AttachStderr,
+    Tty: !!body.Tty,
+    OpenStdin: !!body.OpenStdin,
+    StdinOnce: !!body.StdinOnce,
+    Env: env,
+    Cmd: cmd,
+    Image: body.Image,
+    Volumes: { ...(image.Volumes ?? {}), ...(body.Volumes ?? {}) },
+    WorkingDir: body.WorkingDir || image.WorkingDir || '',
+    Entrypoint: entrypoint,
+    OnBuild: body.OnBuild ?? null,
+    Labels: { ...(image.Labels ?? {}), ...(body.Labels ?? {}) },
+    ExposedPorts: { ...(image.ExposedPorts ?? {}), ...(body.ExposedPorts ?? {}) },
+  };
+  const stop = body.StopSignal || image.StopSignal;
+  if (stop) cfg.StopSignal = stop;
+  return cfg;
+}
+
+const POLICIES = new Set(['', 'no', 'always', 'on-failure', 'unless-stopped']);
+
+function checkRestartPolicy(p: RestartPolicy | undefined, autoRemove: boolean): RestartPolicy {
+  const name = p?.Name ?? '';
+  const max = p?.MaximumRetryCount ?? 0;
+  if (!POLICIES.has(name)) {
+    throw new InvalidArgumentError(`invalid restart policy '${name}'`, { hint: 'use no, always, unless-stopped or on-failure[:max-retries]' });
+  }
+  if (!Number.isInteger(max) || max < 0) {
+    throw new InvalidArgumentError(`invalid maximum retry count ${max}`, { hint: 'give a whole number of retries, 0 or more' });
+  }
+  if (max > 0 && name !== 'on-failure') {
+    throw new InvalidArgumentError(`maximum retry count cannot be used with restart policy '${name}'`, { hint: 'use on-failure:N, or drop the count' });
+  }
+  if (autoRemove && name !== '' && name !== 'no') {
+    throw new InvalidArgumentError("can't create 'AutoRemove' container with restart policy", { hint: 'use either --rm or --restart, not both' });
+  }
+  return { Name: name || 'no', MaximumRetryCount: max };
+}
+
+/** A bind `src:dst[:opts]`: host paths only (named volumes belong to the volume service). */
+export function parseBind(spec: string): { source: string; destination: string; readonly: boolean } {
+  const parts = spec.split(':');
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) {
+    throw new InvalidArgumentError(`invalid volume specification: '${spec}'`, { hint: 'use /host/path:/container/path[:ro]' });
+  }
+  const [source, destination, opts = ''] = parts;
+  if (!path.isAbsolute(source)) {
+    throw new InvalidArgumentError(`named volumes are not supported here yet: '${spec}'`, { hint: 'bind a host directory by absolute path: /host/path:/container/path' });
+  }
+  if (!path.posix.isAbsolute(destination)) {
+    throw new InvalidArgumentError(`invalid mount path '${destination}': it must be absolute`, { hint: 'use /host/path:/container/path' });
+  }
+  const flags = opts.split(',').filter(Boolean);
+  for (const f of flags) {
+    if (!['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'].includes(f)) {
+      throw new InvalidArgumentError(`invalid mode '${f}' in '${spec}'`, { hint: 'use ro or rw' });
+    }
+  }
+  return { source: path.resolve(source), destination: path.posix.normalize(destination), readonly: flags.includes('ro') };
+}
+
+/** The json-file log's rotation limits from LogConfig (Docker's max-size, max-file). */
+export function logLimits(hc: HostConfig): { maxSize: number; maxFiles: number } {
+  const cfg = hc.LogConfig?.Config ?? {};
+  const maxSize = cfg['max-size'] !== undefined && cfg['max-size'] !== '' ? parseSize(cfg['max-size'], 'max-size') : -1;
+  let maxFiles = 1;
+  if (cfg['max-file'] !== undefined && cfg['max-file'] !== '') {
+    maxFiles = Number(cfg['max-file']);
+    if (!Number.isInteger(maxFiles) || maxFiles < 1) {
+      throw new InvalidArgumentError(`invalid max-file ${JSON.stringify(cfg['max-file'])}`, { hint: 'give a whole number of files, 1 or more' });
+    }
+    if (maxSize <= 0 && maxFiles > 1) {
+      throw new InvalidArgumentError('max-file needs max-size', { hint: 'set --log-opt max-size too, e.g. max-size=10m' });
+    }
+  }
+  return { maxSize, maxFiles };
+}
+
+function checkHostConfig(hc: HostConfig): HostConfig {
+  const out: HostConfig = { ...hc };
+  const num = (k: string, v: unknown): number => {
+    if (v === undefined || v === null) return 0;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${k} must be a number`, { hint: `give ${k} in its unit, e.g. bytes` });
+    return v;
+  };
+  const memory = num('Memory', hc.Memory);
+  if (memory < 0) throw new InvalidArgumentError('invalid memory limit', { hint: 'give a positive memory limit, e.g. -m 64m' });
+  if (memory > 0 && memory < MIN_MEMORY) {
+    throw new InvalidArgumentError('Minimum memory limit allowed is 6MB', { hint: 'give at least -m 6m' });
+  }
+  const swap = num('MemorySwap', hc.MemorySwap);
+  if (swap > 0 && memory > 0 && swap < memory) {
+    throw new InvalidArgumentError('Minimum memoryswap limit should be larger than memory limit, see usage', { hint: 'give --memory-swap at least as large as --memory, or -1' });
+  }
+  if (swap > 0 && memory === 0) {
+    throw new InvalidArgumentError('You should always set the Memory limit when using Memoryswap limit, see usage', { hint: 'set --memory too' });
+  }
+  const nano = num('NanoCpus', hc.NanoCpus);
+  if (nano < 0) throw new InvalidArgumentError('invalid CPU count', { hint: 'give a positive number of CPUs, e.g. --cpus 1.5' });
+  if (nano > 0 && (num('CpuQuota', hc.CpuQuota) > 0 || num('CpuPeriod', hc.CpuPeriod) > 0)) {
+    throw new InvalidArgumentError('Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set', { hint: 'use either --cpus or --cpu-quota/--cpu-period' });
+  }
+  num('PidsLimit', hc.PidsLimit);
+  num('ShmSize', hc.ShmSize);
+  const logType = hc.LogConfig?.Type ?? '';
+  if (logType !== '' && logType !== 'json-file') {
+    throw new InvalidArgumentError(`logging driver ${logType} is not supported`, { hint: 'use the json-file driver (the default)' });
+  }
+  out.LogConfig = { Type: 'json-file', Config: { ...(hc.LogConfig?.Config ?? {}) } };
+  logLimits(out);
+  for (const b of hc.Binds ?? []) parseBind(b);
+  out.RestartPolicy = checkRestartPolicy(hc.RestartPolicy, !!hc.AutoRemove);
+  out.AutoRemove = !!hc.AutoRemove;
+  out.NetworkMode = hc.NetworkMode || 'default';
+  if (hc.Runtime !== undefined && typeof hc.Runtime !== 'string') {
+    throw new InvalidArgumentError('Runtime must be a string', { hint: 'name an OCI runtime, e.g. runc or crun' });
+  }
+  return out;
+}
+
+/** Check `body` and merge it with the image's config: everything create records. */
+export function planCreate(body: CreateBody, image: ImageConfigFields, id: string): CreatePlan {
+  if (!body || typeof body.Image !== 'string' || body.Image === '') {
+    throw new InvalidArgumentError('no image given', { hint: 'name the image to run, e.g. berth run busybox' });
+  }
+  if (body.Tty) {
+    throw new InvalidArgumentError('a terminal (-t) is not supported yet', { hint: 'run without -t (the container gets pipes; -i still gives it stdin)' });
+  }
+  const HostConfig = checkHostConfig(body.HostConfig ?? {});
+  const Config = mergeConfig(body, image, id);
+  if (Config.WorkingDir) Config.WorkingDir = validateWorkdir(Config.WorkingDir);
+  const ep = Config.Entrypoint ?? [];
+  const cmd = Config.Cmd ?? [];
+  const all = ep.length ? [...ep, ...cmd] : [...cmd];
+  if (all.length === 0 || all[0] === '') {
+    throw new InvalidArgumentError('No command specified', { hint: 'give a command, or use an image with an entrypoint or cmd' });
+  }
+  return { Config, HostConfig, Path: all[0], Args: all.slice(1) };
+}
+
+/** Docker's env merge: later KEY=... replace earlier ones, new keys are appended. */
+export function mergeEnv(base: string[], extra: string[]): string[] {
+  const out = [...base];
+  for (const e of extra) {
+    const k = e.split('=')[0];
+    const i = out.findIndex((x) => x.split('=')[0] === k);
+    if (i >= 0) out[i] = e;
+    else out.push(e);
+  }
+  return out;
+}

@@ -1,0 +1,50 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readExit, type ExitRecord } from '../runtime/monitor';
+
+/**
+ * Wait for a container's exit record (the monitor writes it atomically: temp file, then
+ * rename). Unlike a plain directory watch this wakes only for the exit file's own name,
+ * so a chatty container appending to its log next to it costs nothing; a slow poll covers
+ * missed events. Rejects (with the signal's reason) when `signal` aborts.
+ */
+export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 1000): Promise<ExitRecord> {
+  const name = path.basename(exitFile);
+  let wake: (() => void) | undefined;
+  let pending = false;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    if (w) w();
+    else pending = true;
+  };
+  let watcher: fs.FSWatcher | undefined;
+  try {
+    watcher = fs.watch(path.dirname(exitFile), { persistent: false }, (_ev, f) => {
+      if (f === null || f === name) poke();
+    });
+    watcher.on('error', () => undefined);
+  } catch {
+    // cannot watch: the poll alone finds it
+  }
+  signal.addEventListener('abort', poke);
+  try {
+    for (;;) {
+      signal.throwIfAborted();
+      pending = false;
+      const rec = await readExit(exitFile);
+      if (rec) return rec;
+      if (pending || signal.aborted) continue;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => poke(), pollMs);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    signal.removeEventListener('abort', poke);
+    watcher?.close();
+  }
+}

@@ -1,0 +1,40 @@
+import type { Readable } from 'node:stream';
+import type { ContainerRecord } from './container-record';
+import { Mutex } from './mutex';
+import { Pulse } from './pulse';
+import { Backoff } from './restart-policy';
+import type { StdinPipe } from './stdin-pipe';
+
+/**
+ * What the engine holds in memory for one container besides its record: the lock that
+ * orders its state changes, the watch on the current run, the waiters, its stdin, and the
+ * restart manager's state. Nothing here is persisted: after a daemon restart it is
+ * rebuilt by reconcile.
+ */
+export class LiveContainer {
+  readonly lock = new Mutex();
+  /** Counts runs, so a late watcher of an old run can never end a newer one. */
+  run = 0;
+  /** Aborts the watch on the current run's exit record. */
+  watch?: AbortController;
+  /** Resolves once the current run's exit has been handled (never rejects). */
+  runEnded: Promise<void> = Promise.resolve();
+  /** Fired with the exit code when a run ends, a start fails, or the container is removed. */
+  readonly exited = new Pulse<number>();
+  /** Fired with the last exit code when the container is removed. */
+  readonly removed = new Pulse<number>();
+  stdin?: StdinPipe;
+  /** Clients' stdin attached before the next start. */
+  readonly pendingStdin: Readable[] = [];
+  restartTimer?: NodeJS.Timeout;
+  /** A user asked it to stay down (stop, remove): no restart policy applies until started again. */
+  canceled = false;
+  readonly backoff = new Backoff();
+  removing = false;
+
+  constructor(public rec: ContainerRecord) {}
+
+  get id(): string {
+    return this.rec.Id;
+  }
+}

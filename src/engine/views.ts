@@ -1,0 +1,117 @@
+import type { ContainerRecord, ContainerPaths } from './container-record';
+import { ZERO_TIME } from './container-record';
+import type { ContainerInspect, ContainerSummary } from './service';
+import { parseBind } from './create-config';
+
+/**
+ * The Docker API's views of a container record: the `docker ps` summary with its Status
+ * text, and `docker inspect`. Pure functions of the record (and the clock).
+ */
+
+/** go-units HumanDuration, which Docker's Status strings use. */
+export function humanDuration(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 1) return 'Less than a second';
+  if (seconds === 1) return '1 second';
+  if (seconds < 60) return `${seconds} seconds`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes === 1) return 'About a minute';
+  if (minutes < 60) return `${minutes} minutes`;
+  const hours = Math.round(ms / 3_600_000);
+  if (hours === 1) return 'About an hour';
+  if (hours < 48) return `${hours} hours`;
+  if (hours < 24 * 7 * 2) return `${Math.floor(hours / 24)} days`;
+  if (hours < 24 * 30 * 2) return `${Math.floor(hours / 24 / 7)} weeks`;
+  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24 / 30)} months`;
+  return `${Math.floor(ms / 3_600_000 / 24 / 365)} years`;
+}
+
+function since(iso: string, now: number): string {
+  return humanDuration(Math.max(0, now - Date.parse(iso)));
+}
+
+/** Docker's State.String(): 'Up 3 seconds', 'Exited (0) 2 seconds ago', 'Created', ... */
+export function statusText(rec: ContainerRecord, now = Date.now()): string {
+  const s = rec.State;
+  switch (s.Status) {
+    case 'running':
+      return `Up ${since(s.StartedAt, now)}`;
+    case 'paused':
+      return `Up ${since(s.StartedAt, now)} (Paused)`;
+    case 'restarting':
+      return `Restarting (${s.ExitCode}) ${since(s.FinishedAt, now)} ago`;
+    case 'removing':
+      return 'Removal In Progress';
+    case 'dead':
+      return 'Dead';
+    case 'exited':
+      if (s.FinishedAt === ZERO_TIME) return 'Created';
+      return `Exited (${s.ExitCode}) ${since(s.FinishedAt, now)} ago`;
+    default:
+      return 'Created';
+  }
+}
+
+function mounts(rec: ContainerRecord): Array<Record<string, unknown>> {
+  return (rec.HostConfig.Binds ?? []).map((b) => {
+    const m = parseBind(b);
+    return { Type: 'bind', Source: m.source, Destination: m.destination, Mode: m.readonly ? 'ro' : '', RW: !m.readonly, Propagation: 'rprivate' };
+  });
+}
+
+export function toSummary(rec: ContainerRecord, now = Date.now()): ContainerSummary {
+  return {
+    Id: rec.Id,
+    Names: [rec.Name],
+    Image: rec.Config.Image,
+    ImageID: rec.Image,
+    Command: [rec.Path, ...rec.Args].join(' '),
+    Created: Math.floor(Date.parse(rec.Created) / 1000),
+    Ports: [],
+    Labels: { ...rec.Config.Labels },
+    State: rec.State.Status,
+    Status: statusText(rec, now),
+    HostConfig: { NetworkMode: rec.HostConfig.NetworkMode || 'default' },
+    NetworkSettings: { Networks: {} },
+    Mounts: mounts(rec),
+  };
+}
+
+export function toInspect(rec: ContainerRecord, p: ContainerPaths, graph: Record<string, string>, execIds: string[]): ContainerInspect {
+  return {
+    Id: rec.Id,
+    Created: rec.Created,
+    Path: rec.Path,
+    Args: [...rec.Args],
+    State: { ...rec.State },
+    Image: rec.Image,
+    ResolvConfPath: p.resolvConf,
+    HostnamePath: p.hostname,
+    HostsPath: p.hosts,
+    LogPath: p.log,
+    Name: rec.Name,
+    RestartCount: rec.RestartCount,
+    Driver: 'overlay',
+    Platform: 'linux',
+    MountLabel: '',
+    ProcessLabel: '',
+    AppArmorProfile: '',
+    ExecIDs: execIds.length ? execIds : null,
+    HostConfig: structuredClone(rec.HostConfig),
+    GraphDriver: { Name: 'overlay', Data: graph },
+    Mounts: mounts(rec),
+    Config: structuredClone(rec.Config),
+    NetworkSettings: {
+      Bridge: '',
+      SandboxID: '',
+      HairpinMode: false,
+      Ports: {},
+      SandboxKey: '',
+      Gateway: '',
+      IPAddress: '',
+      IPPrefixLen: 0,
+      MacAddress: '',
+      Networks: {},
+    },
+  };
+}
