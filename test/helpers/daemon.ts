@@ -53,6 +53,10 @@ export class TestDaemon {
     fs.closeSync(log);
     this.child = child;
     this.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    // If the test worker dies (a timeout, a crash) the daemon must not outlive it.
+    const reap = () => child.kill('SIGTERM');
+    process.once('exit', reap);
+    child.once('exit', () => process.off('exit', reap));
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       if (await this.transport.ping()) return;
