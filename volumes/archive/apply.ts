@@ -1,7 +1,8 @@
 /**
  * applyLayer: unpack one image layer tarball (plain or gzip) into an overlayfs upper
  * directory, converting OCI whiteouts to overlayfs ones, in one streaming pass that also
- * yields the layer's diffID.
+ * yields the layer's diffID. With `whiteouts: 'plain'` (volume import) the same safe
+ * writer unpacks a plain tar: `.wh.` names are ordinary files and nothing is converted.
  *
  * We write entries ourselves instead of running `tar -x` because the tar comes from the
  * network: every name is checked before anything touches the disk, and nothing is ever
@@ -20,16 +21,25 @@ import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { BerthError, FailedPreconditionError, InvalidArgumentError, toBerthError } from '../errors';
 import { digestStream } from './digest';
-import { badLayer, checkRawName, classifyWhiteout, cleanPath, WHITEOUT_PREFIX } from './paths';
+import { badLayer, checkRawName, classifyWhiteout, cleanPath, WHITEOUT_PREFIX, WhiteoutKind } from './paths';
 import { mknodBatch, NodeSpec, setXattrs } from './tools';
 
 export interface ApplyOptions {
   /** Called with each count of COMPRESSED input bytes consumed (progress bars). */
   onBytes?: (n: number) => void;
   /** Create char/block device nodes; by default they are dropped (a 0:0 char device,
-   *  an overlay whiteout, is always kept). */
+   *  an overlay whiteout, is always kept when whiteouts are 'overlay'). */
   allowDevices?: boolean;
+  /**
+   * What `.wh.` names mean. 'overlay' (the default, image layers): OCI whiteouts become
+   * overlayfs ones. 'plain' (a volume archive is not a layer): they are ordinary names,
+   * kept as the files or directories the tar says, and a 0:0 char device is just a
+   * device (dropped unless allowDevices). 'reject': any `.wh.` name rejects the tar.
+   */
+  whiteouts?: WhiteoutMode;
 }
+
+export type WhiteoutMode = 'overlay' | 'plain' | 'reject';
 
 export interface ApplyResult {
   /** `sha256:<hex>` of the uncompressed tar stream: the layer's diffID. */
@@ -62,7 +72,7 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   let parseError: unknown; // the parser's own words beat "Stream was destroyed" from an entry
   extract.on('error', (e) => (parseError ??= e));
 
-  const w = new LayerWriter(root, opts.allowDevices ?? false);
+  const w = new LayerWriter(root, opts.allowDevices ?? false, opts.whiteouts ?? 'overlay');
   try {
     for await (const entry of extract) {
       // Our own failures become BerthErrors here; anything else below came from the
@@ -185,7 +195,11 @@ class LayerWriter {
   private xattrs = new Map<string, Map<string, Buffer>>();
   private dirTimes = new Map<string, Date>();
 
-  constructor(private readonly root: string, private readonly allowDevices: boolean) {}
+  constructor(
+    private readonly root: string,
+    private readonly allowDevices: boolean,
+    private readonly whiteouts: WhiteoutMode,
+  ) {}
 
   private abs(rel: string): string {
     return rel === '' ? this.root : this.root + '/' + rel;
@@ -195,11 +209,16 @@ class LayerWriter {
     this.entries++;
     const parts = cleanPath(h.name);
     if (h.linkname) checkRawName(h.linkname, 'link name');
-    for (const p of parts.slice(0, -1)) {
-      if (p.startsWith(WHITEOUT_PREFIX)) throw badLayer(`whiteout used as a directory: ${JSON.stringify(h.name)}`);
+    const overlay = this.whiteouts === 'overlay';
+    if (this.whiteouts !== 'plain') {
+      parts.forEach((p, i) => {
+        if (!p.startsWith(WHITEOUT_PREFIX)) return;
+        if (!overlay) throw badLayer(`whiteout names are not allowed here: ${JSON.stringify(h.name)}`);
+        if (i < parts.length - 1) throw badLayer(`whiteout used as a directory: ${JSON.stringify(h.name)}`);
+      });
     }
     const meta = metaOf(h);
-    const wo = classifyWhiteout(parts[parts.length - 1] ?? '');
+    const wo: WhiteoutKind = overlay ? classifyWhiteout(parts[parts.length - 1] ?? '') : { kind: 'none' };
     if (h.type === 'file' || h.type === 'contiguous-file') {
       if (wo.kind === 'none') return this.file(parts, meta, paxXattrs(h), body);
     }
@@ -224,7 +243,7 @@ class LayerWriter {
         return this.node(parts, { type: 'p', major: 0, minor: 0 }, meta);
       case 'character-device':
       case 'block-device': {
-        const whiteout = h.type === 'character-device' && !h.devmajor && !h.devminor;
+        const whiteout = overlay && h.type === 'character-device' && !h.devmajor && !h.devminor;
         if (!whiteout && !this.allowDevices) {
           this.devicesDropped++;
           return;

@@ -1,0 +1,104 @@
+/**
+ * Fixtures for the volume tests: a temp dir per test (`root/` for the driver, `outside/`
+ * with a canary), a teardown that closes every driver the test opened and then, even if
+ * the test failed half way, unmounts whatever is mounted under the temp dir and detaches
+ * every loop device backed by a file in it, so no test leaves mounts or loop devices.
+ */
+import type { ExecutionContext } from 'ava';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { VolumeDriver } from '../../volumes/drivers/driver';
+
+export const MiB = 1024 * 1024;
+
+export interface Env {
+  tmp: string;
+  /** The driver's root. */
+  root: string;
+  /** A directory outside the driver's root, with `canary` in it. */
+  outside: string;
+  canary: string;
+  /** Open a driver on `root` (closed in teardown). */
+  open(): Promise<VolumeDriver>;
+  /** The driver opened first. */
+  d: VolumeDriver;
+}
+
+export async function setup(t: ExecutionContext, factory: (root: string) => Promise<VolumeDriver>): Promise<Env> {
+  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-volumes-'));
+  const opened: VolumeDriver[] = [];
+  t.teardown(async () => {
+    for (const d of opened) await d.close().catch(() => undefined);
+    cleanupHost(tmp);
+    await fsp.rm(tmp, { recursive: true, force: true });
+  });
+  const root = path.join(tmp, 'root');
+  const outside = path.join(tmp, 'outside');
+  await fsp.mkdir(outside);
+  const canary = path.join(outside, 'canary');
+  await fsp.writeFile(canary, 'canary\n');
+  const open = async () => {
+    const d = await factory(root);
+    opened.push(d);
+    return d;
+  };
+  return { tmp, root, outside, canary, open, d: await open() };
+}
+
+/** Unmount everything under `dir` (deepest first) and detach loop devices backed by files under it. */
+export function cleanupHost(dir: string): void {
+  const mounts = fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) {
+    if (spawnSync('umount', [m]).status !== 0) spawnSync('umount', ['-l', m]);
+  }
+  for (const line of spawnSync('losetup', ['-a'], { encoding: 'utf8' }).stdout.split('\n')) {
+    const m = /^(\/dev\/loop\d+):.*\((.*)\)$/.exec(line);
+    if (m && m[2].startsWith(dir + '/')) spawnSync('losetup', ['-d', m[1]]);
+  }
+}
+
+export async function writeFile(dir: string, rel: string, data: string | Buffer): Promise<void> {
+  await fsp.mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
+  await fsp.writeFile(path.join(dir, rel), data);
+}
+
+export async function readFile(dir: string, rel: string): Promise<string> {
+  return fsp.readFile(path.join(dir, rel), 'utf8');
+}
+
+export function random(n: number): Buffer {
+  return randomBytes(n);
+}
+
+/** Loop devices attached to `file` right now. */
+export function loopsOf(file: string): string[] {
+  return execFileSync('losetup', ['-j', file], { encoding: 'utf8' }).split('\n').filter(Boolean);
+}
+
+/** Mount points of btrfs filesystems under `dir`. */
+export function btrfsMountsUnder(dir: string): string[] {
+  return fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'btrfs' && (f[1] === dir || f[1]?.startsWith(dir + '/')))
+    .map((f) => f[1]);
+}
+
+/** The `volumes/` directory that holds a driver's volumes, found from a mountpoint (`volumes/<name>/_data`). */
+export function volumesDirOf(mountpoint: string): string {
+  return path.dirname(path.dirname(mountpoint));
+}
+
+export async function ls(dir: string): Promise<string[]> {
+  return (await fsp.readdir(dir)).sort();
+}

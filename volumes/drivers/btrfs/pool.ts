@@ -1,0 +1,264 @@
+/**
+ * A loop-backed btrfs pool: when the data root is not on btrfs, the btrfs driver keeps its
+ * volumes in a sparse file formatted as btrfs (`root/pool.btrfs`), mounted at `root/pool`
+ * while a driver is open.
+ *
+ * Loop devices are the part that leaks, so every path ends with none of ours attached:
+ * - open attaches with `losetup --find --show`, mounts, and at once runs `losetup -d` on
+ *   the mounted device. The kernel cannot detach a busy device, so it marks it autoclear:
+ *   it goes away by itself when the filesystem is finally unmounted, even if we crash.
+ * - open after a crash: a pool still mounted at `root/pool` is adopted; loop devices that
+ *   `losetup -j FILE` shows for our file are reused if a live btrfs sits on them (the
+ *   filesystem is still mounted somewhere, e.g. bind-mounted into a running container) and
+ *   detached otherwise.
+ * - close unmounts (never lazily: a busy pool is reported) and detaches whatever
+ *   `losetup -j FILE` still shows.
+ * Several processes may open one root: each registers in `root/pool-users/`, and only the
+ * last live one unmounts. Open, close and grow run under `root/pool.lock`.
+ *
+ * The file is sparse: it takes host disk space only as volumes fill it, so its size is an
+ * upper bound, not a reservation; the host filesystem must have the room when it is used.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import lockfile from 'proper-lockfile';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors';
+import { tool, ToolError } from '../../volumes/exec';
+
+export const POOL_FILE = 'pool.btrfs';
+export const POOL_MOUNT = 'pool';
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+/** Below this mkfs.btrfs cannot make a useful filesystem. */
+export const MIN_POOL_SIZE = 64 * MiB;
+/** Below 1 GiB, data and metadata share block groups (mkfs --mixed): btrfs's advice for small filesystems. */
+const MIXED_BELOW = GiB;
+
+export interface PoolInfo {
+  /** The pool file. */
+  file: string;
+  /** Where it is mounted: the driver's data directory. */
+  mountpoint: string;
+  /** The filesystem's size and what is still free for data, in bytes. */
+  size: number;
+  free: number;
+}
+
+export class LoopPool {
+  private closed = false;
+
+  private constructor(
+    readonly file: string,
+    readonly mountpoint: string,
+    private readonly root: string,
+    private readonly userFile: string,
+  ) {}
+
+  /**
+   * Mount the pool of `root` (making it first, `size` bytes, if there is none). The pool's
+   * size is only used when it is made: a larger pool later is `grow`.
+   */
+  static async open(root: string, size?: number): Promise<LoopPool> {
+    const file = path.join(root, POOL_FILE);
+    const mountpoint = path.join(root, POOL_MOUNT);
+    const users = path.join(root, 'pool-users');
+    await fs.promises.mkdir(mountpoint, { recursive: true, mode: 0o700 });
+    await fs.promises.mkdir(users, { recursive: true, mode: 0o700 });
+    const userFile = path.join(users, `${process.pid}-${randomBytes(4).toString('hex')}`);
+    return withPoolLock(root, async () => {
+      if (!fs.existsSync(file)) await makePool(file, size ?? (await defaultPoolSize(root)));
+      if (!(await mountedAt(mountpoint))) await attachAndMount(file, mountpoint);
+      await fs.promises.writeFile(userFile, '');
+      return new LoopPool(file, mountpoint, root, userFile);
+    });
+  }
+
+  /** Unmount and detach, unless another live process still has the pool open. Twice is harmless. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await withPoolLock(this.root, async () => {
+      await fs.promises.rm(this.userFile, { force: true });
+      if (!(await othersUsing(path.dirname(this.userFile)))) {
+        await unmount(this.mountpoint);
+        await detachAll(this.file);
+      }
+    });
+    this.closed = true; // only now: a close that failed (a busy pool) can be tried again
+  }
+
+  /** Grow the pool to `size` bytes (its new total size): the file, the loop device, then btrfs. */
+  async grow(size: number): Promise<PoolInfo> {
+    if (this.closed) throw new FailedPreconditionError('the volume pool is closed', { hint: 'open the driver again' });
+    return withPoolLock(this.root, async () => {
+      const current = (await fs.promises.stat(this.file)).size;
+      if (!Number.isSafeInteger(size) || size <= current) {
+        throw new InvalidArgumentError(`the pool is ${current} bytes; cannot grow it to ${size}`, {
+          hint: `give a new total size larger than ${current} bytes (a pool cannot shrink)`,
+        });
+      }
+      await fs.promises.truncate(this.file, size); // still sparse: no host space is used until written
+      const dev = (await mountedAt(this.mountpoint))?.source;
+      if (!dev) throw new FailedPreconditionError(`the volume pool is not mounted at ${this.mountpoint}`, { hint: 'open the driver again' });
+      await tool('losetup', ['-c', dev]);
+      await tool('btrfs', ['filesystem', 'resize', 'max', this.mountpoint]);
+      return this.info();
+    });
+  }
+
+  async info(): Promise<PoolInfo> {
+    const st = await fs.promises.statfs(this.mountpoint);
+    return { file: this.file, mountpoint: this.mountpoint, size: st.blocks * st.bsize, free: st.bavail * st.bsize };
+  }
+}
+
+/** 10% of the free space under `root`, at least 1 GiB and at most 256 GiB, never more than is free. */
+export async function defaultPoolSize(root: string): Promise<number> {
+  const st = await fs.promises.statfs(root);
+  const free = st.bavail * st.bsize;
+  const size = Math.min(Math.max(free * 0.1, GiB), 256 * GiB, free);
+  return Math.floor(size / MiB) * MiB;
+}
+
+/** Build the pool as `<file>.new` and rename it into place: a half-made pool is never used. */
+async function makePool(file: string, size: number): Promise<void> {
+  if (!Number.isSafeInteger(size) || size < MIN_POOL_SIZE) {
+    throw new InvalidArgumentError(`a volume pool of ${size} bytes is too small`, {
+      hint: `give a pool size of at least ${MIN_POOL_SIZE / MiB} MiB (or free space on the filesystem of ${path.dirname(file)})`,
+    });
+  }
+  const tmp = `${file}.new`;
+  await fs.promises.rm(tmp, { force: true });
+  const fh = await fs.promises.open(tmp, 'wx', 0o600);
+  try {
+    await fh.truncate(size); // sparse
+  } finally {
+    await fh.close();
+  }
+  try {
+    await tool('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), '-L', 'berth-volumes', tmp]);
+    await fs.promises.rename(tmp, file);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+async function attachAndMount(file: string, mountpoint: string): Promise<void> {
+  let dev: string | undefined;
+  for (const d of await loopDevicesOf(file)) {
+    if (!dev && btrfsAlive(d)) dev = d; // the filesystem lives on (mounted elsewhere): mount it again
+    else await tool('losetup', ['-d', d]).catch(() => undefined); // a crash's leftover
+  }
+  const attached = !dev;
+  dev ??= (await tool('losetup', ['--find', '--show', file])).trim();
+  try {
+    await tool('mount', ['-t', 'btrfs', dev, mountpoint]);
+  } catch (e) {
+    if (attached) await tool('losetup', ['-d', dev]).catch(() => undefined);
+    throw e;
+  }
+  // Busy now, so this only marks it autoclear: it detaches itself when the pool is unmounted.
+  await tool('losetup', ['-d', dev]).catch(() => undefined);
+}
+
+async function unmount(mountpoint: string): Promise<void> {
+  for (let i = 0; (await mountedAt(mountpoint)) && i < 20; i++) {
+    try {
+      await tool('umount', [mountpoint]);
+    } catch (e) {
+      if (!(e instanceof ToolError) || !/busy/i.test(e.stderr) || i === 19) {
+        throw new ConflictError(`cannot unmount the volume pool at ${mountpoint}: ${(e as Error).message}`, {
+          hint: 'stop whatever has files open under it (a shell, a process using a volume), then close again',
+          cause: e,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/** Detach every loop device backed by `file` (a busy one is only marked autoclear by the kernel). */
+export async function detachAll(file: string): Promise<void> {
+  for (const d of await loopDevicesOf(file)) await tool('losetup', ['-d', d]).catch(() => undefined);
+}
+
+/** Loop devices backed by `file`, from `losetup -j`. */
+export async function loopDevicesOf(file: string): Promise<string[]> {
+  const out = await tool('losetup', ['-j', file]);
+  return out
+    .split('\n')
+    .map((l) => l.split(':')[0])
+    .filter((d) => d.startsWith('/dev/loop'));
+}
+
+/** Whether a mounted btrfs uses `dev` (btrfs lists its devices in sysfs while mounted anywhere). */
+function btrfsAlive(dev: string): boolean {
+  const name = path.basename(dev);
+  try {
+    return fs.readdirSync('/sys/fs/btrfs').some((fsid) => fs.existsSync(path.join('/sys/fs/btrfs', fsid, 'devices', name)));
+  } catch {
+    return false;
+  }
+}
+
+/** The btrfs mounted at exactly `dir`, from /proc/self/mountinfo. */
+export async function mountedAt(dir: string): Promise<{ source: string } | null> {
+  const want = await fs.promises.realpath(dir).catch(() => path.resolve(dir));
+  const info = await fs.promises.readFile('/proc/self/mountinfo', 'utf8');
+  let found: { source: string } | null = null;
+  for (const line of info.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!post) continue;
+    const mnt = unescapeMount(pre.split(' ')[4] ?? '');
+    const [fstype, source] = post.split(' ');
+    if (mnt === want) found = fstype === 'btrfs' ? { source } : null; // the last mount there is the one seen
+  }
+  return found;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+async function othersUsing(usersDir: string): Promise<boolean> {
+  for (const u of await fs.promises.readdir(usersDir)) {
+    const pid = Number(u.split('-')[0]);
+    if (alive(pid)) return true;
+    await fs.promises.rm(path.join(usersDir, u), { force: true }); // a process that died with the pool open
+  }
+  return false;
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function withPoolLock<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(root, {
+      realpath: false,
+      lockfilePath: path.join(root, 'pool.lock'),
+      stale: 10_000,
+      retries: { retries: 100, factor: 1.3, minTimeout: 10, maxTimeout: 500 },
+      onCompromised: (e) => process.emitWarning(`berth: volume pool lock lost: ${e.message}`),
+    });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+    throw new UnavailableError(`the volume pool under ${root} is being opened or closed by another process`, {
+      hint: 'retry in a moment',
+    });
+  }
+  try {
+    return await fn();
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
