@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
-import cliProgress from 'cli-progress';
+import type * as CliProgress from 'cli-progress';
 
 /**
  * A progress bar on stderr for long transfers (import, load, save, export). Only on a
@@ -8,6 +8,7 @@ import cliProgress from 'cli-progress';
  */
 export function progressBar(label: string, total?: number): { tick(n: number): void; stop(): void } {
   if (!process.stderr.isTTY) return { tick() {}, stop() {} };
+  const cliProgress = require('cli-progress') as typeof CliProgress; // only on a terminal
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

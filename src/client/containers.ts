@@ -104,8 +104,9 @@ export class RemoteContainerService implements ContainerService {
     opts.signal?.addEventListener('abort', () => res.destroy());
     yield* chunks(res, !!info.Config.Tty);
   }
-  async attach(ref: string, opts: { stdin?: Readable; stdout?: boolean; stderr?: boolean; logs?: boolean; stream?: boolean }): Promise<AsyncIterable<OutputChunk>> {
-    const info = await this.inspect(ref);
+  /** `tty`, when the caller knows it (it just created the container), saves an inspect. */
+  async attach(ref: string, opts: { stdin?: Readable; stdout?: boolean; stderr?: boolean; logs?: boolean; stream?: boolean; tty?: boolean }): Promise<AsyncIterable<OutputChunk>> {
+    const tty = opts.tty ?? !!(await this.inspect(ref)).Config.Tty;
     const socket = await this.t.hijack('POST', `/containers/${id(ref)}/attach`, {
       query: { stream: opts.stream === false ? 0 : 1, stdin: opts.stdin ? 1 : 0, stdout: opts.stdout === false ? 0 : 1, stderr: opts.stderr === false ? 0 : 1, logs: opts.logs ? 1 : 0 },
     });
@@ -114,7 +115,7 @@ export class RemoteContainerService implements ContainerService {
       opts.stdin.on('data', (c: Buffer) => socket.write(c));
       opts.stdin.on('end', () => socket.end());
     }
-    return chunks(socket, !!info.Config.Tty);
+    return chunks(socket, tty);
   }
   execCreate(ref: string, cfg: ExecConfig): Promise<{ Id: string }> {
     return this.t.json('POST', `/containers/${id(ref)}/exec`, { body: { AttachStdout: true, AttachStderr: true, ...cfg } });

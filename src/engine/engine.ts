@@ -439,7 +439,10 @@ export class Engine implements ContainerService {
     c.watch = ac;
     const exitFile = this.store.paths(c.id).exitFile;
     c.runEnded = watchExit(exitFile, ac.signal).then(
-      (exit) => this.onExit(c, run, exit),
+      (exit) => {
+        if (c.run === run) c.outputEnded.fire();
+        return this.onExit(c, run, exit);
+      },
       (e) => {
         if (ac.signal.aborted) return;
         // An unreadable exit record: the run is over, its status unknown.
@@ -737,7 +740,9 @@ export class Engine implements ContainerService {
     // Live output is what is written from now on: an attach made before start sees the
     // whole run, and one made later does not replay history (unless `logs`).
     const since = opts.logs ? undefined : Date.now() / 1000;
-    const stop = stream ? c.exited.next(opts.signal).then(() => undefined) : undefined;
+    const ends = stream ? [c.exited.next(opts.signal), c.outputEnded.next(opts.signal)] : [];
+    for (const e of ends) e.catch(() => undefined); // the loser of the race may reject on abort
+    const stop = stream ? Promise.race(ends).then(() => undefined) : undefined;
     stop?.catch(() => undefined);
     return chunks(
       readLogs(this.store.paths(c.id).log, { follow: stream, since, stdout: opts.stdout, stderr: opts.stderr, stop, signal: opts.signal }),

@@ -21,6 +21,11 @@ export class LiveContainer {
   runEnded: Promise<void> = Promise.resolve();
   /** Fired with the exit code when a run ends, a start fails, or the container is removed. */
   readonly exited = new Pulse<number>();
+  /**
+   * Fired as soon as a run's exit record is read, before its cleanup: the monitor writes
+   * the record only after draining the output, so attached clients can end right away.
+   */
+  readonly outputEnded = new Pulse<void>();
   /** Fired with the last exit code when the container is removed. */
   readonly removed = new Pulse<number>();
   stdin?: StdinPipe;

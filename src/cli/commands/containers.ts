@@ -120,7 +120,7 @@ async function pumpOutput(out: AsyncIterable<OutputChunk>): Promise<void> {
  * SIGKILL after 3 s); a second Ctrl-C kills it.
  */
 export async function runAttached(ctx: CliContext, id: string, o: { interactive?: boolean; autoRemove?: boolean }): Promise<number> {
-  const output = await ctx.containers.attach(id, { stdin: o.interactive ? process.stdin : undefined, stdout: true, stderr: true, stream: true });
+  const output = await ctx.containers.attach(id, { stdin: o.interactive ? process.stdin : undefined, stdout: true, stderr: true, stream: true, tty: false });
   const exited = await ctx.containers.waitRegistered(id, o.autoRemove ? 'removed' : 'next-exit');
   let interrupts = 0;
   const onSignal = () => {

@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { connect } from '../context';
 import { formatItems, humanSize } from '../format';
-import { startDaemon } from '../../daemon/daemon';
 import { resolveLocation } from '../../daemon/options';
 
 export function systemCommands(program: Command): void {
@@ -14,6 +13,8 @@ export function systemCommands(program: Command): void {
     .addHelpText('after', '\nExample:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock')
     .action(async (opts: { runtime: string }, cmd: Command) => {
       const loc = resolveLocation(cmd.optsWithGlobals());
+      // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.
+      const { startDaemon } = require('../../daemon/daemon') as typeof import('../../daemon/daemon');
       const d = await startDaemon({ ...loc, runtime: opts.runtime });
       const stop = (sig: string) => {
         process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
