@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { InvalidArgumentError } from '../../volumes/errors';
 import type * as CliProgress from 'cli-progress';
 
 /**
@@ -43,4 +45,27 @@ export function readWithProgress(file: string, label: string): { stream: Readabl
   src.on('error', (e: Error) => counted.destroy(e));
   src.pipe(counted);
   return { stream: counted, done: () => bar.stop() };
+}
+
+/**
+ * Write an archive the daemon streams (save, export) to FILE or, without one, to stdout,
+ * with a progress bar. The file appears whole or not at all (temp name, then rename).
+ */
+export async function writeArchive(label: string, file: string | undefined, produce: (out: Writable) => Promise<void>): Promise<void> {
+  if (!file && process.stdout.isTTY) {
+    throw new InvalidArgumentError('refusing to write an archive to a terminal', { hint: 'use -o FILE or redirect standard output' });
+  }
+  const tmp = file ? `${file}.berth-tmp-${process.pid}` : undefined;
+  const bar = progressBar(label);
+  const counter = new PassThrough();
+  counter.on('data', (c: Buffer) => bar.tick(c.length));
+  try {
+    await Promise.all([produce(counter), pipeline(counter, tmp ? fs.createWriteStream(tmp) : process.stdout)]);
+    if (tmp) fs.renameSync(tmp, file!);
+  } catch (e) {
+    if (tmp) fs.rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    bar.stop();
+  }
 }

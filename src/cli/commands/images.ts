@@ -1,9 +1,8 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
-import { pipeline } from 'node:stream/promises';
 import { collect, connect } from '../context';
 import { ago, formatItems, humanSize, shortId, table } from '../format';
-import { progressBar, readWithProgress } from '../progress';
+import { readWithProgress, writeArchive } from '../progress';
 import { parseFilters } from '../parse';
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/errors';
 import type { ImageSummary } from '../../images/service';
@@ -165,25 +164,8 @@ export function imageCommands(program: Command): void {
   }
 
   const save = async (refs: string[], opts: { output?: string }, cmd: Command) => {
-    if (!opts.output && process.stdout.isTTY) {
-      throw new InvalidArgumentError('refusing to write an archive to a terminal', { hint: 'use -o FILE or redirect standard output' });
-    }
     const ctx = await connect(cmd);
-    const tmp = opts.output ? `${opts.output}.berth-tmp-${process.pid}` : undefined;
-    const out = tmp ? fs.createWriteStream(tmp) : process.stdout;
-    const bar = progressBar('Saving');
-    const counter = new (require('node:stream').PassThrough)();
-    counter.on('data', (c: Buffer) => bar.tick(c.length));
-    try {
-      await Promise.all([ctx.images.save(refs, counter), pipeline(counter, out)]);
-      // The file appears whole or not at all.
-      if (tmp) fs.renameSync(tmp, opts.output!);
-    } catch (e) {
-      if (tmp) fs.rmSync(tmp, { force: true });
-      throw e;
-    } finally {
-      bar.stop();
-    }
+    await writeArchive('Saving', opts.output, (out) => ctx.images.save(refs, out));
   };
   for (const c of [program.command('save <IMAGE...>'), image.command('save <IMAGE...>')]) {
     c.description('write images to a tarball that is both a docker-archive and an OCI image layout')
