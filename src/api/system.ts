@@ -11,6 +11,8 @@ export interface SystemInfo {
   runtime: string;
   id: string;
   startedAt: Date;
+  /** The data volume driver ('btrfs', 'dir'). */
+  volumeDriver?: string;
 }
 
 /** /_ping, /version, /info: what `docker version` / `docker info` read. */
@@ -95,7 +97,7 @@ export function systemRoutes(router: Router, sys: SystemInfo, images: ImageServi
       SecurityOptions: ['name=seccomp,profile=unconfined'],
       Warnings: null,
       // berth's own section: what a user asks `berth info` for.
-      Berth: { Version: BERTH_VERSION, Socket: sys.socket, StartedAt: sys.startedAt.toISOString() },
+      Berth: { Version: BERTH_VERSION, Socket: sys.socket, StartedAt: sys.startedAt.toISOString(), ...(sys.volumeDriver ? { VolumeDriver: sys.volumeDriver } : {}) },
     });
   });
 }

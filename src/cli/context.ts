@@ -3,6 +3,7 @@ import { resolveLocation, DaemonLocation } from '../daemon/options';
 import { Transport, ensureDaemon } from '../client/transport';
 import { RemoteImageService } from '../client/images';
 import { RemoteContainerService } from '../client/containers';
+import { RemoteVolumeService } from '../client/volumes';
 
 /** What every client command needs: where the daemon is, and a connection to it. */
 export interface CliContext {
@@ -10,6 +11,7 @@ export interface CliContext {
   transport: Transport;
   images: RemoteImageService;
   containers: RemoteContainerService;
+  volumes: RemoteVolumeService;
 }
 
 export async function connect(cmd: Command): Promise<CliContext> {
@@ -17,7 +19,7 @@ export async function connect(cmd: Command): Promise<CliContext> {
   const loc = resolveLocation(g);
   const transport = new Transport(loc.socket);
   if (g.autostart !== false) await ensureDaemon(transport, loc.root);
-  return { loc, transport, images: new RemoteImageService(transport), containers: new RemoteContainerService(transport) };
+  return { loc, transport, images: new RemoteImageService(transport), containers: new RemoteContainerService(transport), volumes: new RemoteVolumeService(transport) };
 }
 
 /** Repeatable option collector for commander: -c A -c B → ['A', 'B']. */

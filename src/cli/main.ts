@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { systemCommands } from './commands/system';
 import { imageCommands } from './commands/images';
 import { containerCommands } from './commands/containers';
+import { volumeCommands } from './commands/volumes';
 import { mainJob } from './commands/mainjob';
 import { BerthError, toBerthError } from '../../volumes/errors';
 import { BERTH_VERSION } from '../version';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   systemCommands(program);
   containerCommands(program);
   imageCommands(program);
+  volumeCommands(program);
   program.command('main-job', { hidden: true }).description('what `npm start` runs').action(async (_o, cmd: Command) => mainJob(cmd));
   return program;
 }

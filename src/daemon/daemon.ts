@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { lockRoot } from './lock';
+import { InvalidArgumentError } from '../../volumes/errors';
 import { DaemonLocation } from './options';
 import { OverlaySnapshotter } from '../../volumes/layers/overlay';
 import { ImageStore } from '../images/store';
@@ -13,9 +14,14 @@ import { containerRoutes } from '../api/containers';
 import { Engine } from '../engine/engine';
 import { EventBus } from '../engine/events';
 import { OciRuntime } from '../runtime/runtime';
+import { bestDriver, openDriver, type DriverName } from '../../volumes/drivers/select';
+import { Volumes } from '../engine/volume-service';
+import { volumeRoutes } from '../api/volumes';
 
 export interface DaemonOptions extends DaemonLocation {
   runtime?: string;
+  /** The volume driver for a new data root (default: the best this host supports). */
+  volumeDriver?: DriverName;
   log?: Logger;
 }
 
@@ -33,6 +39,7 @@ export interface RunningDaemon {
  *   layers/overlay/   the layer store (snapshotter)
  *   images/           the image store (content blobs + image metadata)
  *   containers/<id>/  container records, bundles, rootfs mount points, logs, exit records
+ *   volumes/          data volumes and their snapshots (volumes/drivers: btrfs or dir)
  *   runtime/          runc's state (--root) for this daemon's containers
  *   tmp/              scratch space, emptied at every start
  */
@@ -58,6 +65,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const images = await ImageStore.open({ root: path.join(opts.root, 'images'), snapshotter, tmpDir });
     closers.push(() => images.close());
 
+    const volumeRoot = path.join(opts.root, 'volumes');
+    const planned = await plannedDriver(volumeRoot, opts.volumeDriver);
+    // Opened on first use: a daemon without volumes mounts no btrfs pool.
+    const volumes = new Volumes(async () => {
+      const d = await openDriver(volumeRoot, { driver: opts.volumeDriver });
+      log.info(`volume driver ${d.name} open on ${volumeRoot}`);
+      return d;
+    }, planned);
+    // Closed after the engine (closers run in reverse): no container start needs it then.
+    closers.push(() => volumes.close());
+
     const events = new EventBus();
     closers.push(async () => events.close());
     // runc's state for this daemon lives under its own root, so daemons never see each other's containers.
@@ -69,13 +87,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       images,
       runtime,
       events,
+      volumes,
       log: (m) => log.error(m),
     });
     // Closing the engine stops watching containers; they keep running (live-restore).
     closers.push(() => engine.close());
 
     const router = new Router();
-    systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date() }, images, engine);
+    systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date(), volumeDriver: planned }, images, engine);
+    volumeRoutes(router, volumes);
     imageRoutes(router, images);
     containerRoutes(router, engine, events);
 
@@ -96,6 +116,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     root: opts.root,
     close: () => (closing ??= closeAll()),
   };
+}
+
+/** The driver openDriver will pick for `dir`: the one it was made with, else the asked-for or best one. */
+async function plannedDriver(dir: string, asked?: DriverName): Promise<string> {
+  const recorded = (await fs.promises.readFile(path.join(dir, 'driver'), 'utf8').catch(() => '')).trim();
+  if (recorded) return recorded;
+  if (asked !== undefined && asked !== 'btrfs' && asked !== 'dir') {
+    throw new InvalidArgumentError(`unknown volume driver ${JSON.stringify(asked)}`, { hint: "choose 'btrfs' or 'dir'" });
+  }
+  if (asked) return asked;
+  await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+  return (await bestDriver(dir)).driver;
 }
 
 async function engineId(root: string): Promise<string> {

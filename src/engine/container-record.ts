@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import type { ContainerState, CreateBody, HostConfig } from './service';
+import type { MountPoint } from './mounts';
 
 /**
  * One container's record (`<root>/<id>/container.json`) and the files next to it.
@@ -46,6 +47,8 @@ export interface ContainerRecord {
   MonitorPid: number;
   /** The OCI runtime binary the container runs with. */
   Runtime: string;
+  /** Its mounts (binds, volumes, tmpfs), decided at create; absent in records older than volumes. */
+  Mounts?: MountPoint[];
 }
 
 /** Go's zero time, Docker's "never". */

@@ -1,10 +1,10 @@
-import * as path from 'node:path';
 import { InvalidArgumentError } from '../../volumes/errors';
 import type { ImageConfigFields } from '../images/service';
 import { validateWorkdir } from '../runtime/rootfs';
 import type { ContainerConfig } from './container-record';
 import type { CreateBody, HostConfig, RestartPolicy } from './service';
 import { parseSize } from './units';
+import { parseVolumeSpec } from './mounts';
 
 /**
  * The pure part of `create`: a POST /containers/create body checked and merged with its
@@ -90,28 +90,6 @@ function checkRestartPolicy(p: RestartPolicy | undefined, autoRemove: boolean): 
   return { Name: name || 'no', MaximumRetryCount: max };
 }
 
-/** A bind `src:dst[:opts]`: host paths only (named volumes belong to the volume service). */
-export function parseBind(spec: string): { source: string; destination: string; readonly: boolean } {
-  const parts = spec.split(':');
-  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) {
-    throw new InvalidArgumentError(`invalid volume specification: '${spec}'`, { hint: 'use /host/path:/container/path[:ro]' });
-  }
-  const [source, destination, opts = ''] = parts;
-  if (!path.isAbsolute(source)) {
-    throw new InvalidArgumentError(`named volumes are not supported here yet: '${spec}'`, { hint: 'bind a host directory by absolute path: /host/path:/container/path' });
-  }
-  if (!path.posix.isAbsolute(destination)) {
-    throw new InvalidArgumentError(`invalid mount path '${destination}': it must be absolute`, { hint: 'use /host/path:/container/path' });
-  }
-  const flags = opts.split(',').filter(Boolean);
-  for (const f of flags) {
-    if (!['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'].includes(f)) {
-      throw new InvalidArgumentError(`invalid mode '${f}' in '${spec}'`, { hint: 'use ro or rw' });
-    }
-  }
-  return { source: path.resolve(source), destination: path.posix.normalize(destination), readonly: flags.includes('ro') };
-}
-
 /** The json-file log's rotation limits from LogConfig (Docker's max-size, max-file). */
 export function logLimits(hc: HostConfig): { maxSize: number; maxFiles: number } {
   const cfg = hc.LogConfig?.Config ?? {};
@@ -161,7 +139,7 @@ function checkHostConfig(hc: HostConfig): HostConfig {
   }
   out.LogConfig = { Type: 'json-file', Config: { ...(hc.LogConfig?.Config ?? {}) } };
   logLimits(out);
-  for (const b of hc.Binds ?? []) parseBind(b);
+  for (const b of hc.Binds ?? []) parseVolumeSpec(b);
   out.RestartPolicy = checkRestartPolicy(hc.RestartPolicy, !!hc.AutoRemove);
   out.AutoRemove = !!hc.AutoRemove;
   out.NetworkMode = hc.NetworkMode || 'default';

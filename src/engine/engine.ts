@@ -54,6 +54,9 @@ import { parseSignal } from './signals';
 import { StdinPipe } from './stdin-pipe';
 import { top, type TopResult } from './top';
 import { toInspect, toSummary } from './views';
+import { bindPoints, planMounts, type MountPoint } from './mounts';
+import { ANONYMOUS_LABEL, anonymousName, type Volumes } from './volume-service';
+import { resolveInRoot } from '../runtime/rootfs';
 
 const execFileP = promisify(execFile);
 
@@ -67,6 +70,8 @@ export interface EngineOptions {
   /** The daemon's OCI runtime; its root holds every container's runtime state. */
   runtime: OciRuntime;
   events: EventBus;
+  /** Data volumes (named and anonymous `-v`, --mount type=volume); without it only binds work. */
+  volumes?: Volumes;
   /** What HostConfig.Runtime says when a container names none (default: the runtime binary's name). */
   defaultRuntime?: string;
   /** Errors the engine handles on its own (a failed cleanup), for the daemon's log. */
@@ -150,6 +155,15 @@ export class Engine implements ContainerService {
     await engine.cleanLeftovers();
     await engine.reconcile();
     opts.images.setInUse((imageId) => store.all().filter((r) => r.Image === imageId).map((r) => r.Id));
+    opts.volumes?.setHooks({
+      usersOf: (volume) =>
+        store
+          .all()
+          .filter((r) => (r.Mounts ?? []).some((m) => m.Type === 'volume' && m.Name === volume))
+          .map((r) => ({ id: r.Id, name: r.Name.slice(1), status: r.State.Status })),
+      pause: (id) => engine.pause(id),
+      unpause: (id) => engine.unpause(id),
+    });
     return engine;
   }
 
@@ -177,10 +191,13 @@ export class Engine implements ContainerService {
     }
     this.store.reserveName(n, id); // before any await: two creates cannot take one name
     let rec: ContainerRecord;
+    let madeVolumes: string[] = [];
     try {
       const image = await this.opts.images.resolve(body.Image);
       const plan = planCreate(body, image.config, id);
       plan.HostConfig.Runtime = plan.HostConfig.Runtime || this.defaultRuntime;
+      madeVolumes = [];
+      const mounts = await this.makeMounts(plan.Config, plan.HostConfig, madeVolumes);
       rec = {
         version: 1,
         Id: id,
@@ -196,6 +213,7 @@ export class Engine implements ContainerService {
         ManualStop: false,
         MonitorPid: 0,
         Runtime: this.runtimePath(plan.HostConfig.Runtime),
+        Mounts: mounts,
       };
       const key = snapshotKey(id);
       // The snapshot first, then the directory: a crash in between leaves a snapshot
@@ -213,6 +231,8 @@ export class Engine implements ContainerService {
       }
     } catch (e) {
       this.store.releaseName(n, id);
+      // Anonymous volumes made for this create go with it; a named one made on first use stays (as Docker's does).
+      for (const v of madeVolumes) await this.opts.volumes?.remove(v, { force: true }).catch(() => undefined);
       throw e;
     }
     this.lives.set(id, new LiveContainer(rec));
@@ -231,11 +251,74 @@ export class Engine implements ContainerService {
         hint: `stop it first (berth stop ${c.rec.Name.slice(1)}), or remove it with -f`,
       });
     }
-    await this.removeLive(c);
+    await this.removeLive(c, !!opts.volumes);
+  }
+
+  /**
+   * The container's mounts: volumes named on first use are made here, anonymous ones
+   * (`-v /path`, an image VOLUME) get a fresh 64-hex name. `made` collects the anonymous
+   * volumes made, so a failed create can remove them.
+   */
+  private async makeMounts(cfg: ContainerRecord['Config'], hc: ContainerRecord['HostConfig'], made: string[]): Promise<MountPoint[]> {
+    const reqs = planMounts(cfg, hc, (ref) => {
+      const r = this.store.find(ref);
+      return r.Mounts ?? bindPoints(r.HostConfig.Binds);
+    });
+    const out: MountPoint[] = [];
+    for (const r of reqs) {
+      if (!r.ensure) {
+        out.push(r.point);
+        continue;
+      }
+      const vols = this.opts.volumes;
+      if (!vols) throw new FailedPreconditionError('this engine has no volume service', { hint: 'bind a host directory instead: -v /host/path:/container/path' });
+      const name = r.ensure.anonymous ? anonymousName() : r.ensure.name;
+      const labels = { ...(r.ensure.labels ?? {}), ...(r.ensure.anonymous ? { [ANONYMOUS_LABEL]: '' } : {}) };
+      const { info, created } = await vols.ensure(name, labels);
+      if (created && r.ensure.anonymous) made.push(name);
+      out.push({
+        ...r.point,
+        Name: name,
+        Source: info.mountpoint,
+        ...(r.ensure.anonymous ? { Anonymous: true } : {}),
+        ...(created && !r.ensure.nocopy && !r.point.Subpath ? { CopyUp: true } : {}),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Before a container's first start: fill each new volume from the image's files at its
+   * destination (Docker's copy-up), once. Only into an empty volume, so data is never
+   * overwritten; the image path is resolved inside the root without following a symlink out.
+   */
+  private async copyUp(c: LiveContainer, rootfs: string): Promise<void> {
+    const pending = (c.rec.Mounts ?? []).filter((m) => m.CopyUp);
+    if (pending.length === 0) return;
+    for (const m of pending) {
+      const src = await resolveInRoot(rootfs, m.Destination);
+      const st = await fs.promises.lstat(src).catch(() => undefined);
+      const empty = (await fs.promises.readdir(m.Source).catch(() => ['?'])).length === 0;
+      if (st?.isDirectory() && empty) await execFileP('cp', ['-a', '--', src + '/.', m.Source + '/']);
+      delete m.CopyUp;
+    }
+    await this.save(c.rec);
+  }
+
+  /** `rm -v`, `run --rm`: the container's anonymous volumes, unless another container uses them too. */
+  private async removeAnonymousVolumes(rec: ContainerRecord): Promise<void> {
+    const vols = this.opts.volumes;
+    if (!vols) return;
+    for (const m of rec.Mounts ?? []) {
+      if (m.Type !== 'volume' || !m.Anonymous || !m.Name) continue;
+      await vols.remove(m.Name, { force: true }).catch((e) => {
+        if (!(e instanceof NotFoundError) && !(e instanceof ConflictError)) this.log(`${rec.Id}: removing volume ${m.Name}: ${message(e)}`);
+      });
+    }
   }
 
   /** Kill if need be, then remove (the commit point is the rename in store.beginRemove). */
-  private async removeLive(c: LiveContainer): Promise<void> {
+  private async removeLive(c: LiveContainer, volumes = false): Promise<void> {
     c.removing = true;
     c.canceled = true;
     try {
@@ -259,6 +342,7 @@ export class Engine implements ContainerService {
       throw e;
     }
     this.emit(c.rec, 'destroy');
+    if (volumes || c.rec.HostConfig.AutoRemove) await this.removeAnonymousVolumes(c.rec);
     c.exited.fire(c.rec.State.ExitCode);
     c.removed.fire(c.rec.State.ExitCode);
   }
@@ -351,6 +435,7 @@ export class Engine implements ContainerService {
     try {
       await fs.promises.mkdir(p.rootfs, { recursive: true, mode: 0o755 });
       if (!(await isMountPoint(p.rootfs))) await mountAll(await this.opts.snapshotter.mounts(snapshotKey(id)), p.rootfs);
+      await this.copyUp(c, p.rootfs);
       let stdin: StdinPipe | undefined;
       try {
         const spec = buildSpec(await planLaunch(rec, p, this.cgroupsPath(id)), this.hostInfo);

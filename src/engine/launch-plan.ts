@@ -4,7 +4,7 @@ import { findExecutable, lookupUser, resolveInRoot, validateWorkdirInRoot } from
 import { DEFAULT_PATH_ENV, type ContainerSpecInput, type MountInput } from '../runtime/spec';
 import type { ExitCodeError } from '../runtime/runtime';
 import type { ContainerPaths, ContainerRecord } from './container-record';
-import { parseBind } from './create-config';
+import { bindPoints, type MountPoint } from './mounts';
 
 /**
  * What `start` hands buildSpec for one container, worked out against its mounted root
@@ -56,11 +56,7 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
   const ro = !!hc.ReadonlyRootfs;
   const etc = (source: string, destination: string): MountInput => ({ source, destination, options: ['rbind', 'rprivate', ro ? 'ro' : 'rw'] });
   const mounts: MountInput[] = [etc(p.resolvConf, '/etc/resolv.conf'), etc(p.hostname, '/etc/hostname'), etc(p.hosts, '/etc/hosts')];
-  for (const b of hc.Binds ?? []) {
-    const bind = parseBind(b);
-    await fs.promises.mkdir(bind.source, { recursive: true }).catch(() => undefined); // Docker makes a missing host dir
-    mounts.push({ source: bind.source, destination: bind.destination, options: ['rbind', 'rprivate', bind.readonly ? 'ro' : 'rw'] });
-  }
+  mounts.push(...(await userMounts(rec.Mounts ?? bindPoints(hc.Binds))));
 
   let cpus: number | undefined;
   if (hc.NanoCpus) cpus = hc.NanoCpus / 1e9;
@@ -85,4 +81,44 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
     init: hc.Init === true,
     shmSizeBytes: hc.ShmSize || undefined,
   };
+}
+
+/**
+ * The container's own mounts, parents before children (a volume at /data and a bind at
+ * /data/cfg must mount in that order). Volumes and binds are rbind mounts of host
+ * directories, never copy-on-write. A volume's subpath is resolved beneath the volume
+ * without following a symlink out of it.
+ */
+export async function userMounts(points: MountPoint[]): Promise<MountInput[]> {
+  const sorted = [...points].sort((a, b) => depth(a.Destination) - depth(b.Destination));
+  const out: MountInput[] = [];
+  for (const m of sorted) {
+    if (m.Type === 'tmpfs') {
+      const opts = ['nosuid', 'nodev', m.RW ? 'rw' : 'ro'];
+      if (m.Tmpfs?.SizeBytes) opts.push(`size=${m.Tmpfs.SizeBytes}`);
+      if (m.Tmpfs?.Mode) opts.push(`mode=${m.Tmpfs.Mode.toString(8)}`);
+      out.push({ type: 'tmpfs', source: 'tmpfs', destination: m.Destination, options: opts });
+      continue;
+    }
+    let source = m.Source;
+    if (m.Type === 'bind') {
+      await fs.promises.mkdir(source, { recursive: true }).catch(() => undefined); // Docker makes a missing host dir
+    } else if (m.Subpath) {
+      source = await resolveInRoot(m.Source, m.Subpath);
+      const st = await fs.promises.lstat(source).catch(() => undefined);
+      if (!st) {
+        throw exitCodeError(`volume subpath ${m.Subpath} does not exist in volume ${m.Name}`, 'create the directory in the volume first, or fix the subpath', 128);
+      }
+    }
+    out.push({ source, destination: m.Destination, options: ['rbind', propagation(m), m.RW ? 'rw' : 'ro'] });
+  }
+  return out;
+}
+
+function depth(p: string): number {
+  return p.split('/').filter(Boolean).length;
+}
+
+function propagation(m: MountPoint): string {
+  return /^r?(private|shared|slave)$/.test(m.Propagation) ? m.Propagation : 'rprivate';
 }

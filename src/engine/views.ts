@@ -1,7 +1,7 @@
 import type { ContainerRecord, ContainerPaths } from './container-record';
 import { ZERO_TIME } from './container-record';
 import type { ContainerInspect, ContainerSummary } from './service';
-import { parseBind } from './create-config';
+import { bindPoints, mountView } from './mounts';
 
 /**
  * The Docker API's views of a container record: the `docker ps` summary with its Status
@@ -53,10 +53,7 @@ export function statusText(rec: ContainerRecord, now = Date.now()): string {
 }
 
 function mounts(rec: ContainerRecord): Array<Record<string, unknown>> {
-  return (rec.HostConfig.Binds ?? []).map((b) => {
-    const m = parseBind(b);
-    return { Type: 'bind', Source: m.source, Destination: m.destination, Mode: m.readonly ? 'ro' : '', RW: !m.readonly, Propagation: 'rprivate' };
-  });
+  return (rec.Mounts ?? bindPoints(rec.HostConfig.Binds)).map(mountView);
 }
 
 export function toSummary(rec: ContainerRecord, now = Date.now()): ContainerSummary {

@@ -5,6 +5,7 @@ import { spawn, ChildProcess, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Transport } from '../../src/client/transport';
 import { RemoteImageService } from '../../src/client/images';
+import { RemoteContainerService } from '../../src/client/containers';
 
 export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -22,6 +23,7 @@ export class TestDaemon {
   readonly host: string;
   transport: Transport;
   images: RemoteImageService;
+  containers: RemoteContainerService;
   private exit?: Promise<number | null>;
 
   private constructor(readonly root: string) {
@@ -29,6 +31,7 @@ export class TestDaemon {
     this.host = 'unix://' + this.socket;
     this.transport = new Transport(this.socket);
     this.images = new RemoteImageService(this.transport);
+    this.containers = new RemoteContainerService(this.transport);
   }
 
   static async start(): Promise<TestDaemon> {
@@ -101,6 +104,9 @@ export class TestDaemon {
 
   async stop(): Promise<void> {
     if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      // Containers outlive berthd by design (live-restore): a test's must go first.
+      const all = await this.containers.list({ all: true }).catch(() => []);
+      await Promise.all(all.map((c) => this.containers.remove(c.Id, { force: true, volumes: true }).catch(() => undefined)));
       this.child.kill('SIGTERM');
       const t = setTimeout(() => this.child?.kill('SIGKILL'), 10_000);
       await this.exit;

@@ -1,12 +1,9 @@
-import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
-import { PassThrough } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { collect, connect, CliContext } from '../context';
 import { ago, formatItems, humanSize, shortId, table } from '../format';
 import { expandEnv, parseBytes, parseCpus, parseFilters, parseKeyValues, parseLabels, parseRestart, readEnvFile } from '../parse';
-import { progressBar } from '../progress';
-import { InvalidArgumentError, NotFoundError, BerthError, FailedPreconditionError } from '../../../volumes/errors';
+import { writeArchive } from '../progress';
+import { InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/errors';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
 
 /** Options shared by `run` and `create`. */
@@ -31,6 +28,9 @@ function createOptions(c: Command): Command {
     .option('--log-opt <k=v>', 'log options: max-size=10m, max-file=3', collect)
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('-i, --interactive', 'keep stdin open and attach it')
+    .option('-v, --volume <spec>', 'mount a volume: NAME:/path[:ro] (named, made on first use), /path (anonymous), /host:/path[:ro] (bind)', collect)
+    .option('--mount <spec>', 'mount: type=volume|bind|tmpfs,src=…,dst=…[,readonly][,volume-subpath=…][,volume-nocopy][,tmpfs-size=…]', collect)
+    .option('--volumes-from <container[:ro|rw]>', "mount another container's volumes and binds", collect)
     .addOption(new Option('-t, --tty', 'allocate a pseudo-tty (coming with interactive mode)'));
 }
 
@@ -56,6 +56,43 @@ interface CreateFlags {
   interactive?: boolean;
   tty?: boolean;
   detach?: boolean;
+  volume?: string[];
+  mount?: string[];
+  volumesFrom?: string[];
+}
+
+/** `--mount type=volume,src=data,dst=/data,readonly` → Docker's HostConfig.Mounts item. */
+export function parseMount(spec: string): Record<string, unknown> {
+  const m: Record<string, unknown> = { Type: 'volume' };
+  const vol: Record<string, unknown> = {};
+  const tmpfs: Record<string, unknown> = {};
+  for (const part of spec.split(',')) {
+    const i = part.indexOf('=');
+    const k = (i < 0 ? part : part.slice(0, i)).trim().toLowerCase();
+    const v = i < 0 ? undefined : part.slice(i + 1);
+    const bool = v === undefined || ['1', 'true'].includes(v.toLowerCase());
+    switch (k) {
+      case 'type': m.Type = v; break;
+      case 'source': case 'src': m.Source = v; break;
+      case 'target': case 'destination': case 'dst': m.Target = v; break;
+      case 'readonly': case 'ro': m.ReadOnly = bool; break;
+      case 'volume-subpath': vol.Subpath = v; break;
+      case 'volume-nocopy': vol.NoCopy = bool; break;
+      case 'volume-label': {
+        const j = (v ?? '').indexOf('=');
+        vol.Labels = { ...((vol.Labels as object) ?? {}), [j < 0 ? v ?? '' : (v ?? '').slice(0, j)]: j < 0 ? '' : (v ?? '').slice(j + 1) };
+        break;
+      }
+      case 'bind-propagation': m.BindOptions = { Propagation: v }; break;
+      case 'tmpfs-size': tmpfs.SizeBytes = parseBytes(v ?? '', '--mount tmpfs-size'); break;
+      case 'tmpfs-mode': tmpfs.Mode = parseInt(v ?? '', 8); break;
+      default:
+        throw new InvalidArgumentError(`unknown --mount field ${JSON.stringify(k)}`, { hint: 'use type=volume|bind|tmpfs,src=…,dst=…[,readonly]' });
+    }
+  }
+  if (Object.keys(vol).length) m.VolumeOptions = vol;
+  if (Object.keys(tmpfs).length) m.TmpfsOptions = tmpfs;
+  return m;
 }
 
 export function createBody(image: string, args: string[], o: CreateFlags): CreateBody {
@@ -65,9 +102,13 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
   if (o.rm && restart.Name !== 'no') throw new InvalidArgumentError('--rm and --restart cannot be combined', { hint: 'drop one of them' });
   const pids = o.pidsLimit === undefined ? undefined : Number(o.pidsLimit);
   if (pids !== undefined && !Number.isInteger(pids)) throw new InvalidArgumentError(`invalid --pids-limit ${o.pidsLimit}`, { hint: 'give a whole number, -1 for unlimited' });
+  // As the docker CLI does: `-v /path` (no colon) is an anonymous volume, the rest are Binds.
+  const binds = (o.volume ?? []).filter((v) => v.includes(':'));
+  const anon = Object.fromEntries((o.volume ?? []).filter((v) => !v.includes(':')).map((v) => [v, {}]));
   return {
     Image: image,
     Cmd: args.length ? args : undefined,
+    ...(Object.keys(anon).length ? { Volumes: anon } : {}),
     Entrypoint: o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : undefined,
     Env: env,
     WorkingDir: o.workdir ?? '',
@@ -91,6 +132,9 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
       Init: o.init ? true : null,
       Runtime: o.runtime,
       LogConfig: { Type: 'json-file', Config: parseKeyValues(o.logOpt, '--log-opt') },
+      ...(binds.length ? { Binds: binds } : {}),
+      ...(o.mount?.length ? { Mounts: o.mount.map(parseMount) } : {}),
+      ...(o.volumesFrom?.length ? { VolumesFrom: o.volumesFrom } : {}),
     },
   };
 }
@@ -369,21 +413,8 @@ export function containerCommands(program: Command): void {
     c.description("write a container's filesystem as a tar archive")
       .option('-o, --output <file>', 'write to a file instead of standard output')
       .action(async (ref: string, o: { output?: string }, cmd: Command) => {
-        if (!o.output && process.stdout.isTTY) throw new InvalidArgumentError('refusing to write a tar archive to a terminal', { hint: 'use -o FILE or redirect standard output' });
         const ctx = await connect(cmd);
-        const tmp = o.output ? `${o.output}.berth-tmp-${process.pid}` : undefined;
-        const bar = progressBar('Exporting');
-        const counter = new PassThrough();
-        counter.on('data', (b: Buffer) => bar.tick(b.length));
-        try {
-          await Promise.all([ctx.containers.export(ref, counter), pipeline(counter, tmp ? fs.createWriteStream(tmp) : process.stdout)]);
-          if (tmp) fs.renameSync(tmp, o.output!);
-        } catch (e) {
-          if (tmp) fs.rmSync(tmp, { force: true });
-          throw e;
-        } finally {
-          bar.stop();
-        }
+        await writeArchive('Exporting', o.output, (out) => ctx.containers.export(ref, out));
       });
   }
 
@@ -485,4 +516,3 @@ function parseTime(v?: string): number | undefined {
   return t / 1000;
 }
 
-void FailedPreconditionError;

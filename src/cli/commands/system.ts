@@ -10,12 +10,13 @@ export function systemCommands(program: Command): void {
     .option('--root <dir>', 'data root (env BERTH_ROOT; default /var/lib/berth)')
     .option('-H, --host <host>', 'socket to listen on, unix:///PATH (env BERTH_HOST)')
     .option('--runtime <path>', 'OCI runtime to run containers with', 'runc')
+    .option('--volume-driver <driver>', 'volume driver for a new data root: btrfs or dir (default: the best this host supports)')
     .addHelpText('after', '\nExample:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock')
-    .action(async (opts: { runtime: string }, cmd: Command) => {
+    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir' }, cmd: Command) => {
       const loc = resolveLocation(cmd.optsWithGlobals());
       // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.
       const { startDaemon } = require('../../daemon/daemon') as typeof import('../../daemon/daemon');
-      const d = await startDaemon({ ...loc, runtime: opts.runtime });
+      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver });
       const stop = (sig: string) => {
         process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
         d.close().then(() => process.exit(0), () => process.exit(1));

@@ -1,0 +1,60 @@
+import { Router } from './router';
+import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
+import { InvalidArgumentError } from '../../volumes/errors';
+import type { VolumeCreateBody, VolumeService } from '../engine/volume-service';
+
+/** Docker's /volumes routes and berth's /berth/v1/volumes extensions (snapshots, restore, clone, export, import). */
+export function volumeRoutes(router: Router, volumes: VolumeService): void {
+  router.add('GET', /^\/volumes$/, async ({ res, query }) => sendJSON(res, 200, await volumes.list(qfilters(query))));
+  router.add('POST', /^\/volumes\/create$/, async ({ req, res }) => {
+    const body = await readJSON<VolumeCreateBody>(req, {});
+    sendJSON(res, 201, await volumes.create(body));
+  });
+  router.add('POST', /^\/volumes\/prune$/, async ({ res, query }) => sendJSON(res, 200, await volumes.prune(qfilters(query))));
+  router.add('GET', /^\/volumes\/([^/]+)$/, async ({ res, params }) => sendJSON(res, 200, await volumes.inspect(params[0])));
+  router.add('DELETE', /^\/volumes\/([^/]+)$/, async ({ res, params, query }) => {
+    await volumes.remove(params[0], { force: qbool(query, 'force') });
+    sendEmpty(res, 204);
+  });
+
+  const V = '^/berth/v1/volumes/([^/]+)';
+  router.add('POST', new RegExp(`${V}/rename$`), async ({ res, params, query }) => {
+    sendJSON(res, 200, await volumes.rename(params[0], required(query.get('name'), 'name', 'berth volume rename OLD NEW')));
+  });
+  router.add('GET', new RegExp(`${V}/snapshots$`), async ({ res, params }) => sendJSON(res, 200, await volumes.snapshots(params[0])));
+  router.add('POST', new RegExp(`${V}/snapshots$`), async ({ res, params, query }) => {
+    sendJSON(res, 201, await volumes.snapshot(params[0], query.get('name') || undefined));
+  });
+  router.add('DELETE', new RegExp(`${V}/snapshots/([^/]+)$`), async ({ res, params }) => {
+    await volumes.removeSnapshot(params[0], params[1]);
+    sendEmpty(res, 204);
+  });
+  router.add('POST', new RegExp(`${V}/restore$`), async ({ res, params, query }) => {
+    await volumes.restore(params[0], required(query.get('snapshot'), 'snapshot', 'berth volume restore VOLUME SNAPSHOT'));
+    sendEmpty(res, 204);
+  });
+  router.add('POST', new RegExp(`${V}/clone$`), async ({ res, params, query }) => {
+    const name = required(query.get('name'), 'name', 'berth volume clone VOLUME[@SNAPSHOT] NEW');
+    sendJSON(res, 201, await volumes.clone(params[0], query.get('snapshot') || undefined, name));
+  });
+  router.add('GET', new RegExp(`${V}/export$`), async ({ res, params, query }) => {
+    // Open the stream before the 200 goes out, so a missing volume is a proper error status.
+    const tar = await volumes.export(params[0], query.get('snapshot') || undefined);
+    res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+    res.on('close', () => tar.destroy());
+    tar.on('error', () => res.destroy());
+    tar.pipe(res);
+  });
+  router.add('POST', new RegExp(`${V}/import$`), async ({ req, res, params }) => {
+    try {
+      sendJSON(res, 201, await volumes.import(params[0], req));
+    } finally {
+      req.resume(); // an error before reading leaves the body unread
+    }
+  });
+}
+
+function required(v: string | null, what: string, usage: string): string {
+  if (!v) throw new InvalidArgumentError(`${what} is required`, { hint: usage });
+  return v;
+}

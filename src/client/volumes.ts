@@ -1,0 +1,54 @@
+import type { Readable } from 'node:stream';
+import { Transport } from './transport';
+import type { Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from '../engine/volume-service';
+
+const enc = encodeURIComponent;
+
+/** The VolumeService over the socket: the same interface the daemon serves in-process. */
+export class RemoteVolumeService implements VolumeService {
+  constructor(private t: Transport) {}
+
+  /** Not known over the socket without a call; see /info's Berth.VolumeDriver. */
+  readonly driverName = 'remote';
+
+  list(filters: Record<string, string[]> = {}): Promise<{ Volumes: Volume[]; Warnings: string[] }> {
+    return this.t.json('GET', '/volumes', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
+  }
+  create(body: VolumeCreateBody = {}): Promise<Volume> {
+    return this.t.json('POST', '/volumes/create', { body });
+  }
+  inspect(name: string): Promise<Volume> {
+    return this.t.json('GET', `/volumes/${enc(name)}`);
+  }
+  async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
+    (await this.t.request('DELETE', `/volumes/${enc(name)}`, { query: { force: opts.force ? 1 : undefined } })).resume();
+  }
+  prune(filters: Record<string, string[]> = {}): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }> {
+    return this.t.json('POST', '/volumes/prune', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
+  }
+  rename(name: string, newName: string): Promise<Volume> {
+    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/rename`, { query: { name: newName } });
+  }
+  snapshot(name: string, snap?: string): Promise<VolumeSnapshot> {
+    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/snapshots`, { query: { name: snap } });
+  }
+  snapshots(name: string): Promise<VolumeSnapshot[]> {
+    return this.t.json('GET', `/berth/v1/volumes/${enc(name)}/snapshots`);
+  }
+  async removeSnapshot(name: string, snap: string): Promise<void> {
+    (await this.t.request('DELETE', `/berth/v1/volumes/${enc(name)}/snapshots/${enc(snap)}`)).resume();
+  }
+  async restore(name: string, snap: string): Promise<void> {
+    (await this.t.request('POST', `/berth/v1/volumes/${enc(name)}/restore`, { query: { snapshot: snap } })).resume();
+  }
+  clone(name: string, snap: string | undefined, newName: string): Promise<Volume> {
+    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/clone`, { query: { snapshot: snap, name: newName } });
+  }
+  export(name: string, snap?: string): Promise<Readable> {
+    return this.t.request('GET', `/berth/v1/volumes/${enc(name)}/export`, { query: { snapshot: snap } });
+  }
+  import(name: string, input: Readable): Promise<Volume> {
+    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/import`, { body: input });
+  }
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,188 @@
+import * as path from 'node:path';
+import { InvalidArgumentError } from '../../volumes/errors';
+import { isValidName } from '../../volumes/drivers/names';
+import type { ContainerConfig } from './container-record';
+import type { HostConfig } from './service';
+
+/**
+ * A container's mounts, decided once at create from `-v` (HostConfig.Binds and
+ * Config.Volumes), HostConfig.Mounts, HostConfig.VolumesFrom and the image's VOLUMEs,
+ * and kept in its record. Inspect shows them (Docker's `Mounts`), start bind-mounts them.
+ */
+export interface MountPoint {
+  Type: 'bind' | 'volume' | 'tmpfs';
+  /** The volume's name (volumes only). */
+  Name?: string;
+  /** Host path: the bind source or the volume's mountpoint ('' for tmpfs). */
+  Source: string;
+  Destination: string;
+  Driver?: string;
+  Mode: string;
+  RW: boolean;
+  Propagation: string;
+  /** berth: the volume was made for this container (`-v /path`, an image VOLUME); `rm -v` removes it. */
+  Anonymous?: boolean;
+  /** berth: a path inside the volume to mount instead of its root (Mounts[].VolumeOptions.Subpath). */
+  Subpath?: string;
+  /** berth: fill the (new, empty) volume from the image's files at Destination before the first start. */
+  CopyUp?: boolean;
+  /** berth: tmpfs size and mode. */
+  Tmpfs?: { SizeBytes?: number; Mode?: number };
+}
+
+/** What a mount needs from the volume service, decided at create. */
+export interface MountRequest {
+  point: MountPoint;
+  /** Make the volume (named on first use, or anonymous). */
+  ensure?: { name: string; anonymous: boolean; labels?: Record<string, string>; nocopy: boolean };
+}
+
+const MODES = ['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'];
+
+/** One `-v` spec: `/host:/dst[:opts]` (bind) or `NAME:/dst[:opts]` (named volume). */
+export function parseVolumeSpec(spec: string): { kind: 'bind' | 'volume'; source: string; destination: string; readonly: boolean; nocopy: boolean; propagation: string } {
+  const parts = spec.split(':');
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) {
+    throw new InvalidArgumentError(`invalid volume specification: '${spec}'`, { hint: 'use NAME:/container/path[:ro] or /host/path:/container/path[:ro]' });
+  }
+  const [source, destination, opts = ''] = parts;
+  if (!path.posix.isAbsolute(destination)) {
+    throw new InvalidArgumentError(`invalid mount path '${destination}': it must be absolute`, { hint: 'use NAME:/container/path or /host/path:/container/path' });
+  }
+  const flags = opts.split(',').filter(Boolean);
+  for (const f of flags) {
+    if (!MODES.includes(f)) throw new InvalidArgumentError(`invalid mode '${f}' in '${spec}'`, { hint: 'use ro or rw' });
+  }
+  const propagation = flags.find((f) => /private|shared|slave/.test(f)) ?? 'rprivate';
+  const common = { destination: path.posix.normalize(destination), readonly: flags.includes('ro'), nocopy: flags.includes('nocopy'), propagation };
+  if (path.isAbsolute(source)) return { kind: 'bind', source: path.resolve(source), ...common };
+  if (!isValidName(source)) {
+    throw new InvalidArgumentError(`invalid volume name '${source}' in '${spec}'`, {
+      hint: 'a volume name is 2 to 255 characters from [a-zA-Z0-9_.-] starting with a letter or digit; a host path must be absolute',
+    });
+  }
+  return { kind: 'volume', source, ...common };
+}
+
+interface ApiMount {
+  Type?: string;
+  Source?: string;
+  Target?: string;
+  ReadOnly?: boolean;
+  VolumeOptions?: { NoCopy?: boolean; Labels?: Record<string, string>; Subpath?: string };
+  TmpfsOptions?: { SizeBytes?: number; Mode?: number };
+  BindOptions?: { Propagation?: string };
+}
+
+function checkSubpath(sub: string | undefined): string | undefined {
+  if (sub === undefined || sub === '') return undefined;
+  const n = path.posix.normalize(sub);
+  if (path.posix.isAbsolute(sub) || n === '..' || n.startsWith('../')) {
+    throw new InvalidArgumentError(`invalid volume subpath '${sub}'`, { hint: 'give a relative path inside the volume, without ..' });
+  }
+  return n;
+}
+
+/**
+ * Every mount of a new container, without touching anything: the engine then makes the
+ * volumes the requests name. `volumesFrom` gives another container's mounts by reference.
+ */
+export function planMounts(cfg: ContainerConfig, hc: HostConfig, volumesFrom: (ref: string) => MountPoint[]): MountRequest[] {
+  const out: MountRequest[] = [];
+  const taken = new Set<string>();
+  const add = (r: MountRequest) => {
+    if (taken.has(r.point.Destination)) {
+      throw new InvalidArgumentError(`Duplicate mount point: ${r.point.Destination}`, { hint: 'mount one thing per container path' });
+    }
+    taken.add(r.point.Destination);
+    out.push(r);
+  };
+  for (const b of hc.Binds ?? []) {
+    const s = parseVolumeSpec(b);
+    const mode = b.split(':')[2] ?? '';
+    if (s.kind === 'bind') {
+      add({ point: { Type: 'bind', Source: s.source, Destination: s.destination, Mode: mode, RW: !s.readonly, Propagation: s.propagation } });
+    } else {
+      add({
+        point: { Type: 'volume', Name: s.source, Source: '', Destination: s.destination, Driver: 'local', Mode: mode || 'z', RW: !s.readonly, Propagation: '' },
+        ensure: { name: s.source, anonymous: false, nocopy: s.nocopy },
+      });
+    }
+  }
+  for (const raw of (hc.Mounts ?? []) as ApiMount[]) {
+    const target = raw.Target ?? '';
+    if (!path.posix.isAbsolute(target)) throw new InvalidArgumentError(`invalid mount target '${target}': it must be absolute`, { hint: 'use --mount type=volume,src=NAME,dst=/path' });
+    const dst = path.posix.normalize(target);
+    const rw = !raw.ReadOnly;
+    switch (raw.Type) {
+      case 'bind': {
+        if (!raw.Source || !path.isAbsolute(raw.Source)) throw new InvalidArgumentError(`invalid bind source '${raw.Source ?? ''}'`, { hint: 'a bind source is an absolute host path' });
+        add({ point: { Type: 'bind', Source: path.resolve(raw.Source), Destination: dst, Mode: '', RW: rw, Propagation: raw.BindOptions?.Propagation || 'rprivate' } });
+        break;
+      }
+      case 'volume':
+      case undefined: {
+        const anonymous = !raw.Source;
+        const name = raw.Source || '';
+        if (!anonymous && !isValidName(name)) {
+          throw new InvalidArgumentError(`invalid volume name '${name}'`, { hint: 'a volume name is 2 to 255 characters from [a-zA-Z0-9_.-] starting with a letter or digit' });
+        }
+        add({
+          point: { Type: 'volume', Name: name, Source: '', Destination: dst, Driver: 'local', Mode: 'z', RW: rw, Propagation: '', Subpath: checkSubpath(raw.VolumeOptions?.Subpath), ...(anonymous ? { Anonymous: true } : {}) },
+          ensure: { name, anonymous, labels: raw.VolumeOptions?.Labels, nocopy: !!raw.VolumeOptions?.NoCopy },
+        });
+        break;
+      }
+      case 'tmpfs': {
+        if (raw.Source) throw new InvalidArgumentError('a tmpfs mount takes no source', { hint: 'use --mount type=tmpfs,dst=/path' });
+        add({ point: { Type: 'tmpfs', Source: '', Destination: dst, Mode: '', RW: rw, Propagation: '', Tmpfs: { ...raw.TmpfsOptions } } });
+        break;
+      }
+      default:
+        throw new InvalidArgumentError(`mount type '${raw.Type}' is not supported`, { hint: 'use type=volume, bind or tmpfs' });
+    }
+  }
+  for (const ref of (hc.VolumesFrom as string[] | null | undefined) ?? []) {
+    const [name, mode = ''] = ref.split(':');
+    if (mode && mode !== 'ro' && mode !== 'rw') throw new InvalidArgumentError(`invalid mode '${mode}' in --volumes-from ${ref}`, { hint: 'use CONTAINER[:ro|rw]' });
+    for (const m of volumesFrom(name)) {
+      if (m.Type === 'tmpfs' || taken.has(m.Destination)) continue;
+      const rw = mode === 'ro' ? false : mode === 'rw' ? true : m.RW;
+      const { Anonymous: _a, CopyUp: _c, ...rest } = m;
+      taken.add(m.Destination);
+      out.push({ point: { ...rest, RW: rw, Mode: mode || m.Mode } });
+    }
+  }
+  for (const dst of Object.keys(cfg.Volumes ?? {})) {
+    const d = path.posix.normalize(dst);
+    if (!path.posix.isAbsolute(d)) throw new InvalidArgumentError(`invalid volume path '${dst}': it must be absolute`, { hint: 'use -v /container/path' });
+    if (taken.has(d)) continue;
+    taken.add(d);
+    out.push({
+      point: { Type: 'volume', Name: '', Source: '', Destination: d, Driver: 'local', Mode: '', RW: true, Propagation: '', Anonymous: true },
+      ensure: { name: '', anonymous: true, nocopy: false },
+    });
+  }
+  return out;
+}
+
+/** A bind mount of old records (made before Mounts were recorded). */
+export function bindPoints(binds: string[] | null | undefined): MountPoint[] {
+  return (binds ?? []).map((b) => {
+    const s = parseVolumeSpec(b);
+    return { Type: 'bind', Source: s.source, Destination: s.destination, Mode: s.readonly ? 'ro' : '', RW: !s.readonly, Propagation: 'rprivate' };
+  });
+}
+
+/** Docker's inspect view of a mount. */
+export function mountView(m: MountPoint): Record<string, unknown> {
+  const v: Record<string, unknown> = { Type: m.Type };
+  if (m.Type === 'volume') v.Name = m.Name;
+  v.Source = m.Source;
+  v.Destination = m.Destination;
+  if (m.Type === 'volume') v.Driver = m.Driver ?? 'local';
+  v.Mode = m.Mode;
+  v.RW = m.RW;
+  v.Propagation = m.Propagation;
+  return v;
+}

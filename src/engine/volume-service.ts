@@ -1,0 +1,366 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { checkName } from '../../volumes/drivers/names';
+import type { SnapshotInfo, SnapshotMetadata, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
+
+const execFileP = promisify(execFile);
+
+/**
+ * Data volumes as the Docker Engine API shows them (GET /volumes, POST /volumes/create, …)
+ * plus berth's snapshots, restore, clone, export and import. The storage is a VolumeDriver
+ * (volumes/drivers/); this layer adds what needs to know about containers: who uses a
+ * volume (remove and restore refuse while they do), and freezing them for a snapshot.
+ */
+
+/** Docker's label on a volume made without a name (`-v /data`, an image's VOLUME). */
+export const ANONYMOUS_LABEL = 'com.docker.volume.anonymous';
+
+/** GET /volumes/{name}: Docker's Volume object. */
+export interface Volume {
+  Name: string;
+  Driver: string;
+  Mountpoint: string;
+  CreatedAt: string;
+  Labels: Record<string, string>;
+  Scope: 'local';
+  Options: Record<string, string>;
+  Status?: Record<string, unknown>;
+  UsageData?: { Size: number; RefCount: number };
+}
+
+export interface VolumeCreateBody {
+  Name?: string;
+  Driver?: string;
+  DriverOpts?: Record<string, string>;
+  Labels?: Record<string, string>;
+}
+
+/** A snapshot as berth's API shows it. */
+export interface VolumeSnapshot {
+  Volume: string;
+  Name: string;
+  CreatedAt: string;
+  Size?: number;
+  Metadata: SnapshotMetadata;
+}
+
+export interface VolumeService {
+  /** The driver's name ('btrfs', 'dir'). */
+  readonly driverName: string;
+  list(filters?: Record<string, string[]>): Promise<{ Volumes: Volume[]; Warnings: string[] }>;
+  create(body: VolumeCreateBody): Promise<Volume>;
+  inspect(name: string): Promise<Volume>;
+  /** CONFLICT while any container (running or not) uses it; `force` also drops its snapshots. */
+  remove(name: string, opts?: { force?: boolean }): Promise<void>;
+  prune(filters?: Record<string, string[]>): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }>;
+  rename(name: string, newName: string): Promise<Volume>;
+  snapshot(name: string, snap?: string): Promise<VolumeSnapshot>;
+  snapshots(name: string): Promise<VolumeSnapshot[]>;
+  removeSnapshot(name: string, snap: string): Promise<void>;
+  /** CONFLICT while a running container uses it. */
+  restore(name: string, snap: string): Promise<void>;
+  clone(name: string, snap: string | undefined, newName: string): Promise<Volume>;
+  export(name: string, snap?: string): Promise<Readable>;
+  import(name: string, input: Readable, opts?: { labels?: Record<string, string> }): Promise<Volume>;
+  close(): Promise<void>;
+}
+
+/** A container that uses a volume, as the engine tells it. */
+export interface VolumeUser {
+  id: string;
+  name: string;
+  status: string;
+}
+
+/** What the volume service needs from the container engine (set once the engine is open). */
+export interface ContainerHooks {
+  usersOf(volume: string): VolumeUser[];
+  pause(id: string): Promise<void>;
+  unpause(id: string): Promise<void>;
+}
+
+function isUp(u: VolumeUser): boolean {
+  return u.status === 'running' || u.status === 'paused' || u.status === 'restarting';
+}
+
+/** A new anonymous volume's name: 64 hex digits, as Docker makes them. */
+export function anonymousName(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** `-o size=10G` and friends: the only driver option berth knows is size. */
+function sizeOpt(opts: Record<string, string> | undefined): number | undefined {
+  for (const [k, v] of Object.entries(opts ?? {})) {
+    if (k !== 'size') throw new InvalidArgumentError(`unknown volume option ${JSON.stringify(k)}`, { hint: 'the only option is size, e.g. -o size=10G' });
+    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
+    if (!m) throw new InvalidArgumentError(`invalid volume size ${JSON.stringify(v)}`, { hint: 'give a size like 512M or 10G' });
+    const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+    return Math.floor(Number(m[1]) * mult);
+  }
+  return undefined;
+}
+
+export class Volumes implements VolumeService {
+  private hooks: ContainerHooks = { usersOf: () => [], pause: async () => undefined, unpause: async () => undefined };
+
+  private opening?: Promise<VolumeDriver>;
+  private opened?: VolumeDriver;
+  private closed = false;
+
+  /**
+   * `open` opens the driver on first use, not at daemon start: a daemon that never sees a
+   * volume never mounts a btrfs pool (or ties a loop device). `plannedDriver` is the name
+   * it will have, for /info before then.
+   */
+  constructor(
+    private readonly open: () => Promise<VolumeDriver>,
+    private readonly plannedDriver: string,
+  ) {}
+
+  get driverName(): string {
+    return this.opened?.name ?? this.plannedDriver;
+  }
+
+  private async driverNow(): Promise<VolumeDriver> {
+    if (this.closed) throw new FailedPreconditionError('the volume service is closed', { hint: 'restart the daemon' });
+    this.opening ??= this.open().then(
+      (d) => (this.opened = d),
+      (e) => {
+        this.opening = undefined; // the next call tries again
+        throw e;
+      },
+    );
+    return this.opening;
+  }
+
+  /** The engine tells who uses which volume once it is open. */
+  setHooks(h: ContainerHooks): void {
+    this.hooks = h;
+  }
+
+  /** The host directory to bind-mount (engine use). */
+  async mountpoint(name: string): Promise<string> {
+    return (await this.driverNow()).mountpoint(name);
+  }
+
+  /** Make the volume if it does not exist; `created` tells whether this call made it (engine use). */
+  async ensure(name: string, labels: Record<string, string> = {}): Promise<{ info: VolumeInfo; created: boolean }> {
+    try {
+      return { info: await (await this.driverNow()).inspect(name), created: false };
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+    try {
+      return { info: await (await this.driverNow()).create(name, { labels }), created: true };
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ALREADY_EXISTS') return { info: await (await this.driverNow()).inspect(name), created: false };
+      throw e;
+    }
+  }
+
+  async list(filters: Record<string, string[]> = {}): Promise<{ Volumes: Volume[]; Warnings: string[] }> {
+    for (const k of Object.keys(filters)) {
+      if (!['name', 'label', 'dangling', 'driver'].includes(k)) {
+        throw new InvalidArgumentError(`invalid filter '${k}'`, { hint: 'filter on name, label, driver or dangling' });
+      }
+    }
+    const out: Volume[] = [];
+    for (const v of await (await this.driverNow()).list()) {
+      const vol = this.view(v);
+      if (filters.name?.length && !filters.name.some((n) => v.name.includes(n))) continue;
+      if (filters.driver?.length && !filters.driver.includes(v.driver)) continue;
+      if (filters.label?.length && !filters.label.every((l) => labelMatches(v.labels, l))) continue;
+      if (filters.dangling?.length) {
+        const want = ['1', 'true'].includes(filters.dangling[0]);
+        if ((this.hooks.usersOf(v.name).length === 0) !== want) continue;
+      }
+      out.push(vol);
+    }
+    return { Volumes: out, Warnings: [] };
+  }
+
+  async create(body: VolumeCreateBody = {}): Promise<Volume> {
+    if (body.Driver && body.Driver !== 'local' && body.Driver !== (await this.driverNow()).name) {
+      throw new InvalidArgumentError(`volume driver ${JSON.stringify(body.Driver)} is not available here`, {
+        hint: `this daemon's volumes use the ${(await this.driverNow()).name} driver (also answers to 'local'); omit --driver`,
+      });
+    }
+    const labels = { ...(body.Labels ?? {}) };
+    let name = body.Name;
+    if (!name) {
+      name = anonymousName();
+      labels[ANONYMOUS_LABEL] = '';
+    }
+    checkName(name, 'volume');
+    const size = sizeOpt(body.DriverOpts);
+    try {
+      return this.view(await (await this.driverNow()).create(name, { labels, size }), body.DriverOpts);
+    } catch (e) {
+      // Docker: creating a volume that exists is not an error; it answers the existing one.
+      if ((e as { code?: string }).code === 'ALREADY_EXISTS' && size === undefined) return this.inspect(name);
+      throw e;
+    }
+  }
+
+  async inspect(name: string): Promise<Volume> {
+    return this.view(await (await this.driverNow()).inspect(name));
+  }
+
+  async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
+    try {
+      await (await this.driverNow()).inspect(name);
+    } catch (e) {
+      if (opts.force && e instanceof NotFoundError) return; // Docker: rm -f of a missing volume is no error
+      throw e;
+    }
+    const users = this.hooks.usersOf(name);
+    if (users.length) {
+      // Docker refuses a volume in use even with force: its data is what the container runs on.
+      throw new ConflictError(`remove ${name}: volume is in use - [${users.map((u) => u.id).join(', ')}]`, {
+        hint: `remove the container(s) that use it first: berth rm ${users.map((u) => u.name).join(' ')}`,
+      });
+    }
+    await (await this.driverNow()).remove(name, { force: opts.force });
+  }
+
+  async prune(filters: Record<string, string[]> = {}): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }> {
+    const all = ['1', 'true'].includes(filters.all?.[0] ?? '');
+    const deleted: string[] = [];
+    let space = 0;
+    for (const v of await (await this.driverNow()).list()) {
+      if (!all && !(ANONYMOUS_LABEL in v.labels)) continue;
+      if (filters.label?.length && !filters.label.every((l) => labelMatches(v.labels, l))) continue;
+      if (this.hooks.usersOf(v.name).length) continue;
+      const size = await (await this.driverNow()).usage(v.name).then((u) => u.size, () => 0);
+      try {
+        await (await this.driverNow()).remove(v.name, { force: true });
+        deleted.push(v.name);
+        space += size;
+      } catch {
+        // removed meanwhile, or busy: prune is best effort, as Docker's is
+      }
+    }
+    return { VolumesDeleted: deleted, SpaceReclaimed: space };
+  }
+
+  /**
+   * Rename: a clone under the new name, then the old one removed (O(1) on btrfs; a copy on
+   * dir). Snapshots do not follow (a clone has none), so a volume with snapshots is refused.
+   */
+  async rename(name: string, newName: string): Promise<Volume> {
+    checkName(newName, 'volume');
+    const info = await (await this.driverNow()).inspect(name);
+    const users = this.hooks.usersOf(name);
+    if (users.length) {
+      throw new ConflictError(`volume ${name} is in use by ${users.map((u) => u.name).join(', ')}`, { hint: 'remove the containers that use it first' });
+    }
+    if (info.snapshots > 0) {
+      throw new ConflictError(`volume ${name} has ${info.snapshots} snapshot(s), which cannot be renamed with it`, {
+        hint: `clone it instead (berth volume clone ${name} ${newName}), or remove its snapshots first`,
+      });
+    }
+    const v = await (await this.driverNow()).clone(name, undefined, newName, { labels: info.labels });
+    await (await this.driverNow()).remove(name);
+    return this.view(v);
+  }
+
+  async snapshot(name: string, snap?: string): Promise<VolumeSnapshot> {
+    const snapName = snap || timestampName();
+    checkName(snapName, 'snapshot');
+    const mountpoint = await (await this.driverNow()).mountpoint(name);
+    const running = this.hooks.usersOf(name).filter((u) => u.status === 'running');
+    // Freeze the writers so the snapshot is one instant of the files (crash-consistent: as
+    // if the power went out), flush what the kernel holds, then take it and thaw.
+    const frozen: string[] = [];
+    try {
+      for (const u of running) {
+        await this.hooks.pause(u.id);
+        frozen.push(u.id);
+      }
+      await execFileP('sync', ['-f', mountpoint]);
+      const info = await (await this.driverNow()).snapshot(name, snapName, {
+        metadata: {
+          consistency: frozen.length ? 'crash-consistent' : 'clean',
+          created: new Date().toISOString(),
+          frozen,
+        },
+      });
+      return view(info);
+    } finally {
+      for (const id of frozen) await this.hooks.unpause(id).catch(() => undefined);
+    }
+  }
+
+  async snapshots(name: string): Promise<VolumeSnapshot[]> {
+    return (await (await this.driverNow()).snapshots(name)).map(view);
+  }
+
+  async removeSnapshot(name: string, snap: string): Promise<void> {
+    return (await this.driverNow()).removeSnapshot(name, snap);
+  }
+
+  async restore(name: string, snap: string): Promise<void> {
+    await (await this.driverNow()).inspect(name);
+    const up = this.hooks.usersOf(name).filter(isUp);
+    if (up.length) {
+      throw new ConflictError(`volume ${name} is in use by running container(s) ${up.map((u) => u.name).join(', ')}`, {
+        hint: `stop them first (berth stop ${up.map((u) => u.name).join(' ')}), restore, then start them again`,
+      });
+    }
+    await (await this.driverNow()).restore(name, snap);
+  }
+
+  async clone(name: string, snap: string | undefined, newName: string): Promise<Volume> {
+    const src = await (await this.driverNow()).inspect(name);
+    const labels = { ...src.labels };
+    delete labels[ANONYMOUS_LABEL];
+    return this.view(await (await this.driverNow()).clone(name, snap || undefined, newName, { labels }));
+  }
+
+  async export(name: string, snap?: string): Promise<Readable> {
+    return (await this.driverNow()).export(name, snap || undefined);
+  }
+
+  async import(name: string, input: Readable, opts: { labels?: Record<string, string> } = {}): Promise<Volume> {
+    return this.view(await (await this.driverNow()).import(name, input, { labels: opts.labels }));
+  }
+
+  /** Close the driver if it was opened. Twice is harmless. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const d = await this.opening?.catch(() => undefined);
+    await d?.close();
+  }
+
+  private view(v: VolumeInfo, options: Record<string, string> = {}): Volume {
+    const out: Volume = {
+      Name: v.name,
+      Driver: 'local',
+      Mountpoint: v.mountpoint,
+      CreatedAt: v.created,
+      Labels: { ...v.labels },
+      Scope: 'local',
+      Options: v.size !== undefined ? { size: String(v.size), ...options } : { ...options },
+      Status: { Driver: v.driver, Snapshots: v.snapshots, ...(v.origin ? { Origin: v.origin } : {}) },
+    };
+    return out;
+  }
+}
+
+function view(s: SnapshotInfo): VolumeSnapshot {
+  return { Volume: s.volume, Name: s.name, CreatedAt: s.created, ...(s.size !== undefined ? { Size: s.size } : {}), Metadata: s.metadata };
+}
+
+/** `20260128T101500Z-3f2a`: sortable, a valid name, unique enough for one volume. */
+function timestampName(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z') + '-' + randomBytes(2).toString('hex');
+}
+
+function labelMatches(labels: Record<string, string>, filter: string): boolean {
+  const i = filter.indexOf('=');
+  if (i < 0) return filter in labels;
+  return labels[filter.slice(0, i)] === filter.slice(i + 1);
+}
