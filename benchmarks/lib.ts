@@ -31,13 +31,16 @@ export interface Row {
   ms: number[];
 }
 
-/** Print medians and the ratio of each row to the reference (the first row). */
-export function report(title: string, rows: Row[], target?: string): void {
+/**
+ * Print medians and the ratio of each row to the reference (the first row). `unit` names
+ * what the rows hold (milliseconds unless told, e.g. 'MB/s' for rates; `Row.ms` holds them).
+ */
+export function report(title: string, rows: Row[], target?: string, unit = 'ms'): void {
   const ref = median(rows[0].ms);
   console.log(`\n## ${title}`);
   for (const r of rows) {
     const m = median(r.ms);
-    console.log(`  ${r.what.padEnd(40)} median ${m.toFixed(1).padStart(9)} ms  (${r.ms.length} runs)  ratio ${(m / ref).toFixed(2)}x`);
+    console.log(`  ${r.what.padEnd(40)} median ${m.toFixed(1).padStart(9)} ${unit}  (${r.ms.length} runs)  ratio ${(m / ref).toFixed(2)}x`);
   }
   if (target) console.log(`  target: ${target}`);
 }

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { benchImport } from './import';
 import { benchIdleMemory, benchRun } from './run-container';
+import { benchVolumes } from './volumes';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -12,6 +13,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   import: benchImport,
   run: benchRun,
   memory: benchIdleMemory,
+  volumes: benchVolumes,
 };
 
 async function main(): Promise<void> {

@@ -15,7 +15,9 @@ export interface RequestOptions {
 }
 
 /**
- * HTTP over berthd's unix socket. Responses with status >= 400 become the typed error
+ * HTTP over berthd's unix socket, one connection per request (`agent: false`): Node 20's
+ * default agent keeps idle sockets that the daemon closes after 5 s, and a long-lived
+ * client then writes into a dead one (EPIPE). Responses with status >= 400 become the typed error
  * the server threw (the inverse of the server's one table).
  */
 export class Transport {
@@ -41,7 +43,7 @@ export class Transport {
     }
     if (Buffer.isBuffer(payload)) headers['Content-Length'] = String(payload.length);
     return new Promise((resolve, reject) => {
-      const req = http.request({ socketPath: this.socket, method, path: pathWithQuery, headers }, (res) => {
+      const req = http.request({ agent: false, socketPath: this.socket, method, path: pathWithQuery, headers }, (res) => {
         if ((res.statusCode ?? 500) < 400) return resolve(res);
         readAll(res).then(
           (buf) => {
@@ -81,7 +83,7 @@ export class Transport {
     const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'tcp' };
     if (body) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
     return new Promise((resolve, reject) => {
-      const req = http.request({ socketPath: this.socket, method, path: `/v${API_VERSION}${p}${qs.size ? '?' + qs : ''}`, headers });
+      const req = http.request({ agent: false, socketPath: this.socket, method, path: `/v${API_VERSION}${p}${qs.size ? '?' + qs : ''}`, headers });
       req.on('upgrade', (_res, socket, head) => {
         if (head.length) socket.unshift(head);
         resolve(socket);
