@@ -23,7 +23,7 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
   });
   router.add('GET', new RegExp(`${V}/snapshots$`), async ({ res, params }) => sendJSON(res, 200, await volumes.snapshots(params[0])));
   router.add('POST', new RegExp(`${V}/snapshots$`), async ({ res, params, query }) => {
-    sendJSON(res, 201, await volumes.snapshot(params[0], query.get('name') || undefined));
+    sendJSON(res, 201, await volumes.snapshot(params[0], query.get('name') || undefined, { pre: query.get('pre') || undefined, post: query.get('post') || undefined }));
   });
   router.add('DELETE', new RegExp(`${V}/snapshots/([^/]+)$`), async ({ res, params }) => {
     await volumes.removeSnapshot(params[0], params[1]);

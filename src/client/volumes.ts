@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Transport } from './transport';
-import type { Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from '../engine/volume-service';
+import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from '../engine/volume-service';
 
 const enc = encodeURIComponent;
 
@@ -29,8 +29,8 @@ export class RemoteVolumeService implements VolumeService {
   rename(name: string, newName: string): Promise<Volume> {
     return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/rename`, { query: { name: newName } });
   }
-  snapshot(name: string, snap?: string): Promise<VolumeSnapshot> {
-    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/snapshots`, { query: { name: snap } });
+  snapshot(name: string, snap?: string, opts: SnapshotHooks = {}): Promise<VolumeSnapshot> {
+    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/snapshots`, { query: { name: snap, pre: opts.pre, post: opts.post } });
   }
   snapshots(name: string): Promise<VolumeSnapshot[]> {
     return this.t.json('GET', `/berth/v1/volumes/${enc(name)}/snapshots`);

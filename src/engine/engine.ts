@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import {
@@ -163,6 +163,13 @@ export class Engine implements ContainerService {
           .map((r) => ({ id: r.Id, name: r.Name.slice(1), status: r.State.Status })),
       pause: (id) => engine.pause(id),
       unpause: (id) => engine.unpause(id),
+      exec: async (id, cmd) => {
+        const { Id } = await engine.execCreate(id, { Cmd: cmd, AttachStdout: true, AttachStderr: true });
+        const chunks: Buffer[] = [];
+        const sink = () => new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(Buffer.from(c)), cb()) });
+        const code = await engine.execStart(Id, { stdout: sink(), stderr: sink() });
+        return { code, output: Buffer.concat(chunks).toString('utf8') };
+      },
     });
     return engine;
   }
@@ -349,7 +356,10 @@ export class Engine implements ContainerService {
 
   /** Everything after the commit point of remove; also run on open for `rm-*` leftovers. */
   private async finishRemoval(id: string, dir: string, runtimePath?: string): Promise<void> {
-    await this.runtimeFor(runtimePath).delete(id, true).catch(() => undefined);
+    // The runtime's state is usually gone already (the exit's cleanup deleted it): look
+    // before spawning the runtime for nothing (~15 ms of every `run --rm`).
+    const rt = this.runtimeFor(runtimePath);
+    if (fs.existsSync(path.join(rt.root, id))) await rt.delete(id, true).catch(() => undefined);
     await unmountAll(path.join(dir, 'rootfs'));
     await this.opts.snapshotter.remove(snapshotKey(id)).catch((e) => {
       if (!(e instanceof NotFoundError)) throw e;

@@ -57,7 +57,7 @@ export interface VolumeService {
   remove(name: string, opts?: { force?: boolean }): Promise<void>;
   prune(filters?: Record<string, string[]>): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }>;
   rename(name: string, newName: string): Promise<Volume>;
-  snapshot(name: string, snap?: string): Promise<VolumeSnapshot>;
+  snapshot(name: string, snap?: string, opts?: SnapshotHooks): Promise<VolumeSnapshot>;
   snapshots(name: string): Promise<VolumeSnapshot[]>;
   removeSnapshot(name: string, snap: string): Promise<void>;
   /** CONFLICT while a running container uses it. */
@@ -66,6 +66,31 @@ export interface VolumeService {
   export(name: string, snap?: string): Promise<Readable>;
   import(name: string, input: Readable, opts?: { labels?: Record<string, string> }): Promise<Volume>;
   close(): Promise<void>;
+}
+
+/**
+ * Commands run (`sh -c`) inside each running container that uses the volume: `pre` before
+ * the freeze (e.g. `redis-cli save`, a database's checkpoint), `post` after the thaw. A
+ * `pre` that succeeds in every container makes the snapshot application-consistent; one
+ * that fails aborts the snapshot (HookFailedError) and none is taken.
+ */
+export interface SnapshotHooks {
+  pre?: string;
+  post?: string;
+}
+
+/** A --pre hook failed in a container: the snapshot was not taken. */
+export class HookFailedError extends FailedPreconditionError {
+  constructor(
+    readonly container: string,
+    readonly hookExitCode: number,
+    command: string,
+    output: string,
+  ) {
+    super(`pre-snapshot hook ${JSON.stringify(command)} failed in container ${container} (exit code ${hookExitCode})${output.trim() ? `: ${output.trim().slice(-2000)}` : ''}`, {
+      hint: `no snapshot was taken; check the command with: berth exec ${container} sh -c ${JSON.stringify(command)}`,
+    });
+  }
 }
 
 /** A container that uses a volume, as the engine tells it. */
@@ -80,6 +105,8 @@ export interface ContainerHooks {
   usersOf(volume: string): VolumeUser[];
   pause(id: string): Promise<void>;
   unpause(id: string): Promise<void>;
+  /** Run `cmd` in a running container; its exit code and output (stdout and stderr). */
+  exec(id: string, cmd: string[]): Promise<{ code: number; output: string }>;
 }
 
 function isUp(u: VolumeUser): boolean {
@@ -104,7 +131,14 @@ function sizeOpt(opts: Record<string, string> | undefined): number | undefined {
 }
 
 export class Volumes implements VolumeService {
-  private hooks: ContainerHooks = { usersOf: () => [], pause: async () => undefined, unpause: async () => undefined };
+  private hooks: ContainerHooks = {
+    usersOf: () => [],
+    pause: async () => undefined,
+    unpause: async () => undefined,
+    exec: async () => {
+      throw new FailedPreconditionError('no container engine to run snapshot hooks in');
+    },
+  };
 
   private opening?: Promise<VolumeDriver>;
   private opened?: VolumeDriver;
@@ -267,11 +301,37 @@ export class Volumes implements VolumeService {
     return this.view(v);
   }
 
-  async snapshot(name: string, snap?: string): Promise<VolumeSnapshot> {
+  async snapshot(name: string, snap?: string, opts: SnapshotHooks = {}): Promise<VolumeSnapshot> {
     const snapName = snap || timestampName();
     checkName(snapName, 'snapshot');
     const mountpoint = await (await this.driverNow()).mountpoint(name);
     const running = this.hooks.usersOf(name).filter((u) => u.status === 'running');
+    // --pre in every running user first; a failure aborts before anything is frozen or taken.
+    const hooked: VolumeUser[] = [];
+    if (opts.pre) {
+      for (const u of running) {
+        const r = await this.hooks.exec(u.id, ['sh', '-c', opts.pre]).catch((e: Error) => ({ code: -1, output: e.message }));
+        if (r.code !== 0) {
+          await this.postHooks(hooked, opts.post);
+          throw new HookFailedError(u.name, r.code, opts.pre, r.output);
+        }
+        hooked.push(u);
+      }
+    }
+    try {
+      return await this.freezeAndTake(name, snapName, mountpoint, running, opts, hooked);
+    } finally {
+      await this.postHooks(opts.pre ? hooked : running, opts.post);
+    }
+  }
+
+  /** --post after the thaw, best effort: the snapshot is taken (or failed) already. */
+  private async postHooks(users: VolumeUser[], post: string | undefined): Promise<void> {
+    if (!post) return;
+    for (const u of users) await this.hooks.exec(u.id, ['sh', '-c', post]).catch(() => undefined);
+  }
+
+  private async freezeAndTake(name: string, snapName: string, mountpoint: string, running: VolumeUser[], opts: SnapshotHooks, hooked: VolumeUser[]): Promise<VolumeSnapshot> {
     // Freeze the writers so the snapshot is one instant of the files (crash-consistent: as
     // if the power went out), flush what the kernel holds, then take it and thaw.
     const frozen: string[] = [];
@@ -283,9 +343,12 @@ export class Volumes implements VolumeService {
       await execFileP('sync', ['-f', mountpoint]);
       const info = await (await this.driverNow()).snapshot(name, snapName, {
         metadata: {
-          consistency: frozen.length ? 'crash-consistent' : 'clean',
+          consistency: opts.pre && hooked.length ? 'application-consistent' : frozen.length ? 'crash-consistent' : 'clean',
           created: new Date().toISOString(),
           frozen,
+          ...(opts.pre || opts.post
+            ? { hooks: { ...(opts.pre ? { pre: opts.pre } : {}), ...(opts.post ? { post: opts.post } : {}), containers: (opts.pre ? hooked : running).map((u) => u.name) } }
+            : {}),
         },
       });
       return view(info);

@@ -37,88 +37,132 @@ async function redis(d: TestDaemon, name: string, volume: string): Promise<void>
   await waitReady(d, name);
 }
 
-test('a Redis on a volume: data outlives containers, snapshot while running, restore, clone', async (t) => {
-  const d = await TestDaemon.start();
-  // Containers outlive berthd (live-restore): remove them before the daemon goes.
-  t.teardown(async () => {
-    await d.berth(['rm', '-f', 'r1', 'r2', 'r3', 'r4']);
-    await d.stop();
+for (const driver of ['btrfs', 'dir'] as const) {
+  test(`${driver}: a Redis on a volume: data outlives containers, snapshot while running, restore, clone`, async (t) => {
+    const d = await TestDaemon.start({ args: ['--volume-driver', driver] });
+    // Containers outlive berthd (live-restore): remove them before the daemon goes.
+    t.teardown(async () => {
+      await d.berth(['rm', '-f', 'r1', 'r2', 'r3', 'r4']);
+      await d.stop();
+    });
+    const info = JSON.parse((await d.berth(['volume', 'create', 'probe'])).code === 0 ? (await d.berth(['volume', 'inspect', 'probe'])).stdout : '[]');
+    t.is(info[0]?.Status?.Driver, driver, 'the daemon uses the driver asked for');
+    t.is((await d.berth(['volume', 'rm', 'probe'])).code, 0);
+    const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
+    t.is(v.code, 0, v.stderr);
+
+    await redis(d, 'r1', 'rdata');
+    for (const k of ['a', 'b', 'c']) t.is(await cli(d, 'r1', 'set', k, `v-${k}`), 'OK');
+    t.is((await d.berth(['rm', '-f', 'r1'])).code, 0);
+
+    // A new Redis on the same volume sees every key (the append-only file lives there).
+    await redis(d, 'r2', 'rdata');
+    t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c']);
+
+    // Snapshot while Redis runs: crash-consistent, Redis frozen for the instant.
+    const s = await d.berth(['volume', 'snapshot', 'rdata', 'before']);
+    t.is(s.code, 0, s.stderr);
+    const snaps = (await d.berth(['volume', 'snapshots', 'rdata', '--format', 'json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    t.is(snaps.length, 1);
+    t.is(snaps[0].Name, 'before');
+    t.is(snaps[0].Metadata.consistency, 'crash-consistent');
+    t.true(snaps[0].Metadata.frozen.length === 1);
+    const st = JSON.parse((await d.berth(['inspect', 'r2'])).stdout)[0].State;
+    t.is(st.Status, 'running', 'thawed after the snapshot');
+
+    for (const k of ['d', 'e']) t.is(await cli(d, 'r2', 'set', k, `v-${k}`), 'OK');
+    t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c', 'd', 'e']);
+
+    // Restore while it runs is refused; stopped, it works, and a start sees exactly the snapshot's keys.
+    const busy = await d.berth(['volume', 'restore', 'rdata', 'before']);
+    t.is(busy.code, 1);
+    t.regex(busy.stderr, /^hint: .*stop/m);
+    t.is((await d.berth(['stop', 'r2'])).code, 0);
+    const rs = await d.berth(['volume', 'restore', 'rdata', 'before']);
+    t.is(rs.code, 0, rs.stderr);
+    t.is((await d.berth(['start', 'r2'])).code, 0);
+    await waitReady(d, 'r2');
+    t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c']);
+
+    // A clone of the snapshot feeds a second Redis while the first keeps running.
+    t.is((await d.berth(['volume', 'clone', 'rdata@before', 'rcopy'])).code, 0);
+    await redis(d, 'r3', 'rcopy');
+    t.deepEqual(await keys(d, 'r3'), ['a', 'b', 'c']);
+    t.is(await cli(d, 'r3', 'set', 'only-in-clone', '1'), 'OK');
+    t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c'], 'writes to the clone are not seen by the source');
+    t.is(await cli(d, 'r2', 'get', 'a'), 'v-a');
+
+    // Export the snapshot, import it as a new volume: the same files.
+    const tar = path.join(d.root, 'rdata.tar');
+    const ex = await d.berth(['volume', 'export', 'rdata@before', '-o', tar]);
+    t.is(ex.code, 0, ex.stderr);
+    t.true(fs.statSync(tar).size > 0);
+    const im = await d.berth(['volume', 'import', 'rimported', tar]);
+    t.is(im.code, 0, im.stderr);
+    await redis(d, 'r4', 'rimported');
+    t.deepEqual(await keys(d, 'r4'), ['a', 'b', 'c']);
   });
-  const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
-  t.is(v.code, 0, v.stderr);
 
-  await redis(d, 'r1', 'rdata');
-  for (const k of ['a', 'b', 'c']) t.is(await cli(d, 'r1', 'set', k, `v-${k}`), 'OK');
-  t.is((await d.berth(['rm', '-f', 'r1'])).code, 0);
+  test(`${driver}: berth volume CLI: create, ls, inspect, rename, snapshot rm, prune -a`, async (t) => {
+    const d = await TestDaemon.start({ args: ['--volume-driver', driver] });
+    t.teardown(() => d.stop());
+    t.is((await d.berth(['volume', 'create', '-l', 'k=v', 'one'])).stdout.trim(), 'one');
+    const ls = await d.berth(['volume', 'ls', '--format', 'json']);
+    t.is(JSON.parse(ls.stdout.trim()).Name, 'one');
+    t.is((await d.berth(['volume', 'inspect', '-f', '{{.Name}}', 'one'])).stdout.trim(), 'one');
+    t.is((await d.berth(['volume', 'snapshot', 'one', 'snap1'])).code, 0);
+    const auto = await d.berth(['volume', 'snapshot', 'one']);
+    t.is(auto.code, 0, auto.stderr);
+    t.is((await d.berth(['volume', 'snapshot', 'rm', 'one', 'snap1', auto.stdout.trim()])).code, 0);
+    t.is((await d.berth(['volume', 'snapshots', 'one', '--format', 'json'])).stdout, '');
+    const rn = await d.berth(['volume', 'rename', 'one', 'two']);
+    t.is(rn.code, 0, rn.stderr);
+    t.deepEqual((await d.berth(['volume', 'ls', '-q'])).stdout.trim().split('\n'), ['two']);
+    t.is((await d.berth(['volume', 'prune'])).code, 0);
+    t.is((await d.berth(['volume', 'ls', '-q'])).stdout.trim(), 'two', 'prune keeps named volumes');
+    t.is((await d.berth(['volume', 'prune', '-a'])).code, 0);
+    t.is((await d.berth(['volume', 'ls', '-q'])).stdout.trim(), '');
+    const missing = await d.berth(['volume', 'snapshot', 'nosuch']);
+    t.is(missing.code, 1);
+    t.regex(missing.stderr, /^hint: /m);
+  });
 
-  // A new Redis on the same volume sees every key (the append-only file lives there).
-  await redis(d, 'r2', 'rdata');
-  t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c']);
+  test(`${driver}: snapshot --pre/--post hooks run in the Redis container: application-consistent, a failing --pre takes none`, async (t) => {
+    const d = await TestDaemon.start({ args: ['--volume-driver', driver] });
+    t.teardown(async () => {
+      await d.berth(['rm', '-f', 'h1']);
+      await d.stop();
+    });
+    const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
+    t.is(v.code, 0, v.stderr);
+    await redis(d, 'h1', 'hdata');
+    for (const k of ['x', 'y']) t.is(await cli(d, 'h1', 'set', k, `v-${k}`), 'OK');
 
-  // Snapshot while Redis runs: crash-consistent, Redis frozen for the instant.
-  const s = await d.berth(['volume', 'snapshot', 'rdata', 'before']);
-  t.is(s.code, 0, s.stderr);
-  const snaps = (await d.berth(['volume', 'snapshots', 'rdata', '--format', 'json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
-  t.is(snaps.length, 1);
-  t.is(snaps[0].Name, 'before');
-  t.is(snaps[0].Metadata.consistency, 'crash-consistent');
-  t.true(snaps[0].Metadata.frozen.length === 1);
-  const st = JSON.parse((await d.berth(['inspect', 'r2'])).stdout)[0].State;
-  t.is(st.Status, 'running', 'thawed after the snapshot');
+    const pre = 'redis-cli -p 6390 save';
+    const post = 'redis-cli -p 6390 set after-post 1';
+    const s = await d.berth(['volume', 'snapshot', '--pre', pre, '--post', post, 'hdata', 'app']);
+    t.is(s.code, 0, s.stderr);
+    t.is(s.stdout.trim(), 'app');
+    const list = () => d.berth(['volume', 'snapshots', 'hdata', '--format', 'json']).then((r) => r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+    const snaps = await list();
+    t.is(snaps.length, 1);
+    t.is(snaps[0].Metadata.consistency, 'application-consistent');
+    t.deepEqual(snaps[0].Metadata.hooks, { pre, post, containers: ['h1'] });
+    t.is(await cli(d, 'h1', 'get', 'after-post'), '1', '--post ran after the thaw');
 
-  for (const k of ['d', 'e']) t.is(await cli(d, 'r2', 'set', k, `v-${k}`), 'OK');
-  t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c', 'd', 'e']);
+    // The --pre `save` wrote dump.rdb before the freeze: the snapshot holds it.
+    t.is((await d.berth(['volume', 'clone', 'hdata@app', 'hcopy'])).code, 0);
+    const ls = await d.berth(['run', '--rm', '-v', 'hcopy:/d', 'busybox', 'ls', '/d']);
+    t.is(ls.code, 0, ls.stderr);
+    t.regex(ls.stdout, /^dump\.rdb$/m);
 
-  // Restore while it runs is refused; stopped, it works, and a start sees exactly the snapshot's keys.
-  const busy = await d.berth(['volume', 'restore', 'rdata', 'before']);
-  t.is(busy.code, 1);
-  t.regex(busy.stderr, /^hint: .*stop/m);
-  t.is((await d.berth(['stop', 'r2'])).code, 0);
-  const rs = await d.berth(['volume', 'restore', 'rdata', 'before']);
-  t.is(rs.code, 0, rs.stderr);
-  t.is((await d.berth(['start', 'r2'])).code, 0);
-  await waitReady(d, 'r2');
-  t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c']);
-
-  // A clone of the snapshot feeds a second Redis while the first keeps running.
-  t.is((await d.berth(['volume', 'clone', 'rdata@before', 'rcopy'])).code, 0);
-  await redis(d, 'r3', 'rcopy');
-  t.deepEqual(await keys(d, 'r3'), ['a', 'b', 'c']);
-  t.is(await cli(d, 'r3', 'set', 'only-in-clone', '1'), 'OK');
-  t.deepEqual(await keys(d, 'r2'), ['a', 'b', 'c'], 'writes to the clone are not seen by the source');
-  t.is(await cli(d, 'r2', 'get', 'a'), 'v-a');
-
-  // Export the snapshot, import it as a new volume: the same files.
-  const tar = path.join(d.root, 'rdata.tar');
-  const ex = await d.berth(['volume', 'export', 'rdata@before', '-o', tar]);
-  t.is(ex.code, 0, ex.stderr);
-  t.true(fs.statSync(tar).size > 0);
-  const im = await d.berth(['volume', 'import', 'rimported', tar]);
-  t.is(im.code, 0, im.stderr);
-  await redis(d, 'r4', 'rimported');
-  t.deepEqual(await keys(d, 'r4'), ['a', 'b', 'c']);
-});
-
-test('berth volume CLI: create, ls, inspect, rename, snapshot rm, prune -a', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
-  t.is((await d.berth(['volume', 'create', '-l', 'k=v', 'one'])).stdout.trim(), 'one');
-  const ls = await d.berth(['volume', 'ls', '--format', 'json']);
-  t.is(JSON.parse(ls.stdout.trim()).Name, 'one');
-  t.is((await d.berth(['volume', 'inspect', '-f', '{{.Name}}', 'one'])).stdout.trim(), 'one');
-  t.is((await d.berth(['volume', 'snapshot', 'one', 'snap1'])).code, 0);
-  const auto = await d.berth(['volume', 'snapshot', 'one']);
-  t.is(auto.code, 0, auto.stderr);
-  t.is((await d.berth(['volume', 'snapshot', 'rm', 'one', 'snap1', auto.stdout.trim()])).code, 0);
-  t.is((await d.berth(['volume', 'snapshots', 'one', '--format', 'json'])).stdout, '');
-  const rn = await d.berth(['volume', 'rename', 'one', 'two']);
-  t.is(rn.code, 0, rn.stderr);
-  t.deepEqual((await d.berth(['volume', 'ls', '-q'])).stdout.trim().split('\n'), ['two']);
-  t.is((await d.berth(['volume', 'prune'])).code, 0);
-  t.is((await d.berth(['volume', 'ls', '-q'])).stdout.trim(), 'two', 'prune keeps named volumes');
-  t.is((await d.berth(['volume', 'prune', '-a'])).code, 0);
-  t.is((await d.berth(['volume', 'ls', '-q'])).stdout.trim(), '');
-  const missing = await d.berth(['volume', 'snapshot', 'nosuch']);
-  t.is(missing.code, 1);
-  t.regex(missing.stderr, /^hint: /m);
-});
+    // A failing --pre aborts: no snapshot, a hint, Redis still running and not paused.
+    const bad = await d.berth(['volume', 'snapshot', '--pre', 'echo not ready >&2; exit 3', 'hdata', 'bad']);
+    t.is(bad.code, 1);
+    t.regex(bad.stderr, /pre-snapshot hook .* failed in container h1 \(exit code 3\): not ready/);
+    t.regex(bad.stderr, /^hint: /m);
+    t.deepEqual((await list()).map((x) => x.Name), ['app']);
+    t.is(JSON.parse((await d.berth(['inspect', 'h1'])).stdout)[0].State.Status, 'running');
+    t.is(await cli(d, 'h1', 'ping'), 'PONG');
+  });
+}

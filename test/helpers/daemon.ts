@@ -26,7 +26,11 @@ export class TestDaemon {
   containers: RemoteContainerService;
   private exit?: Promise<number | null>;
 
-  private constructor(readonly root: string) {
+  private constructor(
+    readonly root: string,
+    /** Extra `berth daemon` arguments (e.g. `--volume-driver dir`), kept for `restart()`. */
+    readonly args: string[] = [],
+  ) {
     this.socket = path.join(root, 'run', 'berth.sock');
     this.host = 'unix://' + this.socket;
     this.transport = new Transport(this.socket);
@@ -34,9 +38,9 @@ export class TestDaemon {
     this.containers = new RemoteContainerService(this.transport);
   }
 
-  static async start(): Promise<TestDaemon> {
+  static async start(opts: { args?: string[] } = {}): Promise<TestDaemon> {
     const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'));
-    const d = new TestDaemon(root);
+    const d = new TestDaemon(root, [...(opts.args ?? [])]);
     await d.launch();
     return d;
   }
@@ -52,7 +56,7 @@ export class TestDaemon {
 
   async launch(): Promise<void> {
     const log = fs.openSync(path.join(this.root, 'test-daemon.log'), 'a');
-    const child = spawn(process.execPath, [CLI, 'daemon', '--root', this.root, '--host', this.host], { stdio: ['ignore', log, log] });
+    const child = spawn(process.execPath, [CLI, 'daemon', '--root', this.root, '--host', this.host, ...this.args], { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     this.child = child;
     this.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));

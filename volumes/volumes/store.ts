@@ -177,6 +177,13 @@ export abstract class VolumeStore implements VolumeDriver {
    * another process is repaired by whoever touches the volume next.
    */
   private async repair(name: string): Promise<void> {
+    // Staging debris carrying this volume's lock key: we hold that lock, so no one is
+    // building or deleting it now. (At open, a crashed holder's lock can still look fresh
+    // for a few seconds, so `cleanStaging` leaves it; the next operation on the name removes it.)
+    const key = lockKey(name);
+    for (const e of await readdirOrEmpty(this.stagingDir)) {
+      if (e.startsWith(`new-${key}-`) || e.startsWith(`rm-${key}-`)) await this.removeData(path.join(this.stagingDir, e)).catch(leftFor(e));
+    }
     const rec = await this.records.read(name);
     await this.records.tidy(name);
     const vol = this.volDir(name);

@@ -103,10 +103,12 @@ export function volumeCommands(program: Command): void {
     .description('take a snapshot of a volume (running containers that use it are frozen for an instant)')
     .argument('<VOLUME>')
     .argument('[SNAPSHOT]', 'its name (default: a timestamp)')
-    .action(async (name: string, snap: string | undefined, _o: object, cmd: Command) => {
+    .option('--pre <command>', "run `sh -c COMMAND` in each running container that uses the volume before the freeze (e.g. 'redis-cli save'); if it fails, no snapshot is taken")
+    .option('--post <command>', 'run `sh -c COMMAND` in those containers after the thaw')
+    .action(async (name: string, snap: string | undefined, o: { pre?: string; post?: string }, cmd: Command) => {
       if (name === 'rm') throw new InvalidArgumentError('snapshot rm needs a volume and a snapshot', { hint: 'berth volume snapshot rm VOLUME SNAPSHOT' });
       const ctx = await connect(cmd);
-      const s = await ctx.volumes.snapshot(name, snap);
+      const s = await ctx.volumes.snapshot(name, snap, { pre: o.pre, post: o.post });
       process.stdout.write(s.Name + '\n');
     });
   snapshot
