@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { pipeline } from 'node:stream/promises';
 import { collect, connect } from '../context';
+import { readWithProgress, writeArchive } from '../progress';
 import { formatItems, humanSize, table } from '../format';
 import { parseFilters, parseKeyValues, parseLabels } from '../parse';
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/errors';
@@ -161,12 +162,8 @@ export function volumeCommands(program: Command): void {
     .option('-o, --output <file>', 'write to a file instead of standard output')
     .action(async (src: string, o: { output?: string }, cmd: Command) => {
       const [name, snap] = splitAt(src);
-      if (!o.output && process.stdout.isTTY) {
-        throw new InvalidArgumentError('refusing to write a tar to a terminal', { hint: 'use -o FILE or redirect: berth volume export VOL > vol.tar' });
-      }
       const ctx = await connect(cmd);
-      const tar = await ctx.volumes.export(name, snap);
-      await pipeline(tar, o.output ? fs.createWriteStream(o.output) : process.stdout);
+      await writeArchive('Exporting', o.output, async (out) => pipeline(await ctx.volumes.export(name, snap), out));
     });
 
   volume
@@ -175,7 +172,11 @@ export function volumeCommands(program: Command): void {
     .action(async (name: string, file: string | undefined, _o: object, cmd: Command) => {
       if (file && file !== '-' && !fs.existsSync(file)) throw new NotFoundError(`no such file: ${file}`, { hint: "check the path, or pass '-' to read standard input" });
       const ctx = await connect(cmd);
-      const input = file && file !== '-' ? fs.createReadStream(file) : process.stdin;
-      process.stdout.write((await ctx.volumes.import(name, input)).Name + '\n');
+      const input = readWithProgress(file ?? '-', 'Importing');
+      try {
+        process.stdout.write((await ctx.volumes.import(name, input.stream)).Name + '\n');
+      } finally {
+        input.done();
+      }
     });
 }
