@@ -22,7 +22,7 @@ import { InternalError, InvalidArgumentError } from '../errors';
  * by its reader): the place to drop a private snapshot.
  */
 export function exportTree(dir: string, onClose?: () => Promise<void>): Readable {
-  const child = spawn('tar', ['-C', dir, '--numeric-owner', '--format=gnu', '--sort=name', '-cf', '-', '.'], {
+  const child = spawn('tar', ['-C', dir, '--numeric-owner', '--format=gnu', '--sort=name', '--blocking-factor=128', '-cf', '-', '.'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
