@@ -82,13 +82,29 @@ export class ApiServer {
         if (!res.writableEnded) res.end(JSON.stringify({ errorDetail: { message: body.message }, error: body.message, code: body.code, hint: body.hint }) + '\n');
         return;
       }
+      // An upload refused before it was read (a bad name on import): read the rest first,
+      // or the client, still writing, gets EPIPE instead of our answer.
+      if (!upgrade && !req.complete) await drain(req, 30_000);
       const data = Buffer.from(JSON.stringify(body) + '\n');
       res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': data.length });
       res.end(data);
-      // Drain an unread upload so the client sees the answer instead of EPIPE.
-      req.resume();
     }
   }
+}
+
+/** Read and discard the rest of a request body, for at most `ms`. */
+function drain(req: http.IncomingMessage, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    req.once('end', done);
+    req.once('close', done);
+    req.once('error', done);
+    req.resume();
+  });
 }
 
 function answers(socketPath: string): Promise<boolean> {

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { UnavailableError } from '../../volumes/errors';
 import { writeFileAtomic } from '../../volumes/store/atomic';
+import { alive } from '../../volumes/store/process';
 
 /**
  * One daemon per data root. proper-lockfile holds `<root>/berthd.lock`; our pid goes in
@@ -51,14 +52,5 @@ function readPid(file: string): number | undefined {
     return Number.isFinite(n) && n > 0 ? n : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -66,6 +66,7 @@ import { isNoSpace, isOverQuota, tool } from './exec';
 import { lockKey, VolumeLocks } from './locks';
 import { Records, SnapshotRecord, VolumeRecord } from './records';
 import { treeUsage } from './usage';
+import { alive } from '../store/process';
 
 const DATA = '_data';
 const SNAPSHOTS = 'snapshots';
@@ -700,15 +701,5 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
     throw e;
-  }
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -25,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors';
 import { tool, ToolError } from '../../volumes/exec';
+import { alive } from '../../store/process';
 
 export const POOL_FILE = 'pool.btrfs';
 export const POOL_MOUNT = 'pool';
@@ -230,15 +231,6 @@ async function othersUsing(usersDir: string): Promise<boolean> {
   return false;
 }
 
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function withPoolLock<T>(root: string, fn: () => Promise<T>): Promise<T> {
   let release: () => Promise<void>;
