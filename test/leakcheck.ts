@@ -7,6 +7,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { cgroupParent } from '../src/engine/host';
+
+// A user's own berth (the default root, e.g. left by `npm start`) is not the tests' to judge.
+const USER_ROOT = '/var/lib/berth';
+const userCgroup = cgroupParent(USER_ROOT).slice(1);
 
 const leaks: string[] = [];
 const out = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
@@ -26,11 +31,11 @@ for (const ctrl of fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgr
   } catch {
     continue;
   }
-  for (const n of names) if (/^berth-/.test(n)) leaks.push(`cgroup ${path.join(dir, n)}`);
+  for (const n of names) if (/^berth-/.test(n) && n !== userCgroup) leaks.push(`cgroup ${path.join(dir, n)}`);
 }
 for (const n of out('ip', ['netns', 'list']).split('\n').filter(Boolean)) if (/berth/.test(n)) leaks.push(`netns ${n}`);
 for (const r of out('iptables-save', []).split('\n')) if (/berth/i.test(r)) leaks.push(`iptables ${r}`);
-for (const l of out('losetup', ['-a']).split('\n')) if (/berth/.test(l)) leaks.push(`loop ${l}`);
+for (const l of out('losetup', ['-a']).split('\n')) if (/berth/.test(l) && !l.includes(USER_ROOT + '/')) leaks.push(`loop ${l}`);
 
 if (leaks.length) {
   console.error(`leak check: the tests left ${leaks.length} things behind:\n  ${leaks.join('\n  ')}`);
