@@ -180,38 +180,10 @@ export class ImageStore implements ImageService {
 
   private commitImageLayerOp(parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
     return this.op(async () => {
-      const key = `${EXTRACT_PREFIX}${randomBytes(8).toString('hex')}`;
-      let prepared = false;
       try {
         const { rec: parent } = await this.lookup(parentImageId);
         const parentConfig = await this.config(parent);
-        await this.snapshotter.prepare(key, parent.layers[parent.layers.length - 1]?.chainID ?? '');
-        prepared = true;
-        const t = tee(input);
-        let first: unknown;
-        const fail = (e: unknown) => {
-          first ??= e;
-          t.abort(e as Error);
-          throw e;
-        };
-        const [blob, applied] = await Promise.allSettled([
-          this.content.write(t.a).catch(fail),
-          applyLayer(t.b, await this.snapshotter.upperDir(key)).catch(fail),
-        ]);
-        if (blob.status === 'rejected' || applied.status === 'rejected') throw first;
-        const diffID = applied.value.diffID;
-        const chainID = chainIDs([...parent.layers.map((l) => l.diffID), diffID]).pop() as string;
-        if (await this.hasLayer(chainID)) await this.snapshotter.remove(key);
-        else await this.commitLayer(chainID, key, diffID, blob.value.digest);
-        prepared = false;
-        const layer: LayerRecord = {
-          digest: blob.value.digest,
-          mediaType: isGzip(t.head()) ? MEDIA.ociLayerGzip : MEDIA.ociLayer,
-          size: blob.value.size,
-          diffID,
-          chainID,
-          unpackedSize: (await this.snapshotter.usage(chainID)).size,
-        };
+        const layer = await this.addLayer(input, parent.layers);
         const now = goTime();
         // One history entry per layer below ours, so `history` can pair entries with layers.
         const history: HistoryEntry[] = parentConfig.history?.length
@@ -227,7 +199,7 @@ export class ImageStore implements ImageService {
           ...parentConfig,
           created: now,
           config: spec.config,
-          rootfs: { type: 'layers', diff_ids: [...parent.layers.map((l) => l.diffID), diffID] },
+          rootfs: { type: 'layers', diff_ids: [...parent.layers.map((l) => l.diffID), layer.diffID] },
           history,
         };
         delete config.author;
@@ -236,20 +208,66 @@ export class ImageStore implements ImageService {
         if (spec.author) config.author = spec.author;
         if (spec.comment) config.comment = spec.comment;
         if (spec.container) config.container = spec.container;
-        const configText = serializeConfig(config);
-        const rec = await this.makeRecord(Buffer.from(configText), JSON.parse(configText) as ImageConfig, [...parent.layers, layer]);
-        await this.db.update((doc) => {
-          doc.images[rec.id] = doc.images[rec.id] ?? rec;
-          for (const n of spec.names) setTag(doc, n, rec.id);
-        });
-        return { id: rec.id };
+        return { id: await this.saveImage(config, [...parent.layers, layer], spec.names) };
       } catch (e) {
         drain(input);
         throw formatError(e, 'cannot commit the layer', "check the container's files and the space left on the data root");
-      } finally {
-        if (prepared) await this.snapshotter.remove(key).catch(() => undefined);
       }
     });
+  }
+
+  /**
+   * Store `input` as a blob and unpack it as a layer on top of `parents`, in one pass (the
+   * input is split between the content store and applyLayer): the shared step of import
+   * and commit. A layer that exists already is reused; on failure nothing is left but
+   * garbage for the next gc.
+   */
+  private async addLayer(input: Readable, parents: LayerRecord[], onBytes?: (n: number) => void): Promise<LayerRecord> {
+    const key = `${EXTRACT_PREFIX}${randomBytes(8).toString('hex')}`;
+    let prepared = false;
+    try {
+      await this.snapshotter.prepare(key, parents[parents.length - 1]?.chainID ?? '');
+      prepared = true;
+      const upper = await this.snapshotter.upperDir(key);
+      const t = tee(input);
+      let first: unknown;
+      const fail = (e: unknown) => {
+        first ??= e;
+        t.abort(e as Error);
+        throw e;
+      };
+      const [blob, applied] = await Promise.allSettled([this.content.write(t.a, { onBytes }).catch(fail), applyLayer(t.b, upper).catch(fail)]);
+      if (t.bytes() === 0) {
+        throw new InvalidArgumentError('the input is empty, not a tar archive', { hint: 'give a root filesystem tarball (plain or gzip)' });
+      }
+      if (blob.status === 'rejected' || applied.status === 'rejected') throw first;
+      const diffID = applied.value.diffID;
+      const chainID = chainIDs([...parents.map((l) => l.diffID), diffID]).pop() as string;
+      if (await this.hasLayer(chainID)) await this.snapshotter.remove(key);
+      else await this.commitLayer(chainID, key, diffID, blob.value.digest);
+      prepared = false;
+      return {
+        digest: blob.value.digest,
+        mediaType: isGzip(t.head()) ? MEDIA.ociLayerGzip : MEDIA.ociLayer,
+        size: blob.value.size,
+        diffID,
+        chainID,
+        unpackedSize: (await this.snapshotter.usage(chainID)).size,
+      };
+    } finally {
+      if (prepared) await this.snapshotter.remove(key).catch(() => undefined);
+    }
+  }
+
+  /** Write the config as Go would (see serializeConfig: converters keep it, and so its id) and record the image and its names in one transaction. */
+  private async saveImage(config: ImageConfig, layers: LayerRecord[], names: string[]): Promise<string> {
+    const configText = serializeConfig(config);
+    const rec = await this.makeRecord(Buffer.from(configText), JSON.parse(configText) as ImageConfig, layers);
+    await this.db.update((doc) => {
+      doc.images[rec.id] = doc.images[rec.id] ?? rec;
+      for (const n of names) setTag(doc, n, rec.id);
+    });
+    return rec.id;
   }
 
   // ---- queries ------------------------------------------------------------------------
@@ -459,74 +477,28 @@ export class ImageStore implements ImageService {
 
   private importLayerOp(input: Readable, spec: LayerImportSpec): Promise<{ id: string }> {
     return this.op(async () => {
-      const key = `${EXTRACT_PREFIX}${randomBytes(8).toString('hex')}`;
-      let prepared = false;
       try {
-        await this.snapshotter.prepare(key, '');
-        prepared = true;
-        const upper = await this.snapshotter.upperDir(key);
-        const t = tee(input);
-        let first: unknown;
-        const fail = (e: unknown) => {
-          first ??= e;
-          t.abort(e as Error);
-          throw e;
-        };
         let done = 0;
         const progress = throttle(spec.progress);
-        const [blob, applied] = await Promise.allSettled([
-          this.content.write(t.a, {
-            onBytes: (n) => {
-              done += n;
-              progress({ status: 'Importing', current: done });
-            },
-          }).catch(fail),
-          applyLayer(t.b, upper).catch(fail),
-        ]);
-        if (t.bytes() === 0) {
-          throw new InvalidArgumentError('the input is empty, not a tar archive', { hint: 'give a root filesystem tarball (plain or gzip)' });
-        }
-        if (blob.status === 'rejected' || applied.status === 'rejected') throw first;
-        const mediaType = isGzip(t.head()) ? MEDIA.ociLayerGzip : MEDIA.ociLayer;
-        const diffID = applied.value.diffID;
-        const chainID = diffID;
-        if (await this.hasLayer(chainID)) {
-          await this.snapshotter.remove(key);
-        } else {
-          await this.commitLayer(chainID, key, diffID, blob.value.digest);
-        }
-        prepared = false;
-        const layer: LayerRecord = {
-          digest: blob.value.digest,
-          mediaType,
-          size: blob.value.size,
-          diffID,
-          chainID,
-          unpackedSize: (await this.snapshotter.usage(chainID)).size,
-        };
+        const layer = await this.addLayer(input, [], (n) => {
+          done += n;
+          progress({ status: 'Importing', current: done });
+        });
         const now = goTime();
         const config: ImageConfig = {
           architecture: goArch(),
           os: 'linux',
           created: now,
           config: spec.config,
-          rootfs: { type: 'layers', diff_ids: [diffID] },
+          rootfs: { type: 'layers', diff_ids: [layer.diffID] },
           history: [{ created: now, created_by: spec.createdBy, ...(spec.comment ? { comment: spec.comment } : {}) }],
         };
-        // Written as Go would (see serializeConfig): converters keep it, and so its id.
-        const configText = serializeConfig(config);
-        const rec = await this.makeRecord(Buffer.from(configText), JSON.parse(configText) as ImageConfig, [layer]);
-        await this.db.update((doc) => {
-          doc.images[rec.id] = doc.images[rec.id] ?? rec;
-          for (const n of spec.names) setTag(doc, n, rec.id);
-        });
-        spec.progress?.({ status: `Imported ${rec.id}` });
-        return { id: rec.id };
+        const id = await this.saveImage(config, [layer], spec.names);
+        spec.progress?.({ status: `Imported ${id}` });
+        return { id };
       } catch (e) {
         drain(input);
         throw formatError(e, 'cannot import the root filesystem', 'give a root filesystem tarball (plain or gzip)');
-      } finally {
-        if (prepared) await this.snapshotter.remove(key).catch(() => undefined);
       }
     });
   }
