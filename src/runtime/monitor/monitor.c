@@ -370,17 +370,25 @@ static void fail_runtime(int status, int err_fd)
     fail_json(msg);
 }
 
+/* Read a small file into buf (NUL-terminated); false when it cannot be read or is empty. */
+static int read_small(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    return 1;
+}
+
 static pid_t read_pid_file(void)
 {
     char buf[32];
-    int fd = open(o.pid_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small(o.pid_file, buf, sizeof buf))
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     long pid = strtol(buf, NULL, 10);
     return pid > 0 && pid <= INT_MAX ? (pid_t)pid : -1;
 }
@@ -390,14 +398,8 @@ static pid_t parent_of(pid_t pid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small(path, buf, sizeof buf))
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     char *p = strrchr(buf, ')');
     int ppid;
     return p && sscanf(p + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
@@ -408,14 +410,8 @@ static pid_t parent_of(pid_t pid)
 static long long read_oom_kill(const char *file)
 {
     char buf[1024];
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small(file, buf, sizeof buf))
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     for (char *l = buf; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
         if (strncmp(l, "oom_kill ", 9) == 0)
             return strtoll(l + 9, NULL, 10);
