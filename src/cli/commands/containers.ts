@@ -5,6 +5,8 @@ import { expandEnv, parseBytes, parseCpus, parseFilters, parseKeyValues, parseLa
 import { writeArchive } from '../progress';
 import { InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/errors';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
+import { formatPortLines, formatPortsSummary, parseExpose, parsePublish, type PortBinding, type PortSummary } from '../../network/port-spec';
+import { RemoteNetworkClient } from '../../client/network';
 
 /** Options shared by `run` and `create`. */
 function createOptions(c: Command): Command {
@@ -31,6 +33,11 @@ function createOptions(c: Command): Command {
     .option('-v, --volume <spec>', 'mount a volume: NAME:/path[:ro] (named, made on first use), /path (anonymous), /host:/path[:ro] (bind)', collect)
     .option('--mount <spec>', 'mount: type=volume|bind|tmpfs,src=…,dst=…[,readonly][,volume-subpath=…][,volume-nocopy][,tmpfs-size=…]', collect)
     .option('--volumes-from <container[:ro|rw]>', "mount another container's volumes and binds", collect)
+    .option('-p, --publish <spec>', 'publish a container port on the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]; -p 8080:80, -p 127.0.0.1::6379 (localhost, a random port), -p 6379 (all addresses, a random port), -p 8000-8002:8000-8002, -p 8000-8010:80 (a free one of those)', collect)
+    .option('-P, --publish-all', "publish every exposed port (the image's EXPOSE and --expose) on a random host port")
+    .option('--expose <port>', 'expose a port or range without publishing it: 80, 7000-7002/udp', collect)
+    .option('--network <mode>', 'network: bridge (default: own address, NAT to the host), host (share the host\'s), none (loopback only)')
+    .addOption(new Option('--net <mode>', 'alias of --network').hideHelp())
     .addOption(new Option('-t, --tty', 'allocate a pseudo-tty (coming with interactive mode)'));
 }
 
@@ -59,6 +66,41 @@ interface CreateFlags {
   volume?: string[];
   mount?: string[];
   volumesFrom?: string[];
+  publish?: string[];
+  publishAll?: boolean;
+  expose?: string[];
+  network?: string;
+  net?: string;
+}
+
+/**
+ * -p, -P, --expose and --network → the create body's networking fields, merged as the
+ * docker CLI does: one PortBindings key can collect several -p (8080:80 and 8081:80), and
+ * ExposedPorts is every -p and --expose key. Empty maps are left out, so the image's
+ * EXPOSE ports are not overridden by an empty set.
+ */
+export function networkFields(o: Pick<CreateFlags, 'publish' | 'publishAll' | 'expose' | 'network' | 'net'>): {
+  ExposedPorts?: Record<string, object>;
+  PortBindings?: Record<string, PortBinding[]>;
+  PublishAllPorts: boolean;
+  NetworkMode?: string;
+} {
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, PortBinding[]> = {};
+  for (const spec of o.publish ?? []) {
+    const p = parsePublish(spec);
+    for (const k of p.exposed) exposed[k] = {};
+    for (const [k, bs] of Object.entries(p.bindings)) (bindings[k] ??= []).push(...bs);
+  }
+  for (const spec of o.expose ?? []) for (const k of parseExpose(spec)) exposed[k] = {};
+  const mode = o.network ?? o.net;
+  if (mode !== undefined && mode.trim() === '') throw new InvalidArgumentError('empty --network', { hint: 'use --network bridge, host or none' });
+  return {
+    ...(Object.keys(exposed).length ? { ExposedPorts: exposed } : {}),
+    ...(Object.keys(bindings).length ? { PortBindings: bindings } : {}),
+    PublishAllPorts: !!o.publishAll,
+    ...(mode !== undefined ? { NetworkMode: mode } : {}),
+  };
 }
 
 /** `--mount type=volume,src=data,dst=/data,readonly` → Docker's HostConfig.Mounts item. */
@@ -105,10 +147,12 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
   // As the docker CLI does: `-v /path` (no colon) is an anonymous volume, the rest are Binds.
   const binds = (o.volume ?? []).filter((v) => v.includes(':'));
   const anon = Object.fromEntries((o.volume ?? []).filter((v) => !v.includes(':')).map((v) => [v, {}]));
+  const { ExposedPorts, ...net } = networkFields(o);
   return {
     Image: image,
     Cmd: args.length ? args : undefined,
     ...(Object.keys(anon).length ? { Volumes: anon } : {}),
+    ...(ExposedPorts ? { ExposedPorts } : {}),
     Entrypoint: o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : undefined,
     Env: env,
     WorkingDir: o.workdir ?? '',
@@ -135,6 +179,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
       ...(binds.length ? { Binds: binds } : {}),
       ...(o.mount?.length ? { Mounts: o.mount.map(parseMount) } : {}),
       ...(o.volumesFrom?.length ? { VolumesFrom: o.volumesFrom } : {}),
+      ...net,
     },
   };
 }
@@ -200,9 +245,19 @@ export function containerCommands(program: Command): void {
   createOptions(program.command('run <IMAGE> [COMMAND...]'))
     .description('create and start a container; without -d, stream its output and exit with its exit code')
     .option('-d, --detach', 'run in the background and print the container id')
+    .option('--dry-run', 'print the iptables rules berthd would add for this container\'s network, and create nothing')
     .passThroughOptions()
-    .addHelpText('after', "\nExamples:\n  berth run --rm busybox echo hi\n  berth run -d --name cache --restart always -m 256m redis\n  echo data | berth run -i --rm busybox wc -c\n\nCtrl-C stops a foreground container (SIGTERM, then SIGKILL after 3 s); a second Ctrl-C kills it.")
-    .action(async (image: string, args: string[], o: CreateFlags, cmd: Command) => {
+    .addHelpText(
+      'after',
+      '\nExamples:\n  berth run --rm busybox echo hi\n  berth run -d --name cache --restart always -m 256m redis\n  echo data | berth run -i --rm busybox wc -c\n' +
+        '  berth run -d -p 8080:80 nginx                 host port 8080 on every address -> container port 80\n' +
+        '  berth run -d -p 127.0.0.1::6379 redis         localhost only, a random free host port (see `berth port`)\n' +
+        '  berth run -d -p 6379 redis                    every address, a random free host port\n' +
+        '  berth run -d -p 5353:53/udp dnsmasq           udp (tcp when no protocol is given)\n' +
+        '  berth run --dry-run -p 8080:80 nginx          show the iptables rules, create nothing\n' +
+        '\nCtrl-C stops a foreground container (SIGTERM, then SIGKILL after 3 s); a second Ctrl-C kills it.',
+    )
+    .action(async (image: string, args: string[], o: CreateFlags & { dryRun?: boolean }, cmd: Command) => {
       let body: CreateBody;
       try {
         body = createBody(image, args, o);
@@ -210,6 +265,12 @@ export function containerCommands(program: Command): void {
         runError(e);
       }
       const ctx = await connect(cmd);
+      if (o.dryRun) {
+        const plan = await new RemoteNetworkClient(ctx.transport).plan(body, o.name).catch(runError);
+        for (const w of plan.Warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
+        process.stdout.write((plan.Rules ?? []).map((r) => r + '\n').join(''));
+        return;
+      }
       const id = await createContainer(ctx, body, o.name).catch(runError);
       if (o.detach) {
         await ctx.containers.start(id).catch(runError);
@@ -373,6 +434,21 @@ export function containerCommands(program: Command): void {
       });
   }
 
+  for (const c of [program.command('port <CONTAINER> [PRIVATE_PORT]'), container.command('port <CONTAINER> [PRIVATE_PORT]')]) {
+    c.description("list a container's published ports, or the host addresses of one (PRIVATE_PORT[/tcp|/udp])")
+      .addHelpText('after', '\nExamples:\n  berth port cache            6379/tcp -> 0.0.0.0:32768\n  berth port cache 6379       0.0.0.0:32768\n  berth port dns 53/udp')
+      .action(async (ref: string, port: string | undefined, _o, cmd: Command) => {
+        const ctx = await connect(cmd);
+        const info = await ctx.containers.inspect(ref);
+        const ports = (info.NetworkSettings?.Ports ?? null) as Record<string, PortBinding[] | null> | null;
+        const lines = formatPortLines(ports, port);
+        if (port !== undefined && !lines.length) {
+          throw new NotFoundError(`No public port '${port}' published for ${ref}`, { hint: `publish it when creating the container (berth run -p HOST_PORT:${port} ...); \`berth port ${ref}\` lists what is published` });
+        }
+        process.stdout.write(lines.map((l) => l + '\n').join(''));
+      });
+  }
+
   for (const c of [program.command('rename <CONTAINER> <NEW_NAME>'), container.command('rename <CONTAINER> <NEW_NAME>')]) {
     c.description('rename a container').action(async (ref: string, name: string, _o, cmd: Command) => {
       const ctx = await connect(cmd);
@@ -498,7 +574,7 @@ function psRow(c: ContainerSummary, trunc: boolean) {
     RunningFor: ago(c.Created),
     Status: c.Status,
     State: c.State,
-    Ports: '',
+    Ports: formatPortsSummary((c.Ports ?? []) as PortSummary[]),
     Names: (c.Names ?? []).map((n) => n.replace(/^\//, '')).join(','),
     Labels: Object.entries(c.Labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
     Size: c.SizeRw !== undefined ? humanSize(c.SizeRw) : '',
