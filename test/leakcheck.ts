@@ -1,7 +1,8 @@
 /**
  * Run after the whole suite (`npm test`): the machine must hold nothing of ours — no
  * overlay/btrfs mounts under a test root, no berth-monitor or runc process, no runc state,
- * no berth cgroups, no network namespaces, no iptables rules naming berth, no loop devices
+ * no berth cgroups, no network namespaces, no bridges or veths, no iptables rules naming berth
+ * (a test daemon's chains carry a suffix), no loop devices
  * backed by a berth file. Prints what it finds and exits 1 if anything leaked.
  */
 import * as fs from 'node:fs';
@@ -34,11 +35,16 @@ for (const ctrl of fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgr
   for (const n of names) if (/^berth-/.test(n) && n !== userCgroup) leaks.push(`cgroup ${path.join(dir, n)}`);
 }
 for (const n of out('ip', ['netns', 'list']).split('\n').filter(Boolean)) if (/berth/.test(n)) leaks.push(`netns ${n}`);
-for (const r of out('iptables-save', []).split('\n')) if (/berth/i.test(r)) leaks.push(`iptables ${r}`);
+// The user's own daemon's rules (default chains, no suffix) and bridge berth0 are not ours to judge.
+for (const r of out('iptables-save', []).split('\n')) if (/berth/i.test(r) && !/BERTH-[A-Z]+( |$)/.test(r + ' ')) leaks.push(`iptables ${r}`);
+for (const l of JSON.parse(out('ip', ['-j', 'link', 'show']) || '[]') as Array<{ ifname: string; master?: string }>) {
+  if (/^berth/.test(l.ifname) && l.ifname !== 'berth0') leaks.push(`bridge ${l.ifname}`);
+  if (/^bv[0-9a-f]{12}$/.test(l.ifname) && l.master !== 'berth0') leaks.push(`veth ${l.ifname}`);
+}
 for (const l of out('losetup', ['-a']).split('\n')) if (/berth/.test(l) && !l.includes(USER_ROOT + '/')) leaks.push(`loop ${l}`);
 
 if (leaks.length) {
   console.error(`leak check: the tests left ${leaks.length} things behind:\n  ${leaks.join('\n  ')}`);
   process.exit(1);
 }
-console.log('leak check: nothing left behind (mounts, processes, cgroups, netns, iptables, loop devices)');
+console.log('leak check: nothing left behind (mounts, processes, cgroups, netns, bridges, veths, iptables, loop devices)');

@@ -13,6 +13,11 @@ export function containerRoutes(router: Router, engine: ContainerService, events
     const body = await readJSON<CreateBody>(req, {} as CreateBody);
     sendJSON(res, 201, await engine.create(body, query.get('name') || undefined));
   });
+
+  // berth's extension: the rules `berth run --dry-run` prints.
+  router.add('POST', /^\/berth\/v1\/network\/plan$/, async ({ req, res }) => {
+    sendJSON(res, 200, await engine.networkPlan(await readJSON<CreateBody>(req, {} as CreateBody)));
+  });
   router.add('GET', /^\/containers\/json$/, async ({ res, query }) => {
     const limit = query.get('limit');
     sendJSON(res, 200, await engine.list({ all: qbool(query, 'all'), size: qbool(query, 'size'), limit: limit ? Number(limit) : undefined, filters: qfilters(query) }));

@@ -24,6 +24,10 @@ export class RemoteContainerService implements ContainerService {
   create(body: CreateBody, name?: string): Promise<{ Id: string; Warnings: string[] }> {
     return this.t.json('POST', '/containers/create', { query: { name }, body });
   }
+  /** berth's extension: the iptables rules a container made from `body` would get; creates nothing. */
+  networkPlan(body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }> {
+    return this.t.json('POST', '/berth/v1/network/plan', { body });
+  }
   async start(ref: string): Promise<boolean> {
     const res = await this.t.request('POST', `/containers/${id(ref)}/start`);
     res.resume();

@@ -17,11 +17,14 @@ import { OciRuntime } from '../runtime/runtime';
 import { bestDriver, openDriver, type DriverName } from '../../volumes/drivers/select';
 import { Volumes } from '../engine/volume-service';
 import { volumeRoutes } from '../api/volumes';
+import { BridgeNetwork } from '../network/network';
 
 export interface DaemonOptions extends DaemonLocation {
   runtime?: string;
   /** The volume driver for a new data root (default: the best this host supports). */
   volumeDriver?: DriverName;
+  /** The bridge network's name, subnet and iptables chain suffix (default: berth0, chosen, ''). */
+  network?: { bridge?: string; subnet?: string; iptablesSuffix?: string };
   log?: Logger;
 }
 
@@ -41,6 +44,7 @@ export interface RunningDaemon {
  *   containers/<id>/  container records, bundles, rootfs mount points, logs, exit records
  *   volumes/          data volumes and their snapshots (volumes/drivers: btrfs or dir)
  *   runtime/          runc's state (--root) for this daemon's containers
+ *   network.json      the bridge's name, subnet and iptables chain suffix
  *   tmp/              scratch space, emptied at every start
  */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
@@ -88,6 +92,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       runtime,
       events,
       volumes,
+      openNetwork: (running) => BridgeNetwork.open({ root: opts.root, ...opts.network, log: (m) => log.error(`network: ${m}`) }, running),
       log: (m) => log.error(m),
     });
     // Closing the engine stops watching containers; they keep running (live-restore).

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import type { ContainerState, CreateBody, HostConfig } from './service';
 import type { MountPoint } from './mounts';
+import type { ContainerNetwork } from '../network/network';
 
 /**
  * One container's record (`<root>/<id>/container.json`) and the files next to it.
@@ -49,6 +50,8 @@ export interface ContainerRecord {
   Runtime: string;
   /** Its mounts (binds, volumes, tmpfs), decided at create; absent in records older than volumes. */
   Mounts?: MountPoint[];
+  /** Its network (mode, bridge address for life, the current run's published ports); absent in older records: none. */
+  Network?: ContainerNetwork;
 }
 
 /** Go's zero time, Docker's "never". */

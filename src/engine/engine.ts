@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -57,6 +58,8 @@ import { toInspect, toSummary } from './views';
 import { bindPoints, planMounts, type MountPoint } from './mounts';
 import { ANONYMOUS_LABEL, anonymousName, type Volumes } from './volume-service';
 import { resolveInRoot } from '../runtime/rootfs';
+import { checkPorts, networkMode, type BridgeNetwork, type NetworkMode } from '../network/network';
+import type { PublishedPort } from '../network/rules';
 
 const execFileP = promisify(execFile);
 
@@ -74,6 +77,12 @@ export interface EngineOptions {
   volumes?: Volumes;
   /** What HostConfig.Runtime says when a container names none (default: the runtime binary's name). */
   defaultRuntime?: string;
+  /**
+   * Opens the bridge network, given the published ports of the containers the records say
+   * are running (their DNAT rules are restored in the same transaction). Without it,
+   * containers get a network namespace with loopback only.
+   */
+  openNetwork?: (running: Array<{ id: string; name: string; ip: string; ports: PublishedPort[] }>) => Promise<BridgeNetwork>;
   /** Errors the engine handles on its own (a failed cleanup), for the daemon's log. */
   log?: (msg: string) => void;
 }
@@ -130,6 +139,7 @@ export class Engine implements ContainerService {
   private readonly defaultRuntime: string;
   private readonly log: (msg: string) => void;
   private closed = false;
+  private net?: BridgeNetwork;
 
   private constructor(
     private readonly store: ContainerStore,
@@ -152,8 +162,17 @@ export class Engine implements ContainerService {
     const store = await ContainerStore.open(opts.root);
     const engine = new Engine(store, opts);
     for (const dir of store.unreadable) engine.log(`cannot read the container record in ${dir}: left alone; move it away if it is debris`);
+    if (opts.openNetwork) {
+      const running = store
+        .all()
+        .filter((r) => isUp(r) && r.Network?.Endpoint && r.Network.Ports?.length)
+        .map((r) => ({ id: r.Id, name: r.Name.slice(1), ip: r.Network!.Endpoint!.IPAddress, ports: r.Network!.Ports! }));
+      engine.net = await opts.openNetwork(running);
+      for (const r of store.all()) if (r.Network?.Endpoint) engine.net.adopt(r.Network.Endpoint);
+    }
     await engine.cleanLeftovers();
     await engine.reconcile();
+    await engine.net?.pruneLinks(new Set(store.all().filter(isUp).map((r) => r.Id)));
     opts.images.setInUse((imageId) => store.all().filter((r) => r.Image === imageId).map((r) => r.Id));
     opts.volumes?.setHooks({
       usersOf: (volume) =>
@@ -184,6 +203,7 @@ export class Engine implements ContainerService {
       if (c.restartTimer) clearTimeout(c.restartTimer);
       c.stdin?.close();
     }
+    await this.net?.close(this.store.all().some(isUp)).catch((e) => this.log(`closing the network: ${message(e)}`));
     await removeCgroupParent(this.cgroupBase); // only if no container runs
   }
 
@@ -199,12 +219,18 @@ export class Engine implements ContainerService {
     this.store.reserveName(n, id); // before any await: two creates cannot take one name
     let rec: ContainerRecord;
     let madeVolumes: string[] = [];
+    let endpoint: ReturnType<BridgeNetwork['allocate']> | undefined;
+    let warnings: string[] = [];
     try {
       const image = await this.opts.images.resolve(body.Image);
       const plan = planCreate(body, image.config, id);
       plan.HostConfig.Runtime = plan.HostConfig.Runtime || this.defaultRuntime;
+      const mode = networkMode(plan.HostConfig.NetworkMode);
+      warnings = this.portPlan(mode, plan).warnings;
+      if (mode === 'host' && !body.Hostname) plan.Config.Hostname = os.hostname();
       madeVolumes = [];
       const mounts = await this.makeMounts(plan.Config, plan.HostConfig, madeVolumes);
+      endpoint = mode === 'bridge' ? this.net?.allocate() : undefined;
       rec = {
         version: 1,
         Id: id,
@@ -221,6 +247,7 @@ export class Engine implements ContainerService {
         MonitorPid: 0,
         Runtime: this.runtimePath(plan.HostConfig.Runtime),
         Mounts: mounts,
+        Network: { Mode: mode, ...(endpoint ? { Endpoint: endpoint } : {}), Ports: [] },
       };
       const key = snapshotKey(id);
       // The snapshot first, then the directory: a crash in between leaves a snapshot
@@ -229,7 +256,13 @@ export class Engine implements ContainerService {
       try {
         await this.store.create(rec, async (p) => {
           await fs.promises.mkdir(p.rootfs, { mode: 0o755 });
-          await writeEtcFiles(p, rec.Config.Hostname);
+          await writeEtcFiles(p, {
+            hostname: rec.Config.Hostname,
+            name: n,
+            address: endpoint?.IPAddress,
+            resolvConf: endpoint ? this.net?.resolvConf() : undefined,
+            hostNetwork: mode === 'host',
+          });
           if (rec.Config.OpenStdin) await execFileP('mkfifo', ['-m', '600', p.stdin]);
         });
       } catch (e) {
@@ -238,13 +271,14 @@ export class Engine implements ContainerService {
       }
     } catch (e) {
       this.store.releaseName(n, id);
+      this.net?.free(endpoint);
       // Anonymous volumes made for this create go with it; a named one made on first use stays (as Docker's does).
       for (const v of madeVolumes) await this.opts.volumes?.remove(v, { force: true }).catch(() => undefined);
       throw e;
     }
     this.lives.set(id, new LiveContainer(rec));
     this.emit(rec, 'create');
-    return { Id: id, Warnings: [] };
+    return { Id: id, Warnings: warnings };
   }
 
   async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
@@ -338,6 +372,7 @@ export class Engine implements ContainerService {
         const p = this.store.paths(c.id);
         await unmountAll(p.rootfs); // before the rename: a busy root fails here, changing nothing
         const trash = await this.store.beginRemove(c.rec);
+        this.net?.free(c.rec.Network?.Endpoint);
         this.lives.delete(c.id);
         this.execs.forget(c.id);
         // Past the commit point the container is gone; what cannot be undone now is
@@ -442,13 +477,15 @@ export class Engine implements ContainerService {
     const id = c.id;
     const p = this.store.paths(id);
     const rt = this.runtimeFor(rec.Runtime);
+    const mode = rec.Network?.Mode ?? 'none';
+    const ep = this.net && mode === 'bridge' ? rec.Network?.Endpoint : undefined;
     try {
       await fs.promises.mkdir(p.rootfs, { recursive: true, mode: 0o755 });
       if (!(await isMountPoint(p.rootfs))) await mountAll(await this.opts.snapshotter.mounts(snapshotKey(id)), p.rootfs);
       await this.copyUp(c, p.rootfs);
       let stdin: StdinPipe | undefined;
       try {
-        const spec = buildSpec(await planLaunch(rec, p, this.cgroupsPath(id)), this.hostInfo);
+        const spec = buildSpec({ ...(await planLaunch(rec, p, this.cgroupsPath(id))), hostNetwork: mode === 'host' }, this.hostInfo);
         await rt.writeBundle(p.bundle, spec);
         const { maxSize, maxFiles } = logLimits(rec.HostConfig);
         const io = {
@@ -461,6 +498,8 @@ export class Engine implements ContainerService {
           logMaxSize: maxSize,
           logMaxFiles: maxFiles,
         };
+        // Host ports first: a port someone holds fails the start before anything runs.
+        const ports = ep ? await this.net!.publish(id, rec.Name.slice(1), this.portPlan(mode, rec).requests) : [];
         const created = await rt.create(id, p.bundle, io).catch(async (e: BerthError) => {
           if (e.code !== 'ALREADY_EXISTS') throw e;
           await rt.delete(id, true); // a stale entry of an earlier run
@@ -472,6 +511,11 @@ export class Engine implements ContainerService {
             stdin = new StdinPipe(p.stdin, !!rec.Config.StdinOnce);
             for (const s of c.pendingStdin.splice(0)) stdin.attach(s);
             stdin.open();
+          }
+          if (ep) {
+            // Plugged in and forwarded before the process runs its first instruction.
+            await this.net!.connect(id, created.pid, ep);
+            await this.net!.activate(id, ep.IPAddress, ports);
           }
           await rt.start(id);
         } catch (e) {
@@ -495,7 +539,9 @@ export class Engine implements ContainerService {
           StartedAt: new Date().toISOString(),
         };
         rec.MonitorPid = created.monitorPid;
+        if (rec.Network) rec.Network = { ...rec.Network, Ports: ports };
       } catch (e) {
+        if (ep) await this.net!.deactivate(id).catch(() => undefined);
         await unmountAll(p.rootfs).catch(() => undefined);
         throw e;
       }
@@ -595,6 +641,8 @@ export class Engine implements ContainerService {
   /** What a finished run leaves: runtime state, the root mount, cgroups. */
   private async cleanupRun(c: LiveContainer): Promise<void> {
     const p = this.store.paths(c.id);
+    if (this.net && c.rec.Network?.Endpoint) await this.net.deactivate(c.id).catch((e) => this.log(`${c.id}: network: ${message(e)}`));
+    if (c.rec.Network?.Ports?.length) c.rec.Network = { ...c.rec.Network, Ports: [] };
     await this.runtimeFor(c.rec.Runtime).delete(c.id, true).catch((e: BerthError) => {
       if (e.code !== 'NOT_FOUND') this.log(`${c.id}: runtime delete: ${e.message}`);
     });
@@ -1032,6 +1080,10 @@ export class Engine implements ContainerService {
     }
     // Not running by the record: nothing of it may run or stay mounted.
     if (inRuntime) await rt.delete(c.id, true).catch(() => undefined);
+    if (rec.Network?.Ports?.length) {
+      rec.Network = { ...rec.Network, Ports: [] };
+      await this.save(rec);
+    }
     await unmountAll(p.rootfs).catch((e) => this.log(`${c.id}: unmount: ${message(e)}`));
     await this.removeCgroups(c.id);
     if (rec.State.StartedAt === ZERO_TIME) return; // created, never started: stays created
@@ -1058,6 +1110,34 @@ export class Engine implements ContainerService {
   }
 
   // ---- helpers ----------------------------------------------------------------------------
+
+  /** The ports a container publishes (checked; CONFLICT-free until reserved at start). */
+  private portPlan(mode: NetworkMode, c: Pick<ContainerRecord, 'Config' | 'HostConfig'>): ReturnType<typeof checkPorts> {
+    const hc = c.HostConfig;
+    return checkPorts(mode, c.Config.ExposedPorts as Record<string, unknown> | undefined, hc.PortBindings, !!hc.PublishAllPorts);
+  }
+
+  /**
+   * The iptables rules a container made from `body` would get, without making it
+   * (`berth run --dry-run`): its address would be the next free one, a random port
+   * is shown as such.
+   */
+  async networkPlan(body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }> {
+    this.checkOpen();
+    const image = await this.opts.images.resolve(body?.Image);
+    const plan = planCreate(body, image.config, '0'.repeat(64));
+    const mode = networkMode(plan.HostConfig.NetworkMode);
+    const { requests, warnings } = this.portPlan(mode, plan);
+    if (!this.net || mode !== 'bridge') return { Rules: [], Warnings: warnings };
+    const ports = requests.map((r) => ({ proto: r.proto, hostIp: r.hostIp, hostPort: r.hostPortLo, containerPort: r.containerPort }));
+    const rules = this.net.planFor(this.net.peekAddress(), ports).map((l) => l.replace(/--dport 0\b/, '--dport RANDOM'));
+    return { Rules: rules, Warnings: warnings };
+  }
+
+  /** The bridge network, for `berth info`. */
+  networkInfo(): ReturnType<BridgeNetwork['info']> | undefined {
+    return this.net?.info();
+  }
 
   private live(ref: string): LiveContainer {
     const rec = this.store.find(ref);

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { containerResolvConf } from '../network/resolv';
 
 /**
  * The files Docker bind-mounts over a container's /etc/hostname, /etc/hosts and
@@ -15,38 +16,29 @@ const HOSTS = [
   'ff02::2\tip6-allrouters',
 ];
 
-/** Docker's fallback when the host has only loopback resolvers (unreachable from a container). */
-const DEFAULT_DNS = ['nameserver 8.8.8.8', 'nameserver 8.8.4.4'];
-
-function isLoopbackNameserver(line: string): boolean {
-  const m = /^\s*nameserver\s+(\S+)/.exec(line);
-  return !!m && (m[1].startsWith('127.') || m[1] === '::1');
+export interface EtcContent {
+  hostname: string;
+  /** The container's name (without the leading /), listed with its address in /etc/hosts. */
+  name: string;
+  /** Its address on the bridge, if it has one. */
+  address?: string;
+  /** resolv.conf to give it (the network's); default: the host's, loopback nameservers left out. */
+  resolvConf?: string;
+  /** `--network host`: the host's own /etc/hosts and resolv.conf, as Docker does. */
+  hostNetwork?: boolean;
 }
 
-/**
- * The host's resolv.conf as Docker passes it on: loopback nameservers removed (a
- * container cannot reach the host's 127.0.0.53); on a systemd-resolved host the real
- * upstream file is used; with no nameserver left, Google's public DNS.
- */
-export function containerResolvConf(files = ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf']): string {
-  let fallback: string[] | undefined;
-  for (const f of files) {
-    let text: string;
-    try {
-      text = fs.readFileSync(f, 'utf8');
-    } catch {
-      continue;
-    }
-    const lines = text.split('\n').filter((l) => !isLoopbackNameserver(l));
-    fallback ??= lines;
-    if (lines.some((l) => /^\s*nameserver\s/.test(l))) return lines.join('\n').replace(/\n*$/, '\n');
+export async function writeEtcFiles(p: { hostname: string; hosts: string; resolvConf: string }, c: EtcContent): Promise<void> {
+  await fs.promises.writeFile(p.hostname, `${c.hostname}\n`, { mode: 0o644 });
+  let hosts = `${HOSTS.join('\n')}\n`;
+  let resolv = c.resolvConf ?? containerResolvConf().text;
+  if (c.hostNetwork) {
+    hosts = await fs.promises.readFile('/etc/hosts', 'utf8').catch(() => hosts);
+    resolv = await fs.promises.readFile('/etc/resolv.conf', 'utf8').catch(() => resolv);
+  } else if (c.address) {
+    const names = [...new Set([c.hostname, c.name])].join(' ');
+    hosts += `${c.address}\t${names}\n`;
   }
-  const lines = (fallback ?? []).filter((l) => l.trim() !== '');
-  return [...lines, ...DEFAULT_DNS].join('\n') + '\n';
-}
-
-export async function writeEtcFiles(p: { hostname: string; hosts: string; resolvConf: string }, hostname: string): Promise<void> {
-  await fs.promises.writeFile(p.hostname, `${hostname}\n`, { mode: 0o644 });
-  await fs.promises.writeFile(p.hosts, `${HOSTS.join('\n')}\n`, { mode: 0o644 });
-  await fs.promises.writeFile(p.resolvConf, containerResolvConf(), { mode: 0o644 });
+  await fs.promises.writeFile(p.hosts, hosts, { mode: 0o644 });
+  await fs.promises.writeFile(p.resolvConf, resolv, { mode: 0o644 });
 }

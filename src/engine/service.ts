@@ -185,5 +185,7 @@ export interface ContainerService {
   commit(ref: string, opts: { repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<ImageConfigFields> }): Promise<{ Id: string }>;
   /** The container's filesystem as a tar stream. */
   export(ref: string, out: Writable): Promise<void>;
+  /** The iptables rules a container made from `body` would get (`berth run --dry-run`); creates nothing. */
+  networkPlan(body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }>;
   close(): Promise<void>;
 }

@@ -2,6 +2,7 @@ import type { ContainerRecord, ContainerPaths } from './container-record';
 import { ZERO_TIME } from './container-record';
 import type { ContainerInspect, ContainerSummary } from './service';
 import { bindPoints, mountView } from './mounts';
+import { portsView, summaryPorts } from '../network/mappings';
 
 /**
  * The Docker API's views of a container record: the `docker ps` summary with its Status
@@ -64,12 +65,12 @@ export function toSummary(rec: ContainerRecord, now = Date.now()): ContainerSumm
     ImageID: rec.Image,
     Command: [rec.Path, ...rec.Args].join(' '),
     Created: Math.floor(Date.parse(rec.Created) / 1000),
-    Ports: [],
+    Ports: summaryPorts(rec.Config.ExposedPorts, rec.Network?.Ports ?? []),
     Labels: { ...rec.Config.Labels },
     State: rec.State.Status,
     Status: statusText(rec, now),
     HostConfig: { NetworkMode: rec.HostConfig.NetworkMode || 'default' },
-    NetworkSettings: { Networks: {} },
+    NetworkSettings: { Networks: networks(rec) },
     Mounts: mounts(rec),
   };
 }
@@ -98,17 +99,57 @@ export function toInspect(rec: ContainerRecord, p: ContainerPaths, graph: Record
     GraphDriver: { Name: 'overlay', Data: graph },
     Mounts: mounts(rec),
     Config: structuredClone(rec.Config),
-    NetworkSettings: {
-      Bridge: '',
-      SandboxID: '',
-      HairpinMode: false,
-      Ports: {},
-      SandboxKey: '',
-      Gateway: '',
-      IPAddress: '',
-      IPPrefixLen: 0,
-      MacAddress: '',
-      Networks: {},
+    NetworkSettings: networkSettings(rec),
+  };
+}
+
+/** Docker's NetworkSettings.Networks: the one network the container is on. */
+function networks(rec: ContainerRecord): Record<string, Record<string, unknown>> {
+  const n = rec.Network;
+  if (!n) return {};
+  const ep = n.Endpoint;
+  const name = n.Mode;
+  return {
+    [name]: {
+      IPAMConfig: null,
+      Links: null,
+      Aliases: null,
+      MacAddress: ep?.MacAddress ?? '',
+      NetworkID: name,
+      EndpointID: ep ? rec.Id : '',
+      Gateway: ep?.Gateway ?? '',
+      IPAddress: ep?.IPAddress ?? '',
+      IPPrefixLen: ep?.IPPrefixLen ?? 0,
+      IPv6Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      DriverOpts: null,
     },
+  };
+}
+
+/** inspect's NetworkSettings, as Docker fills it for the default bridge. */
+function networkSettings(rec: ContainerRecord): Record<string, unknown> {
+  const running = rec.State.Status === 'running' || rec.State.Status === 'paused';
+  const ep = rec.Network?.Mode === 'bridge' ? rec.Network.Endpoint : undefined;
+  return {
+    Bridge: '',
+    SandboxID: running ? rec.Id : '',
+    HairpinMode: false,
+    LinkLocalIPv6Address: '',
+    LinkLocalIPv6PrefixLen: 0,
+    Ports: running ? portsView(rec.Config.ExposedPorts, rec.Network?.Ports ?? []) : {},
+    SandboxKey: running && rec.State.Pid ? `/proc/${rec.State.Pid}/ns/net` : '',
+    SecondaryIPAddresses: null,
+    SecondaryIPv6Addresses: null,
+    EndpointID: ep ? rec.Id : '',
+    Gateway: ep?.Gateway ?? '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+    IPAddress: ep?.IPAddress ?? '',
+    IPPrefixLen: ep?.IPPrefixLen ?? 0,
+    IPv6Gateway: '',
+    MacAddress: ep?.MacAddress ?? '',
+    Networks: networks(rec),
   };
 }

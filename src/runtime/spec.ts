@@ -60,6 +60,8 @@ export interface ContainerSpecInput {
   mounts?: MountInput[];
   /** Join this network namespace (e.g. /run/netns/x); absent: a new one with loopback only. */
   netnsPath?: string;
+  /** Share the host's network namespace (`--network host`). */
+  hostNetwork?: boolean;
   /** Run tini as pid 1 (`docker run --init`). */
   init?: boolean;
   /** /dev/shm size in bytes; default 64 MiB. */
@@ -415,7 +417,7 @@ export function buildSpec(c: ContainerSpecInput, host: HostInfo = readHostInfo()
         { type: 'mount' },
         { type: 'uts' },
         { type: 'ipc' },
-        c.netnsPath ? { type: 'network', path: c.netnsPath } : { type: 'network' },
+        ...(c.hostNetwork ? [] : [c.netnsPath ? { type: 'network', path: c.netnsPath } : { type: 'network' }]),
       ],
       cgroupsPath: c.cgroupsPath,
       resources,

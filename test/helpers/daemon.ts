@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, ChildProcess, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
 import { Transport } from '../../src/client/transport';
 import { RemoteImageService } from '../../src/client/images';
 import { RemoteContainerService } from '../../src/client/containers';
@@ -11,6 +12,17 @@ export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 /** The `berth` command users run (package.json bin): a shell wrapper around CLI. */
 export const BERTH = path.join(__dirname, '..', '..', '..', 'src', 'cli', 'berth');
+
+/**
+ * A test daemon's own network: bridge `berth-<6 hex>`, chains suffixed `-T<6 hex>`, and a
+ * /24 in 10.200-249.x.0 (from a hash of its root), so daemons side by side never share
+ * a bridge, a subnet or a rule.
+ */
+export function testNetwork(root: string): string[] {
+  const h = createHash('sha256').update(root).digest();
+  const tag = h.subarray(0, 3).toString('hex');
+  return ['--bridge', `berth-${tag}`, '--iptables-suffix', `-T${tag}`, '--subnet', `10.${200 + (h[3] % 50)}.${h[4]}.0/24`];
+}
 
 /**
  * A real berthd in its own process, with its own data root and socket, so tests run in
@@ -40,7 +52,9 @@ export class TestDaemon {
 
   static async start(opts: { args?: string[] } = {}): Promise<TestDaemon> {
     const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'));
-    const d = new TestDaemon(root, [...(opts.args ?? [])]);
+    const args = [...(opts.args ?? [])];
+    if (!args.includes('--bridge')) args.push(...testNetwork(root));
+    const d = new TestDaemon(root, args);
     await d.launch();
     return d;
   }

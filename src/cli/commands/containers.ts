@@ -6,7 +6,6 @@ import { writeArchive } from '../progress';
 import { InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/errors';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
 import { formatPortLines, formatPortsSummary, parseExpose, parsePublish, type PortBinding, type PortSummary } from '../../network/port-spec';
-import { RemoteNetworkClient } from '../../client/network';
 
 /** Options shared by `run` and `create`. */
 function createOptions(c: Command): Command {
@@ -266,7 +265,7 @@ export function containerCommands(program: Command): void {
       }
       const ctx = await connect(cmd);
       if (o.dryRun) {
-        const plan = await new RemoteNetworkClient(ctx.transport).plan(body, o.name).catch(runError);
+        const plan = await ctx.containers.networkPlan(body).catch(runError);
         for (const w of plan.Warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
         process.stdout.write((plan.Rules ?? []).map((r) => r + '\n').join(''));
         return;

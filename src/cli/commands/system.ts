@@ -11,12 +11,25 @@ export function systemCommands(program: Command): void {
     .option('-H, --host <host>', 'socket to listen on, unix:///PATH (env BERTH_HOST)')
     .option('--runtime <path>', 'OCI runtime to run containers with', 'runc')
     .option('--volume-driver <driver>', 'volume driver for a new data root: btrfs or dir (default: the best this host supports)')
-    .addHelpText('after', '\nExample:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock')
-    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir' }, cmd: Command) => {
+    .option('--bridge <name>', 'the bridge containers attach to (default berth0; kept in the data root)')
+    .option('--subnet <cidr>', 'the bridge\'s IPv4 subnet (default: the first of 172.17-31.0.0/16, 192.168.x.0/20 that no host route uses)')
+    .option('--iptables-suffix <suffix>', "appended to berth's iptables chain names (default: '' for berth0, -<BRIDGE> otherwise)")
+    .option('--dry-run', 'print the iptables rules the daemon would install, and exit')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock --bridge berth1 --subnet 10.201.0.0/24\n  berth daemon --dry-run        # the rules, nothing changed',
+    )
+    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean }, cmd: Command) => {
       const loc = resolveLocation(cmd.optsWithGlobals());
+      const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
+      if (opts.dryRun) {
+        const { BridgeNetwork } = require('../../network/network') as typeof import('../../network/network');
+        for (const line of BridgeNetwork.plan({ root: loc.root, ...network })) process.stdout.write(line + '\n');
+        return;
+      }
       // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.
       const { startDaemon } = require('../../daemon/daemon') as typeof import('../../daemon/daemon');
-      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver });
+      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network });
       const stop = (sig: string) => {
         process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
         d.close().then(() => process.exit(0), () => process.exit(1));

@@ -1,0 +1,92 @@
+import * as fs from 'node:fs';
+import { FailedPreconditionError } from '../../volumes/errors';
+import { tool } from './exec';
+
+/**
+ * The links of the bridge network, through iproute2: the daemon's bridge, and one veth
+ * pair per container whose inner end is created straight inside the container's network
+ * namespace (named eth0 there). Nothing here keeps state; the kernel is the state.
+ */
+
+interface LinkInfo {
+  ifname: string;
+  master?: string;
+  linkinfo?: { info_kind?: string };
+}
+
+async function showLinks(args: string[]): Promise<LinkInfo[]> {
+  const out = await tool('ip', ['-j', '-d', 'link', 'show', ...args]).catch(() => '[]');
+  return JSON.parse(out || '[]') as LinkInfo[];
+}
+
+export async function linkExists(name: string): Promise<boolean> {
+  return fs.existsSync(`/sys/class/net/${name}`);
+}
+
+/** Make (or adopt) the bridge, give it the gateway address, bring it up, route localhost through it. */
+export async function ensureBridge(name: string, gatewayCidr: string): Promise<void> {
+  if (await linkExists(name)) {
+    const [info] = await showLinks(['dev', name]);
+    if (info?.linkinfo?.info_kind !== 'bridge') {
+      throw new FailedPreconditionError(`${name} exists and is not a bridge`, { hint: 'give the daemon another --bridge name' });
+    }
+  } else {
+    await tool('ip', ['link', 'add', 'name', name, 'type', 'bridge']);
+  }
+  await tool('ip', ['-batch', '-'], `addr replace ${gatewayCidr} dev ${name}\nlink set ${name} up\n`);
+  // Packets from 127.0.0.1, DNATed to a container, leave through the bridge: the kernel
+  // must not call them martian there. The raw-table guard keeps this from opening
+  // localhost to the bridge (CVE-2020-8558).
+  await fs.promises.writeFile(`/proc/sys/net/ipv4/conf/${name}/route_localnet`, '1\n');
+  // Containers reach the outside and each other's published ports through the host.
+  await fs.promises.writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+}
+
+export async function deleteLink(name: string): Promise<void> {
+  if (await linkExists(name)) await tool('ip', ['link', 'del', 'dev', name]).catch(() => undefined);
+}
+
+/** The ports (veths) enslaved to `bridge`. */
+export async function linksOn(bridge: string): Promise<string[]> {
+  if (!(await linkExists(bridge))) return [];
+  return (await showLinks(['master', bridge])).map((l) => l.ifname);
+}
+
+export interface Attachment {
+  /** The host end's name, e.g. bv0123456789ab. */
+  hostIf: string;
+  bridge: string;
+  /** The container's init pid: its network namespace is /proc/<pid>/ns/net. */
+  pid: number;
+  address: string;
+  prefix: number;
+  gateway: string;
+  mac: string;
+}
+
+/**
+ * Plug a container into the bridge: the veth pair with its inner end made in the
+ * container's namespace, then address, link and default route inside (one `ip -batch`
+ * in each namespace, so two processes in all).
+ */
+export async function attach(a: Attachment): Promise<void> {
+  await deleteLink(a.hostIf); // a stale one from a run a crash interrupted
+  await tool('ip', ['-batch', '-'], [
+    `link add name ${a.hostIf} type veth peer name eth0 address ${a.mac} netns ${a.pid}`,
+    `link set ${a.hostIf} master ${a.bridge}`,
+    `link set ${a.hostIf} up`,
+    '',
+  ].join('\n'));
+  try {
+    await tool('nsenter', [`--net=/proc/${a.pid}/ns/net`, 'ip', '-batch', '-'], [
+      `addr add ${a.address}/${a.prefix} dev eth0`,
+      'link set lo up',
+      'link set eth0 up',
+      `route add default via ${a.gateway}`,
+      '',
+    ].join('\n'));
+  } catch (e) {
+    await deleteLink(a.hostIf);
+    throw e;
+  }
+}
