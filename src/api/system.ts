@@ -13,6 +13,8 @@ export interface SystemInfo {
   startedAt: Date;
   /** The data volume driver ('btrfs', 'dir'). */
   volumeDriver?: string;
+  /** The bridge network (name, subnet, gateway, iptables chains), once open. */
+  network?: () => { bridge: string; subnet: string; gateway: string; chains: string[] } | undefined;
 }
 
 /** /_ping, /version, /info: what `docker version` / `docker info` read. */
@@ -97,7 +99,7 @@ export function systemRoutes(router: Router, sys: SystemInfo, images: ImageServi
       SecurityOptions: ['name=seccomp,profile=unconfined'],
       Warnings: null,
       // berth's own section: what a user asks `berth info` for.
-      Berth: { Version: BERTH_VERSION, Socket: sys.socket, StartedAt: sys.startedAt.toISOString(), ...(sys.volumeDriver ? { VolumeDriver: sys.volumeDriver } : {}) },
+      Berth: { Version: BERTH_VERSION, Socket: sys.socket, StartedAt: sys.startedAt.toISOString(), ...(sys.volumeDriver ? { VolumeDriver: sys.volumeDriver } : {}), Network: sys.network?.() ?? null },
     });
   });
 }

@@ -17,6 +17,7 @@ import { OciRuntime } from '../runtime/runtime';
 import { bestDriver, openDriver, type DriverName } from '../../volumes/drivers/select';
 import { Volumes } from '../engine/volume-service';
 import { volumeRoutes } from '../api/volumes';
+import { networkRoutes } from '../api/networks';
 import { BridgeNetwork } from '../network/network';
 
 export interface DaemonOptions extends DaemonLocation {
@@ -99,10 +100,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     closers.push(() => engine.close());
 
     const router = new Router();
-    systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date(), volumeDriver: planned }, images, engine);
+    systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date(), volumeDriver: planned, network: () => engine.networkInfo() }, images, engine);
     volumeRoutes(router, volumes);
     imageRoutes(router, images);
     containerRoutes(router, engine, events);
+    networkRoutes(router, id, engine, () => engine.networkInfo());
 
     const server = new ApiServer(router, log);
     await server.listen(opts.socket);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { Writable } from 'node:stream';
+import { execFile } from 'node:child_process';
 import { CliContext, connect } from '../context';
 import { table, humanSize, ago, shortId } from '../format';
 import { createContainer, runAttached } from './containers';
@@ -9,7 +9,8 @@ import { NotFoundError } from '../../../volumes/errors';
  * `npm start`: make sure a daemon runs (the CLI starts one when none answers), make sure
  * the built-in busybox image exists, show the images, run a container, and show what berth
  * is for: Redis with its data on a volume that outlives the container, snapshotted and
- * rolled back.
+ * rolled back, published on localhost (through the kernel, no proxy) and talked to there
+ * with the host's redis-cli.
  */
 export async function mainJob(cmd: Command): Promise<void> {
   const ctx = await connect(cmd);
@@ -52,29 +53,44 @@ async function redisOnAVolume(ctx: CliContext): Promise<void> {
   await ctx.containers.remove(NAME, { force: true }).catch(() => undefined);
   await ctx.volumes.remove(VOLUME, { force: true }).catch(() => undefined);
 
+  let port = '';
+  // After every start: the published port is a new random one.
+  const waitForRedis = async () => {
+    const ports = (await ctx.containers.inspect(NAME)).NetworkSettings.Ports as Record<string, Array<{ HostPort: string }> | null>;
+    port = ports['6379/tcp']?.[0]?.HostPort ?? '';
+    say(`$ berth port ${NAME} 6379\n127.0.0.1:${port}`);
+    for (let i = 0; i < 100; i++) {
+      if ((await cli(port, ['ping']).catch(() => '')).trim() === 'PONG') return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('redis did not answer on its published port');
+  };
   const startRedis = async () => {
-    say(`$ berth run -d --name ${NAME} -v ${VOLUME}:/data redis redis-server --dir /data --appendonly yes --save ''`);
+    say(`$ berth run -d --name ${NAME} -v ${VOLUME}:/data -p 127.0.0.1::6379 redis redis-server --dir /data --appendonly yes --save ''`);
     const { Id } = await ctx.containers.create(
-      { Image: 'redis', Cmd: ['/usr/bin/redis-server', '--dir', '/data', '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], HostConfig: { Binds: [`${VOLUME}:/data`] } },
+      {
+        Image: 'redis',
+        Cmd: ['/usr/bin/redis-server', '--bind', '0.0.0.0', '--protected-mode', 'no', '--dir', '/data', '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
+        ExposedPorts: { '6379/tcp': {} },
+        HostConfig: { Binds: [`${VOLUME}:/data`], PortBindings: { '6379/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+      },
       NAME,
     );
     await ctx.containers.start(Id);
-    for (let i = 0; i < 100; i++) {
-      if ((await cli(ctx, ['ping'])).trim() === 'PONG') return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error('redis did not answer');
+    await waitForRedis();
   };
-  const get = async () => say(`$ berth exec ${NAME} redis-cli get greeting\n${(await cli(ctx, ['get', 'greeting'])).trim()}`);
+  const redis = async (args: string[]) => {
+    const out = (await cli(port, args)).trim();
+    say(`$ redis-cli -p ${port} ${args.map((a) => (a.includes(' ') ? JSON.stringify(a) : a)).join(' ')}${out ? '\n' + out : ''}`);
+  };
+  const get = () => redis(['get', 'greeting']);
 
   await startRedis();
-  say(`$ berth exec ${NAME} redis-cli set greeting "hello, data"`);
-  await cli(ctx, ['set', 'greeting', 'hello, data']);
+  await redis(['set', 'greeting', 'hello, data']);
   say(`$ berth volume snapshot ${VOLUME} before-change`);
   const snap = await ctx.volumes.snapshot(VOLUME, 'before-change');
   say(`  snapshot ${snap.Name}: ${snap.Metadata.consistency}, taken while Redis kept running`);
-  say(`$ berth exec ${NAME} redis-cli set greeting "changed after the snapshot"`);
-  await cli(ctx, ['set', 'greeting', 'changed after the snapshot']);
+  await redis(['set', 'greeting', 'changed after the snapshot']);
 
   say(`$ berth rm -f ${NAME}    # the container goes; the volume stays`);
   await ctx.containers.remove(NAME, { force: true });
@@ -85,22 +101,19 @@ async function redisOnAVolume(ctx: CliContext): Promise<void> {
   await ctx.containers.stop(NAME);
   await ctx.volumes.restore(VOLUME, 'before-change');
   await ctx.containers.start(NAME);
-  for (let i = 0; i < 100 && (await cli(ctx, ['ping'])).trim() !== 'PONG'; i++) await new Promise((r) => setTimeout(r, 50));
+  await waitForRedis();
   await get();
-  say(`(the volume ${VOLUME} and its snapshot stay for you to try; Redis runs as ${NAME})`);
+  say(`(the volume ${VOLUME} and its snapshot stay for you to try; Redis runs as ${NAME} on 127.0.0.1:${port})`);
 }
 
-async function cli(ctx: CliContext, args: string[]): Promise<string> {
-  const { Id } = await ctx.containers.execCreate(NAME, { Cmd: ['/usr/bin/redis-cli', ...args] });
-  let out = '';
-  const sink = new Writable({
-    write(c: Buffer, _e, cb) {
-      out += c.toString();
-      cb();
-    },
+/** The host's redis-cli, through the published port on localhost. */
+function cli(port: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('redis-cli', ['-h', '127.0.0.1', '-p', port, ...args], { timeout: 5000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`redis-cli: ${stderr || err.message}`));
+      else resolve(stdout);
+    });
   });
-  await ctx.containers.execStart(Id, { stdout: sink, stderr: sink }).catch(() => undefined);
-  return out;
 }
 
 function say(s: string): void {

@@ -58,7 +58,8 @@ export function systemCommands(program: Command): void {
       const ctx = await connect(cmd);
       const i = await ctx.transport.json<Record<string, unknown>>('GET', '/info');
       if (opts.format) return void process.stdout.write(formatItems(opts.format, [i]));
-      const b = i.Berth as Record<string, string>;
+      const b = i.Berth as Record<string, string> & { Network?: { bridge: string; subnet: string; gateway: string; chains: string[] } | null };
+      const n = b.Network;
       process.stdout.write(
         [
           `Server Version: ${i.ServerVersion}`,
@@ -68,6 +69,7 @@ export function systemCommands(program: Command): void {
           `Images: ${i.Images}`,
           `Containers: ${i.Containers}`,
           `Default Runtime: ${i.DefaultRuntime}`,
+          ...(n ? [`Bridge: ${n.bridge} ${n.subnet} (gateway ${n.gateway})`, `iptables chains: ${n.chains.join(' ')}`] : []),
           `Kernel Version: ${i.KernelVersion}`,
           `Cgroup Version: ${i.CgroupVersion}`,
           `CPUs: ${i.NCPU}`,
