@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { spawn, ChildProcess, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
+import { IptablesExecutor } from '../../src/network/iptables';
+import { ownChains } from '../../src/network/rules';
 import { Transport } from '../../src/client/transport';
 import { RemoteImageService } from '../../src/client/images';
 import { RemoteContainerService } from '../../src/client/containers';
@@ -131,7 +133,21 @@ export class TestDaemon {
       clearTimeout(t);
     }
     await unmountUnder(this.root);
+    await this.removeNetwork();
     await fs.promises.rm(this.root, { recursive: true, force: true });
+  }
+
+  /**
+   * The daemon removes its chains and bridge when it stops with nothing running; a test
+   * that SIGKILLed it and never restarted it would leave them: remove them here (no-ops
+   * when the daemon did it).
+   */
+  private async removeNetwork(): Promise<void> {
+    const i = this.args.indexOf('--bridge');
+    const j = this.args.indexOf('--iptables-suffix');
+    if (i < 0 || j < 0) return;
+    await new IptablesExecutor().remove(ownChains(this.args[j + 1])).catch(() => undefined);
+    await exec('ip', ['link', 'del', 'dev', this.args[i + 1]]).catch(() => undefined);
   }
 }
 
