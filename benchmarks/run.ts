@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { benchImport } from './import';
+import { benchNetwork } from './network';
 import { benchIdleMemory, benchRun } from './run-container';
 import { benchVolumes } from './volumes';
 
@@ -14,6 +15,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   run: benchRun,
   memory: benchIdleMemory,
   volumes: benchVolumes,
+  network: benchNetwork,
 };
 
 async function main(): Promise<void> {
