@@ -41,6 +41,15 @@ export class Ipam {
     });
   }
 
+  /** The address `allocate` would give now, without taking it or moving on. */
+  peek(): number {
+    const next = this.next;
+    const ip = this.allocate();
+    this.used.delete(ip);
+    this.next = next;
+    return ip;
+  }
+
   release(ip: number): void {
     this.used.delete(ip);
   }

@@ -74,6 +74,9 @@ export async function attach(a: Attachment): Promise<void> {
   await tool('ip', ['-batch', '-'], [
     `link add name ${a.hostIf} type veth peer name eth0 address ${a.mac} netns ${a.pid}`,
     `link set ${a.hostIf} master ${a.bridge}`,
+    // Hairpin: with br_netfilter, a container's packet to its own published port is
+    // DNATed back to it and must leave by the bridge port it came in on.
+    `link set dev ${a.hostIf} type bridge_slave hairpin on`,
     `link set ${a.hostIf} up`,
     '',
   ].join('\n'));

@@ -262,9 +262,7 @@ export class BridgeNetwork {
 
   /** The next address `allocate` would give, without taking it. */
   peekAddress(): string {
-    const ep = this.allocate();
-    this.free(ep);
-    return ep.IPAddress;
+    return numToIp(this.ipam.peek());
   }
 
   /** /etc/resolv.conf for a bridged container (resolv.ts). */

@@ -185,14 +185,18 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
 
 /** Create, pulling (making) the image on first use, as `docker run` does. */
 export async function createContainer(ctx: CliContext, body: CreateBody, name?: string): Promise<string> {
+  let made: { Id: string; Warnings: string[] };
   try {
-    return (await ctx.containers.create(body, name)).Id;
+    made = await ctx.containers.create(body, name);
   } catch (e) {
     if (!(e instanceof NotFoundError) || !/image/i.test(e.message)) throw e;
     process.stderr.write(`Unable to find image '${body.Image}' locally\n`);
     await ctx.images.resolve(body.Image);
-    return (await ctx.containers.create(body, name)).Id;
+    made = await ctx.containers.create(body, name);
   }
+  // As docker prints them (e.g. ports discarded on --network host).
+  for (const w of made.Warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
+  return made.Id;
 }
 
 async function pumpOutput(out: AsyncIterable<OutputChunk>): Promise<void> {
