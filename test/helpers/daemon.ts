@@ -86,6 +86,10 @@ export class TestDaemon {
       if (child.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 30));
     }
+    // A daemon that did not answer in time must not outlive the test (SIGTERM lets it undo its network).
+    child.kill('SIGTERM');
+    await Promise.race([this.exit, new Promise((r) => setTimeout(r, 5000))]);
+    child.kill('SIGKILL');
     throw new Error(`test daemon did not start:\n${this.log()}`);
   }
 
