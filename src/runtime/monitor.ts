@@ -50,6 +50,8 @@ export interface MonitorArgs {
   runtimeLog: string;
   stdinFifo?: string;
   cgroupPath?: string;
+  /** tty mode (see TtyIO in runtime.ts): --tty --console-socket --attach-socket [--tty-size]. */
+  tty?: { consoleSocket: string; attachSocket: string; rows?: number; cols?: number };
 }
 
 /** What the monitor said on fd 3. */
@@ -77,6 +79,10 @@ export function startMonitor(a: MonitorArgs, timeoutMs = 120_000): Promise<Monit
   ];
   if (a.stdinFifo) args.push('--stdin-fifo', path.resolve(a.stdinFifo));
   if (a.cgroupPath) args.push('--cgroup-path', a.cgroupPath);
+  if (a.tty) {
+    args.push('--tty', '--console-socket', path.resolve(a.tty.consoleSocket), '--attach-socket', path.resolve(a.tty.attachSocket));
+    if (a.tty.rows && a.tty.cols) args.push('--tty-size', `${a.tty.rows}x${a.tty.cols}`);
+  }
 
   return new Promise<MonitorReply>((resolve, reject) => {
     const child = spawn(bin, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });

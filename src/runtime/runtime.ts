@@ -50,6 +50,24 @@ export interface RuntimeState {
   owner?: string;
 }
 
+/**
+ * tty mode (the spec's process.terminal must be true): runc makes the pty inside the
+ * container and sends its master to the monitor over `consoleSocket`; the monitor holds it,
+ * logs its output as "stdout" and serves one attach client on `attachSocket` (protocol:
+ * the top comment of src/runtime/monitor/monitor.c). Both paths absolute; the monitor
+ * replaces stale sockets there, removes the console socket once it has the master and the
+ * attach socket when the container has exited.
+ */
+export interface TtyIO {
+  /** Where the monitor listens for runc's pty master (only during create). */
+  consoleSocket: string;
+  /** Where the monitor serves the attach client (berthd) while the container runs. */
+  attachSocket: string;
+  /** Initial pty size (both or neither; 1..10000), applied before create resolves. */
+  rows?: number;
+  cols?: number;
+}
+
 export interface CreateIO {
   /** Container log, Docker json-file format. */
   log: string;
@@ -67,6 +85,8 @@ export interface CreateIO {
   logMaxSize?: number;
   /** Files kept in all when rotating (default 1: the log is truncated). */
   logMaxFiles?: number;
+  /** A pty instead of pipes (not with stdinFifo: input comes through the attach socket). */
+  tty?: TtyIO;
 }
 
 export interface ExecProcess {
@@ -179,6 +199,14 @@ export class OciRuntime {
    * with the container's pid and the monitor's. On failure nothing is left in the runtime.
    */
   async create(id: string, bundle: string, io: CreateIO): Promise<{ pid: number; monitorPid: number }> {
+    if (io.tty) {
+      if (io.stdinFifo) throw new InvalidArgumentError('a tty container takes no stdin fifo', { hint: 'its input comes through the attach socket' });
+      const { rows, cols } = io.tty;
+      const ok = (v: number | undefined): boolean => v === undefined || (Number.isInteger(v) && v >= 1 && v <= 10000);
+      if (!ok(rows) || !ok(cols) || (rows === undefined) !== (cols === undefined)) {
+        throw new InvalidArgumentError(`invalid tty size ${rows}x${cols}`, { hint: 'give both rows and columns, whole numbers between 1 and 10000' });
+      }
+    }
     await fs.promises.mkdir(this.root, { recursive: true, mode: 0o700 });
     await fs.promises.rm(io.exitFile, { force: true }); // a record from an earlier run is stale
     await fs.promises.rm(io.pidFile, { force: true });
@@ -195,6 +223,7 @@ export class OciRuntime {
       runtimeLog: io.runtimeLog,
       stdinFifo: io.stdinFifo,
       cgroupPath: io.cgroupPath,
+      tty: io.tty,
     });
     if ('pid' in reply) return reply;
     const err = createError(id, reply.error, io.runtimeLog);

@@ -53,8 +53,13 @@ export interface ContainerSpecInput {
   cpus?: number;
   /** Maximum number of tasks; <= 0 or undefined: unlimited. */
   pidsLimit?: number;
-  /** Allocate a pty (false for now: the monitor handles pipes only). */
+  /**
+   * Allocate a pty (`docker run -t`): runc makes it inside the container and hands the
+   * master to berth-monitor through a console socket (CreateIO.tty must then be given).
+   */
   terminal?: boolean;
+  /** The pty's initial size (with terminal); rows are `height`, columns `width`. */
+  consoleSize?: { height: number; width: number };
   /** cgroupfs path, e.g. /berth-<suffix>/<id>. */
   cgroupsPath: string;
   mounts?: MountInput[];
@@ -108,6 +113,7 @@ export interface OciCapabilities {
 
 export interface OciProcess {
   terminal: boolean;
+  consoleSize?: { height: number; width: number };
   user: OciUser;
   args: string[];
   env: string[];
@@ -338,8 +344,16 @@ export function buildSpec(c: ContainerSpecInput, host: HostInfo = readHostInfo()
   }
   checkCgroupsPath(c.cgroupsPath);
   const cwd = validateWorkdir(c.cwd ?? '/');
-  if (c.terminal) {
-    throw new InvalidArgumentError('a terminal (tty) is not supported by this runtime driver yet', { hint: 'run without -t' });
+  if (c.consoleSize) {
+    const { height, width } = c.consoleSize;
+    for (const v of [height, width]) {
+      if (!Number.isInteger(v) || v < 1 || v > 10000) {
+        throw new InvalidArgumentError(`invalid console size ${height}x${width}`, { hint: 'give whole numbers of rows and columns between 1 and 10000' });
+      }
+    }
+    if (!c.terminal) {
+      throw new InvalidArgumentError('a console size was given without a terminal', { hint: 'allocate a terminal (-t) or drop the size' });
+    }
   }
 
   const env = [...(c.env ?? [])];
@@ -395,7 +409,8 @@ export function buildSpec(c: ContainerSpecInput, host: HostInfo = readHostInfo()
   const spec: OciSpec = {
     ociVersion: OCI_VERSION,
     process: {
-      terminal: false,
+      terminal: !!c.terminal,
+      ...(c.terminal && c.consoleSize ? { consoleSize: { height: c.consoleSize.height, width: c.consoleSize.width } } : {}),
       user,
       args,
       env,

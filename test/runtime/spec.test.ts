@@ -136,11 +136,22 @@ test('buildSpec refuses bad input with INVALID_ARGUMENT and a hint', (t) => {
     { memoryBytes: 64 * 1024 * 1024, memorySwapBytes: 1024 },
     { cpus: -1 },
     { uid: -1 },
-    { terminal: true },
+    { terminal: true, consoleSize: { height: 0, width: 80 } },
+    { terminal: true, consoleSize: { height: 24, width: 10001 } },
+    { consoleSize: { height: 24, width: 80 } },
     { mounts: [{ source: '/x', destination: 'relative' }] },
   ];
   for (const b of bad) {
     const err = t.throws(() => buildSpec({ ...base, ...b }, host), { code: 'INVALID_ARGUMENT' }, JSON.stringify(b));
     t.truthy((err as { hint?: string }).hint, JSON.stringify(b));
   }
+});
+
+test('a terminal sets process.terminal and the console size', (t) => {
+  const s = buildSpec({ ...base, terminal: true, consoleSize: { height: 33, width: 101 } }, host);
+  t.true(s.process.terminal);
+  t.deepEqual(s.process.consoleSize, { height: 33, width: 101 });
+  const plain = buildSpec({ ...base, terminal: true }, host);
+  t.true(plain.process.terminal);
+  t.false('consoleSize' in plain.process);
 });

@@ -8,13 +8,19 @@
  * while berthd restarts. Why our own and not conmon: it writes Docker's json-file log
  * format and our exit record directly, and its start protocol is ours. It allocates
  * nothing after start-up; its private memory is about 130 kB (VmRSS reads ~1.5 MB, nearly
- * all of it libc pages shared with every other process; Pss ~200 kB).
+ * all of it libc pages shared with every other process; Pss ~200 kB). In tty mode its
+ * static queues (1 MiB for the attach client, 64 KiB of input) add up to ~1.1 MB more, paid
+ * only as far as they are used.
  *
  * Usage (every path absolute):
  *   berth-monitor --id ID --bundle DIR --runtime PATH --runtime-root DIR
  *                 --log FILE --log-max-size BYTES --log-max-files N
  *                 --exit-file FILE --pid-file FILE --runtime-log FILE
  *                 [--stdin-fifo PATH] [--cgroup-path PATH]
+ *                 [--tty --console-socket PATH --attach-socket PATH [--tty-size ROWSxCOLS]]
+ *
+ * The tty flags go together (see "tty mode" below); --stdin-fifo is refused with --tty,
+ * and --console-socket, --attach-socket or --tty-size without --tty is bad usage.
  *
  * Start protocol (fd 3)
  *   1. The monitor makes itself a child subreaper, makes one pipe for stdout and one for
@@ -48,10 +54,63 @@
  *   exitCode is 128+signal when a signal ended it, and signal is null otherwise. The exit
  *   file is written after the drain, so once it exists the log is complete. Exit status 0.
  *
+ * tty mode (--tty; the spec's process.terminal must be true)
+ *   The runtime makes the pty inside the container; the container's stdin, stdout and
+ *   stderr are its slave, and the monitor holds the master for the container's whole life
+ *   (it outlives berthd, as the pipes do in pipe mode).
+ *   Start: before running the runtime, the monitor
+ *     - listens on ATTACH (--attach-socket), replacing a stale socket there (any other kind
+ *       of file there is an error), and makes ATTACH's directory its working directory;
+ *     - listens on CONSOLE (--console-socket) likewise.
+ *   It runs `RUNTIME ... create --bundle DIR --pid-file PID_FILE --console-socket
+ *   /proc/self/fd/N/NAME ID`, where N is an inherited O_PATH descriptor of CONSOLE's
+ *   directory and NAME its last component: the runtime chdirs into the bundle before it
+ *   connects, and CONSOLE's full path may be longer than sun_path's 107 bytes. The
+ *   runtime's stdin is /dev/null and its stdout and stderr go to one pipe (read only for
+ *   an error message). While it runs, the monitor polls, accepts one connection on CONSOLE
+ *   and receives the master (one message, SCM_RIGHTS with one fd; the payload, the pty's
+ *   name, is ignored). When the runtime has exited, CONSOLE is unlinked; a runtime failure
+ *   is reported as {"error":...} as above, and so is a runtime that exits 0 without having
+ *   sent a master. The master is made O_NONBLOCK and given --tty-size (TIOCSWINSZ; rows
+ *   and cols 1..10000) before {"pid":N} is written on fd 3, so when berthd reads {"pid":N}
+ *   ATTACH already accepts connections (connect before `RUNTIME start` to see all output).
+ *   ATTACH's path, like CONSOLE's, may be longer than sun_path: the monitor binds it through
+ *   /proc/self/fd, and a client can connect to /proc/MONITOR_PID/cwd/NAME (root only).
+ *
+ *   Output: every byte read from the master is logged exactly as stdout is in pipe mode
+ *   (stream "stdout"; a pty turns \n into \r\n, so log lines end in \r\n) and sent as is
+ *   to the attach client, if one is connected.
+ *
+ *   Attach protocol (ATTACH: a unix stream socket; at most one client at a time)
+ *     - A new connection replaces the current client: the old one is closed. A client
+ *       sees only output produced after it connected (no replay: read the log for that).
+ *     - monitor -> client: the raw pty output bytes, unframed. Sends never block: output
+ *       the client has not taken is queued, and when more than 1 MiB (1048576 bytes) is
+ *       queued the client is dropped (closed, the queue discarded). The container never
+ *       waits for a client. A client that is dropped sees EOF, as when the container exits.
+ *     - client -> monitor: a stream of frames, each beginning with a type byte:
+ *         0x00 LEN_HI LEN_LO DATA[LEN]   input: DATA is written to the pty master
+ *                                        (LEN 0..65535, big-endian; LEN 0 is allowed)
+ *         0x01 R_HI R_LO C_HI C_LO       resize: TIOCSWINSZ rows R, cols C (big-endian);
+ *                                        ignored if either is 0 or above 10000
+ *       Frames may be split across reads and packed several to a read. Any other type byte
+ *       is malformed: the client is closed. Input is written non-blocking; at most 64 KiB
+ *       (65536 bytes) wait for the pty, and input beyond that is dropped, not refused. Input
+ *       the pty cannot take any more (EIO: no process holds the slave) is discarded.
+ *     - Client EOF or an error: the monitor closes the client; the container keeps running
+ *       and a new client may connect.
+ *   If reading the master fails (EIO: no process holds the slave) while init still runs,
+ *   the monitor stops reading it but keeps it open (closing it would hang the pty up).
+ *
+ *   Exit: when init exits the monitor stops accepting on ATTACH, reads the master until
+ *   EIO/EOF and sends the rest to the client (together at most 5 s), then closes the client
+ *   and the master, unlinks ATTACH and writes EXIT_FILE as above. So a client sees EOF
+ *   before the exit file appears; once EXIT_FILE exists the log is complete.
+ *
  * SIGPIPE and SIGHUP are ignored; the monitor never writes to its own stdio. SIGTERM or
  * SIGKILL end it (the container keeps running, no longer logged or recorded).
  *
- * Build: cc -O2 -Wall -o dist/bin/berth-monitor src/runtime/monitor/monitor.c
+ * Build: cc -O2 -Wall -Werror -o dist/bin/berth-monitor src/runtime/monitor/monitor.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,9 +122,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,17 +136,22 @@
 #define CHUNK 16384           /* Docker's partial-line size */
 #define DRAIN_MS 5000         /* how long to wait for EOF after init exited */
 #define MSG_MAX 4096          /* longest error message passed on fd 3 */
+#define CLIENT_OUT_MAX (1 << 20) /* tty: output queued for the attach client before it is dropped */
+#define INPUT_MAX 65536       /* tty: input queued for the pty; more is dropped */
 
 static struct {
     const char *id, *bundle, *runtime, *runtime_root, *log, *exit_file, *pid_file,
-        *runtime_log, *stdin_fifo, *cgroup_path;
+        *runtime_log, *stdin_fifo, *cgroup_path, *console_socket, *attach_socket;
     long long log_max_size;
     long log_max_files;
+    int tty;
+    unsigned short rows, cols; /* --tty-size; 0: not given */
 } o = { .log_max_size = -1, .log_max_files = 1 };
 
 struct stream {
     int fd;
     const char *name;
+    int tee;        /* tty: bytes read are also sent to the attach client */
     size_t len;
     unsigned char buf[CHUNK];
 };
@@ -298,15 +365,302 @@ static void close_stream(struct stream *s)
     s->fd = -1;
 }
 
+static void client_send(const unsigned char *d, size_t n);
+
 static void pump(struct stream *s)
 {
     ssize_t n = read(s->fd, s->buf + s->len, CHUNK - s->len);
     if (n > 0) {
+        if (s->tee)
+            client_send(s->buf + s->len, (size_t)n);
         s->len += (size_t)n;
         emit_lines(s);
     } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         close_stream(s);
     }
+}
+
+/* ---- tty mode: the console socket, the pty master and the attach client ------------- */
+
+static int master_fd = -1;    /* the pty master: input and resizes (reads use a dup) */
+static int attach_lfd = -1;   /* the attach socket, listening */
+static int attach_dirfd = -1; /* the attach socket's directory (O_PATH) */
+static const char *attach_name;
+static int client = -1;       /* the one attach client, or -1 */
+static unsigned char client_out[CLIENT_OUT_MAX]; /* ring: output not yet sent to the client */
+static size_t out_off, out_len;
+static unsigned char input[INPUT_MAX];           /* ring: input not yet written to the pty */
+static size_t in_off, in_len;
+static int fr_type = -1;      /* the frame being read: -1 none, 0 input, 1 resize */
+static int fr_have;           /* header bytes read so far */
+static unsigned char fr_hdr[4];
+static size_t fr_data;        /* input bytes still to come in the current frame */
+
+/*
+ * Split an absolute path into an O_PATH descriptor of its directory and its last
+ * component, and build "/proc/self/fd/DIRFD/NAME" (short whatever the directory's length)
+ * into sa. Returns the directory fd, or -1 with errno set.
+ */
+static int unix_addr(const char *path, const char **name, struct sockaddr_un *sa)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash || !slash[1] || (size_t)(slash - path) >= sizeof dir) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = 0;
+    int dfd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    int n = snprintf(sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/%s", dfd, slash + 1);
+    if (n < 0 || (size_t)n >= sizeof sa->sun_path) {
+        close(dfd);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    *name = slash + 1;
+    return dfd;
+}
+
+/* A non-blocking listening unix stream socket at path (a stale socket there is replaced). */
+static int listen_unix(const char *path, int *dirfd, const char **name, const char *what)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    int dfd = unix_addr(path, name, &sa);
+    if (dfd < 0)
+        fail(what);
+    if (fstatat(dfd, *name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            errno = EEXIST;
+            fail(what);
+        }
+        unlinkat(dfd, *name, 0);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4) < 0)
+        fail(what);
+    *dirfd = dfd;
+    return fd;
+}
+
+static void set_winsize(unsigned rows, unsigned cols)
+{
+    if (rows == 0 || rows > 10000 || cols == 0 || cols > 10000)
+        return;
+    struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+    ioctl(master_fd, TIOCSWINSZ, &ws);
+}
+
+static void drop_client(void)
+{
+    if (client >= 0)
+        close(client);
+    client = -1;
+    out_off = out_len = 0;
+    fr_type = -1;
+    fr_data = 0;
+}
+
+/* Send as much queued output as the client takes now; drop it on an error. */
+static void client_flush(void)
+{
+    while (client >= 0 && out_len > 0) {
+        size_t seg = CLIENT_OUT_MAX - out_off < out_len ? CLIENT_OUT_MAX - out_off : out_len;
+        ssize_t w = send(client, client_out + out_off, seg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                drop_client();
+            return;
+        }
+        out_off = (out_off + (size_t)w) % CLIENT_OUT_MAX;
+        out_len -= (size_t)w;
+    }
+    if (out_len == 0)
+        out_off = 0;
+}
+
+/* Output for the client: sent now if it can take it, else queued; a client with more than
+ * CLIENT_OUT_MAX queued is dropped, so a slow client never stalls the container. */
+static void client_send(const unsigned char *d, size_t n)
+{
+    if (client < 0)
+        return;
+    if (out_len == 0) {
+        ssize_t w = send(client, d, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            drop_client();
+            return;
+        }
+        if (w > 0) {
+            d += w;
+            n -= (size_t)w;
+        }
+    }
+    if (n == 0)
+        return;
+    if (out_len + n > CLIENT_OUT_MAX) {
+        drop_client();
+        return;
+    }
+    size_t end = (out_off + out_len) % CLIENT_OUT_MAX;
+    size_t first = CLIENT_OUT_MAX - end < n ? CLIENT_OUT_MAX - end : n;
+    memcpy(client_out + end, d, first);
+    memcpy(client_out, d + first, n - first);
+    out_len += n;
+}
+
+/* Write queued input to the pty (non-blocking); on an error other than EAGAIN it is dropped. */
+static void input_flush(void)
+{
+    while (in_len > 0) {
+        size_t seg = INPUT_MAX - in_off < in_len ? INPUT_MAX - in_off : in_len;
+        ssize_t w = write(master_fd, input + in_off, seg);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                in_len = 0;
+            break;
+        }
+        in_off = (in_off + (size_t)w) % INPUT_MAX;
+        in_len -= (size_t)w;
+    }
+    if (in_len == 0)
+        in_off = 0;
+}
+
+static void input_add(const unsigned char *d, size_t n)
+{
+    if (n > INPUT_MAX - in_len)
+        n = INPUT_MAX - in_len; /* the rest is dropped */
+    size_t end = (in_off + in_len) % INPUT_MAX;
+    size_t first = INPUT_MAX - end < n ? INPUT_MAX - end : n;
+    memcpy(input + end, d, first);
+    memcpy(input, d + first, n - first);
+    in_len += n;
+}
+
+/* Read the client's frames: 0x00 LEN16 DATA (input), 0x01 ROWS16 COLS16 (resize). */
+static void client_read(void)
+{
+    unsigned char b[4096];
+    ssize_t n = read(client, b, sizeof b);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) { /* EOF or an error: the container keeps running */
+        drop_client();
+        return;
+    }
+    for (size_t i = 0; i < (size_t)n;) {
+        if (fr_data > 0) {
+            size_t k = fr_data < (size_t)n - i ? fr_data : (size_t)n - i;
+            input_add(b + i, k);
+            i += k;
+            fr_data -= k;
+        } else if (fr_type < 0) {
+            fr_type = b[i++];
+            fr_have = 0;
+            if (fr_type > 1) { /* malformed */
+                drop_client();
+                return;
+            }
+        } else {
+            fr_hdr[fr_have++] = b[i++];
+            if (fr_type == 0 && fr_have == 2) {
+                fr_data = (size_t)fr_hdr[0] << 8 | fr_hdr[1];
+                fr_type = -1;
+            } else if (fr_type == 1 && fr_have == 4) {
+                set_winsize((unsigned)fr_hdr[0] << 8 | fr_hdr[1], (unsigned)fr_hdr[2] << 8 | fr_hdr[3]);
+                fr_type = -1;
+            }
+        }
+    }
+    input_flush();
+}
+
+/* A new attach client replaces the old one. */
+static void client_accept(void)
+{
+    int fd = accept4(attach_lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    drop_client();
+    client = fd;
+}
+
+/* The pty master from one SCM_RIGHTS message on conn, or -1 (errno EAGAIN: not yet). */
+static int recv_master(int conn)
+{
+    char name[4096];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = { name, sizeof name };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    ssize_t n = recvmsg(conn, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0)
+        return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (n == 0 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int))) {
+        errno = EPROTO;
+        return -2;
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+/*
+ * While `runtime create` (pid rt) runs: accept its connection on the console socket and
+ * receive the pty master. Returns the master (or -1 if none came) once the runtime has
+ * exited, with its wait status in *status.
+ */
+static int await_console(pid_t rt, int lfd, int sfd, int *status)
+{
+    int conn = -1, master = -1, reaped = 0;
+    while (!reaped) {
+        struct pollfd p[3] = { { sfd, POLLIN, 0 }, { master < 0 && conn == -1 ? lfd : -1, POLLIN, 0 },
+                               { master < 0 ? conn : -1, POLLIN, 0 } };
+        if (poll(p, 3, -1) < 0) {
+            if (errno != EINTR)
+                usleep(100000);
+            continue;
+        }
+        if (p[1].revents)
+            conn = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (p[2].revents) {
+            int fd = recv_master(conn);
+            if (fd >= 0 || fd == -2 || (errno != EAGAIN && errno != EINTR)) {
+                master = fd >= 0 ? fd : -1;
+                close(conn);
+                conn = -2; /* done with the console socket: never accept again */
+            }
+        }
+        if (p[0].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == sizeof si)
+                ;
+            if (waitpid(rt, status, WNOHANG) == rt)
+                reaped = 1;
+        }
+    }
+    /* The runtime has exited: a message it sent may still be queued, not yet polled. */
+    if (master < 0 && conn == -1)
+        conn = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (master < 0 && conn >= 0) {
+        int fd = recv_master(conn);
+        master = fd >= 0 ? fd : -1;
+    }
+    if (conn >= 0)
+        close(conn);
+    return master;
 }
 
 /* ---- start-up ---------------------------------------------------------------------- */
@@ -478,8 +832,13 @@ static int parse_args(int argc, char **argv)
         { "log-max-files", required_argument, 0, 'n' }, { "exit-file", required_argument, 0, 'e' },
         { "pid-file", required_argument, 0, 'p' },    { "runtime-log", required_argument, 0, 'L' },
         { "stdin-fifo", required_argument, 0, 'f' },  { "cgroup-path", required_argument, 0, 'c' },
+        { "tty", no_argument, 0, 't' },               { "console-socket", required_argument, 0, 'C' },
+        { "attach-socket", required_argument, 0, 'a' }, { "tty-size", required_argument, 0, 'z' },
         { 0, 0, 0, 0 },
     };
+    unsigned rows = 0, cols = 0;
+    int sized = 0;
+    char x;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -495,6 +854,15 @@ static int parse_args(int argc, char **argv)
         case 'L': o.runtime_log = optarg; break;
         case 'f': o.stdin_fifo = optarg; break;
         case 'c': o.cgroup_path = optarg; break;
+        case 't': o.tty = 1; break;
+        case 'C': o.console_socket = optarg; break;
+        case 'a': o.attach_socket = optarg; break;
+        case 'z':
+            if (sscanf(optarg, "%u%c%u%c", &rows, &x, &cols, &x) != 3 || x != 'x' || rows == 0 ||
+                rows > 10000 || cols == 0 || cols > 10000)
+                return -1;
+            sized = 1;
+            break;
         default: return -1;
         }
     }
@@ -502,6 +870,15 @@ static int parse_args(int argc, char **argv)
     for (size_t k = 0; k < sizeof paths / sizeof *paths; k++)
         if (!paths[k] || paths[k][0] != '/')
             return -1;
+    if (o.tty) { /* tty mode: both sockets, absolute; stdin comes from the attach client */
+        if (!o.console_socket || o.console_socket[0] != '/' || !o.attach_socket ||
+            o.attach_socket[0] != '/' || o.stdin_fifo)
+            return -1;
+        o.rows = (unsigned short)rows;
+        o.cols = (unsigned short)cols;
+    } else if (o.console_socket || o.attach_socket || sized) {
+        return -1; /* tty flags without --tty */
+    }
     return optind == argc && o.id && o.runtime ? 0 : -1;
 }
 
@@ -540,17 +917,40 @@ int main(int argc, char **argv)
     if (log_fd < 0)
         fail("open the log file");
 
+    /* tty mode: the attach socket first (the monitor's cwd becomes its directory), then the
+     * console socket, which the runtime reaches as /proc/self/fd/DIRFD/NAME (it chdirs into
+     * the bundle before connecting, and a full path may be too long for sun_path). */
+    int console_lfd = -1, console_dirfd = -1;
+    const char *console_name = NULL;
+    char console_arg[sizeof ((struct sockaddr_un *)0)->sun_path] = "";
+    if (o.tty) {
+        attach_lfd = listen_unix(o.attach_socket, &attach_dirfd, &attach_name, "listen on the attach socket");
+        if (fchdir(attach_dirfd) < 0)
+            fail("chdir to the attach socket's directory");
+        console_lfd = listen_unix(o.console_socket, &console_dirfd, &console_name, "listen on the console socket");
+        snprintf(console_arg, sizeof console_arg, "/proc/self/fd/%d/%s", console_dirfd, console_name);
+    }
+
     pid_t rt = fork();
     if (rt < 0)
         fail("fork");
     if (rt == 0) {
         char *args[] = { (char *)o.runtime, "--root", (char *)o.runtime_root, "--log",
                          (char *)o.runtime_log, "--log-format", "json", "create", "--bundle",
-                         (char *)o.bundle, "--pid-file", (char *)o.pid_file, (char *)o.id, NULL };
+                         (char *)o.bundle, "--pid-file", (char *)o.pid_file, (char *)o.id, NULL, NULL, NULL };
+        if (o.tty) { /* ... --console-socket /proc/self/fd/DIRFD/NAME ID */
+            args[12] = "--console-socket";
+            args[13] = console_arg;
+            args[14] = (char *)o.id;
+            if (fcntl(console_dirfd, F_SETFD, 0) < 0) /* the runtime inherits the directory fd */
+                _exit(127);
+        }
         sigprocmask(SIG_SETMASK, &none, NULL); /* the mask and ignored signals survive exec */
         signal(SIGPIPE, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
-        if (dup2(in, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
+        /* tty mode: the runtime's stdout goes to the stderr pipe (error capture); the
+         * container's stdio is the pty, made inside the container by the runtime. */
+        if (dup2(in, 0) < 0 || dup2(o.tty ? err[1] : out[1], 1) < 0 || dup2(err[1], 2) < 0)
             _exit(127);
         execvp(o.runtime, args);
         _exit(127);
@@ -559,11 +959,26 @@ int main(int argc, char **argv)
     close(out[1]);
     close(err[1]);
     int status;
-    while (waitpid(rt, &status, 0) < 0)
-        if (errno != EINTR)
-            fail("wait for the runtime");
+    if (o.tty) {
+        master_fd = await_console(rt, console_lfd, sfd, &status);
+        unlinkat(console_dirfd, console_name, 0);
+        close(console_lfd);
+        close(console_dirfd);
+    } else {
+        while (waitpid(rt, &status, 0) < 0)
+            if (errno != EINTR)
+                fail("wait for the runtime");
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_runtime(status, err[0]);
+    if (o.tty) {
+        if (master_fd < 0) {
+            errno = EPROTO;
+            fail("the runtime sent no pty master on the console socket");
+        }
+        fcntl(master_fd, F_SETFL, O_NONBLOCK);
+        set_winsize(o.rows, o.cols);
+    }
     pid_t init = read_pid_file();
     if (init < 0)
         fail("read the runtime's pid file");
@@ -579,17 +994,34 @@ int main(int argc, char **argv)
     static struct stream so, se;
     so.fd = out[0], so.name = "stdout";
     se.fd = err[0], se.name = "stderr";
+    if (o.tty) {
+        /* The pty is the container's stdout (and stderr). Reads use a dup of the master, so
+         * that EIO (no process holds the pty's other end) stops the reading while the master
+         * itself stays open: closing it would hang up the container's terminal. */
+        close(out[0]);
+        close(err[0]); /* the runtime has exited: nothing else writes there */
+        se.fd = -1;
+        so.fd = fcntl(master_fd, F_DUPFD_CLOEXEC, 3);
+        so.tee = 1;
+        if (so.fd < 0)
+            fail("dup the pty master");
+    }
     fcntl(so.fd, F_SETFL, O_NONBLOCK);
-    fcntl(se.fd, F_SETFL, O_NONBLOCK);
+    if (se.fd >= 0)
+        fcntl(se.fd, F_SETFL, O_NONBLOCK);
     int exited = 0, oom = 0, init_status = 0;
     long long deadline = 0;
     char finished[40] = "";
-    while (!exited || so.fd >= 0 || se.fd >= 0) {
-        struct pollfd p[3] = { { sfd, POLLIN, 0 }, { so.fd, POLLIN, 0 }, { se.fd, POLLIN, 0 } };
+    /* (tty mode: also until the client took the output queued for it, within the deadline) */
+    while (!exited || so.fd >= 0 || se.fd >= 0 || (client >= 0 && out_len > 0)) {
+        struct pollfd p[6] = { { sfd, POLLIN, 0 }, { so.fd, POLLIN, 0 }, { se.fd, POLLIN, 0 },
+                               { in_len > 0 ? master_fd : -1, POLLOUT, 0 },
+                               { exited ? -1 : attach_lfd, POLLIN, 0 },
+                               { client, (short)(POLLIN | (out_len > 0 ? POLLOUT : 0)), 0 } };
         int timeout = -1;
         if (exited && (timeout = (int)(deadline - now_ms())) <= 0)
             break; /* something outside the pid namespace still holds a pipe */
-        if (poll(p, 3, timeout) < 0) {
+        if (poll(p, 6, timeout) < 0) {
             if (errno != EINTR)
                 usleep(100000); /* ENOMEM: try again shortly */
             continue;
@@ -613,11 +1045,25 @@ int main(int argc, char **argv)
             pump(&so);
         if (p[2].revents)
             pump(&se);
+        if (p[3].revents)
+            input_flush();
+        if (p[4].revents)
+            client_accept();
+        if (p[5].revents & POLLOUT)
+            client_flush();
+        if (client >= 0 && p[5].revents & (POLLIN | POLLHUP | POLLERR))
+            client_read();
     }
     if (so.fd >= 0)
         close_stream(&so);
     if (se.fd >= 0)
         close_stream(&se);
+    if (o.tty) {
+        drop_client();
+        close(attach_lfd);
+        unlinkat(attach_dirfd, attach_name, 0);
+        close(master_fd);
+    }
     write_exit_file(init_status, finished, oom);
     return 0;
 }
