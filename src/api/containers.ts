@@ -3,11 +3,12 @@ import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
 import { openRawStream, RawStream } from './hijack';
 import { frame, STDERR, STDOUT } from './stdcopy';
 import { InvalidArgumentError } from '../../volumes/errors';
-import type { ContainerService, CreateBody, ExecConfig, OutputChunk, WaitCondition } from '../engine/service';
+import type { ContainerService, CreateBody, ExecConfig, OutputChunk, TtyService, WaitCondition } from '../engine/service';
+import { randomUUID } from 'node:crypto';
 import type { EventBus } from '../engine/events';
 
 /** Docker's /containers, /exec, /commit and /events routes. */
-export function containerRoutes(router: Router, engine: ContainerService, events: EventBus): void {
+export function containerRoutes(router: Router, engine: ContainerService & TtyService, events: EventBus): void {
   const C = '/containers/([^/]+)';
   router.add('POST', /^\/containers\/create$/, async ({ req, res, query }) => {
     const body = await readJSON<CreateBody>(req, {} as CreateBody);
@@ -51,7 +52,6 @@ export function containerRoutes(router: Router, engine: ContainerService, events
     await engine.rename(params[0], name);
     sendEmpty(res, 204);
   });
-  router.add('POST', re(`${C}/resize`), async ({ res }) => sendEmpty(res, 200));
   router.add('GET', re(`${C}/top`), async ({ res, params, query }) => sendJSON(res, 200, await engine.top(params[0], query.get('ps_args') || undefined)));
   router.add('DELETE', re(C), async ({ res, params, query }) => {
     await engine.remove(params[0], { force: qbool(query, 'force'), volumes: qbool(query, 'v') });
@@ -113,6 +113,22 @@ export function containerRoutes(router: Router, engine: ContainerService, events
     const { params, query } = ctx;
     const info = await engine.inspect(params[0]);
     const wantStdin = qbool(query, 'stdin');
+    if (info.Config.Tty) {
+      // A terminal: raw bytes both ways, the screen redrawn first, detach keys watched here.
+      // The Berth-Attach-Id header names this client for its own resizes (berth's extension).
+      const clientId = randomUUID();
+      const size = { rows: num(query.get('h')), cols: num(query.get('w')) };
+      const checked = await engine.attachTtyCheck(params[0], query.get('detachKeys') || undefined, size);
+      const raw = openRawStream(ctx, 'application/vnd.docker.raw-stream', { 'Berth-Attach-Id': clientId });
+      const ac = new AbortController();
+      void raw.closed.then(() => ac.abort());
+      const client = { write: (d: Buffer) => raw.write(d), backlog: () => raw.backlog(), close: () => raw.end() };
+      await engine
+        .attachTty(params[0], { client, input: wantStdin ? raw.input : undefined, detachKeys: checked.detachKeys, size, clientId, signal: ac.signal })
+        .catch(() => undefined); // the stream is open: an error now can only end it
+      raw.end();
+      return;
+    }
     const raw = openRawStream(ctx, info.Config.Tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
     const ac = new AbortController();
     void raw.closed.then(() => ac.abort());
@@ -140,7 +156,19 @@ export function containerRoutes(router: Router, engine: ContainerService, events
       void engine.execStart(id, {}).catch(() => undefined);
       return sendEmpty(ctx.res, 200);
     }
-    const raw = openRawStream(ctx, 'application/vnd.docker.multiplexed-stream');
+    const tty = info.ProcessConfig.tty;
+    const raw = openRawStream(ctx, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+    if (tty) {
+      const out = new (require('node:stream').Writable)({
+        write(chunk: Buffer, _enc: string, cb: (e?: Error) => void) {
+          raw.write(chunk);
+          cb();
+        },
+      });
+      await engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: out });
+      raw.end();
+      return;
+    }
     const writer = (stream: 1 | 2) =>
       new (require('node:stream').Writable)({
         write(chunk: Buffer, _enc: string, cb: (e?: Error) => void) {
@@ -152,7 +180,14 @@ export function containerRoutes(router: Router, engine: ContainerService, events
     raw.end();
   });
   router.add('GET', /^\/exec\/([^/]+)\/json$/, async ({ res, params }) => sendJSON(res, 200, await engine.execInspect(params[0])));
-  router.add('POST', /^\/exec\/([^/]+)\/resize$/, async ({ res }) => sendEmpty(res, 200));
+  router.add('POST', /^\/exec\/([^/]+)\/resize$/, async ({ res, params, query }) => {
+    await engine.execResize(params[0], num(query.get('h')) ?? 0, num(query.get('w')) ?? 0);
+    sendEmpty(res, 200);
+  });
+  router.add('POST', re(`${C}/resize`), async ({ res, params, query }) => {
+    await engine.resize(params[0], num(query.get('h')) ?? 0, num(query.get('w')) ?? 0, query.get('client') || undefined);
+    sendEmpty(res, 200);
+  });
 
   router.add('POST', /^\/commit$/, async ({ req, res, query }) => {
     const container = query.get('container');

@@ -19,7 +19,8 @@ export function sendEmpty(res: ServerResponse, status: number): void {
 export async function readJSON<T>(req: IncomingMessage, empty: T, limit = 4 << 20): Promise<T> {
   const chunks: Buffer[] = [];
   let n = 0;
-  for await (const c of req) {
+  const upgraded = (req as IncomingMessage & { upgradeBody?: Buffer }).upgradeBody;
+  for await (const c of upgraded ? [upgraded] : req) {
     n += (c as Buffer).length;
     if (n > limit) throw new InvalidArgumentError(`request body over ${limit} bytes`, { hint: 'send a smaller body' });
     chunks.push(c as Buffer);

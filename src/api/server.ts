@@ -28,7 +28,12 @@ export class ApiServer {
       res.assignSocket(socket);
       res.shouldKeepAlive = false;
       socket.on('error', () => undefined);
-      void this.handle(req, res, { socket, head });
+      // The request's own body (exec start's JSON) comes first on the socket: take exactly
+      // Content-Length bytes of it, so they never reach the process as input.
+      void upgradeBody(req, socket, head).then(
+        (rest) => this.handle(req, res, { socket, head: rest }),
+        () => socket.destroy(),
+      );
     });
     this.server.on('connection', (s) => {
       this.sockets.add(s);
@@ -120,4 +125,36 @@ function answers(socketPath: string): Promise<boolean> {
     });
     req.end();
   });
+}
+
+/** Read an upgrade request's body (Content-Length bytes) off `head` and the socket; keep it for readJSON; return the rest. */
+async function upgradeBody(req: http.IncomingMessage, socket: import('node:net').Socket, head: Buffer): Promise<Buffer> {
+  const len = Number(req.headers['content-length'] ?? 0);
+  if (!(len > 0)) return head;
+  if (len > 1 << 20) throw new Error('upgrade request body too large');
+  let buf = head;
+  while (buf.length < len) {
+    const chunk = await new Promise<Buffer>((resolve, reject) => {
+      const onData = (d: Buffer) => {
+        cleanup();
+        resolve(d);
+      };
+      const onEnd = () => {
+        cleanup();
+        reject(new Error('connection closed in the request body'));
+      };
+      const cleanup = () => {
+        socket.off('data', onData);
+        socket.off('end', onEnd);
+        socket.off('close', onEnd);
+      };
+      socket.on('data', onData);
+      socket.once('end', onEnd);
+      socket.once('close', onEnd);
+    });
+    buf = Buffer.concat([buf, chunk]);
+  }
+  socket.pause();
+  (req as http.IncomingMessage & { upgradeBody?: Buffer }).upgradeBody = buf.subarray(0, len);
+  return buf.subarray(len);
 }

@@ -55,14 +55,15 @@ export class RemoteContainerService implements ContainerService {
    * when the condition is met. (Wrapped in an object: an async function returning a bare
    * promise would flatten it and wait for the exit.)
    */
-  async waitRegistered(ref: string, condition: WaitCondition = 'not-running'): Promise<{ result: Promise<{ StatusCode: number; Error: { Message: string } | null }> }> {
+  async waitRegistered(ref: string, condition: WaitCondition = 'not-running'): Promise<{ result: Promise<{ StatusCode: number; Error: { Message: string } | null }>; cancel: () => void }> {
     const res = await this.t.request('POST', `/containers/${id(ref)}/wait`, { query: { condition } });
     const result = (async () => {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);
       return JSON.parse(Buffer.concat(chunks).toString('utf8'));
     })();
-    return { result };
+    result.catch(() => undefined);
+    return { result, cancel: () => res.destroy() };
   }
   async wait(ref: string, condition: WaitCondition = 'not-running'): Promise<{ StatusCode: number; Error: { Message: string } | null }> {
     return (await this.waitRegistered(ref, condition)).result;

@@ -76,7 +76,12 @@ export class Transport {
    * Docker's hijacked connection (attach, exec start): `Upgrade: tcp`, then the socket is
    * a raw two-way stream. An error status before the upgrade is thrown as a typed error.
    */
-  hijack(method: string, p: string, opts: RequestOptions = {}): Promise<import('node:net').Socket> {
+  async hijack(method: string, p: string, opts: RequestOptions = {}): Promise<import('node:net').Socket> {
+    return (await this.hijackWithHeaders(method, p, opts)).socket;
+  }
+
+  /** hijack, with the headers of the 101 answer (berth's Berth-Attach-Id names a tty client). */
+  hijackWithHeaders(method: string, p: string, opts: RequestOptions = {}): Promise<{ socket: import('node:net').Socket; headers: http.IncomingHttpHeaders }> {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) qs.append(k, String(v));
     const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
@@ -84,9 +89,9 @@ export class Transport {
     if (body) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
     return new Promise((resolve, reject) => {
       const req = http.request({ agent: false, socketPath: this.socket, method, path: `/v${API_VERSION}${p}${qs.size ? '?' + qs : ''}`, headers });
-      req.on('upgrade', (_res, socket, head) => {
+      req.on('upgrade', (res, socket, head) => {
         if (head.length) socket.unshift(head);
-        resolve(socket);
+        resolve({ socket, headers: res.headers });
       });
       req.on('response', (res) => {
         readAll(res).then((buf) => {

@@ -14,7 +14,9 @@ import type { ContainerNetwork } from '../network/network';
  *   exit.json        the monitor's exit record of the last run
  *   pid              the container's init pid (written by runc)
  *   runtime.log      runc's log
- *   stdin            a fifo, when the container has OpenStdin
+ *   stdin            a fifo, when the container has OpenStdin (and no tty)
+ *   console.sock     runc hands berth-monitor the pty master here (tty, during create)
+ *   attach.sock      berth-monitor's attach socket for the pty (tty containers)
  *   hostname, hosts, resolv.conf   bind-mounted over /etc/..., as Docker does
  */
 
@@ -83,6 +85,8 @@ export interface ContainerPaths {
   pidFile: string;
   runtimeLog: string;
   stdin: string;
+  consoleSocket: string;
+  attachSocket: string;
   hostname: string;
   hosts: string;
   resolvConf: string;
@@ -100,6 +104,8 @@ export function containerPaths(dir: string): ContainerPaths {
     pidFile: p('pid'),
     runtimeLog: p('runtime.log'),
     stdin: p('stdin'),
+    consoleSocket: p('console.sock'),
+    attachSocket: p('attach.sock'),
     hostname: p('hostname'),
     hosts: p('hosts'),
     resolvConf: p('resolv.conf'),

@@ -154,9 +154,6 @@ export function planCreate(body: CreateBody, image: ImageConfigFields, id: strin
   if (!body || typeof body.Image !== 'string' || body.Image === '') {
     throw new InvalidArgumentError('no image given', { hint: 'name the image to run, e.g. berth run busybox' });
   }
-  if (body.Tty) {
-    throw new InvalidArgumentError('a terminal (-t) is not supported yet', { hint: 'run without -t (the container gets pipes; -i still gives it stdin)' });
-  }
   const HostConfig = checkHostConfig(body.HostConfig ?? {});
   const Config = mergeConfig(body, image, id);
   if (Config.WorkingDir) Config.WorkingDir = validateWorkdir(Config.WorkingDir);

@@ -30,7 +30,7 @@ import { commitConfig } from './commit-config';
 import { logLimits, mergeEnv, planCreate } from './create-config';
 import { writeEtcFiles } from './etc-files';
 import type { EventBus } from './events';
-import { ExecStore, runExec, toExecInspect } from './execs';
+import { ExecStore, runExec, runExecTty, toExecInspect } from './execs';
 import { watchExit } from './exit-watch';
 import { cgroupParent, monitorAlive, removeCgroup, removeCgroupParent } from './host';
 import { planLaunch } from './launch-plan';
@@ -60,6 +60,8 @@ import { ANONYMOUS_LABEL, anonymousName, type Volumes } from './volume-service';
 import { resolveInRoot } from '../runtime/rootfs';
 import { checkPorts, networkMode, type BridgeNetwork, type NetworkMode } from '../network/network';
 import type { PublishedPort } from '../network/rules';
+import { checkSize, TtySession, type Attached, type TtyClient } from './tty';
+import { DEFAULT_DETACH_KEYS, DetachWatcher, parseDetachKeys } from './detach-keys';
 
 const execFileP = promisify(execFile);
 
@@ -140,6 +142,8 @@ export class Engine implements ContainerService {
   private readonly log: (msg: string) => void;
   private closed = false;
   private net?: BridgeNetwork;
+  /** Attached tty clients by the id the API gave them (their resizes are theirs alone). */
+  private readonly ttyClients = new Map<string, { container: string; attached: Attached }>();
 
   private constructor(
     private readonly store: ContainerStore,
@@ -202,6 +206,7 @@ export class Engine implements ContainerService {
       c.watch = undefined;
       if (c.restartTimer) clearTimeout(c.restartTimer);
       c.stdin?.close();
+      c.tty?.close();
     }
     await this.net?.close(this.store.all().some(isUp)).catch((e) => this.log(`closing the network: ${message(e)}`));
     await removeCgroupParent(this.cgroupBase); // only if no container runs
@@ -263,7 +268,7 @@ export class Engine implements ContainerService {
             resolvConf: endpoint ? this.net?.resolvConf() : undefined,
             hostNetwork: mode === 'host',
           });
-          if (rec.Config.OpenStdin) await execFileP('mkfifo', ['-m', '600', p.stdin]);
+          if (rec.Config.OpenStdin && !rec.Config.Tty) await execFileP('mkfifo', ['-m', '600', p.stdin]);
         });
       } catch (e) {
         await this.opts.snapshotter.remove(key).catch(() => undefined);
@@ -484,8 +489,13 @@ export class Engine implements ContainerService {
       if (!(await isMountPoint(p.rootfs))) await mountAll(await this.opts.snapshotter.mounts(snapshotKey(id)), p.rootfs);
       await this.copyUp(c, p.rootfs);
       let stdin: StdinPipe | undefined;
+      let tty: TtySession | undefined;
+      const tsize = consoleSize(rec.HostConfig);
       try {
-        const spec = buildSpec({ ...(await planLaunch(rec, p, this.cgroupsPath(id))), hostNetwork: mode === 'host' }, this.hostInfo);
+        const spec = buildSpec(
+          { ...(await planLaunch(rec, p, this.cgroupsPath(id))), hostNetwork: mode === 'host', terminal: !!rec.Config.Tty, consoleSize: tsize },
+          this.hostInfo,
+        );
         await rt.writeBundle(p.bundle, spec);
         const { maxSize, maxFiles } = logLimits(rec.HostConfig);
         const io = {
@@ -493,7 +503,8 @@ export class Engine implements ContainerService {
           exitFile: p.exitFile,
           pidFile: p.pidFile,
           runtimeLog: p.runtimeLog,
-          stdinFifo: rec.Config.OpenStdin ? p.stdin : undefined,
+          stdinFifo: rec.Config.OpenStdin && !rec.Config.Tty ? p.stdin : undefined,
+          tty: rec.Config.Tty ? { consoleSocket: p.consoleSocket, attachSocket: p.attachSocket, rows: tsize?.height, cols: tsize?.width } : undefined,
           cgroupPath: this.cgroupsPath(id),
           logMaxSize: maxSize,
           logMaxFiles: maxFiles,
@@ -506,7 +517,14 @@ export class Engine implements ContainerService {
           return rt.create(id, p.bundle, io);
         });
         try {
-          if (rec.Config.OpenStdin) {
+          if (rec.Config.Tty) {
+            tty = new TtySession(attachPath(p.attachSocket, created.monitorPid), { rows: tsize?.height, cols: tsize?.width }, (m) => this.log(`${id}: ${m}`));
+            await tty.connect();
+            // Clients waiting to attach (docker run -it) join before the process runs, so
+            // they miss none of its output.
+            c.tty = tty;
+            c.started.fire();
+          } else if (rec.Config.OpenStdin) {
             // Opened before start, so the process never reads an early EOF (docker run -i).
             stdin = new StdinPipe(p.stdin, !!rec.Config.StdinOnce);
             for (const s of c.pendingStdin.splice(0)) stdin.attach(s);
@@ -520,10 +538,13 @@ export class Engine implements ContainerService {
           await rt.start(id);
         } catch (e) {
           stdin?.close();
+          tty?.close();
+          c.tty = undefined;
           await rt.delete(id, true).catch(() => undefined);
           throw e;
         }
         c.stdin = stdin;
+        c.tty = tty;
         c.run++;
         rec.State = {
           ...rec.State,
@@ -604,6 +625,8 @@ export class Engine implements ContainerService {
       c.watch = undefined;
       c.stdin?.close();
       c.stdin = undefined;
+      c.tty?.close();
+      c.tty = undefined;
       await this.cleanupRun(c);
       const ranMs = Date.parse(exit.finishedAt) - Date.parse(rec.State.StartedAt);
       const restart =
@@ -892,6 +915,95 @@ export class Engine implements ContainerService {
     );
   }
 
+  /**
+   * Attach to a tty container's terminal: `client` gets its output (the current screen
+   * first, redrawn, unless the run has not started yet), `input` is typed into it. Ends
+   * (resolves) when the client detaches with the detach keys, its input or connection
+   * ends, or the run ends. A client attached before the start (docker run -it) waits for it.
+   */
+  async attachTty(
+    ref: string,
+    opts: { client: TtyClient; input?: Readable; detachKeys?: string; size?: { rows?: number; cols?: number }; clientId?: string; signal?: AbortSignal },
+  ): Promise<'detached' | 'ended'> {
+    const { detachKeys } = await this.attachTtyCheck(ref, opts.detachKeys, opts.size);
+    const keys = parseDetachKeys(detachKeys);
+    const c = this.live(ref);
+    if (c.rec.State.Status === 'paused') throw new ConflictError(`container ${c.id} is paused, unpause it first`, { hint: 'berth unpause it' });
+    let fresh = false;
+    if (!c.tty) {
+      if (isUp(c.rec)) throw new ConflictError(`the terminal of container ${c.id} is not available`, { hint: 'see the daemon log; restart the container' });
+      if (c.rec.State.Status !== 'created' && c.rec.State.Status !== 'exited' && c.rec.State.Status !== 'restarting') {
+        throw new ConflictError(`container ${c.id} is ${c.rec.State.Status}`, { hint: 'start it first' });
+      }
+      await c.started.next(opts.signal); // docker run -it: attach, then start
+      fresh = true;
+    }
+    const session = c.tty;
+    if (!session) throw new ConflictError(`container ${c.id} is not running`, { hint: 'start it first' });
+    this.emit(c.rec, 'attach');
+    if (!fresh) opts.client.write(await session.screen());
+    return new Promise((resolve) => {
+      const att = session.attach(opts.client, opts.size);
+      if (opts.clientId) this.ttyClients.set(opts.clientId, { container: c.id, attached: att });
+      const watcher = new DetachWatcher(keys);
+      let done = false;
+      const finish = (how: 'detached' | 'ended') => {
+        if (done) return;
+        done = true;
+        att.detach();
+        if (opts.clientId) this.ttyClients.delete(opts.clientId);
+        opts.input?.removeListener('data', onData);
+        if (how === 'detached') this.emit(c.rec, 'detach');
+        resolve(how);
+      };
+      const onData = (d: Buffer) => {
+        const { pass, detach } = watcher.feed(d);
+        if (pass.length) att.input(pass);
+        if (detach) finish('detached');
+      };
+      opts.input?.on('data', onData);
+      opts.input?.once('end', () => finish('ended'));
+      opts.signal?.addEventListener('abort', () => finish('ended'), { once: true });
+      void c.exited.next(opts.signal).then(() => finish('ended'), () => finish('ended'));
+    });
+  }
+
+  async attachTtyCheck(ref: string, detachKeys?: string, size?: { rows?: number; cols?: number }): Promise<{ detachKeys: string }> {
+    this.checkOpen();
+    const c = this.live(ref);
+    if (!c.rec.Config.Tty) throw new InvalidArgumentError(`container ${c.id} has no terminal`, { hint: 'attach without a tty, or create the container with -t' });
+    parseDetachKeys(detachKeys || DEFAULT_DETACH_KEYS);
+    if (size && (size.rows !== undefined || size.cols !== undefined)) {
+      const bad = checkSize(size.rows ?? 0, size.cols ?? 0);
+      if (bad) throw new InvalidArgumentError(bad, { hint: 'rows and columns are whole numbers from 1 to 10000' });
+    }
+    if (!isUp(c.rec) && c.rec.State.Status !== 'created' && !(c.rec.Config.OpenStdin && c.rec.State.Status === 'exited')) {
+      throw new ConflictError(`You cannot attach to a stopped container, start it first`, { hint: `berth start ${c.rec.Name.slice(1)}` });
+    }
+    return { detachKeys: detachKeys || DEFAULT_DETACH_KEYS };
+  }
+
+  /** Docker's /containers/{id}/resize: the pty's window, for one attached client (`clientId`) or the newest. */
+  async resize(ref: string, rows: number, cols: number, clientId?: string): Promise<void> {
+    this.checkOpen();
+    const c = this.live(ref);
+    const bad = checkSize(rows, cols);
+    if (bad) throw new InvalidArgumentError(bad, { hint: 'rows and columns are whole numbers from 1 to 10000' });
+    if (!c.rec.Config.Tty) throw new InvalidArgumentError(`container ${c.id} has no terminal`, { hint: 'only a container made with -t has a window size' });
+    if (!isUp(c.rec) || !c.tty) throw new ConflictError(`Container ${c.id} is not running`, { hint: 'start it first' });
+    const known = clientId ? this.ttyClients.get(clientId) : undefined;
+    if (known && known.container === c.id) known.attached.resize(rows, cols);
+    else c.tty.resizeNewest(rows, cols);
+  }
+
+  async execResize(execId: string, rows: number, cols: number): Promise<void> {
+    this.checkOpen();
+    const bad = checkSize(rows, cols);
+    if (bad) throw new InvalidArgumentError(bad, { hint: 'rows and columns are whole numbers from 1 to 10000' });
+    const e = this.execs.get(execId);
+    e.resize?.(rows, cols);
+  }
+
   async execCreate(ref: string, cfg: ExecConfig): Promise<{ Id: string }> {
     this.checkOpen();
     const c = this.live(ref);
@@ -921,7 +1033,14 @@ export class Engine implements ContainerService {
     this.emit(rec, `exec_start: ${e.config.Cmd.join(' ')}`, { execID: e.ID });
     let code: number;
     try {
-      code = await runExec(
+      if (e.config.Tty) {
+        const cs = Array.isArray(e.config.ConsoleSize) ? e.config.ConsoleSize : [];
+        const size = { rows: cs[0] > 0 && cs[0] <= 10000 ? cs[0] : 24, cols: cs[1] > 0 && cs[1] <= 10000 ? cs[1] : 80 };
+        code = await runExecTty(this.runtimeFor(rec.Runtime), c.id, proc, { stdin: e.config.AttachStdin ? io.stdin : undefined, output: io.stdout }, size, (pid, resize) => {
+          e.Pid = pid;
+          e.resize = resize;
+        });
+      } else code = await runExec(
         this.runtimeFor(rec.Runtime),
         c.id,
         proc,
@@ -930,6 +1049,7 @@ export class Engine implements ContainerService {
       );
     } finally {
       e.Running = false;
+      e.resize = undefined;
     }
     e.ExitCode = code;
     this.emit(rec, 'exec_die', { execID: e.ID, exitCode: String(code) });
@@ -1059,7 +1179,18 @@ export class Engine implements ContainerService {
           rec.State = { ...rec.State, Status: paused ? 'paused' : 'running', Paused: paused };
           await this.save(rec);
         }
-        if (rec.Config.OpenStdin) {
+        if (rec.Config.Tty) {
+          // The monitor still holds the pty: connect again, and rebuild the screen from the log.
+          const tty = new TtySession(attachPath(p.attachSocket, rec.MonitorPid), consoleSize(rec.HostConfig) ? { rows: consoleSize(rec.HostConfig)!.height, cols: consoleSize(rec.HostConfig)!.width } : {}, (m) => this.log(`${c.id}: ${m}`));
+          try {
+            await tty.connect();
+            for await (const e of readLogs(p.log, { tail: 1000 })) tty.prime(e.log);
+            c.tty = tty;
+          } catch (e) {
+            tty.close();
+            this.log(`${c.id}: cannot reconnect to its terminal: ${message(e)}`);
+          }
+        } else if (rec.Config.OpenStdin) {
           // berthd's end of stdin died with it; hold a new one so the process does not read
           // EOF from now on (what it read meanwhile is gone).
           const stdin = new StdinPipe(p.stdin, !!rec.Config.StdinOnce);
@@ -1193,4 +1324,21 @@ export class Engine implements ContainerService {
 
 async function* chunks(entries: AsyncIterable<{ stream: 'stdout' | 'stderr'; log: Buffer; time: string }>): AsyncGenerator<OutputChunk> {
   for await (const e of entries) yield { stream: e.stream, data: e.log, time: e.time };
+}
+
+/** HostConfig.ConsoleSize ([height, width], Docker's) as the pty's first size. */
+function consoleSize(hc: ContainerRecord['HostConfig']): { height: number; width: number } | undefined {
+  const cs = hc.ConsoleSize as unknown;
+  if (!Array.isArray(cs) || cs.length !== 2) return undefined;
+  const [h, w] = cs.map(Number);
+  return h > 0 && w > 0 && h <= 10000 && w <= 10000 ? { height: h, width: w } : undefined;
+}
+
+/**
+ * The monitor's attach socket, reachable whatever the length of the container's path
+ * (sun_path holds 107 bytes): through the monitor's working directory, which it sets to
+ * the socket's directory.
+ */
+function attachPath(socket: string, monitorPid: number): string {
+  return Buffer.byteLength(socket) < 100 ? socket : `/proc/${monitorPid}/cwd/${path.basename(socket)}`;
 }

@@ -8,8 +8,9 @@ import type { ExecConfig, ExecInspect } from './service';
 
 /**
  * Exec instances (`docker exec`): made by execCreate, run once by execStart, kept in
- * memory (like Docker) until their container is removed. Non-tty only: the process gets
- * pipes, its output goes to the caller's writables.
+ * memory (like Docker) until their container is removed. Without a tty the process gets
+ * pipes and its output goes to the caller's writables; with one (runExecTty) it gets a pty
+ * and its output is one raw stream.
  */
 
 export interface ExecRecord {
@@ -20,6 +21,8 @@ export interface ExecRecord {
   ExitCode: number | null;
   Pid: number;
   started: boolean;
+  /** Resize its pty (tty execs, while they run). */
+  resize?: (rows: number, cols: number) => void;
 }
 
 export class ExecStore {
@@ -29,7 +32,6 @@ export class ExecStore {
     if (!cfg || !Array.isArray(cfg.Cmd) || cfg.Cmd.length === 0 || cfg.Cmd.some((a) => typeof a !== 'string') || cfg.Cmd[0] === '') {
       throw new InvalidArgumentError('No exec command specified', { hint: 'give the command to run, e.g. berth exec CONTAINER ls /' });
     }
-    if (cfg.Tty) throw new InvalidArgumentError('a terminal (-t) is not supported for exec yet', { hint: 'run without -t' });
     if (cfg.Privileged) {
       throw new InvalidArgumentError('privileged exec is not supported', { hint: "run without --privileged: the process gets the container's capabilities" });
     }
@@ -125,6 +127,43 @@ export function runExec(
       if (code !== null) return resolve(code);
       const n = signal ? (osConstants.signals as Record<string, number>)[signal] ?? 0 : 0;
       resolve(128 + n);
+    });
+  });
+}
+
+/**
+ * Run the process with a terminal (`exec -it`): runc makes the pty inside the container,
+ * node-pty gives our side one. Input from `io.stdin`, raw output to `io.output`. Resolves
+ * with the exit status; `onStart` gets the pid and a resize function for /exec/{id}/resize.
+ */
+export function runExecTty(
+  rt: OciRuntime,
+  containerId: string,
+  proc: ExecProcess,
+  io: { stdin?: Readable; output?: Writable },
+  size: { rows: number; cols: number },
+  onStart: (pid: number, resize: (rows: number, cols: number) => void) => void,
+): Promise<number> {
+  let p: ReturnType<OciRuntime['execTty']>;
+  try {
+    p = rt.execTty(containerId, proc, size);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  let done = false;
+  onStart(p.pid, (rows, cols) => {
+    if (!done) p.resize(cols, rows);
+  });
+  p.onData((d) => io.output?.write(d as unknown as Buffer));
+  const onInput = (d: Buffer) => {
+    if (!done) p.write(d as unknown as string);
+  };
+  io.stdin?.on('data', onInput);
+  return new Promise<number>((resolve) => {
+    p.onExit(({ exitCode, signal }) => {
+      done = true;
+      io.stdin?.off('data', onInput);
+      resolve(signal ? 128 + signal : exitCode);
     });
   });
 }

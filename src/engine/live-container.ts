@@ -4,6 +4,7 @@ import { Mutex } from './mutex';
 import { Pulse } from './pulse';
 import { Backoff } from './restart-policy';
 import type { StdinPipe } from './stdin-pipe';
+import type { TtySession } from './tty';
 
 /**
  * What the engine holds in memory for one container besides its record: the lock that
@@ -29,6 +30,10 @@ export class LiveContainer {
   /** Fired with the last exit code when the container is removed. */
   readonly removed = new Pulse<number>();
   stdin?: StdinPipe;
+  /** The pty session of a tty container's current run (berth-monitor holds the pty). */
+  tty?: TtySession;
+  /** Fired when a tty run's terminal is ready, just before its process starts (clients attached before the start wait for it). */
+  readonly started = new Pulse<void>();
   /** Clients' stdin attached before the next start. */
   readonly pendingStdin: Readable[] = [];
   restartTimer?: NodeJS.Timeout;

@@ -134,6 +134,8 @@ export interface ExecConfig {
   AttachStdout?: boolean;
   AttachStderr?: boolean;
   Privileged?: boolean;
+  /** [height, width] of the exec's pty (Tty), as Docker's API has it. */
+  ConsoleSize?: [number, number] | null;
 }
 
 export interface ExecInspect {
@@ -188,4 +190,24 @@ export interface ContainerService {
   /** The iptables rules a container made from `body` would get (`berth run --dry-run`); creates nothing. */
   networkPlan(body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }>;
   close(): Promise<void>;
+}
+
+/** One attached terminal client, as the engine sees it. */
+export interface TtyClientSink {
+  write(data: Buffer): boolean;
+  backlog(): number;
+  close(reason: string): void;
+}
+
+/** Interactive terminals (tty containers and execs): what the API's hijacked streams use. */
+export interface TtyService {
+  /** Check an attach before the stream opens (so errors are HTTP errors); the detach keys to use. */
+  attachTtyCheck(ref: string, detachKeys?: string, size?: { rows?: number; cols?: number }): Promise<{ detachKeys: string }>;
+  /** Serve one client until it detaches, its input ends or the run ends. */
+  attachTty(
+    ref: string,
+    opts: { client: TtyClientSink; input?: Readable; detachKeys?: string; size?: { rows?: number; cols?: number }; clientId?: string; signal?: AbortSignal },
+  ): Promise<'detached' | 'ended'>;
+  resize(ref: string, rows: number, cols: number, clientId?: string): Promise<void>;
+  execResize(execId: string, rows: number, cols: number): Promise<void>;
 }

@@ -1,3 +1,4 @@
+import type { IPty } from 'node-pty';
 import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -272,9 +273,39 @@ export class OciRuntime {
    * when env has none.
    */
   exec(id: string, proc: ExecProcess, stdio: StdioOptions = 'pipe'): ChildProcess {
+    const { args, cleanup } = this.execArgs(id, proc, false);
+    const child = spawn(this.path, args, { stdio });
+    child.once('exit', cleanup);
+    child.once('error', cleanup);
+    return child;
+  }
+
+  /**
+   * Run a process in a running container with a terminal (`exec -it`): runc makes the pty
+   * inside the container (so `tty` there names a /dev/pts of its own) and copies it to
+   * its own stdio, which is a pty node-pty made for us in a new session: our side can
+   * resize it (runc passes SIGWINCH on) and nothing the process types can reach berthd's
+   * own terminal.
+   */
+  execTty(id: string, proc: ExecProcess, size: { rows: number; cols: number }): IPty {
+    const { args, cleanup } = this.execArgs(id, proc, true);
+    // Loaded on first use: node-pty is native, and most commands never need it.
+    const nodePty = require('node-pty') as typeof import('node-pty');
+    let p: IPty;
+    try {
+      p = nodePty.spawn(this.path, args, { name: 'xterm', cols: size.cols, rows: size.rows, cwd: '/', env: { PATH: process.env.PATH ?? DEFAULT_PATH_ENV.slice(5) }, encoding: null });
+    } catch (e) {
+      cleanup();
+      throw e;
+    }
+    p.onExit(cleanup);
+    return p;
+  }
+
+  private execArgs(id: string, proc: ExecProcess, terminal: boolean): { args: string[]; cleanup: () => void } {
     if (!proc.args.length) throw new InvalidArgumentError('no command to run', { hint: 'give the command to execute' });
     const processJson = {
-      terminal: false,
+      terminal,
       user: proc.user,
       args: proc.args,
       env: proc.env.some((e) => e.startsWith('PATH=')) ? proc.env : [DEFAULT_PATH_ENV, ...proc.env],
@@ -284,11 +315,7 @@ export class OciRuntime {
     fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });
     const file = path.join(this.root, `exec-${randomBytes(8).toString('hex')}.json`);
     fs.writeFileSync(file, JSON.stringify(processJson), { mode: 0o600 });
-    const child = spawn(this.path, ['--root', this.root, 'exec', '--process', file, id], { stdio });
-    const cleanup = (): void => fs.rmSync(file, { force: true });
-    child.once('exit', cleanup);
-    child.once('error', cleanup);
-    return child;
+    return { args: ['--root', this.root, 'exec', '--process', file, id], cleanup: () => fs.rmSync(file, { force: true }) };
   }
 
   /** The monitor's exit record for a container, or undefined while it runs. */

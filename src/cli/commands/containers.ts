@@ -3,7 +3,8 @@ import { collect, connect, CliContext } from '../context';
 import { ago, formatItems, humanSize, shortId, table } from '../format';
 import { expandEnv, parseBytes, parseCpus, parseFilters, parseKeyValues, parseLabels, parseRestart, readEnvFile } from '../parse';
 import { writeArchive } from '../progress';
-import { InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/errors';
+import { attachTerminal, runTerminal, windowSize, type TerminalStream } from '../terminal';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
 import { formatPortLines, formatPortsSummary, parseExpose, parsePublish, type PortBinding, type PortSummary } from '../../network/port-spec';
 
@@ -37,7 +38,8 @@ function createOptions(c: Command): Command {
     .option('--expose <port>', 'expose a port or range without publishing it: 80, 7000-7002/udp', collect)
     .option('--network <mode>', 'network: bridge (default: own address, NAT to the host), host (share the host\'s), none (loopback only)')
     .addOption(new Option('--net <mode>', 'alias of --network').hideHelp())
-    .addOption(new Option('-t, --tty', 'allocate a pseudo-tty (coming with interactive mode)'));
+    .option('-t, --tty', 'give the container a terminal (a pty); with -i, an interactive session: detach with ctrl-p ctrl-q')
+    .option('--detach-keys <keys>', 'the keys that detach from the terminal, e.g. ctrl-a,d (default ctrl-p,ctrl-q)');
 }
 
 interface CreateFlags {
@@ -61,6 +63,7 @@ interface CreateFlags {
   stopSignal?: string;
   interactive?: boolean;
   tty?: boolean;
+  detachKeys?: string;
   detach?: boolean;
   volume?: string[];
   mount?: string[];
@@ -137,7 +140,6 @@ export function parseMount(spec: string): Record<string, unknown> {
 }
 
 export function createBody(image: string, args: string[], o: CreateFlags): CreateBody {
-  if (o.tty) throw new InvalidArgumentError('-t/--tty is not supported yet', { hint: 'run without -t (interactive ptys come with the interactive-mode work)' });
   const env = [...(o.envFile ?? []).flatMap(readEnvFile), ...(o.env ?? []).map(expandEnv).filter((e): e is string => !!e)];
   const restart = parseRestart(o.restart);
   if (o.rm && restart.Name !== 'no') throw new InvalidArgumentError('--rm and --restart cannot be combined', { hint: 'drop one of them' });
@@ -164,8 +166,9 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
     AttachStdin: !!o.interactive && !o.detach,
     AttachStdout: !o.detach,
     AttachStderr: !o.detach,
-    Tty: false,
+    Tty: !!o.tty,
     HostConfig: {
+      ...(o.tty && windowSize().rows ? { ConsoleSize: [windowSize().rows, windowSize().cols] } : {}),
       AutoRemove: !!o.rm,
       RestartPolicy: restart,
       ReadonlyRootfs: !!o.readOnly,
@@ -235,6 +238,46 @@ export async function runAttached(ctx: CliContext, id: string, o: { interactive?
   return r.StatusCode;
 }
 
+/**
+ * `run -it` and `attach` to a tty container: the terminal session, then the exit code —
+ * the container's, or 0 when the user detached and it keeps running.
+ */
+export async function runTerminalSession(
+  ctx: CliContext,
+  id: string,
+  o: { interactive: boolean; autoRemove?: boolean; detachKeys?: string; start?: boolean },
+): Promise<number> {
+  const exited = await ctx.containers.waitRegistered(id, o.autoRemove ? 'removed' : 'next-exit');
+  let stream: TerminalStream;
+  try {
+    stream = await attachTerminal(ctx, id, { stdin: o.interactive, detachKeys: o.detachKeys });
+  } catch (e) {
+    runError(e);
+  }
+  await runTerminal(stream, {
+    stdin: o.interactive,
+    afterAttach: o.start
+      ? () =>
+          ctx.containers.start(id).then(
+            () => undefined,
+            async (e) => {
+              stream.socket.destroy();
+              if (o.autoRemove) await ctx.containers.remove(id, { force: true }).catch(() => undefined);
+              runError(e);
+            },
+          )
+      : undefined,
+  });
+  if (o.interactive) process.stdin.destroy();
+  // The stream ended: the run is over, or the user detached and it runs on.
+  const state = await ctx.containers.inspect(id).then((i) => i.State, () => undefined);
+  if (state && (state.Status === 'running' || state.Status === 'paused')) {
+    exited.cancel(); // detached: it runs on
+    return 0;
+  }
+  return (await exited.result).StatusCode;
+}
+
 /** Exit codes like docker run: 125 the daemon refused, 126 not executable, 127 not found. */
 function runError(e: unknown): never {
   const err = e as BerthError & { exitCode?: number };
@@ -244,6 +287,27 @@ function runError(e: unknown): never {
 
 export function containerCommands(program: Command): void {
   const container = program.command('container').description('manage containers');
+
+  for (const c of [program.command('attach <CONTAINER>'), container.command('attach <CONTAINER>')]) {
+    c.description("attach your terminal to a running container's input and output (a tty container: its screen, redrawn)")
+      .option('--no-stdin', 'do not attach stdin (watch only)')
+      .option('--detach-keys <keys>', 'the keys that detach, e.g. ctrl-a,d (default ctrl-p,ctrl-q)')
+      .addHelpText('after', '\nExamples:\n  berth run -dit --name box busybox sh   then   berth attach box   (detach: ctrl-p ctrl-q)\n  berth attach --no-stdin box            watch without typing\n\nSeveral clients may attach at once: all see the same screen and may all type.')
+      .action(async (ref: string, o: { stdin: boolean; detachKeys?: string }, cmd: Command) => {
+        const ctx = await connect(cmd);
+        const info = await ctx.containers.inspect(ref);
+        if (info.Config.Tty) {
+          process.exitCode = await runTerminalSession(ctx, info.Id, { interactive: o.stdin && !!info.Config.OpenStdin, detachKeys: o.detachKeys });
+          return;
+        }
+        if (info.State.Status !== 'running') throw new ConflictError('You cannot attach to a stopped container, start it first', { hint: `berth start ${ref}` });
+        const exited = await ctx.containers.waitRegistered(info.Id, 'next-exit');
+        const output = await ctx.containers.attach(info.Id, { stdin: o.stdin && info.Config.OpenStdin ? process.stdin : undefined, stream: true, tty: false });
+        await pumpOutput(output);
+        process.exitCode = (await exited.result).StatusCode;
+        if (o.stdin) process.stdin.destroy();
+      });
+  }
 
   createOptions(program.command('run <IMAGE> [COMMAND...]'))
     .description('create and start a container; without -d, stream its output and exit with its exit code')
@@ -278,6 +342,10 @@ export function containerCommands(program: Command): void {
       if (o.detach) {
         await ctx.containers.start(id).catch(runError);
         process.stdout.write(id + '\n');
+        return;
+      }
+      if (o.tty) {
+        process.exitCode = await runTerminalSession(ctx, id, { interactive: !!o.interactive, autoRemove: !!o.rm, detachKeys: o.detachKeys, start: true });
         return;
       }
       process.exitCode = await runAttached(ctx, id, { interactive: o.interactive, autoRemove: o.rm });
@@ -414,12 +482,15 @@ export function containerCommands(program: Command): void {
       .option('-w, --workdir <dir>', 'working directory')
       .option('-u, --user <user>', 'user to run as')
       .option('-i, --interactive', 'attach stdin')
-      .addOption(new Option('-t, --tty', 'allocate a pseudo-tty (coming with interactive mode)'))
+      .option('-t, --tty', 'give the process a terminal (a pty); with -i, an interactive session')
+      .addHelpText('after', '\nExamples:\n  berth exec cache redis-cli info\n  berth exec -it cache sh        an interactive shell in the running container')
       .passThroughOptions()
       .action(async (ref: string, args: string[], o: { detach?: boolean; env?: string[]; workdir?: string; user?: string; interactive?: boolean; tty?: boolean }, cmd: Command) => {
-        if (o.tty) throw new InvalidArgumentError('-t/--tty is not supported yet', { hint: 'run exec without -t' });
         const ctx = await connect(cmd);
+        const { rows, cols } = windowSize();
         const { Id } = await ctx.containers.execCreate(ref, {
+          Tty: !!o.tty,
+          ...(o.tty && rows && cols ? { ConsoleSize: [rows, cols] as [number, number] } : {}),
           Cmd: args,
           Env: (o.env ?? []).map(expandEnv).filter((e): e is string => !!e),
           WorkingDir: o.workdir,
@@ -430,6 +501,19 @@ export function containerCommands(program: Command): void {
         });
         if (o.detach) {
           await ctx.transport.json('POST', `/exec/${Id}/start`, { body: { Detach: true } });
+          return;
+        }
+        if (o.tty) {
+          const socket = await ctx.transport.hijack('POST', `/exec/${Id}/start`, { body: { Detach: false, Tty: true } });
+          const resize = async (r: number, c: number) => void (await ctx.transport.request("POST", `/exec/${Id}/resize`, { query: { h: r, w: c } })).resume();
+          await runTerminal({ socket, resize }, { stdin: !!o.interactive });
+          if (o.interactive) process.stdin.destroy();
+          let info = await ctx.containers.execInspect(Id);
+          for (let i = 0; i < 100 && info.Running; i++) {
+            await new Promise((r) => setTimeout(r, 20));
+            info = await ctx.containers.execInspect(Id);
+          }
+          process.exitCode = info.ExitCode ?? 0;
           return;
         }
         process.exitCode = await ctx.containers.execStart(Id, { stdin: o.interactive ? process.stdin : undefined, stdout: process.stdout, stderr: process.stderr });
