@@ -1,0 +1,196 @@
+import test from 'ava';
+import * as pty from 'node-pty';
+import { Terminal } from '@xterm/headless';
+import { TestDaemon } from '../helpers/daemon';
+
+/**
+ * The real docker CLI against berthd in a real terminal: the CLI runs under node-pty (so
+ * it sees a tty, puts it in raw mode, sends SIGWINCH resizes) and what it prints is fed to
+ * a headless xterm, whose screen the tests read. Every wait polls the screen (or the exit)
+ * with a deadline; nothing relies on a fixed sleep.
+ */
+
+class Screen {
+  readonly p: pty.IPty;
+  readonly term: Terminal;
+  /** Everything the CLI printed, raw (for failure messages). */
+  raw = '';
+  readonly exited: Promise<{ exitCode: number; signal?: number }>;
+  exit?: { exitCode: number; signal?: number };
+
+  constructor(args: string[], env: NodeJS.ProcessEnv, readonly cols = 100, readonly rows = 30) {
+    this.term = new Terminal({ cols, rows, scrollback: 1000, allowProposedApi: true });
+    this.p = pty.spawn('docker', args, { name: 'xterm-256color', cols, rows, env: env as { [k: string]: string }, cwd: '/' });
+    this.p.onData((d) => {
+      this.raw += d;
+      this.term.write(d);
+    });
+    this.exited = new Promise((resolve) =>
+      this.p.onExit((e) => {
+        this.exit = e;
+        resolve(e);
+      }),
+    );
+  }
+
+  /** The screen's text (scrollback included), once xterm has applied everything written so far. */
+  text(): Promise<string> {
+    return new Promise((resolve) =>
+      this.term.write('', () => {
+        const b = this.term.buffer.active;
+        const lines: string[] = [];
+        for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? '');
+        resolve(lines.join('\n'));
+      }),
+    );
+  }
+
+  /** Poll the screen until `re` matches; the match, or an error showing the screen. */
+  async waitFor(re: RegExp, timeout = 15_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const m = (await this.text()).match(re);
+      if (m) return m;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re} on the screen:\n${await this.text()}\n--- raw: ${JSON.stringify(this.raw.slice(-2000))}`);
+      if (this.exit) throw new Error(`docker exited (${JSON.stringify(this.exit)}) before ${re} showed:\n${await this.text()}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Type a command, then wait for the marker its output must contain (marker split in the command so the echo of the typing does not match). */
+  async run(cmd: string, re: RegExp, timeout?: number): Promise<RegExpMatchArray> {
+    this.p.write(cmd + '\r');
+    return this.waitFor(re, timeout);
+  }
+
+  async waitExit(timeout = 15_000): Promise<{ exitCode: number; signal?: number }> {
+    let t: NodeJS.Timeout | undefined;
+    const r = await Promise.race([this.exited, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), timeout)))]);
+    clearTimeout(t);
+    if (!r) throw new Error(`docker did not exit in ${timeout} ms:\n${await this.text()}`);
+    return r;
+  }
+
+  kill(): void {
+    if (!this.exit) {
+      try {
+        this.p.kill('SIGKILL');
+      } catch {
+        /* gone already */
+      }
+    }
+    this.term.dispose();
+  }
+}
+
+/** `sh` output markers: `echo A""B` prints AB while the typed line shows A""B. */
+const mark = (a: string, b: string) => ({ cmd: `echo ${a}""${b}`, re: new RegExp(`^${a}${b}$`, 'm') });
+
+async function startDaemon(t: import('ava').ExecutionContext): Promise<TestDaemon> {
+  const d = await TestDaemon.start();
+  const screens: Screen[] = [];
+  (t.context as { screens?: Screen[] }).screens = screens;
+  t.teardown(async () => {
+    for (const s of screens) s.kill();
+    await d.stop();
+  });
+  return d;
+}
+
+function screen(t: import('ava').ExecutionContext, d: TestDaemon, args: string[], cols?: number, rows?: number): Screen {
+  const s = new Screen(args, d.env, cols, rows);
+  (t.context as { screens: Screen[] }).screens.push(s);
+  return s;
+}
+
+test('docker run -it --rm busybox sh: a pty, its size, a resize, the exit code', async (t) => {
+  const d = await startDaemon(t);
+  const s = screen(t, d, ['run', '-it', '--rm', 'busybox', 'sh'], 100, 30);
+  await s.waitFor(/[#$] $/m, 60_000);
+  const tty = await s.run('tty; ' + mark('T', 'DONE').cmd, /^(\/dev\/\S+)\s*\n\s*TDONE$/m);
+  t.is(tty[1], '/dev/pts/0');
+  const size = await s.run('stty size; ' + mark('S', '1').cmd, /^(\d+ \d+)\s*\n\s*S1$/m);
+  t.is(size[1], '30 100');
+  // Resize the terminal: docker gets SIGWINCH and posts /resize; poll until the pty follows.
+  s.p.resize(120, 40);
+  s.term.resize(120, 40);
+  let got = '';
+  const deadline = Date.now() + 10_000;
+  for (let i = 0; Date.now() < deadline; i++) {
+    const m = await s.run(`stty size; ${mark('R', String(i)).cmd}`, new RegExp(`^(\\d+ \\d+)\\s*\\n\\s*R${i}$`, 'm'));
+    got = m[1];
+    if (got === '40 120') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(got, '40 120', 'stty size after resizing the terminal to 120x40');
+  s.p.write('exit 7\r');
+  const e = await s.waitExit();
+  t.is(e.exitCode, 7, await s.text());
+  // --rm: the container goes away.
+  for (let i = 0; i < 100 && (await d.docker(['ps', '-aq'])).stdout.trim() !== ''; i++) await new Promise((r) => setTimeout(r, 100));
+  t.is((await d.docker(['ps', '-aq'])).stdout.trim(), '');
+});
+
+test('docker attach shows the current screen; ctrl-p ctrl-q detaches and the container keeps running', async (t) => {
+  const d = await startDaemon(t);
+  const run = await d.docker(['run', '-dit', '--name', 'box', 'busybox', 'sh']);
+  t.is(run.code, 0, run.stderr);
+
+  // (2) first attach: the prompt is redrawn without typing (the screen is replayed).
+  const a1 = screen(t, d, ['attach', 'box'], 100, 30);
+  await a1.waitFor(/[#$] $/m, 15_000);
+  await a1.run('echo m""1', /^m1$/m);
+  a1.p.write('\x10'); // ctrl-p
+  a1.p.write('\x11'); // ctrl-q
+  const e1 = await a1.waitExit();
+  t.log(`docker attach after ctrl-p ctrl-q exited ${JSON.stringify(e1)}; screen tail: ${JSON.stringify((await a1.text()).trimEnd().split('\n').slice(-2))}`);
+  const ps = await d.docker(['ps', '--filter', 'name=box', '--format', '{{.Names}} {{.Status}}']);
+  t.regex(ps.stdout, /^box Up/m, 'the container still runs after the detach');
+
+  // A second attach shows m1 without typing anything.
+  const a2 = screen(t, d, ['attach', 'box'], 100, 30);
+  await a2.waitFor(/^m1$/m, 15_000);
+  t.pass('m1 shown by the second attach without typing');
+  a2.p.write('\x10\x11');
+  await a2.waitExit();
+});
+
+async function withBox(t: import('ava').ExecutionContext): Promise<TestDaemon> {
+  const d = await startDaemon(t);
+  const run = await d.docker(['run', '-dit', '--name', 'box', 'busybox', 'sh']);
+  if (run.code !== 0) throw new Error(`docker run -dit failed: ${run.stderr}`);
+  return d;
+}
+
+test('docker exec -it box sh: a pty, its size, the exit code', async (t) => {
+  const d = await withBox(t);
+  const x = screen(t, d, ['exec', '-it', 'box', 'sh'], 90, 25);
+  await x.waitFor(/[#$] $/m, 15_000);
+  const tty = await x.run('tty; ' + mark('X', 'T').cmd, /^(\S+)\s*\n\s*XT$/m);
+  t.regex(tty[1], /^\/dev\/pts\/\d+$/);
+  const size = await x.run('stty size; ' + mark('X', 'S').cmd, /^(\d+ \d+)\s*\n\s*XS$/m);
+  t.is(size[1], '25 90', 'stty size in exec -it matches the terminal (docker sends it by POST /exec/{id}/resize right after the start)');
+  // Diagnostic: a resize once the exec runs does reach its pty.
+  x.p.resize(110, 35);
+  x.term.resize(110, 35);
+  let later = '';
+  for (let i = 0, deadline = Date.now() + 10_000; Date.now() < deadline; i++) {
+    later = (await x.run(`stty size; ${mark('Y', String(i)).cmd}`, new RegExp(`^(\\d+ \\d+)\\s*\\n\\s*Y${i}$`, 'm')))[1];
+    if (later === '35 110') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(later, '35 110', 'stty size after resizing the terminal during exec -it');
+  x.p.write('exit 3\r');
+  const ex = await x.waitExit();
+  t.is(ex.exitCode, 3, await x.text());
+});
+
+test('echo hi | docker exec -i box cat prints hi (the exec start body is not stdin)', async (t) => {
+  const d = await withBox(t);
+  const cat = await d.docker(['exec', '-i', 'box', 'cat'], { input: 'hi\n' });
+  t.is(cat.code, 0, cat.stderr);
+  t.is(cat.stdout, 'hi\n');
+
+  const still = await d.docker(['ps', '--filter', 'name=box', '--format', '{{.Names}}']);
+  t.is(still.stdout.trim(), 'box');
+});
