@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { benchImport } from './import';
 import { benchNetwork } from './network';
 import { benchIdleMemory, benchRun } from './run-container';
+import { benchTty } from './tty';
 import { benchVolumes } from './volumes';
 
 /**
@@ -16,6 +17,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   memory: benchIdleMemory,
   volumes: benchVolumes,
   network: benchNetwork,
+  tty: benchTty,
 };
 
 async function main(): Promise<void> {
