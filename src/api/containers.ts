@@ -122,7 +122,7 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
       const raw = openRawStream(ctx, 'application/vnd.docker.raw-stream', { 'Berth-Attach-Id': clientId });
       const ac = new AbortController();
       void raw.closed.then(() => ac.abort());
-      const client = { write: (d: Buffer) => raw.write(d), backlog: () => raw.backlog(), close: () => raw.end() };
+      const client = { write: (d: Buffer) => raw.write(d), backlog: () => raw.backlog(), close: () => raw.end(), drained: () => raw.drain() };
       await engine
         .attachTty(params[0], { client, input: wantStdin ? raw.input : undefined, detachKeys: checked.detachKeys, size, clientId, signal: ac.signal })
         .catch(() => undefined); // the stream is open: an error now can only end it

@@ -1001,7 +1001,8 @@ export class Engine implements ContainerService {
     const bad = checkSize(rows, cols);
     if (bad) throw new InvalidArgumentError(bad, { hint: 'rows and columns are whole numbers from 1 to 10000' });
     const e = this.execs.get(execId);
-    e.resize?.(rows, cols);
+    if (e.resize) e.resize(rows, cols);
+    else if (e.ExitCode === null) e.pendingSize = { rows, cols };
   }
 
   async execCreate(ref: string, cfg: ExecConfig): Promise<{ Id: string }> {
@@ -1035,10 +1036,12 @@ export class Engine implements ContainerService {
     try {
       if (e.config.Tty) {
         const cs = Array.isArray(e.config.ConsoleSize) ? e.config.ConsoleSize : [];
-        const size = { rows: cs[0] > 0 && cs[0] <= 10000 ? cs[0] : 24, cols: cs[1] > 0 && cs[1] <= 10000 ? cs[1] : 80 };
+        const size = e.pendingSize ?? { rows: cs[0] > 0 && cs[0] <= 10000 ? cs[0] : 24, cols: cs[1] > 0 && cs[1] <= 10000 ? cs[1] : 80 };
         code = await runExecTty(this.runtimeFor(rec.Runtime), c.id, proc, { stdin: e.config.AttachStdin ? io.stdin : undefined, output: io.stdout }, size, (pid, resize) => {
           e.Pid = pid;
           e.resize = resize;
+          // One that came while the pty was being made (after `size` was read) applies now.
+          if (e.pendingSize && (e.pendingSize.rows !== size.rows || e.pendingSize.cols !== size.cols)) resize(e.pendingSize.rows, e.pendingSize.cols);
         });
       } else code = await runExec(
         this.runtimeFor(rec.Runtime),

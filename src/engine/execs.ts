@@ -23,6 +23,8 @@ export interface ExecRecord {
   started: boolean;
   /** Resize its pty (tty execs, while they run). */
   resize?: (rows: number, cols: number) => void;
+  /** A size asked for before its pty existed (the docker CLI resizes right after the upgrade). */
+  pendingSize?: { rows: number; cols: number };
 }
 
 export class ExecStore {

@@ -197,6 +197,7 @@ export interface TtyClientSink {
   write(data: Buffer): boolean;
   backlog(): number;
   close(reason: string): void;
+  drained(): Promise<void>;
 }
 
 /** Interactive terminals (tty containers and execs): what the API's hijacked streams use. */

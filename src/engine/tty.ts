@@ -11,8 +11,10 @@ import { SerializeAddon } from '@xterm/addon-serialize';
  * - feeds all output to a headless terminal emulator, so a client that attaches later is
  *   shown the screen as it is now (redrawn, like tmux), not a blank line;
  * - fans output out to every attached client; a client whose socket has more than
- *   MAX_BACKLOG bytes unsent is dropped, so a frozen client never stalls the container or
- *   the others (the monitor, too, drops berthd rather than block the pty);
+ *   MAX_BACKLOG bytes unsent is skipped (like tmux): it gets nothing more until it has
+ *   drained, and then the whole screen, redrawn. A frozen client never stalls the
+ *   container or the others, and costs no more memory than its backlog (the monitor, for
+ *   its part, drops berthd rather than block the pty);
  * - merges everyone's input;
  * - sizes the pty like tmux: the smallest rows and the smallest columns of the clients
  *   that told their size (a resize without a client applies to the newest client).
@@ -25,6 +27,8 @@ export interface TtyClient {
   backlog(): number;
   /** Drop the client (its connection is closed). */
   close(reason: string): void;
+  /** Resolves when its backlog has been sent. */
+  drained(): Promise<void>;
 }
 
 export interface Attached {
@@ -36,15 +40,25 @@ export interface Attached {
 
 const MAX_BACKLOG = 4 << 20;
 const MAX_FRAME = 0xffff;
+/** Output kept raw for rebuilding the screen when the emulator falls behind. */
+const RECENT = 1 << 20;
+/** Output handed to the emulator and not yet parsed, beyond which it stops being fed. */
+const MAX_PARSE_BACKLOG = 2 << 20;
 
 export class TtySession {
   private sock?: net.Socket;
   private readonly term: Terminal;
   private readonly serializer = new SerializeAddon();
-  private readonly clients = new Map<number, { client: TtyClient; rows?: number; cols?: number }>();
+  private readonly clients = new Map<number, { client: TtyClient; rows?: number; cols?: number; lagging?: boolean }>();
   private nextId = 1;
   private size: { rows: number; cols: number };
   private closed = false;
+  /** The last RECENT bytes of output, raw. */
+  private recent: Buffer[] = [];
+  private recentBytes = 0;
+  /** Bytes given to the emulator and not parsed yet; over MAX_PARSE_BACKLOG the screen goes stale. */
+  private parsing = 0;
+  private stale = false;
 
   constructor(
     private readonly attachSocket: string,
@@ -56,7 +70,11 @@ export class TtySession {
     this.term.loadAddon(this.serializer);
   }
 
-  /** Connect to the monitor (at start, and again when berthd adopts a running container). */
+  /**
+   * Connect to the monitor (at start, and again when berthd adopts a running container).
+   * Should the monitor drop us (we fell 4 MiB behind), connect again at once: input and
+   * resizes must keep working; the output in between is lost to clients (it is in the log).
+   */
   connect(): Promise<void> {
     return new Promise((resolve, reject) => {
       const sock = net.connect(this.attachSocket);
@@ -64,23 +82,38 @@ export class TtySession {
         sock.removeListener('error', reject);
         sock.on('error', (e) => this.log(`tty: ${e.message}`));
         this.sock = sock;
+        // Our size, again: the monitor does not know who we are.
+        sock.write(Buffer.from([1, this.size.rows >> 8, this.size.rows & 255, this.size.cols >> 8, this.size.cols & 255]));
         resolve();
       });
       sock.once('error', reject);
       sock.on('data', (d: Buffer) => this.output(d));
       sock.on('close', () => {
-        if (this.sock === sock) this.sock = undefined;
+        if (this.sock !== sock) return;
+        this.sock = undefined;
+        if (!this.closed) this.log('the monitor dropped berthd (it fell behind the output); reconnecting');
+        // After the run the socket is gone and this fails quietly; the session closes on exit.
+        if (!this.closed) setTimeout(() => void this.connect().catch(() => undefined), 10);
       });
     });
   }
 
   /** Replay past output (the log's tail after a daemon restart) into the screen state. */
   prime(data: Buffer): void {
-    this.term.write(data);
+    this.remember(data);
+    this.feed(data);
   }
 
-  /** The escape sequences that redraw the current screen on a fresh terminal. */
-  screen(): Promise<Buffer> {
+  /**
+   * The escape sequences that redraw the current screen on a fresh terminal. If the
+   * emulator fell behind a burst, it is rebuilt from the recent output first.
+   */
+  async screen(): Promise<Buffer> {
+    if (this.stale) {
+      this.stale = false;
+      this.term.reset();
+      this.feed(Buffer.concat(this.recent));
+    }
     // Writes are applied asynchronously by xterm: wait for the ones queued so far.
     return new Promise((resolve) => this.term.write('', () => resolve(Buffer.from('\x1b[H\x1b[2J' + this.serializer.serialize({ scrollback: 0 }), 'utf8'))));
   }
@@ -132,16 +165,36 @@ export class TtySession {
   }
 
   private output(data: Buffer): void {
-    this.term.write(data);
-    for (const [id, c] of this.clients) {
+    this.remember(data);
+    // Parsing is the expensive part: during a burst stop feeding the emulator (it would
+    // starve the socket and the monitor would drop us) and rebuild it when asked.
+    if (this.stale || this.parsing > MAX_PARSE_BACKLOG) this.stale = true;
+    else this.feed(data);
+    for (const c of this.clients.values()) {
+      if (c.lagging) continue;
       if (c.client.backlog() > MAX_BACKLOG) {
-        this.clients.delete(id);
-        c.client.close('the client did not keep up with the output');
-        this.fit();
+        c.lagging = true;
+        void c.client.drained().then(async () => {
+          if (this.closed) return;
+          const screen = await this.screen();
+          if (c.lagging) c.client.write(screen);
+          c.lagging = false;
+        });
         continue;
       }
       c.client.write(data);
     }
+  }
+
+  private feed(data: Buffer): void {
+    this.parsing += data.length;
+    this.term.write(data, () => (this.parsing -= data.length));
+  }
+
+  private remember(data: Buffer): void {
+    this.recent.push(data);
+    this.recentBytes += data.length;
+    while (this.recentBytes - this.recent[0].length >= RECENT) this.recentBytes -= this.recent.shift()!.length;
   }
 
   private input(data: Buffer): void {

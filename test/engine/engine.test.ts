@@ -47,7 +47,7 @@ test('a detached sleep is listed as Up; stop ends it within the timeout (143 or 
   t.true((await env.inspect('sleeper')).State.Pid > 0);
   const t0 = Date.now();
   t.true(await env.engine.stop('sleeper', { timeout: 1 }));
-  t.true(Date.now() - t0 < 5000);
+  t.true(Date.now() - t0 < 9000, 'well before the default 10 s timeout'); // generous: CI machines are loaded
   const i = await env.inspect(id);
   t.false(i.State.Running);
   t.true([137, 143].includes(i.State.ExitCode));

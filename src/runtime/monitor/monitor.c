@@ -9,7 +9,7 @@
  * format and our exit record directly, and its start protocol is ours. It allocates
  * nothing after start-up; its private memory is about 130 kB (VmRSS reads ~1.5 MB, nearly
  * all of it libc pages shared with every other process; Pss ~200 kB). In tty mode its
- * static queues (1 MiB for the attach client, 64 KiB of input) add up to ~1.1 MB more, paid
+ * static queues (4 MiB for the attach client, 64 KiB of input) add up to ~4.1 MB more, paid
  * only as far as they are used.
  *
  * Usage (every path absolute):
@@ -85,7 +85,7 @@
  *     - A new connection replaces the current client: the old one is closed. A client
  *       sees only output produced after it connected (no replay: read the log for that).
  *     - monitor -> client: the raw pty output bytes, unframed. Sends never block: output
- *       the client has not taken is queued, and when more than 1 MiB (1048576 bytes) is
+ *       the client has not taken is queued, and when more than 4 MiB (4194304 bytes) is
  *       queued the client is dropped (closed, the queue discarded). The container never
  *       waits for a client. A client that is dropped sees EOF, as when the container exits.
  *     - client -> monitor: a stream of frames, each beginning with a type byte:
@@ -136,7 +136,7 @@
 #define CHUNK 16384           /* Docker's partial-line size */
 #define DRAIN_MS 5000         /* how long to wait for EOF after init exited */
 #define MSG_MAX 4096          /* longest error message passed on fd 3 */
-#define CLIENT_OUT_MAX (1 << 20) /* tty: output queued for the attach client before it is dropped */
+#define CLIENT_OUT_MAX (4 << 20) /* tty: output queued for the attach client before it is dropped */
 #define INPUT_MAX 65536       /* tty: input queued for the pty; more is dropped */
 
 static struct {
