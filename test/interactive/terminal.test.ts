@@ -333,10 +333,9 @@ test('bad input: stopped or unknown containers, bad detach keys, bad sizes, a cl
   t.is(await y.waitExit(LONG), 0);
 });
 
-// Known bug (berth attach, tty branch): the CLI does not refuse a stopped container before
-// attaching, and berthd accepts an attach to an exited -i container (it waits for the next
-// start, for `start -ai`), so `berth attach` hangs. Remove `.failing` once fixed.
-test.failing('bad input: berth attach to a stopped -dit container fails with a hint (hangs today)', async (t) => {
+// berthd accepts an attach to an exited -i container (it waits for the next start, for
+// `start -ai`); `berth attach` itself refuses a stopped container, with a hint.
+test('bad input: berth attach to a stopped -dit container fails with a hint', async (t) => {
   const d = await daemon(t);
   await runBox(t, d, 'halted');
   const stop = await d.berth(['stop', '-t', '1', 'halted']);
@@ -354,9 +353,8 @@ test.failing('bad input: berth attach to a stopped -dit container fails with a h
 
 });
 
-// Known bug (runTerminalSession): with --rm, a container whose attach is refused (here: bad
-// detach keys) is left behind, created and never started. Remove `.failing` once fixed.
-test.failing('bad input: run -it --rm with bad detach keys leaves no container behind', async (t) => {
+// Bad detach keys are refused before anything is created.
+test('bad input: run -it --rm with bad detach keys leaves no container behind', async (t) => {
   const d = await daemon(t);
   const badRun = await d.berth(['run', '-it', '--rm', '--detach-keys', 'nonsense-key', 'busybox', 'sh']);
   t.not(badRun.code, 0);

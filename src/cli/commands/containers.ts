@@ -5,6 +5,7 @@ import { expandEnv, parseBytes, parseCpus, parseFilters, parseKeyValues, parseLa
 import { writeArchive } from '../progress';
 import { ConflictError, InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/errors';
 import { attachTerminal, runTerminal, windowSize, type TerminalStream } from '../terminal';
+import { parseDetachKeys } from '../../engine/detach-keys';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
 import { formatPortLines, formatPortsSummary, parseExpose, parsePublish, type PortBinding, type PortSummary } from '../../network/port-spec';
 
@@ -140,6 +141,7 @@ export function parseMount(spec: string): Record<string, unknown> {
 }
 
 export function createBody(image: string, args: string[], o: CreateFlags): CreateBody {
+  if (o.detachKeys !== undefined) parseDetachKeys(o.detachKeys); // refused before anything is made
   const env = [...(o.envFile ?? []).flatMap(readEnvFile), ...(o.env ?? []).map(expandEnv).filter((e): e is string => !!e)];
   const restart = parseRestart(o.restart);
   if (o.rm && restart.Name !== 'no') throw new InvalidArgumentError('--rm and --restart cannot be combined', { hint: 'drop one of them' });
@@ -252,6 +254,8 @@ export async function runTerminalSession(
   try {
     stream = await attachTerminal(ctx, id, { stdin: o.interactive, detachKeys: o.detachKeys });
   } catch (e) {
+    exited.cancel();
+    if (o.autoRemove && o.start) await ctx.containers.remove(id, { force: true }).catch(() => undefined);
     runError(e);
   }
   await runTerminal(stream, {
@@ -296,11 +300,13 @@ export function containerCommands(program: Command): void {
       .action(async (ref: string, o: { stdin: boolean; detachKeys?: string }, cmd: Command) => {
         const ctx = await connect(cmd);
         const info = await ctx.containers.inspect(ref);
+        if (info.State.Status !== 'running' && info.State.Status !== 'paused') {
+          throw new ConflictError('You cannot attach to a stopped container, start it first', { hint: `berth start ${ref}` });
+        }
         if (info.Config.Tty) {
           process.exitCode = await runTerminalSession(ctx, info.Id, { interactive: o.stdin && !!info.Config.OpenStdin, detachKeys: o.detachKeys });
           return;
         }
-        if (info.State.Status !== 'running') throw new ConflictError('You cannot attach to a stopped container, start it first', { hint: `berth start ${ref}` });
         const exited = await ctx.containers.waitRegistered(info.Id, 'next-exit');
         const output = await ctx.containers.attach(info.Id, { stdin: o.stdin && info.Config.OpenStdin ? process.stdin : undefined, stream: true, tty: false });
         await pumpOutput(output);
