@@ -518,7 +518,7 @@ export class Engine implements ContainerService {
         });
         try {
           if (rec.Config.Tty) {
-            tty = new TtySession(attachPath(p.attachSocket, created.monitorPid), { rows: tsize?.height, cols: tsize?.width }, (m) => this.log(`${id}: ${m}`));
+            tty = new TtySession(attachPath(p.attachSocket, created.monitorPid), { rows: tsize?.height, cols: tsize?.width }, (m) => this.log(`${id}: ${m}`), () => logTail(p.log));
             await tty.connect();
             // Clients waiting to attach (docker run -it) join before the process runs, so
             // they miss none of its output.
@@ -1184,10 +1184,11 @@ export class Engine implements ContainerService {
         }
         if (rec.Config.Tty) {
           // The monitor still holds the pty: connect again, and rebuild the screen from the log.
-          const tty = new TtySession(attachPath(p.attachSocket, rec.MonitorPid), consoleSize(rec.HostConfig) ? { rows: consoleSize(rec.HostConfig)!.height, cols: consoleSize(rec.HostConfig)!.width } : {}, (m) => this.log(`${c.id}: ${m}`));
+          const size = consoleSize(rec.HostConfig);
+          const tty = new TtySession(attachPath(p.attachSocket, rec.MonitorPid), size ? { rows: size.height, cols: size.width } : {}, (m) => this.log(`${c.id}: ${m}`), () => logTail(p.log));
           try {
             await tty.connect();
-            for await (const e of readLogs(p.log, { tail: 1000 })) tty.prime(e.log);
+            tty.prime(await logTail(p.log));
             c.tty = tty;
           } catch (e) {
             tty.close();
@@ -1344,4 +1345,11 @@ function consoleSize(hc: ContainerRecord['HostConfig']): { height: number; width
  */
 function attachPath(socket: string, monitorPid: number): string {
   return Buffer.byteLength(socket) < 100 ? socket : `/proc/${monitorPid}/cwd/${path.basename(socket)}`;
+}
+
+/** A tty container's recent output from its log (the last 1000 entries), to rebuild its screen. */
+async function logTail(log: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const e of readLogs(log, { tail: 1000 })) parts.push(e.log);
+  return Buffer.concat(parts);
 }

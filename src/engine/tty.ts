@@ -59,11 +59,15 @@ export class TtySession {
   /** Bytes given to the emulator and not parsed yet; over MAX_PARSE_BACKLOG the screen goes stale. */
   private parsing = 0;
   private stale = false;
+  /** Output was lost between the monitor and us: rebuild from the log, not from `recent`. */
+  private gap = false;
 
   constructor(
     private readonly attachSocket: string,
     size: { rows?: number; cols?: number } = {},
     private readonly log: (m: string) => void = () => undefined,
+    /** The output as logged (its tail): the truth to rebuild the screen from after a gap. */
+    private readonly logTail?: () => Promise<Buffer>,
   ) {
     this.size = { rows: size.rows || 24, cols: size.cols || 80 };
     this.term = new Terminal({ rows: this.size.rows, cols: this.size.cols, scrollback: 1000, allowProposedApi: true });
@@ -91,9 +95,13 @@ export class TtySession {
       sock.on('close', () => {
         if (this.sock !== sock) return;
         this.sock = undefined;
-        if (!this.closed) this.log('the monitor dropped berthd (it fell behind the output); reconnecting');
+        if (this.closed) return;
+        this.log('the monitor dropped berthd (it fell behind the output); reconnecting');
+        // Output was lost in between: the screen is rebuilt from the log, and every client
+        // is sent it, so nobody is left with a torn screen.
+        this.gap = true;
         // After the run the socket is gone and this fails quietly; the session closes on exit.
-        if (!this.closed) setTimeout(() => void this.connect().catch(() => undefined), 10);
+        setTimeout(() => void this.connect().then(() => this.redrawAll(), () => undefined), 10);
       });
     });
   }
@@ -109,7 +117,13 @@ export class TtySession {
    * emulator fell behind a burst, it is rebuilt from the recent output first.
    */
   async screen(): Promise<Buffer> {
-    if (this.stale) {
+    if (this.gap && this.logTail) {
+      this.gap = false;
+      this.stale = false;
+      const tail = await this.logTail().catch(() => Buffer.concat(this.recent));
+      this.term.reset();
+      this.feed(tail);
+    } else if (this.stale) {
       this.stale = false;
       this.term.reset();
       this.feed(Buffer.concat(this.recent));
@@ -184,6 +198,12 @@ export class TtySession {
       }
       c.client.write(data);
     }
+  }
+
+  private async redrawAll(): Promise<void> {
+    if (this.clients.size === 0) return;
+    const screen = await this.screen();
+    for (const c of this.clients.values()) if (!c.lagging) c.client.write(screen);
   }
 
   private feed(data: Buffer): void {
