@@ -60,8 +60,8 @@ import { ANONYMOUS_LABEL, anonymousName, type Volumes } from './volume-service';
 import { resolveInRoot } from '../runtime/rootfs';
 import { checkPorts, networkMode, type BridgeNetwork, type NetworkMode } from '../network/network';
 import type { PublishedPort } from '../network/rules';
-import { checkSize, TtySession, type Attached, type TtyClient } from './tty';
-import { DEFAULT_DETACH_KEYS, DetachWatcher, parseDetachKeys } from './detach-keys';
+import { TtySession } from './tty';
+import { checkWindow, TtyAttachments, type TtyAttachOptions } from './tty-attach';
 
 const execFileP = promisify(execFile);
 
@@ -142,8 +142,7 @@ export class Engine implements ContainerService {
   private readonly log: (msg: string) => void;
   private closed = false;
   private net?: BridgeNetwork;
-  /** Attached tty clients by the id the API gave them (their resizes are theirs alone). */
-  private readonly ttyClients = new Map<string, { container: string; attached: Attached }>();
+  private readonly ttys = new TtyAttachments((c, action) => this.emit(c.rec, action));
 
   private constructor(
     private readonly store: ContainerStore,
@@ -915,91 +914,25 @@ export class Engine implements ContainerService {
     );
   }
 
-  /**
-   * Attach to a tty container's terminal: `client` gets its output (the current screen
-   * first, redrawn, unless the run has not started yet), `input` is typed into it. Ends
-   * (resolves) when the client detaches with the detach keys, its input or connection
-   * ends, or the run ends. A client attached before the start (docker run -it) waits for it.
-   */
-  async attachTty(
-    ref: string,
-    opts: { client: TtyClient; input?: Readable; detachKeys?: string; size?: { rows?: number; cols?: number }; clientId?: string; signal?: AbortSignal },
-  ): Promise<'detached' | 'ended'> {
-    const { detachKeys } = await this.attachTtyCheck(ref, opts.detachKeys, opts.size);
-    const keys = parseDetachKeys(detachKeys);
-    const c = this.live(ref);
-    if (c.rec.State.Status === 'paused') throw new ConflictError(`container ${c.id} is paused, unpause it first`, { hint: 'berth unpause it' });
-    let fresh = false;
-    if (!c.tty) {
-      if (isUp(c.rec)) throw new ConflictError(`the terminal of container ${c.id} is not available`, { hint: 'see the daemon log; restart the container' });
-      if (c.rec.State.Status !== 'created' && c.rec.State.Status !== 'exited' && c.rec.State.Status !== 'restarting') {
-        throw new ConflictError(`container ${c.id} is ${c.rec.State.Status}`, { hint: 'start it first' });
-      }
-      await c.started.next(opts.signal); // docker run -it: attach, then start
-      fresh = true;
-    }
-    const session = c.tty;
-    if (!session) throw new ConflictError(`container ${c.id} is not running`, { hint: 'start it first' });
-    this.emit(c.rec, 'attach');
-    if (!fresh) opts.client.write(await session.screen());
-    return new Promise((resolve) => {
-      const att = session.attach(opts.client, opts.size);
-      if (opts.clientId) this.ttyClients.set(opts.clientId, { container: c.id, attached: att });
-      const watcher = new DetachWatcher(keys);
-      let done = false;
-      const finish = (how: 'detached' | 'ended') => {
-        if (done) return;
-        done = true;
-        att.detach();
-        if (opts.clientId) this.ttyClients.delete(opts.clientId);
-        opts.input?.removeListener('data', onData);
-        if (how === 'detached') this.emit(c.rec, 'detach');
-        resolve(how);
-      };
-      const onData = (d: Buffer) => {
-        const { pass, detach } = watcher.feed(d);
-        if (pass.length) att.input(pass);
-        if (detach) finish('detached');
-      };
-      opts.input?.on('data', onData);
-      opts.input?.once('end', () => finish('ended'));
-      opts.signal?.addEventListener('abort', () => finish('ended'), { once: true });
-      void c.exited.next(opts.signal).then(() => finish('ended'), () => finish('ended'));
-    });
+  /** A tty container's terminal: see tty-attach.ts. */
+  async attachTty(ref: string, opts: TtyAttachOptions): Promise<'detached' | 'ended'> {
+    this.checkOpen();
+    return this.ttys.attach(this.live(ref), opts);
   }
 
   async attachTtyCheck(ref: string, detachKeys?: string, size?: { rows?: number; cols?: number }): Promise<{ detachKeys: string }> {
     this.checkOpen();
-    const c = this.live(ref);
-    if (!c.rec.Config.Tty) throw new InvalidArgumentError(`container ${c.id} has no terminal`, { hint: 'attach without a tty, or create the container with -t' });
-    parseDetachKeys(detachKeys || DEFAULT_DETACH_KEYS);
-    if (size && (size.rows !== undefined || size.cols !== undefined)) {
-      const bad = checkSize(size.rows ?? 0, size.cols ?? 0);
-      if (bad) throw new InvalidArgumentError(bad, { hint: 'rows and columns are whole numbers from 1 to 10000' });
-    }
-    if (!isUp(c.rec) && c.rec.State.Status !== 'created' && !(c.rec.Config.OpenStdin && c.rec.State.Status === 'exited')) {
-      throw new ConflictError(`You cannot attach to a stopped container, start it first`, { hint: `berth start ${c.rec.Name.slice(1)}` });
-    }
-    return { detachKeys: detachKeys || DEFAULT_DETACH_KEYS };
+    return this.ttys.check(this.live(ref), detachKeys, size);
   }
 
-  /** Docker's /containers/{id}/resize: the pty's window, for one attached client (`clientId`) or the newest. */
   async resize(ref: string, rows: number, cols: number, clientId?: string): Promise<void> {
     this.checkOpen();
-    const c = this.live(ref);
-    const bad = checkSize(rows, cols);
-    if (bad) throw new InvalidArgumentError(bad, { hint: 'rows and columns are whole numbers from 1 to 10000' });
-    if (!c.rec.Config.Tty) throw new InvalidArgumentError(`container ${c.id} has no terminal`, { hint: 'only a container made with -t has a window size' });
-    if (!isUp(c.rec) || !c.tty) throw new ConflictError(`Container ${c.id} is not running`, { hint: 'start it first' });
-    const known = clientId ? this.ttyClients.get(clientId) : undefined;
-    if (known && known.container === c.id) known.attached.resize(rows, cols);
-    else c.tty.resizeNewest(rows, cols);
+    this.ttys.resize(this.live(ref), rows, cols, clientId);
   }
 
   async execResize(execId: string, rows: number, cols: number): Promise<void> {
     this.checkOpen();
-    const bad = checkSize(rows, cols);
-    if (bad) throw new InvalidArgumentError(bad, { hint: 'rows and columns are whole numbers from 1 to 10000' });
+    checkWindow(rows, cols);
     const e = this.execs.get(execId);
     if (e.resize) e.resize(rows, cols);
     else if (e.ExitCode === null) e.pendingSize = { rows, cols };
