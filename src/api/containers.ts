@@ -5,6 +5,7 @@ import { frame, STDERR, STDOUT } from './stdcopy';
 import { InvalidArgumentError } from '../../volumes/errors';
 import type { ContainerService, CreateBody, ExecConfig, OutputChunk, TtyService, WaitCondition } from '../engine/service';
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { EventBus } from '../engine/events';
 
 /** Docker's /containers, /exec, /commit and /events routes. */
@@ -158,24 +159,19 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
     }
     const tty = info.ProcessConfig.tty;
     const raw = openRawStream(ctx, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
-    if (tty) {
-      const out = new (require('node:stream').Writable)({
-        write(chunk: Buffer, _enc: string, cb: (e?: Error) => void) {
-          raw.write(chunk);
+    // A tty's output is one raw stream; without one, stdout and stderr are multiplexed.
+    const writer = (stream?: 1 | 2) =>
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          raw.write(stream ? frame(stream, chunk) : chunk);
           cb();
         },
       });
-      await engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: out });
+    if (tty) {
+      await engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: writer() });
       raw.end();
       return;
     }
-    const writer = (stream: 1 | 2) =>
-      new (require('node:stream').Writable)({
-        write(chunk: Buffer, _enc: string, cb: (e?: Error) => void) {
-          raw.write(frame(stream, chunk));
-          cb();
-        },
-      });
     await engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: writer(STDOUT), stderr: writer(STDERR) });
     raw.end();
   });

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { ConflictError, InvalidArgumentError } from '../../volumes/errors';
 import { DEFAULT_DETACH_KEYS, DetachWatcher, parseDetachKeys } from './detach-keys';
 import type { LiveContainer } from './live-container';
-import { checkSize, type Attached, type TtyClient } from './tty';
+import type { Attached, TtyClient } from './tty';
 
 /**
  * Clients attached to tty containers (the engine's attach for `-t` containers): checks,
@@ -25,10 +25,11 @@ function isUp(c: LiveContainer): boolean {
   return c.rec.State.Status === 'running' || c.rec.State.Status === 'paused';
 }
 
-/** A window size from an API call, or a typed error. */
+/** A window size from an API call (Docker's limits: 1-10000 each way), or a typed error. */
 export function checkWindow(rows: number, cols: number): void {
-  const bad = checkSize(rows, cols);
-  if (bad) throw new InvalidArgumentError(bad, { hint: SIZE_HINT });
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1 || rows > 10000 || cols > 10000) {
+    throw new InvalidArgumentError(`invalid window size ${rows}x${cols}`, { hint: SIZE_HINT });
+  }
 }
 
 export class TtyAttachments {

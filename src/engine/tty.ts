@@ -87,7 +87,7 @@ export class TtySession {
         sock.on('error', (e) => this.log(`tty: ${e.message}`));
         this.sock = sock;
         // Our size, again: the monitor does not know who we are.
-        sock.write(Buffer.from([1, this.size.rows >> 8, this.size.rows & 255, this.size.cols >> 8, this.size.cols & 255]));
+        sock.write(resizeFrame(this.size.rows, this.size.cols));
         resolve();
       });
       sock.once('error', reject);
@@ -238,14 +238,11 @@ export class TtySession {
     if (rows === this.size.rows && cols === this.size.cols) return;
     this.size = { rows, cols };
     this.term.resize(cols, rows);
-    this.sock?.write(Buffer.from([1, rows >> 8, rows & 255, cols >> 8, cols & 255]));
+    this.sock?.write(resizeFrame(rows, cols));
   }
 }
 
-/** Docker's limits for a window size: 1-10000 each way. */
-export function checkSize(rows: number, cols: number): string | undefined {
-  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1 || rows > 10000 || cols > 10000) {
-    return `invalid window size ${rows}x${cols}`;
-  }
-  return undefined;
+/** The attach protocol's resize frame: 0x01 ROWS16 COLS16 (monitor.c's header). */
+function resizeFrame(rows: number, cols: number): Buffer {
+  return Buffer.from([1, rows >> 8, rows & 255, cols >> 8, cols & 255]);
 }

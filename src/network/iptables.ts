@@ -1,4 +1,4 @@
-import { tool } from './exec';
+import { tool } from '../../volumes/volumes/exec';
 import type { Rule, Table } from './rules';
 
 /**
@@ -66,7 +66,7 @@ export class IptablesExecutor implements Executor {
       for (const j of add) out.push(['-I', j.chain, '1', ...j.args].join(' '));
       out.push('COMMIT');
     }
-    if (out.length) await tool('iptables-restore', ['-w', '5', '--noflush'], out.join('\n') + '\n');
+    if (out.length) await tool('iptables-restore', ['-w', '5', '--noflush'], { input: out.join('\n') + '\n' });
   }
 
   async remove(chains: Array<{ table: Table; chain: string }>): Promise<void> {
@@ -85,19 +85,6 @@ export class IptablesExecutor implements Executor {
       for (const c of own) out.push(`-X ${c.chain}`);
       out.push('COMMIT');
     }
-    if (out.length) await tool('iptables-restore', ['-w', '5', '--noflush'], out.join('\n') + '\n');
-  }
-}
-
-/** Prints what it would do: `--dry-run`. */
-export class DryRunExecutor implements Executor {
-  constructor(private readonly print: (line: string) => void) {}
-  async apply(chains: Array<{ table: Table; chain: string }>, rules: Rule[], jumps: Rule[] = []): Promise<void> {
-    for (const c of chains) this.print(`-t ${c.table} -N ${c.chain}`);
-    for (const j of jumps) this.print(['-t', j.table, '-I', j.chain, '1', ...j.args].join(' '));
-    for (const r of rules) this.print(['-t', r.table, '-A', r.chain, ...r.args].join(' '));
-  }
-  async remove(chains: Array<{ table: Table; chain: string }>): Promise<void> {
-    for (const c of chains) this.print(`-t ${c.table} -X ${c.chain}`);
+    if (out.length) await tool('iptables-restore', ['-w', '5', '--noflush'], { input: out.join('\n') + '\n' });
   }
 }

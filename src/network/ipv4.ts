@@ -42,6 +42,11 @@ export function parseSubnet(cidr: string): Subnet {
   return { base, prefix };
 }
 
+/** The subnet of `ip`/`prefix` (host bits cleared), e.g. a route's destination. */
+export function subnetOf(ip: number, prefix: number): Subnet {
+  return { base: (ip & mask(prefix)) >>> 0, prefix };
+}
+
 export function formatSubnet(s: Subnet): string {
   return `${numToIp(s.base)}/${s.prefix}`;
 }

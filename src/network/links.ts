@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { FailedPreconditionError } from '../../volumes/errors';
-import { tool } from './exec';
+import { tool } from '../../volumes/volumes/exec';
 
 /**
  * The links of the bridge network, through iproute2: the daemon's bridge, and one veth
@@ -19,13 +19,13 @@ async function showLinks(args: string[]): Promise<LinkInfo[]> {
   return JSON.parse(out || '[]') as LinkInfo[];
 }
 
-export async function linkExists(name: string): Promise<boolean> {
+export function linkExists(name: string): boolean {
   return fs.existsSync(`/sys/class/net/${name}`);
 }
 
 /** Make (or adopt) the bridge, give it the gateway address, bring it up, route localhost through it. */
 export async function ensureBridge(name: string, gatewayCidr: string): Promise<void> {
-  if (await linkExists(name)) {
+  if (linkExists(name)) {
     const [info] = await showLinks(['dev', name]);
     if (info?.linkinfo?.info_kind !== 'bridge') {
       throw new FailedPreconditionError(`${name} exists and is not a bridge`, { hint: 'give the daemon another --bridge name' });
@@ -33,7 +33,7 @@ export async function ensureBridge(name: string, gatewayCidr: string): Promise<v
   } else {
     await tool('ip', ['link', 'add', 'name', name, 'type', 'bridge']);
   }
-  await tool('ip', ['-batch', '-'], `addr replace ${gatewayCidr} dev ${name}\nlink set ${name} up\n`);
+  await tool('ip', ['-batch', '-'], { input: `addr replace ${gatewayCidr} dev ${name}\nlink set ${name} up\n` });
   // Packets from 127.0.0.1, DNATed to a container, leave through the bridge: the kernel
   // must not call them martian there. The raw-table guard keeps this from opening
   // localhost to the bridge (CVE-2020-8558).
@@ -43,12 +43,12 @@ export async function ensureBridge(name: string, gatewayCidr: string): Promise<v
 }
 
 export async function deleteLink(name: string): Promise<void> {
-  if (await linkExists(name)) await tool('ip', ['link', 'del', 'dev', name]).catch(() => undefined);
+  if (linkExists(name)) await tool('ip', ['link', 'del', 'dev', name]).catch(() => undefined);
 }
 
 /** The ports (veths) enslaved to `bridge`. */
 export async function linksOn(bridge: string): Promise<string[]> {
-  if (!(await linkExists(bridge))) return [];
+  if (!linkExists(bridge)) return [];
   return (await showLinks(['master', bridge])).map((l) => l.ifname);
 }
 
@@ -71,7 +71,7 @@ export interface Attachment {
  */
 export async function attach(a: Attachment): Promise<void> {
   await deleteLink(a.hostIf); // a stale one from a run a crash interrupted
-  await tool('ip', ['-batch', '-'], [
+  await tool('ip', ['-batch', '-'], { input: [
     `link add name ${a.hostIf} type veth peer name eth0 address ${a.mac} netns ${a.pid}`,
     `link set ${a.hostIf} master ${a.bridge}`,
     // Hairpin: with br_netfilter, a container's packet to its own published port is
@@ -79,15 +79,15 @@ export async function attach(a: Attachment): Promise<void> {
     `link set dev ${a.hostIf} type bridge_slave hairpin on`,
     `link set ${a.hostIf} up`,
     '',
-  ].join('\n'));
+  ].join('\n') });
   try {
-    await tool('nsenter', [`--net=/proc/${a.pid}/ns/net`, 'ip', '-batch', '-'], [
+    await tool('nsenter', [`--net=/proc/${a.pid}/ns/net`, 'ip', '-batch', '-'], { input: [
       `addr add ${a.address}/${a.prefix} dev eth0`,
       'link set lo up',
       'link set eth0 up',
       `route add default via ${a.gateway}`,
       '',
-    ].join('\n'));
+    ].join('\n') });
   } catch (e) {
     await deleteLink(a.hostIf);
     throw e;

@@ -5,7 +5,7 @@ import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
 import { writeFileAtomic } from '../../volumes/store/atomic';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
-import { formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, type Subnet } from './ipv4';
+import { formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';
 import { attach, deleteLink, ensureBridge, linksOn } from './links';
 import { portRequests } from './mappings';
 import { containerResolvConf } from './resolv';
@@ -72,11 +72,8 @@ function hostRoutes(): Array<{ subnet: Subnet; dev: string }> {
   for (const r of routes) {
     if (!r.dst || r.dst === 'default') continue;
     const [ip, p] = r.dst.split('/');
-    const prefix = p === undefined ? 32 : Number(p);
     try {
-      const n = ipToNum(ip);
-      const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-      out.push({ subnet: { base: (n & m) >>> 0, prefix }, dev: r.dev ?? '' });
+      out.push({ subnet: subnetOf(ipToNum(ip), p === undefined ? 32 : Number(p)), dev: r.dev ?? '' });
     } catch {
       // not an address we understand (multicast names): not in our way
     }
@@ -147,6 +144,8 @@ export class BridgeNetwork {
   /** The loopback resolver the gateway forwards to (a host with only 127.0.0.53 and the like). */
   private readonly dnsForward: string[];
   private readonly resolv: string;
+  /** The daemon's own rules (baseRules), computed once. */
+  private readonly rules: Rule[];
 
   private constructor(
     readonly config: NetConfig,
@@ -158,6 +157,7 @@ export class BridgeNetwork {
     const r = containerResolvConf(config.gateway, opts.resolvConfFiles);
     this.resolv = r.text;
     this.dnsForward = r.forwardTo ? [r.forwardTo] : [];
+    this.rules = baseRules(config, this.dnsForward);
   }
 
   /** Work out the configuration (flags, else network.json, else defaults), without touching the host. */
@@ -194,7 +194,7 @@ export class BridgeNetwork {
       for (const problem of await net.reservations.readopt(r.id, r.name, r.ports)) net.log(`${r.id}: ${problem}; its DNAT rule stays`);
       net.active.set(r.id, { ip: r.ip, ports: r.ports });
     }
-    await net.executor.apply(ownChains(config.suffix), [...baseRules(config, net.dnsForward), ...net.portRulesAll()], jumps(config));
+    await net.executor.apply(ownChains(config.suffix), [...net.rules, ...net.portRulesAll()], jumps(config));
     await writeFileAtomic(path.join(opts.root, 'network.json'), JSON.stringify({ bridge: config.bridge, subnet: formatSubnet(config.subnet), suffix: config.suffix }, null, 2) + '\n');
     return net;
   }
@@ -203,11 +203,10 @@ export class BridgeNetwork {
   static plan(opts: NetworkOptions): string[] {
     const config = BridgeNetwork.configure(opts);
     const fwd = containerResolvConf(config.gateway, opts.resolvConfFiles).forwardTo;
-    const dns = fwd ? [fwd] : [];
     return [
       ...ownChains(config.suffix).map((c) => `-t ${c.table} -N ${c.chain}`),
       ...jumps(config).map((j) => ruleLine(j, '-I')),
-      ...baseRules(config, dns).map((r) => ruleLine(r)),
+      ...baseRules(config, fwd ? [fwd] : []).map((r) => ruleLine(r)),
     ];
   }
 
@@ -294,7 +293,7 @@ export class BridgeNetwork {
     const c = chainsOf(this.config.suffix);
     const p = this.queue.then(() => {
       this.pending = undefined;
-      const dns = baseRules(this.config, this.dnsForward).filter((r) => r.chain === c.dnat);
+      const dns = this.rules.filter((r) => r.chain === c.dnat);
       return this.executor.apply([{ table: 'nat', chain: c.dnat }], [...dns, ...this.portRulesAll()]);
     });
     this.pending = p;

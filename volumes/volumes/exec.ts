@@ -1,5 +1,6 @@
 /**
- * Run the host tools the volume drivers use (cp, sync, btrfs, losetup, mount, mkfs.btrfs).
+ * Run host tools: the ones the volume drivers use (cp, sync, btrfs, losetup, mount,
+ * mkfs.btrfs) and the network's (ip, iptables-save/-restore, nsenter).
  * A missing tool is FAILED_PRECONDITION naming the package to install; a tool that fails
  * is INTERNAL with its stderr, except "no space" and "over quota", which the caller can
  * do something about (see `isNoSpace`, `isOverQuota`).
@@ -15,6 +16,10 @@ const PACKAGE: Record<string, string> = {
   losetup: 'util-linux',
   mount: 'mount',
   umount: 'mount',
+  ip: 'iproute2',
+  'iptables-save': 'iptables',
+  'iptables-restore': 'iptables',
+  nsenter: 'util-linux',
 };
 
 /** A tool that ran and failed: its exit code and what it said. */
@@ -31,11 +36,11 @@ export class ToolError extends InternalError {
 /** mkfs.btrfs, losetup and friends live in sbin, which a non-login PATH may lack. */
 const PATH = [...new Set([...(process.env.PATH ?? '/usr/bin:/bin').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'])].join(':');
 
-/** Run `cmd args` to completion and return its stdout. */
-export function tool(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+/** Run `cmd args` to completion (with `input` on its stdin) and return its stdout. */
+export function tool(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, PATH, LC_ALL: 'C' }; // C: the messages we match are the English ones
-    execFile(cmd, args, { cwd: opts.cwd, env, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { cwd: opts.cwd, env, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
       const e = err as NodeJS.ErrnoException & { code?: string | number };
       if (e.code === 'ENOENT' && !stderr) {
@@ -45,6 +50,10 @@ export function tool(cmd: string, args: string[], opts: { cwd?: string } = {}): 
       }
       reject(new ToolError(`${cmd} ${args.join(' ')}`, typeof e.code === 'number' ? e.code : null, stderr || e.message));
     });
+    if (opts.input !== undefined) {
+      child.stdin?.on('error', () => undefined); // a tool that fails early closes its stdin
+      child.stdin?.end(opts.input);
+    }
   });
 }
 

@@ -170,7 +170,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
     AttachStderr: !o.detach,
     Tty: !!o.tty,
     HostConfig: {
-      ...(o.tty && windowSize().rows ? { ConsoleSize: [windowSize().rows, windowSize().cols] } : {}),
+      ...(o.tty ? consoleSize() : {}),
       AutoRemove: !!o.rm,
       RestartPolicy: restart,
       ReadonlyRootfs: !!o.readOnly,
@@ -238,6 +238,12 @@ export async function runAttached(ctx: CliContext, id: string, o: { interactive?
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   return r.StatusCode;
+}
+
+/** HostConfig.ConsoleSize ([rows, cols]) from our terminal, when it knows its size. */
+function consoleSize(): { ConsoleSize?: [number, number] } {
+  const { rows, cols } = windowSize();
+  return rows && cols ? { ConsoleSize: [rows, cols] } : {};
 }
 
 /**
@@ -482,7 +488,7 @@ export function containerCommands(program: Command): void {
   }
 
   for (const c of [program.command('exec <CONTAINER> <COMMAND...>'), container.command('exec <CONTAINER> <COMMAND...>')]) {
-    c.description('run a command in a running container (non-interactive)')
+    c.description('run a command in a running container; -it for an interactive one with a terminal')
       .option('-d, --detach', 'run it in the background')
       .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect)
       .option('-w, --workdir <dir>', 'working directory')
