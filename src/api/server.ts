@@ -81,7 +81,7 @@ export class ApiServer {
       await handler({ req, res, params, query: url.searchParams, upgrade });
     } catch (e) {
       const { status, body } = errorResponse(e);
-      if (status >= 500) this.log.error(`${req.method} ${url.pathname}: ${(e as Error).stack ?? e}`);
+      if (status === 500) this.log.error(`${req.method} ${url.pathname}: ${(e as Error).stack ?? e}`);
       if (res.headersSent) {
         // Mid-stream: Docker's in-band error message, then close.
         if (!res.writableEnded) res.end(JSON.stringify({ errorDetail: { message: body.message }, error: body.message, code: body.code, hint: body.hint }) + '\n');

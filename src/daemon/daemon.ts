@@ -18,6 +18,7 @@ import { bestDriver, openDriver, type DriverName } from '../../volumes/drivers/s
 import { Volumes } from '../engine/volume-service';
 import { volumeRoutes } from '../api/volumes';
 import { networkRoutes } from '../api/networks';
+import { swarmRoutes } from '../api/swarm';
 import { BridgeNetwork } from '../network/network';
 
 export interface DaemonOptions extends DaemonLocation {
@@ -105,6 +106,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     imageRoutes(router, images);
     containerRoutes(router, engine, events);
     networkRoutes(router, id, engine, () => engine.networkInfo());
+    swarmRoutes(router);
 
     const server = new ApiServer(router, log);
     await server.listen(opts.socket);
