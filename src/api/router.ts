@@ -32,17 +32,17 @@ export class Router {
 
   match(method: string, rawPath: string): { handler: Handler; params: string[] } {
     const path = stripVersion(rawPath);
-    let pathMatched = false;
     for (const r of this.routes) {
       const m = r.pattern.exec(path);
       if (!m) continue;
-      pathMatched = true;
       if (r.method === method || (method === 'HEAD' && r.method === 'GET')) {
         return { handler: r.handler, params: m.slice(1).map((s) => decodeURIComponent(s)) };
       }
     }
-    throw new NotFoundError(`${pathMatched ? 'method not allowed' : 'page not found'}: ${method} ${path}`, {
-      hint: 'berth speaks the Docker Engine API v1.41 and /berth/v1; check the client version',
+    // Docker's answer to any route it does not serve, whatever the method: clients read a
+    // 404 with exactly this message as "this daemon has no such endpoint".
+    throw new NotFoundError('page not found', {
+      hint: `berth does not serve ${method} ${path}; it speaks the Docker Engine API v1.41 and /berth/v1`,
     });
   }
 }

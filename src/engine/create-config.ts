@@ -5,6 +5,7 @@ import type { ContainerConfig } from './container-record';
 import type { CreateBody, HostConfig, RestartPolicy } from './service';
 import { parseSize } from './units';
 import { parseVolumeSpec } from './mounts';
+import { dnsOverrides, parseExtraHosts } from '../network/dns-options';
 
 /**
  * The pure part of `create`: a POST /containers/create body checked and merged with its
@@ -140,6 +141,8 @@ function checkHostConfig(hc: HostConfig): HostConfig {
   out.LogConfig = { Type: 'json-file', Config: { ...(hc.LogConfig?.Config ?? {}) } };
   logLimits(out);
   for (const b of hc.Binds ?? []) parseVolumeSpec(b);
+  dnsOverrides(hc);
+  parseExtraHosts(hc.ExtraHosts);
   out.RestartPolicy = checkRestartPolicy(hc.RestartPolicy, !!hc.AutoRemove);
   out.AutoRemove = !!hc.AutoRemove;
   out.NetworkMode = hc.NetworkMode || 'default';

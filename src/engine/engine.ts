@@ -29,6 +29,7 @@ import { ContainerStore } from './container-store';
 import { commitConfig } from './commit-config';
 import { logLimits, mergeEnv, planCreate } from './create-config';
 import { writeEtcFiles } from './etc-files';
+import { nameSettings } from '../network/dns-options';
 import type { EventBus } from './events';
 import { ExecStore, runExec, runExecTty, toExecInspect } from './execs';
 import { watchExit } from './exit-watch';
@@ -266,6 +267,7 @@ export class Engine implements ContainerService {
             address: endpoint?.IPAddress,
             resolvConf: endpoint ? this.net?.resolvConf() : undefined,
             hostNetwork: mode === 'host',
+            ...nameSettings(rec.HostConfig, this.net?.info().gateway),
           });
           if (rec.Config.OpenStdin && !rec.Config.Tty) await execFileP('mkfifo', ['-m', '600', p.stdin]);
         });

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { containerResolvConf } from '../network/resolv';
+import { extraHostLines, resolvWithOverrides, type DnsOverrides, type ExtraHost } from '../network/dns-options';
 
 /**
  * The files Docker bind-mounts over a container's /etc/hostname, /etc/hosts and
@@ -26,6 +27,10 @@ export interface EtcContent {
   resolvConf?: string;
   /** `--network host`: the host's own /etc/hosts and resolv.conf, as Docker does. */
   hostNetwork?: boolean;
+  /** --dns, --dns-search, --dns-option: replace those lines of the resolv.conf. */
+  dns?: DnsOverrides;
+  /** --add-host entries (host-gateway already resolved), appended to /etc/hosts. */
+  extraHosts?: ExtraHost[];
 }
 
 export async function writeEtcFiles(p: { hostname: string; hosts: string; resolvConf: string }, c: EtcContent): Promise<void> {
@@ -39,6 +44,7 @@ export async function writeEtcFiles(p: { hostname: string; hosts: string; resolv
     const names = [...new Set([c.hostname, c.name])].join(' ');
     hosts += `${c.address}\t${names}\n`;
   }
+  if (c.extraHosts?.length) hosts = hosts.replace(/\n*$/, '\n') + extraHostLines(c.extraHosts);
   await fs.promises.writeFile(p.hosts, hosts, { mode: 0o644 });
-  await fs.promises.writeFile(p.resolvConf, resolv, { mode: 0o644 });
+  await fs.promises.writeFile(p.resolvConf, resolvWithOverrides(resolv, c.dns), { mode: 0o644 });
 }

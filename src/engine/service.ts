@@ -29,6 +29,20 @@ export interface HostConfig {
   ShmSize?: number;
   NetworkMode?: string;
   PortBindings?: Record<string, Array<{ HostIp?: string; HostPort?: string }>> | null;
+  Dns?: string[] | null;
+  DnsSearch?: string[] | null;
+  DnsOptions?: string[] | null;
+  ExtraHosts?: string[] | null;
+  CapAdd?: string[] | null;
+  CapDrop?: string[] | null;
+  Privileged?: boolean;
+  SecurityOpt?: string[] | null;
+  Ulimits?: Array<{ Name: string; Soft: number; Hard: number }> | null;
+  Sysctls?: Record<string, string> | null;
+  Devices?: Array<{ PathOnHost: string; PathInContainer?: string; CgroupPermissions?: string }> | null;
+  DeviceCgroupRules?: string[] | null;
+  Tmpfs?: Record<string, string> | null;
+  GroupAdd?: string[] | null;
   [k: string]: unknown;
 }
 

@@ -24,9 +24,10 @@ export function parsePortKey(key: string): { port: number; proto: 'tcp' | 'udp' 
 }
 
 function parseHostPort(s: string, key: string): [number, number] {
-  if (s === '' || s === undefined || s === null) return [0, 0];
+  // "0" is Docker's (and testcontainers') way to ask for a random port, like "".
+  if (s === '' || s === undefined || s === null || String(s) === '0') return [0, 0];
   const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(String(s));
-  const hint = 'give a host port from 1 to 65535, a range like 8000-8010, or nothing for a random one';
+  const hint = 'give a host port from 1 to 65535, a range like 8000-8010, or nothing (or 0) for a random one';
   if (!m) throw new InvalidArgumentError(`invalid host port ${JSON.stringify(s)} for ${key}`, { hint });
   const lo = Number(m[1]);
   const hi = m[2] !== undefined ? Number(m[2]) : lo;

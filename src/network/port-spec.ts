@@ -7,8 +7,9 @@ import { InvalidArgumentError } from '../../volumes/errors';
  *
  * Words: a *port key* is Docker's `"<containerPort>/<proto>"` (`"80/tcp"`), the key of
  * Config.ExposedPorts, HostConfig.PortBindings and NetworkSettings.Ports. A *binding* is
- * `{ HostIp, HostPort }`; `""` means "any address" / "a free port the daemon picks", and a
- * HostPort like `"8000-8002"` means "a free one in that range".
+ * `{ HostIp, HostPort }`; `""` means "any address" / "a free port the daemon picks" (HostPort
+ * `"0"` too, as testcontainers sends it), and a HostPort like `"8000-8002"` means "a free one
+ * in that range".
  *
  * Example: `parsePublish('127.0.0.1:8000-8001:80-81/udp')` →
  *   { exposed: ['80/udp', '81/udp'],
@@ -65,11 +66,13 @@ export function parsePublish(spec: string): PublishSpec {
   const [cStart, cEnd] = parseRange(containerPort, 'container port', (why, hint) => bad(why, hint));
   let hStart = 0;
   let hEnd = 0;
-  if (hostPort !== '') [hStart, hEnd] = parseRange(hostPort, 'host port', (why, hint) => bad(why, hint));
+  // Host port 0 is Docker's "a random free port", as "" is.
+  const randomHost = hostPort === '0';
+  if (hostPort !== '' && !randomHost) [hStart, hEnd] = parseRange(hostPort, 'host port', (why, hint) => bad(why, hint));
 
   // A host range for one container port is a pool to pick from; otherwise the two sides
   // pair one to one and must be the same length.
-  if (hostPort !== '' && cEnd - cStart !== hEnd - hStart && cStart !== cEnd) {
+  if (hostPort !== '' && !randomHost && cEnd - cStart !== hEnd - hStart && cStart !== cEnd) {
     throw bad(`container ports ${containerPort} and host ports ${hostPort} are not the same length`, `give ranges of equal length (-p 8000-8002:80-82), or leave the host port out (-p ${containerPort}) for random ones`);
   }
 
@@ -77,7 +80,7 @@ export function parsePublish(spec: string): PublishSpec {
   const bindings: Record<string, PortBinding[]> = {};
   for (let p = cStart; p <= cEnd; p++) {
     const key = `${p}/${proto}`;
-    let hp = hostPort === '' ? '' : String(hStart + (p - cStart));
+    let hp = hostPort === '' || randomHost ? hostPort : String(hStart + (p - cStart));
     if (cStart === cEnd && hStart !== hEnd) hp = `${hStart}-${hEnd}`;
     exposed.push(key);
     bindings[key] = [{ HostIp: ip, HostPort: hp }];

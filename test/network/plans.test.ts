@@ -22,13 +22,14 @@ test('PortBindings from the API become requests; bad ones are typed errors with 
     { proto: 'udp', containerPort: 53, hostIp: '127.0.0.1', hostPortLo: 0, hostPortHi: 0 },
     { proto: 'tcp', containerPort: 80, hostIp: '0.0.0.0', hostPortLo: 0, hostPortHi: 0 },
   ]);
+  // HostPort "0" is a random port, as Docker reads it (testcontainers sends it).
+  t.deepEqual(portRequests({}, { '6379/tcp': [{ HostPort: '0' }] }, false)[0], { proto: 'tcp', containerPort: 6379, hostIp: '0.0.0.0', hostPortLo: 0, hostPortHi: 0 });
   t.deepEqual(portRequests({}, { '80': [{ HostPort: '8000-8010' }] }, false)[0], { proto: 'tcp', containerPort: 80, hostIp: '0.0.0.0', hostPortLo: 8000, hostPortHi: 8010 });
   const bad: Array<[Record<string, unknown>, Record<string, Array<{ HostIp?: string; HostPort?: string }>>]> = [
     [{}, { '0/tcp': [{}] }],
     [{}, { '65536/tcp': [{}] }],
     [{}, { 'abc/tcp': [{}] }],
     [{}, { '80/sctp': [{}] }],
-    [{}, { '80/tcp': [{ HostPort: '0' }] }],
     [{}, { '80/tcp': [{ HostPort: '70000' }] }],
     [{}, { '80/tcp': [{ HostPort: '90-80' }] }],
     [{}, { '80/tcp': [{ HostIp: 'nope' }] }],

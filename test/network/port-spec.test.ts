@@ -32,6 +32,9 @@ const good: Array<[string, ReturnType<typeof parsePublish>]> = [
   ['127.0.0.1:8000-8002:80', { exposed: ['80/tcp'], bindings: { '80/tcp': any('8000-8002', '127.0.0.1') } }],
   ['7000-7001', { exposed: ['7000/tcp', '7001/tcp'], bindings: { '7000/tcp': any(), '7001/tcp': any() } }],
   ['0.0.0.0::7000-7001', { exposed: ['7000/tcp', '7001/tcp'], bindings: { '7000/tcp': any('', '0.0.0.0'), '7001/tcp': any('', '0.0.0.0') } }],
+  // Host port 0 is a random one (docker's -p 0:6379, what testcontainers sends).
+  ['0:6379', { exposed: ['6379/tcp'], bindings: { '6379/tcp': any('0') } }],
+  ['127.0.0.1:0:6379', { exposed: ['6379/tcp'], bindings: { '6379/tcp': any('0', '127.0.0.1') } }],
 ];
 
 for (const [spec, want] of good) {
@@ -44,8 +47,7 @@ const bad: string[] = [
   '', // empty
   '   ',
   '0', // port 0
-  '0:80',
-  '80:0',
+  '80:0', // container port 0
   '65536',
   '65536:80',
   'abc',
