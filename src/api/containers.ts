@@ -2,7 +2,7 @@ import { Router, Ctx } from './router';
 import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
 import { openRawStream, RawStream } from './hijack';
 import { frame, STDERR, STDOUT } from './stdcopy';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ContainerService, CreateBody, ExecConfig, OutputChunk, TtyService, WaitCondition } from '../engine/service';
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';

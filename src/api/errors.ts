@@ -3,7 +3,7 @@ import {
   ErrorCode,
   errorFromCode,
   toBerthError,
-} from '../../volumes/errors';
+} from '../../volumes/shared/errors';
 
 /**
  * The one table from error class to HTTP status (moby's errdefs → HTTP, in one place).

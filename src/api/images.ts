@@ -1,6 +1,6 @@
 import { Router, Ctx } from './router';
 import { JSONMessageStream, qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ImageService } from '../images/service';
 
 /** Docker's /images routes and berth's /berth/v1/images extensions. */

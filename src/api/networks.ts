@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Router } from './router';
 import { sendJSON } from './http';
-import { NotFoundError } from '../../volumes/errors';
+import { NotFoundError } from '../../volumes/shared/errors';
 import type { ContainerService } from '../engine/service';
 
 /**

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NotFoundError } from '../../volumes/errors';
+import { NotFoundError } from '../../volumes/shared/errors';
 
 /** What a route handler gets: the request, the response, path params and the query. */
 export interface Ctx {

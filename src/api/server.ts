@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Router } from './router';
 import { errorResponse } from './errors';
-import { UnavailableError } from '../../volumes/errors';
+import { UnavailableError } from '../../volumes/shared/errors';
 
 export interface Logger {
   info(msg: string): void;

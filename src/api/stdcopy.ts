@@ -15,7 +15,7 @@
  */
 import { Writable, type WritableOptions, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { InternalError, InvalidArgumentError } from '../../volumes/errors';
+import { InternalError, InvalidArgumentError } from '../../volumes/shared/errors';
 
 export const STDIN = 0, STDOUT = 1, STDERR = 2, SYSTEMERR = 3;
 export type StreamType = typeof STDIN | typeof STDOUT | typeof STDERR | typeof SYSTEMERR;

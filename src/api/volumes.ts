@@ -1,6 +1,6 @@
 import { Router } from './router';
 import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { VolumeCreateBody, VolumeService } from '../engine/volume-service';
 
 /** Docker's /volumes routes and berth's /berth/v1/volumes extensions (snapshots, restore, clone, export, import). */

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /** Output helpers shaped like the docker CLI's: tables, sizes, ages and --format. */
 

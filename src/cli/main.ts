@@ -5,7 +5,7 @@ import { imageCommands } from './commands/images';
 import { containerCommands } from './commands/containers';
 import { volumeCommands } from './commands/volumes';
 import { mainJob } from './commands/mainjob';
-import { BerthError, toBerthError } from '../../volumes/errors';
+import { BerthError, toBerthError } from '../../volumes/shared/errors';
 import { BERTH_VERSION } from '../version';
 
 /**

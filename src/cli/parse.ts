@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { RestartPolicy } from '../engine/service';
 
 /** Parsers for docker-style flag values; each bad value is a typed error with a hint. */

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type * as CliProgress from 'cli-progress';
 
 /**

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { errorFromResponse } from '../api/errors';
-import { UnavailableError, errorFromCode } from '../../volumes/errors';
+import { UnavailableError, errorFromCode } from '../../volumes/shared/errors';
 import { API_VERSION } from '../version';
 
 export interface RequestOptions {

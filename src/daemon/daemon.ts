@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { lockRoot } from './lock';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { DaemonLocation } from './options';
 import { OverlaySnapshotter } from '../../volumes/layers/overlay';
 import { ImageStore } from '../images/store';

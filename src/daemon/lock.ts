@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { UnavailableError } from '../../volumes/errors';
-import { writeFileAtomic } from '../../volumes/store/atomic';
-import { alive } from '../../volumes/store/process';
+import { UnavailableError } from '../../volumes/shared/errors';
+import { writeFileAtomic } from '../../volumes/shared/atomic';
+import { alive } from '../../volumes/shared/process';
 
 /**
  * One daemon per data root. proper-lockfile holds `<root>/berthd.lock`; our pid goes in

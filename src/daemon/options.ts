@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /** Where a daemon keeps its data and where it listens. Flags beat env beat defaults. */
 export interface DaemonLocation {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/errors';
-import { cleanAtomicLeftovers, fsyncDir, writeFileAtomic } from '../../volumes/store/atomic';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
+import { cleanAtomicLeftovers, fsyncDir, writeFileAtomic } from '../../volumes/shared/atomic';
 import { containerPaths, type ContainerPaths, type ContainerRecord } from './container-record';
 
 const ID_RE = /^[0-9a-f]{64}$/;

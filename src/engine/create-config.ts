@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ImageConfigFields } from '../images/service';
 import { validateWorkdir } from '../runtime/rootfs';
 import type { ContainerConfig } from './container-record';

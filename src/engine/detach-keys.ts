@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /**
  * Docker's detach keys: `ctrl-p,ctrl-q` (the default), any comma-separated list of single

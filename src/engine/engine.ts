@@ -12,7 +12,7 @@ import {
   InternalError,
   InvalidArgumentError,
   NotFoundError,
-} from '../../volumes/errors';
+} from '../../volumes/shared/errors';
 import { packDir } from '../../volumes/archive/pack';
 import { isMountPoint, mountAll, unmountAll } from '../../volumes/layers/mount';
 import type { Snapshotter } from '../../volumes/layers/snapshotter';

@@ -17,7 +17,7 @@
  *     (ev) => res.write(JSON.stringify(ev) + '\n'), () => res.end());
  *   req.on('close', off);
  */
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 export type EventType = 'container' | 'image' | 'volume' | 'network' | 'daemon';
 

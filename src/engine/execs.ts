@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ExecProcess, OciRuntime } from '../runtime/runtime';
 import type { ExecConfig, ExecInspect } from './service';
 

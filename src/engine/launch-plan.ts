@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { BerthError, FailedPreconditionError } from '../../volumes/errors';
+import { BerthError, FailedPreconditionError } from '../../volumes/shared/errors';
 import { findExecutable, lookupUser, resolveInRoot, validateWorkdirInRoot } from '../runtime/rootfs';
 import { DEFAULT_PATH_ENV, type ContainerSpecInput, type MountInput } from '../runtime/spec';
 import type { ExitCodeError } from '../runtime/runtime';

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { isValidName } from '../../volumes/drivers/names';
 import type { ContainerConfig } from './container-record';
 import type { HostConfig } from './service';

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /**
  * Container ids and names, as Docker makes them: ids are 64 hex digits (never all

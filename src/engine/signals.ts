@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /**
  * Signals as Docker takes them: a name with or without SIG ('TERM', 'SIGKILL'), any case,

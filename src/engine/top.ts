@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { InternalError, InvalidArgumentError } from '../../volumes/errors';
+import { InternalError, InvalidArgumentError } from '../../volumes/shared/errors';
 
 /**
  * `docker top`: the container's pids from the runtime (`runc ps --format json`), then the

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { ConflictError, InvalidArgumentError } from '../../volumes/errors';
+import { ConflictError, InvalidArgumentError } from '../../volumes/shared/errors';
 import { DEFAULT_DETACH_KEYS, DetachWatcher, parseDetachKeys } from './detach-keys';
 import type { LiveContainer } from './live-container';
 import type { Attached, TtyClient } from './tty';

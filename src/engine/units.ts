@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /**
  * Docker's size strings (go-units RAMInBytes): a number with an optional unit b, k, m, g,

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { checkName } from '../../volumes/drivers/names';
 import type { SnapshotInfo, SnapshotMetadata, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
 

@@ -2,7 +2,7 @@ import * as posix from 'node:path/posix';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { ContentStore, digestOf } from './content';
 import { compressionOf, drain, formatError, peek } from './streams';
 import type { Progress } from './service';

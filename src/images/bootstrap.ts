@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { FailedPreconditionError, InternalError, InvalidArgumentError, UnavailableError } from '../../volumes/errors';
+import { FailedPreconditionError, InternalError, InvalidArgumentError, UnavailableError } from '../../volumes/shared/errors';
 import { DEFAULT_PATH } from './config';
 import { familiarTagged, parseRepoTag } from './reference';
 import type { BootstrapOptions } from './service';

@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
-import { fsyncDir } from '../../volumes/store/atomic';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
+import { fsyncDir } from '../../volumes/shared/atomic';
 
 /**
  * The content store (containerd's content.Store, in small): immutable blobs named by

@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError } from '../../volumes/errors';
+import { ConflictError, NotFoundError } from '../../volumes/shared/errors';
 import type { Snapshotter } from '../../volumes/layers/snapshotter';
 import type { ContentStore } from './content';
 import type { Doc } from './records';

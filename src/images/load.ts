@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { ARCHIVE_HINT, ArchiveIndex, blobPath, missingFile, type ArchiveFile } from './archive';
 import { LAYER_MEDIA_TYPES, MEDIA, goArch, layerMediaType, type ImageConfig } from './config';
 import { familiarTagged, parseNamed, parseReference } from './reference';

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { familiarTagged, idPrefix, parseReference, splitTagged } from './reference';
 import type { Descriptor } from './save';
 

@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { UnavailableError } from '../../volumes/errors';
+import { UnavailableError } from '../../volumes/shared/errors';
 import { blobPath } from './archive';
 import { MEDIA } from './config';
 import type { ContentStore } from './content';

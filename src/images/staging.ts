@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
-import { FailedPreconditionError, InternalError } from '../../volumes/errors';
+import { FailedPreconditionError, InternalError } from '../../volumes/shared/errors';
 import { unmountAll } from '../../volumes/layers/mount';
 import type { LayerImportSpec } from './store';
 

@@ -9,8 +9,8 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-} from '../../volumes/errors';
-import { JsonStore } from '../../volumes/store/atomic';
+} from '../../volumes/shared/errors';
+import { JsonStore } from '../../volumes/shared/atomic';
 import type { Snapshotter } from '../../volumes/layers/snapshotter';
 import { applyLayer } from '../../volumes/archive/apply';
 import { packDir } from '../../volumes/archive/pack';

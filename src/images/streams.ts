@@ -1,5 +1,5 @@
 import { PassThrough, Readable } from 'node:stream';
-import { InvalidArgumentError, isBerthError, toBerthError, type BerthError } from '../../volumes/errors';
+import { InvalidArgumentError, isBerthError, toBerthError, type BerthError } from '../../volumes/shared/errors';
 import type { Progress } from './service';
 
 /**

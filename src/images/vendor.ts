@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { DEFAULT_PATH } from './config';
 import { familiarTagged, parseRepoTag } from './reference';
 import type { VendorOptions } from './service';

@@ -1,4 +1,4 @@
-import { FailedPreconditionError } from '../../volumes/errors';
+import { FailedPreconditionError } from '../../volumes/shared/errors';
 import { gatewayOf, numToIp, size, type Subnet } from './ipv4';
 
 /**

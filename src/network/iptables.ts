@@ -1,4 +1,4 @@
-import { tool } from '../../volumes/volumes/exec';
+import { tool } from '../../volumes/shared/host-tool';
 import type { Rule, Table } from './rules';
 
 /**

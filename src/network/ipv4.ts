@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /** IPv4 addresses as 32-bit numbers, and CIDR subnets: what the bridge and IPAM need. */
 

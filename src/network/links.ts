@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
-import { FailedPreconditionError } from '../../volumes/errors';
-import { tool } from '../../volumes/volumes/exec';
+import { FailedPreconditionError } from '../../volumes/shared/errors';
+import { tool } from '../../volumes/shared/host-tool';
 
 /**
  * The links of the bridge network, through iproute2: the daemon's bridge, and one veth

@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { isIPv4 } from './ipv4';
 import type { PortRequest } from './reservations';
 import type { PublishedPort } from './rules';

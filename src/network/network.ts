@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
-import { writeFileAtomic } from '../../volumes/store/atomic';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
+import { writeFileAtomic } from '../../volumes/shared/atomic';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
 import { formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 
 /**
  * Published and exposed ports as the docker CLI reads and prints them. Pure functions: no

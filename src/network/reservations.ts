@@ -1,7 +1,7 @@
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { ConflictError, FailedPreconditionError, InvalidArgumentError } from '../../volumes/errors';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import type { PublishedPort } from './rules';
 
 /**

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FailedPreconditionError, InternalError } from '../../volumes/errors';
+import { FailedPreconditionError, InternalError } from '../../volumes/shared/errors';
 
 /**
  * The TypeScript side of berth-monitor (src/runtime/monitor/monitor.c, whose top comment is

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 
 /**
  * Safe lookups inside an untrusted root filesystem (an image's, or a container's that has

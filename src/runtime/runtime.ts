@@ -11,8 +11,8 @@ import {
   InternalError,
   InvalidArgumentError,
   NotFoundError,
-} from '../../volumes/errors';
-import { writeFileAtomic } from '../../volumes/store/atomic';
+} from '../../volumes/shared/errors';
+import { writeFileAtomic } from '../../volumes/shared/atomic';
 import { readExit, startMonitor, type ExitRecord } from './monitor';
 import { validateWorkdir } from './rootfs';
 import { DEFAULT_PATH_ENV, specToJson, type OciSpec, type OciUser } from './spec';

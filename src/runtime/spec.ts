@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/errors';
+import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import { validateWorkdir } from './rootfs';
 
 /**

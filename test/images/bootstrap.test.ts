@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { exec, mountImage, openEnv } from './helpers';
 
 // Downloads a minimal Debian (~40 MB) from deb.debian.org: a few minutes, by design.

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { ContentStore } from '../../src/images/content';
 import { sha256 } from './helpers';
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { makeTar, openEnv, readTree, mountImage, sampleRootfs, sha256, snapshotNames, streamOf, waitFor, type Env } from './helpers';
 
 /** Everything the store holds: to show that a failed import left nothing behind. */

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { familiarTagged, fullTagged, idPrefix, parseNamed, parseReference, parseRepoTag } from '../../src/images/reference';
 import { applyChanges, chainIDs } from '../../src/images/config';
 import { parseLdd } from '../../src/images/vendor';

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { exec, mountImage, openEnv } from './helpers';
 
 test('a vendored redis image runs redis-server --version under chroot', async (t) => {

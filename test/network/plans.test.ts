@@ -5,7 +5,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { ConflictError, FailedPreconditionError, InvalidArgumentError } from '../../volumes/errors';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import { Ipam } from '../../src/network/ipam';
 import { ipToNum, numToIp, parseSubnet } from '../../src/network/ipv4';
 import { IptablesExecutor } from '../../src/network/iptables';

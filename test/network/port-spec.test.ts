@@ -3,7 +3,7 @@
  * the PORTS column of `ps` (DisplayablePorts) and `port`'s lines. Pure functions, no daemon.
  */
 import test from 'ava';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { formatPortLines, formatPortsSummary, parseExpose, parsePublish } from '../../src/network/port-spec';
 import { createBody } from '../../src/cli/commands/containers';
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
 import type { VolumeDriver } from '../../volumes/drivers/driver';
-import { lockKey } from '../../volumes/volumes/locks';
+import { lockKey } from '../../volumes/drivers/base/locks';
 import { collect, describeTree, makeTar, sha256, snapshot as treeSnapshot } from '../archive/helpers';
 import { Env, ls, MiB, random, readFile, setup, volumesDirOf, writeFile } from './helpers';
 
@@ -18,7 +18,7 @@ import { Env, ls, MiB, random, readFile, setup, volumesDirOf, writeFile } from '
  * left under its temp dir, even when the case failed.
  *
  * Two cases ("crash leftovers", "crash during restore") plant debris by hand, so they
- * assume the layout of volumes/volumes/store.ts: `<data>/volumes/<name>/{_data,snapshots}`,
+ * assume the layout of volumes/drivers/base/volume-store.ts: `<data>/volumes/<name>/{_data,snapshots}`,
  * `<data>/staging/{new,rm}-<key>-*`, `snapshots/.{new,rm}-*`, records in
  * `<root>/meta/<name>/volume.json`.
  *

@@ -19,7 +19,7 @@ import fs, { constants as C, promises as fsp } from 'node:fs';
 import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { BerthError, FailedPreconditionError, InvalidArgumentError, toBerthError } from '../errors';
+import { BerthError, FailedPreconditionError, InvalidArgumentError, toBerthError } from '../shared/errors';
 import { digestStream } from './digest';
 import { badLayer, checkRawName, classifyWhiteout, cleanPath, WHITEOUT_PREFIX, WhiteoutKind } from './paths';
 import { mknodBatch, NodeSpec, setXattrs } from './tools';

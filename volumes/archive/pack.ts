@@ -19,7 +19,7 @@
 import fs, { BigIntStats, createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { ConflictError, NotFoundError, toBerthError } from '../errors';
+import { ConflictError, NotFoundError, toBerthError } from '../shared/errors';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './paths';
 import { findXattr } from './tools';
 

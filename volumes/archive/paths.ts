@@ -4,7 +4,7 @@
  * cases are cheap to reason about; the file system checks (symlinks on the way) live in
  * apply.ts.
  */
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../shared/errors';
 
 /** Linux PATH_MAX; longer names cannot be created anyway, and only hostile tars have them. */
 export const MAX_NAME_BYTES = 4096;

@@ -5,7 +5,7 @@
  * Paths are relative to `cwd` (the layer root), which the caller has already checked.
  */
 import { spawn } from 'node:child_process';
-import { FailedPreconditionError, InternalError } from '../errors';
+import { FailedPreconditionError, InternalError } from '../shared/errors';
 
 const PACKAGE: Record<string, string> = { mknod: 'coreutils', sh: 'dash', setfattr: 'attr', getfattr: 'attr' };
 

@@ -1,6 +1,6 @@
 /**
  * The data volume contract: what every volume driver (btrfs, dir, and any fake) promises.
- * The contract only; the shared machinery is volumes/volumes/store.ts, the drivers are
+ * The contract only; the shared machinery is volumes/drivers/base/volume-store.ts, the drivers are
  * volumes/drivers/<driver>/, and choosing one happens in volumes/drivers/select.ts.
  *
  * Words, defined once:
@@ -34,7 +34,7 @@
  * holds (the btrfs pool mount and its loop device); calling it twice is harmless, any
  * other call after it fails with FAILED_PRECONDITION.
  *
- * Errors (classes from volumes/errors.ts; callers test `.code`): a bad name, size or tar
+ * Errors (classes from volumes/shared/errors.ts; callers test `.code`): a bad name, size or tar
  * is INVALID_ARGUMENT; a missing volume or snapshot is NOT_FOUND (a snapshot of another
  * volume is simply not found); a taken name is ALREADY_EXISTS; removing a volume that
  * still has snapshots is CONFLICT unless forced; a full pool or disk is

@@ -4,7 +4,7 @@
  * It rules out, by construction, every name that could climb or hide: '', 'x' (too short),
  * '.', '..', '.v', '/v', './v', names with NUL or '/'.
  */
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../shared/errors';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 export const MAX_NAME_BYTES = 255;

@@ -8,8 +8,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FailedPreconditionError, InvalidArgumentError } from '../errors';
-import { writeFileAtomic } from '../store/atomic';
+import { FailedPreconditionError, InvalidArgumentError } from '../shared/errors';
+import { writeFileAtomic } from '../shared/atomic';
 import { BTRFS_MAGIC, BtrfsDriver } from './btrfs/btrfs';
 import { DirDriver } from './dir/dir';
 import type { VolumeDriver } from './driver';

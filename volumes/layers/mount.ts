@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConflictError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from '../errors';
+import { ConflictError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from '../shared/errors';
 import type { Mount } from './snapshotter';
 
 /**

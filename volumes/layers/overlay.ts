@@ -6,8 +6,8 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-} from '../errors';
-import { JsonStore, fsyncDir } from '../store/atomic';
+} from '../shared/errors';
+import { JsonStore, fsyncDir } from '../shared/atomic';
 import type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './snapshotter';
 
 /** One snapshot's record in metadata.json. Its files live in `snapshots/<id>/`. */

@@ -3,7 +3,7 @@ import { collect, connect, CliContext } from '../context';
 import { ago, formatItems, humanSize, shortId, table } from '../format';
 import { expandEnv, parseBytes, parseCpus, parseFilters, parseKeyValues, parseLabels, parseRestart, readEnvFile } from '../parse';
 import { writeArchive } from '../progress';
-import { ConflictError, InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/shared/errors';
 import { attachTerminal, runTerminal, windowSize, type TerminalStream } from '../terminal';
 import { parseDetachKeys } from '../../engine/detach-keys';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';

@@ -4,7 +4,7 @@ import { collect, connect } from '../context';
 import { ago, formatItems, humanSize, shortId, table } from '../format';
 import { readWithProgress, writeArchive } from '../progress';
 import { parseFilters } from '../parse';
-import { InvalidArgumentError, NotFoundError } from '../../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
 import type { ImageSummary } from '../../images/service';
 
 /** `docker images`-style rows: one per tag, `<none>` for untagged. */

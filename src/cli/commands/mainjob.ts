@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { CliContext, connect } from '../context';
 import { table, humanSize, ago, shortId } from '../format';
 import { createContainer, runAttached } from './containers';
-import { NotFoundError } from '../../../volumes/errors';
+import { NotFoundError } from '../../../volumes/shared/errors';
 
 /**
  * `npm start`: make sure a daemon runs (the CLI starts one when none answers), make sure

@@ -5,7 +5,7 @@ import { collect, connect } from '../context';
 import { readWithProgress, writeArchive } from '../progress';
 import { formatItems, humanSize, table } from '../format';
 import { parseFilters, parseKeyValues, parseLabels } from '../parse';
-import { InvalidArgumentError, NotFoundError } from '../../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
 import type { VolumeSnapshot } from '../../engine/volume-service';
 
 /** `VOL@SNAP` → [VOL, SNAP]; `VOL` → [VOL, undefined]. */

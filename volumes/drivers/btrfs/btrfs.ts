@@ -23,9 +23,9 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BerthError, FailedPreconditionError } from '../../errors';
-import { isNoSpace, tool } from '../../volumes/exec';
-import { VolumeStore } from '../../volumes/store';
+import { BerthError, FailedPreconditionError } from '../../shared/errors';
+import { isNoSpace, tool } from '../../shared/host-tool';
+import { VolumeStore } from '../base/volume-store';
 import { LoopPool, PoolInfo } from './pool';
 import { createSubvolume, deleteSubvolume, enableQuota, isSubvolume, limitSubvolume, snapshotSubvolume } from './subvolumes';
 

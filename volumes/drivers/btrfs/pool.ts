@@ -23,9 +23,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
-import { ConflictError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors';
-import { tool, ToolError } from '../../volumes/exec';
-import { alive } from '../../store/process';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../shared/errors';
+import { tool, ToolError } from '../../shared/host-tool';
+import { alive } from '../../shared/process';
 
 export const POOL_FILE = 'pool.btrfs';
 export const POOL_MOUNT = 'pool';

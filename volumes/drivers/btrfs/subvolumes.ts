@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { tool, ToolError } from '../../volumes/exec';
+import { tool, ToolError } from '../../shared/host-tool';
 
 const SUBVOLUME_ROOT_INO = 256;
 

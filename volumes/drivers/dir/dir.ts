@@ -8,12 +8,12 @@
  * the snapshot and swaps the copy in atomically (see VolumeStore). A size limit cannot be
  * enforced here, so `size` is refused.
  *
- * Layout: everything under `root` (see volumes/volumes/store.ts).
+ * Layout: everything under `root` (see volumes/drivers/base/volume-store.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { VolumeStore } from '../../volumes/store';
-import { tool } from '../../volumes/exec';
+import { VolumeStore } from '../base/volume-store';
+import { tool } from '../../shared/host-tool';
 
 export class DirDriver extends VolumeStore {
   readonly name = 'dir';

@@ -10,8 +10,8 @@
  */
 import { PassThrough, Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
-import { applyLayer } from '../archive/apply';
-import { InternalError, InvalidArgumentError } from '../errors';
+import { applyLayer } from '../../archive/apply';
+import { InternalError, InvalidArgumentError } from '../../shared/errors';
 
 /**
  * A tar of `dir`, made by GNU tar: the export of a plain directory tree is exactly its job,

@@ -6,7 +6,7 @@
  * lstat is several times slower).
  */
 import * as fs from 'node:fs';
-import type { VolumeUsage } from '../drivers/driver';
+import type { VolumeUsage } from '../driver';
 
 export async function treeUsage(root: string): Promise<VolumeUsage> {
   const top = fs.lstatSync(root);

@@ -10,10 +10,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InternalError } from '../errors';
-import { cleanAtomicLeftovers, fsyncDir, writeFileAtomic } from '../store/atomic';
-import type { SnapshotMetadata } from '../drivers/driver';
-import { isValidName } from '../drivers/names';
+import { InternalError } from '../../shared/errors';
+import { cleanAtomicLeftovers, fsyncDir, writeFileAtomic } from '../../shared/atomic';
+import type { SnapshotMetadata } from '../driver';
+import { isValidName } from '../names';
 
 export interface SnapshotRecord {
   created: string;
@@ -33,7 +33,7 @@ export interface VolumeRecord {
   /**
    * A restore that is committed but maybe not finished: `staged` (the snapshot's writable
    * copy) replaces `_data`, which moves to `aside`. Both are entry names in the volume's
-   * directory. Whoever next holds the lock finishes the swap (store.ts `repair`).
+   * directory. Whoever next holds the lock finishes the swap (volume-store.ts `repair`).
    */
   restoring?: { snapshot: string; staged: string; aside: string };
 }

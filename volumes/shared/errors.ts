@@ -1,8 +1,8 @@
 /**
  * berth's error classes. Every error that crosses a module boundary is one of these,
  * with a literal `code` and, where the user can do something about it, a `hint` that
- * says what. They live in the storage core because it is the lowest layer (volumes/
- * imports nothing from src/); the engine, the API and the CLI use the same classes.
+ * says what. They live in volumes/shared/, the bottom folder that imports nothing, so the
+ * storage core, the engine, the API and the CLI all use the same classes.
  * The HTTP mapping lives in exactly one table: src/api/errors.ts.
  *
  * Tests assert the class or the code, never the message text.

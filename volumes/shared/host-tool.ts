@@ -1,12 +1,12 @@
 /**
- * Run host tools: the ones the volume drivers use (cp, sync, btrfs, losetup, mount,
+ * berth's one host-tool runner. Run host tools: the ones the volume drivers use (cp, sync, btrfs, losetup, mount,
  * mkfs.btrfs) and the network's (ip, iptables-save/-restore, nsenter).
  * A missing tool is FAILED_PRECONDITION naming the package to install; a tool that fails
  * is INTERNAL with its stderr, except "no space" and "over quota", which the caller can
  * do something about (see `isNoSpace`, `isOverQuota`).
  */
 import { execFile } from 'node:child_process';
-import { FailedPreconditionError, InternalError } from '../errors';
+import { FailedPreconditionError, InternalError } from './errors';
 
 const PACKAGE: Record<string, string> = {
   cp: 'coreutils',

@@ -49,8 +49,8 @@ import type {
   VolumeDriver,
   VolumeInfo,
   VolumeUsage,
-} from '../drivers/driver';
-import { checkName, isValidName } from '../drivers/names';
+} from '../driver';
+import { checkName, isValidName } from '../names';
 import {
   AlreadyExistsError,
   BerthError,
@@ -59,14 +59,14 @@ import {
   InvalidArgumentError,
   NotFoundError,
   toBerthError,
-} from '../errors';
-import { fsyncDir } from '../store/atomic';
-import { exportTree, importTree } from './archive';
-import { isNoSpace, isOverQuota, tool } from './exec';
+} from '../../shared/errors';
+import { fsyncDir } from '../../shared/atomic';
+import { exportTree, importTree } from './tree-archive';
+import { isNoSpace, isOverQuota, tool } from '../../shared/host-tool';
 import { lockKey, VolumeLocks } from './locks';
 import { Records, SnapshotRecord, VolumeRecord } from './records';
 import { treeUsage } from './usage';
-import { alive } from '../store/process';
+import { alive } from '../../shared/process';
 
 const DATA = '_data';
 const SNAPSHOTS = 'snapshots';

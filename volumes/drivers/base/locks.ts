@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { ConflictError } from '../errors';
+import { ConflictError } from '../../shared/errors';
 
 export type Release = () => Promise<void>;
 
