@@ -1,7 +1,7 @@
 import { Router } from './router';
 import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
-import type { VolumeCreateBody, VolumeService } from '../engine/volume-service';
+import type { VolumeCreateBody, VolumeService } from '../volumes/service';
 
 /** Docker's /volumes routes and berth's /berth/v1/volumes extensions (snapshots, restore, clone, export, import). */
 export function volumeRoutes(router: Router, volumes: VolumeService): void {

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Transport } from './transport';
-import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from '../engine/volume-service';
+import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from '../volumes/service';
 
 const enc = encodeURIComponent;
 

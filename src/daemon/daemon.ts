@@ -15,7 +15,7 @@ import { Engine } from '../engine/engine';
 import { EventBus } from '../engine/events';
 import { OciRuntime } from '../runtime/runtime';
 import { bestDriver, openDriver, type DriverName } from '../../volumes/drivers/select';
-import { Volumes } from '../engine/volume-service';
+import { Volumes } from '../volumes/volumes';
 import { volumeRoutes } from '../api/volumes';
 import { networkRoutes } from '../api/networks';
 import { swarmRoutes } from '../api/swarm';

@@ -6,7 +6,7 @@ import { readWithProgress, writeArchive } from '../progress';
 import { formatItems, humanSize, table } from '../format';
 import { parseFilters, parseKeyValues, parseLabels } from '../parse';
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
-import type { VolumeSnapshot } from '../../engine/volume-service';
+import type { VolumeSnapshot } from '../../volumes/service';
 
 /** `VOL@SNAP` → [VOL, SNAP]; `VOL` → [VOL, undefined]. */
 function splitAt(ref: string): [string, string | undefined] {

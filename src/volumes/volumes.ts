@@ -4,80 +4,17 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { checkName } from '../../volumes/drivers/names';
-import type { SnapshotInfo, SnapshotMetadata, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
+import type { SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
+import { ANONYMOUS_LABEL, anonymousName } from './anonymous';
+import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from './service';
 
 const execFileP = promisify(execFile);
 
 /**
- * Data volumes as the Docker Engine API shows them (GET /volumes, POST /volumes/create, …)
- * plus berth's snapshots, restore, clone, export and import. The storage is a VolumeDriver
- * (volumes/drivers/); this layer adds what needs to know about containers: who uses a
+ * The in-process VolumeService (the contract is service.ts): Docker's volumes over one
+ * VolumeDriver (volumes/drivers/), plus what needs to know about containers: who uses a
  * volume (remove and restore refuse while they do), and freezing them for a snapshot.
  */
-
-/** Docker's label on a volume made without a name (`-v /data`, an image's VOLUME). */
-export const ANONYMOUS_LABEL = 'com.docker.volume.anonymous';
-
-/** GET /volumes/{name}: Docker's Volume object. */
-export interface Volume {
-  Name: string;
-  Driver: string;
-  Mountpoint: string;
-  CreatedAt: string;
-  Labels: Record<string, string>;
-  Scope: 'local';
-  Options: Record<string, string>;
-  Status?: Record<string, unknown>;
-  UsageData?: { Size: number; RefCount: number };
-}
-
-export interface VolumeCreateBody {
-  Name?: string;
-  Driver?: string;
-  DriverOpts?: Record<string, string>;
-  Labels?: Record<string, string>;
-}
-
-/** A snapshot as berth's API shows it. */
-export interface VolumeSnapshot {
-  Volume: string;
-  Name: string;
-  CreatedAt: string;
-  Size?: number;
-  Metadata: SnapshotMetadata;
-}
-
-export interface VolumeService {
-  /** The driver's name ('btrfs', 'dir'). */
-  readonly driverName: string;
-  list(filters?: Record<string, string[]>): Promise<{ Volumes: Volume[]; Warnings: string[] }>;
-  create(body: VolumeCreateBody): Promise<Volume>;
-  inspect(name: string): Promise<Volume>;
-  /** CONFLICT while any container (running or not) uses it; `force` also drops its snapshots. */
-  remove(name: string, opts?: { force?: boolean }): Promise<void>;
-  prune(filters?: Record<string, string[]>): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }>;
-  rename(name: string, newName: string): Promise<Volume>;
-  snapshot(name: string, snap?: string, opts?: SnapshotHooks): Promise<VolumeSnapshot>;
-  snapshots(name: string): Promise<VolumeSnapshot[]>;
-  removeSnapshot(name: string, snap: string): Promise<void>;
-  /** CONFLICT while a running container uses it. */
-  restore(name: string, snap: string): Promise<void>;
-  clone(name: string, snap: string | undefined, newName: string): Promise<Volume>;
-  export(name: string, snap?: string): Promise<Readable>;
-  import(name: string, input: Readable, opts?: { labels?: Record<string, string> }): Promise<Volume>;
-  close(): Promise<void>;
-}
-
-/**
- * Commands run (`sh -c`) inside each running container that uses the volume: `pre` before
- * the freeze (e.g. `redis-cli save`, a database's checkpoint), `post` after the thaw. A
- * `pre` that succeeds in every container makes the snapshot application-consistent; one
- * that fails aborts the snapshot (HookFailedError) and none is taken.
- */
-export interface SnapshotHooks {
-  pre?: string;
-  post?: string;
-}
 
 /** A --pre hook failed in a container: the snapshot was not taken. */
 export class HookFailedError extends FailedPreconditionError {
@@ -111,11 +48,6 @@ export interface ContainerHooks {
 
 function isUp(u: VolumeUser): boolean {
   return u.status === 'running' || u.status === 'paused' || u.status === 'restarting';
-}
-
-/** A new anonymous volume's name: 64 hex digits, as Docker makes them. */
-export function anonymousName(): string {
-  return randomBytes(32).toString('hex');
 }
 
 /** `-o size=10G` and friends: the only driver option berth knows is size. */

@@ -1,0 +1,71 @@
+import type { Readable } from 'node:stream';
+import type { SnapshotMetadata } from '../../volumes/drivers/driver';
+
+/**
+ * The volume service contract: data volumes as the Docker Engine API shows them (GET
+ * /volumes, POST /volumes/create, …) plus berth's snapshots, restore, clone, export and
+ * import. Two implementations keep it: the in-process service (volumes.ts, over one
+ * VolumeDriver) and the socket client (src/client/volumes.ts); one conformance suite
+ * (test/volumes/volume-service-suite.ts) runs against both.
+ */
+
+/** GET /volumes/{name}: Docker's Volume object. */
+export interface Volume {
+  Name: string;
+  Driver: string;
+  Mountpoint: string;
+  CreatedAt: string;
+  Labels: Record<string, string>;
+  Scope: 'local';
+  Options: Record<string, string>;
+  Status?: Record<string, unknown>;
+  UsageData?: { Size: number; RefCount: number };
+}
+
+export interface VolumeCreateBody {
+  Name?: string;
+  Driver?: string;
+  DriverOpts?: Record<string, string>;
+  Labels?: Record<string, string>;
+}
+
+/** A snapshot as berth's API shows it. */
+export interface VolumeSnapshot {
+  Volume: string;
+  Name: string;
+  CreatedAt: string;
+  Size?: number;
+  Metadata: SnapshotMetadata;
+}
+
+export interface VolumeService {
+  /** The driver's name ('btrfs', 'dir'). */
+  readonly driverName: string;
+  list(filters?: Record<string, string[]>): Promise<{ Volumes: Volume[]; Warnings: string[] }>;
+  create(body: VolumeCreateBody): Promise<Volume>;
+  inspect(name: string): Promise<Volume>;
+  /** CONFLICT while any container (running or not) uses it; `force` also drops its snapshots. */
+  remove(name: string, opts?: { force?: boolean }): Promise<void>;
+  prune(filters?: Record<string, string[]>): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }>;
+  rename(name: string, newName: string): Promise<Volume>;
+  snapshot(name: string, snap?: string, opts?: SnapshotHooks): Promise<VolumeSnapshot>;
+  snapshots(name: string): Promise<VolumeSnapshot[]>;
+  removeSnapshot(name: string, snap: string): Promise<void>;
+  /** CONFLICT while a running container uses it. */
+  restore(name: string, snap: string): Promise<void>;
+  clone(name: string, snap: string | undefined, newName: string): Promise<Volume>;
+  export(name: string, snap?: string): Promise<Readable>;
+  import(name: string, input: Readable, opts?: { labels?: Record<string, string> }): Promise<Volume>;
+  close(): Promise<void>;
+}
+
+/**
+ * Commands run (`sh -c`) inside each running container that uses the volume: `pre` before
+ * the freeze (e.g. `redis-cli save`, a database's checkpoint), `post` after the thaw. A
+ * `pre` that succeeds in every container makes the snapshot application-consistent; one
+ * that fails aborts the snapshot (HookFailedError) and none is taken.
+ */
+export interface SnapshotHooks {
+  pre?: string;
+  post?: string;
+}
