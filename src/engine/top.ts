@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
 import { InternalError, InvalidArgumentError } from '../../volumes/shared/errors';
+import { tool, ToolError } from '../../volumes/shared/host-tool';
 
 /**
  * `docker top`: the container's pids from the runtime (`runc ps --format json`), then the
@@ -12,19 +12,11 @@ export interface TopResult {
   Processes: string[][];
 }
 
-function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
-      if (err) reject(Object.assign(err, { stderr: String(stderr) }));
-      else resolve(stdout);
-    });
-  });
-}
-
 /** Host pids of every process in the container. */
 export async function containerPids(runtime: { path: string; root: string }, id: string): Promise<number[]> {
-  const out = await run(runtime.path, ['--root', runtime.root, 'ps', '--format', 'json', id]).catch((e: Error & { stderr?: string }) => {
-    throw new InternalError(`cannot list the processes of ${id}: ${e.stderr?.trim() || e.message}`, { hint: 'check that the container is running' });
+  const out = await tool(runtime.path, ['--root', runtime.root, 'ps', '--format', 'json', id]).catch((e: Error) => {
+    if (!(e instanceof ToolError)) throw e;
+    throw new InternalError(`cannot list the processes of ${id}: ${e.stderr.trim() || e.message}`, { hint: 'check that the container is running', cause: e });
   });
   return ((JSON.parse(out) as number[] | null) ?? []).filter((n) => Number.isInteger(n));
 }
@@ -48,14 +40,18 @@ export async function top(runtime: { path: string; root: string }, id: string, p
     const cols = ['-o', 'user=UID', '-o', 'pid,ppid,c,stime', '-o', 'tty=TTY', '-o', 'time,cmd'];
     if (pids.length === 0) return { Titles: ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'], Processes: [] };
     // ps exits 1 when some pid went away meanwhile; what it printed is still right.
-    const out = await run('ps', [...cols, '-p', pids.join(',')]).catch((e: { stdout?: string }) => e.stdout ?? '');
+    const out = await tool('ps', [...cols, '-p', pids.join(',')]).catch((e: Error) => {
+      if (e instanceof ToolError) return e.stdout;
+      throw e;
+    });
     return parsePs(out);
   }
   if (/[;&|`$<>]/.test(args)) {
     throw new InvalidArgumentError(`invalid ps arguments ${JSON.stringify(args)}`, { hint: 'give ps options only, e.g. aux or -o pid,comm' });
   }
-  const out = await run('ps', args.split(/\s+/)).catch((e: Error & { stderr?: string }) => {
-    throw new InvalidArgumentError(`ps ${args} failed: ${e.stderr?.trim() || e.message}`, { hint: 'give options the host ps(1) understands' });
+  const out = await tool('ps', args.split(/\s+/)).catch((e: Error) => {
+    if (!(e instanceof ToolError)) throw e;
+    throw new InvalidArgumentError(`ps ${args} failed: ${e.stderr.trim() || e.message}`, { hint: 'give options the host ps(1) understands', cause: e });
   });
   const all = parsePs(out);
   const col = all.Titles.indexOf('PID');

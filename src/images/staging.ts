@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
 import { FailedPreconditionError, InternalError } from '../../volumes/shared/errors';
+import { tool } from '../../volumes/shared/host-tool';
 import { unmountAll } from '../../volumes/layers/mount';
 import type { LayerImportSpec } from './store';
 
@@ -138,8 +138,8 @@ export async function installBusybox(root: string, busyboxPath: string): Promise
       hint: 'install it: apt-get install busybox-static',
     });
   }
-  const applets = (await run(busyboxPath, ['--list-full'])).split('\n').filter(Boolean);
-  if ((await run('ldd', [busyboxPath]).catch(() => '')).includes('=>')) {
+  const applets = (await tool(busyboxPath, ['--list-full'])).split('\n').filter(Boolean);
+  if ((await tool('ldd', [busyboxPath]).catch(() => '')).includes('=>')) {
     throw new FailedPreconditionError(`${busyboxPath} is dynamically linked; images need a static busybox`, {
       hint: 'install the static build: apt-get install busybox-static',
     });
@@ -154,13 +154,4 @@ export async function installBusybox(root: string, busyboxPath: string): Promise
     const dest = await placeInRoot(root, `/${a}`);
     if (!(await exists(dest))) await fs.promises.symlink('/bin/busybox', dest);
   }
-}
-
-export function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(Object.assign(err, { stdout: String(stdout), stderr: String(stderr) }));
-      else resolve(String(stdout));
-    });
-  });
 }

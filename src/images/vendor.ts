@@ -4,7 +4,8 @@ import { FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundE
 import { DEFAULT_PATH } from './config';
 import { familiarTagged, parseRepoTag } from './reference';
 import type { VendorOptions } from './service';
-import { installBusybox, run, withStaging, writeBaseFiles, type BuilderContext } from './staging';
+import { installBusybox, withStaging, writeBaseFiles, type BuilderContext } from './staging';
+import { tool, ToolError } from '../../volumes/shared/host-tool';
 
 /**
  * `berth image vendor redis /usr/bin/redis-server /usr/bin/redis-cli`: an image made of
@@ -85,13 +86,11 @@ async function firstExisting(paths: string[]): Promise<string | undefined> {
 export async function sharedLibraries(bin: string): Promise<string[]> {
   let out: string;
   try {
-    out = await run('ldd', [bin]);
+    out = await tool('ldd', [bin], { hint: 'check that the binary is for this machine' });
   } catch (e) {
-    const err = e as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
-    if (err.code === 'ENOENT') throw new FailedPreconditionError('ldd not found', { hint: 'install libc-bin (apt-get install libc-bin)' });
-    const text = `${err.stdout ?? ''}${err.stderr ?? ''}`;
-    if (/not a dynamic executable|statically linked/.test(text)) return [];
-    throw new InternalError(`ldd ${bin} failed: ${text.trim() || err.message}`, { hint: 'check that the binary is for this machine' });
+    if (!(e instanceof ToolError)) throw e; // ldd missing: FAILED_PRECONDITION naming libc-bin
+    if (/not a dynamic executable|statically linked/.test(`${e.stdout}${e.stderr}`)) return [];
+    throw e;
   }
   return parseLdd(out, bin);
 }

@@ -1,14 +1,11 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
+import { tool } from '../../volumes/shared/host-tool';
 import { checkName } from '../../volumes/drivers/names';
 import type { SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
 import { ANONYMOUS_LABEL, anonymousName } from './anonymous';
 import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from './service';
-
-const execFileP = promisify(execFile);
 
 /**
  * The in-process VolumeService (the contract is service.ts): Docker's volumes over one
@@ -272,7 +269,7 @@ export class Volumes implements VolumeService {
         await this.hooks.pause(u.id);
         frozen.push(u.id);
       }
-      await execFileP('sync', ['-f', mountpoint]);
+      await tool('sync', ['-f', mountpoint]);
       const info = await (await this.driverNow()).snapshot(name, snapName, {
         metadata: {
           consistency: opts.pre && hooked.length ? 'application-consistent' : frozen.length ? 'crash-consistent' : 'clean',

@@ -4,34 +4,11 @@
  * hold thousands of whiteouts and a process per node would dominate apply time.
  * Paths are relative to `cwd` (the layer root), which the caller has already checked.
  */
-import { spawn } from 'node:child_process';
-import { FailedPreconditionError, InternalError } from '../shared/errors';
+import { toolBytes } from '../shared/host-tool';
 
-const PACKAGE: Record<string, string> = { mknod: 'coreutils', sh: 'dash', setfattr: 'attr', getfattr: 'attr' };
-
-/** Run a command to completion; stdout as a Buffer. A missing tool is a precondition error. */
-export function run(cmd: string, args: string[], opts: { cwd: string; input?: string }): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      const tool = cmd === 'sh' ? 'mknod' : cmd;
-      reject(
-        e.code === 'ENOENT'
-          ? new FailedPreconditionError(`${tool} is not installed`, { hint: `apt-get install ${PACKAGE[tool] ?? tool}`, cause: e })
-          : new InternalError(`${cmd}: ${e.message}`, { cause: e }),
-      );
-    });
-    child.on('close', (code) => {
-      if (code === 0) resolve(Buffer.concat(out));
-      else reject(new InternalError(`${cmd} exited ${code}: ${Buffer.concat(err).toString().trim().slice(0, 2000)}`));
-    });
-    child.stdin.on('error', () => {}); // a tool that dies early closes its stdin; 'close' reports it
-    child.stdin.end(opts.input ?? '');
-  });
+/** Run a command to completion through the one host-tool runner; stdout as a Buffer. */
+function run(cmd: string, args: string[], opts: { cwd: string; input?: string }): Promise<Buffer> {
+  return toolBytes(cmd, args, { cwd: opts.cwd, input: opts.input ?? '' });
 }
 
 export interface NodeSpec {

@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from '../shared/errors';
+import { tool, ToolError } from '../shared/host-tool';
 import type { Mount } from './snapshotter';
 
 /**
@@ -131,42 +131,39 @@ async function umountOnce(target: string): Promise<void> {
   }
 }
 
-/** Run mount(8)/umount(8) in the C locale (we read its messages) and map failures to our errors. */
-function run(cmd: 'mount' | 'umount', args: string[], target: string, cwd?: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd, env: { ...process.env, LC_ALL: 'C' } }, (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      // The first line is the reason; the rest is mount(8)'s "see dmesg(1)" advice, which the hint carries.
-      reject(mapError(cmd, args, target, err as NodeJS.ErrnoException, String(stderr).trim().split('\n')[0]));
-    });
-  });
+/** Run mount(8)/umount(8) through the host-tool runner and map failures to our errors. */
+async function run(cmd: 'mount' | 'umount', args: string[], target: string, cwd?: string): Promise<void> {
+  try {
+    await tool(cmd, args, { cwd });
+  } catch (e) {
+    throw e instanceof ToolError ? mapError(cmd, args, target, e) : e;
+  }
 }
 
-function mapError(cmd: string, args: string[], target: string, err: NodeJS.ErrnoException, stderr: string): Error {
-  if (err.code === 'ENOENT' && !stderr) {
-    return new FailedPreconditionError(`${cmd}(8) not found`, { hint: 'install util-linux (apt-get install util-linux)', cause: err });
-  }
+function mapError(cmd: string, args: string[], target: string, err: ToolError): Error {
+  // The first line is the reason; the rest is mount(8)'s "see dmesg(1)" advice, which the hint carries.
+  const stderr = err.stderr.trim().split('\n')[0];
   const msg = `${cmd} ${target} failed: ${stderr || err.message}`;
   const s = stderr.toLowerCase();
   if (s.includes('unknown filesystem type')) {
-    return new FailedPreconditionError(msg, { hint: 'load the overlay module (modprobe overlay), or use a kernel with overlayfs' });
+    return new FailedPreconditionError(msg, { hint: 'load the overlay module (modprobe overlay), or use a kernel with overlayfs', cause: err });
   }
   if (s.includes('target is busy') || s.includes('device is busy')) {
     return Object.assign(
-      new ConflictError(msg, { hint: `stop the processes using ${target} (see: fuser -vm ${target}) and try again` }),
+      new ConflictError(msg, { hint: `stop the processes using ${target} (see: fuser -vm ${target}) and try again`, cause: err }),
       { busy: true },
     );
   }
   if (s.includes('not mounted') || s.includes('no mount point specified')) {
-    return Object.assign(new InternalError(msg), { notMounted: true });
+    return Object.assign(new InternalError(msg, { hint: `${target} is not mounted`, cause: err }), { notMounted: true });
   }
   if (s.includes('does not exist') || s.includes('no such file')) {
-    return new NotFoundError(msg, { hint: 'check that the snapshot and the mount point still exist' });
+    return new NotFoundError(msg, { hint: 'check that the snapshot and the mount point still exist', cause: err });
   }
   if (s.includes('permission denied') || s.includes('must be superuser') || s.includes('operation not permitted')) {
-    return new FailedPreconditionError(msg, { hint: 'run berth as root' });
+    return new FailedPreconditionError(msg, { hint: 'run berth as root', cause: err });
   }
-  return new InternalError(msg, { hint: `see the kernel log (dmesg | tail) for the reason; command: ${cmd} ${args.join(' ')}` });
+  return new InternalError(msg, { hint: `see the kernel log (dmesg | tail) for the reason; command: ${cmd} ${args.join(' ')}`, cause: err });
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo octal. */
