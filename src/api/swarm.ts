@@ -1,5 +1,5 @@
 import { Router } from './router';
-import { UnavailableError } from '../../volumes/errors';
+import { UnavailableError } from '../../volumes/shared/errors';
 
 /**
  * berth is never part of a swarm, and answers the swarm endpoints as Docker answers them on

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/errors';
+import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 
 /**
  * A container's own name-resolution settings, as Docker reads them from HostConfig:
