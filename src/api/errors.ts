@@ -17,6 +17,7 @@ export const statusByCode: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
   FAILED_PRECONDITION: 412,
   UNAVAILABLE: 503,
+  UNIMPLEMENTED: 501,
   INTERNAL: 500,
 };
 
@@ -26,6 +27,7 @@ const codeByStatus: Record<number, ErrorCode> = {
   409: 'CONFLICT',
   412: 'FAILED_PRECONDITION',
   503: 'UNAVAILABLE',
+  501: 'UNIMPLEMENTED',
   500: 'INTERNAL',
 };
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { Progress } from '../images/service';
+import { errorResponse } from './errors';
 
 /** Small helpers shared by the route modules. */
 
@@ -31,6 +32,21 @@ export async function readJSON<T>(req: IncomingMessage, empty: T, limit = 4 << 2
   } catch {
     throw new InvalidArgumentError('request body is not valid JSON', { hint: 'send a JSON object' });
   }
+}
+
+/** Read and discard the rest of a request body, for at most `ms`. */
+export function drainBody(req: IncomingMessage, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    req.once('end', done);
+    req.once('close', done);
+    req.once('error', done);
+    req.resume();
+  });
 }
 
 /** Docker's boolean query convention: 1/true/True are true; absent is `dflt`. */
@@ -94,6 +110,13 @@ export class JSONMessageStream {
 
   end(): void {
     this.start();
+    this.res.end();
+  }
+
+  /** End with an error in the stream, as Docker reports a failure of a streamed operation (the status stays 200). */
+  fail(e: unknown): void {
+    const { body } = errorResponse(e);
+    this.write({ errorDetail: { message: body.message }, error: body.message, code: body.code, ...(body.hint ? { hint: body.hint } : {}) });
     this.res.end();
   }
 

@@ -1,5 +1,5 @@
 import { Router, Ctx } from './router';
-import { JSONMessageStream, qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
+import { drainBody, JSONMessageStream, qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ImageService } from '../images/service';
 
@@ -32,7 +32,15 @@ export function imageRoutes(router: Router, images: ImageService): void {
 
   router.add('POST', /^\/images\/load$/, async ({ req, res }) => {
     const out = new JSONMessageStream(res);
-    const { loaded } = await images.load(req);
+    let loaded: string[];
+    try {
+      ({ loaded } = await images.load(req));
+    } catch (e) {
+      // Docker answers 200 and reports a bad archive in the stream (docker-py raises its
+      // ImageLoadError on that); the rest of the upload is read first, so the client hears it.
+      if (!req.complete) await drainBody(req, 30_000);
+      return out.fail(e);
+    }
     for (const line of loaded) out.write({ stream: line + '\n' });
     out.end();
   });

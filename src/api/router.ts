@@ -52,6 +52,13 @@ export function stripVersion(path: string): string {
   return m ? m[1] : path;
 }
 
+/** a < b, for API versions like 1.41. */
+export function versionBefore(a: string, b: string): boolean {
+  const [am, an] = a.split('.').map(Number);
+  const [bm, bn] = b.split('.').map(Number);
+  return am < bm || (am === bm && an < bn);
+}
+
 /** The API version a request asked for (default: ours). */
 export function requestVersion(path: string): string | undefined {
   return /^\/v(1\.\d+)\//.exec(path)?.[1];

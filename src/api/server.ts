@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Router } from './router';
 import { errorResponse } from './errors';
+import { drainBody } from './http';
 import { UnavailableError } from '../../volumes/shared/errors';
 
 export interface Logger {
@@ -89,27 +90,12 @@ export class ApiServer {
       }
       // An upload refused before it was read (a bad name on import): read the rest first,
       // or the client, still writing, gets EPIPE instead of our answer.
-      if (!upgrade && !req.complete) await drain(req, 30_000);
+      if (!upgrade && !req.complete) await drainBody(req, 30_000);
       const data = Buffer.from(JSON.stringify(body) + '\n');
       res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': data.length });
       res.end(data);
     }
   }
-}
-
-/** Read and discard the rest of a request body, for at most `ms`. */
-function drain(req: http.IncomingMessage, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    req.once('end', done);
-    req.once('close', done);
-    req.once('error', done);
-    req.resume();
-  });
 }
 
 function answers(socketPath: string): Promise<boolean> {

@@ -4,6 +4,7 @@ import { sendJSON } from './http';
 import { API_VERSION, BERTH_VERSION, MIN_API_VERSION } from '../version';
 import type { ImageService } from '../images/service';
 import type { ContainerService } from '../engine/service';
+import { LOG_DRIVERS } from '../engine/log-drivers';
 
 export interface SystemInfo {
   root: string;
@@ -49,7 +50,7 @@ export function systemRoutes(router: Router, sys: SystemInfo, images: ImageServi
       Images: imgs.length,
       Driver: 'overlayfs',
       DriverStatus: [['Backing Filesystem', 'overlay'], ['Snapshotter', 'berth overlay (containerd model)']],
-      Plugins: { Volume: ['local'], Network: ['bridge', 'host', 'none'], Authorization: null, Log: ['json-file'] },
+      Plugins: { Volume: ['local'], Network: ['bridge', 'host', 'none'], Authorization: null, Log: [...LOG_DRIVERS] },
       MemoryLimit: true,
       SwapLimit: false,
       CpuCfsPeriod: true,

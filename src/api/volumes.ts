@@ -1,4 +1,5 @@
-import { Router } from './router';
+import { requestVersion, Router, versionBefore } from './router';
+import { API_VERSION } from '../version';
 import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { VolumeCreateBody, VolumeService } from '../volumes/service';
@@ -10,7 +11,15 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
     const body = await readJSON<VolumeCreateBody>(req, {});
     sendJSON(res, 201, await volumes.create(body));
   });
-  router.add('POST', /^\/volumes\/prune$/, async ({ res, query }) => sendJSON(res, 200, await volumes.prune(qfilters(query))));
+  router.add('POST', /^\/volumes\/prune$/, async ({ req, res, query }) => {
+    const filters = qfilters(query);
+    // API 1.42 made prune take anonymous volumes only unless all=true; a client speaking an
+    // older version (the docker CLI negotiates 1.41 with berth) gets every unused volume, as
+    // Docker 20.10 pruned them. berth's own client says `all` either way.
+    const version = requestVersion(new URL(req.url ?? '/', 'http://berth').pathname) ?? API_VERSION;
+    if (!filters.all && versionBefore(version, '1.42')) filters.all = ['true'];
+    sendJSON(res, 200, await volumes.prune(filters));
+  });
   router.add('GET', /^\/volumes\/([^/]+)$/, async ({ res, params }) => sendJSON(res, 200, await volumes.inspect(params[0])));
   router.add('DELETE', /^\/volumes\/([^/]+)$/, async ({ res, params, query }) => {
     await volumes.remove(params[0], { force: qbool(query, 'force') });

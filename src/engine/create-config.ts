@@ -3,7 +3,7 @@ import type { ImageConfigFields } from '../images/service';
 import { validateWorkdir } from '../runtime/rootfs';
 import type { ContainerConfig } from './container-record';
 import type { CreateBody, HostConfig, RestartPolicy } from './service';
-import { parseSize } from './units';
+import { checkLogConfig } from './log-drivers';
 import { parseVolumeSpec } from './mounts';
 import { dnsOverrides, parseExtraHosts } from '../network/dns-options';
 
@@ -68,6 +68,12 @@ export function mergeConfig(body: CreateBody, image: ImageConfigFields, id: stri
   };
   const stop = body.StopSignal || image.StopSignal;
   if (stop) cfg.StopSignal = stop;
+  if (body.StopTimeout !== undefined && body.StopTimeout !== null) {
+    if (!Number.isInteger(body.StopTimeout)) {
+      throw new InvalidArgumentError(`StopTimeout must be a whole number of seconds, not ${JSON.stringify(body.StopTimeout)}`, { hint: 'give --stop-timeout SECONDS (-1: wait for ever)' });
+    }
+    cfg.StopTimeout = body.StopTimeout;
+  }
   return cfg;
 }
 
@@ -89,23 +95,6 @@ function checkRestartPolicy(p: RestartPolicy | undefined, autoRemove: boolean): 
     throw new InvalidArgumentError("can't create 'AutoRemove' container with restart policy", { hint: 'use either --rm or --restart, not both' });
   }
   return { Name: name || 'no', MaximumRetryCount: max };
-}
-
-/** The json-file log's rotation limits from LogConfig (Docker's max-size, max-file). */
-export function logLimits(hc: HostConfig): { maxSize: number; maxFiles: number } {
-  const cfg = hc.LogConfig?.Config ?? {};
-  const maxSize = cfg['max-size'] !== undefined && cfg['max-size'] !== '' ? parseSize(cfg['max-size'], 'max-size') : -1;
-  let maxFiles = 1;
-  if (cfg['max-file'] !== undefined && cfg['max-file'] !== '') {
-    maxFiles = Number(cfg['max-file']);
-    if (!Number.isInteger(maxFiles) || maxFiles < 1) {
-      throw new InvalidArgumentError(`invalid max-file ${JSON.stringify(cfg['max-file'])}`, { hint: 'give a whole number of files, 1 or more' });
-    }
-    if (maxSize <= 0 && maxFiles > 1) {
-      throw new InvalidArgumentError('max-file needs max-size', { hint: 'set --log-opt max-size too, e.g. max-size=10m' });
-    }
-  }
-  return { maxSize, maxFiles };
 }
 
 function checkHostConfig(hc: HostConfig): HostConfig {
@@ -134,12 +123,7 @@ function checkHostConfig(hc: HostConfig): HostConfig {
   }
   num('PidsLimit', hc.PidsLimit);
   num('ShmSize', hc.ShmSize);
-  const logType = hc.LogConfig?.Type ?? '';
-  if (logType !== '' && logType !== 'json-file') {
-    throw new InvalidArgumentError(`logging driver ${logType} is not supported`, { hint: 'use the json-file driver (the default)' });
-  }
-  out.LogConfig = { Type: 'json-file', Config: { ...(hc.LogConfig?.Config ?? {}) } };
-  logLimits(out);
+  out.LogConfig = checkLogConfig(hc.LogConfig);
   for (const b of hc.Binds ?? []) parseVolumeSpec(b);
   dnsOverrides(hc);
   parseExtraHosts(hc.ExtraHosts);

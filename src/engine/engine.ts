@@ -27,7 +27,8 @@ import { buildSpec, readHostInfo, type HostInfo } from '../runtime/spec';
 import { newState, snapshotKey, SNAPSHOT_PREFIX, ZERO_TIME, type ContainerRecord } from './container-record';
 import { ContainerStore } from './container-store';
 import { commitConfig } from './commit-config';
-import { logLimits, mergeEnv, planCreate } from './create-config';
+import { mergeEnv, planCreate } from './create-config';
+import { checkReadable, logLimits } from './log-drivers';
 import { writeEtcFiles } from './etc-files';
 import { nameSettings } from '../network/dns-options';
 import type { EventBus } from './events';
@@ -499,7 +500,7 @@ export class Engine implements ContainerService {
           this.hostInfo,
         );
         await rt.writeBundle(p.bundle, spec);
-        const { maxSize, maxFiles } = logLimits(rec.HostConfig);
+        const { maxSize, maxFiles } = logLimits(rec.HostConfig.LogConfig);
         const io = {
           log: p.log,
           exitFile: p.exitFile,
@@ -714,7 +715,7 @@ export class Engine implements ContainerService {
     rec.ManualStop = true;
     await this.save(rec);
     const ended = c.runEnded;
-    const timeout = opts.timeout ?? (rec.Config as { StopTimeout?: number }).StopTimeout ?? STOP_TIMEOUT;
+    const timeout = opts.timeout ?? rec.Config.StopTimeout ?? STOP_TIMEOUT;
     await this.signal(c, sig.name, false, true);
     if (!(await within(ended, timeout < 0 ? -1 : timeout * 1000))) {
       await this.signal(c, 'SIGKILL', true, true);
@@ -863,6 +864,7 @@ export class Engine implements ContainerService {
   logs(ref: string, opts: LogOptions): AsyncIterable<OutputChunk> {
     this.checkOpen();
     const c = this.live(ref);
+    checkReadable(c.rec.HostConfig.LogConfig);
     const follow = !!opts.follow && isUp(c.rec);
     // Follow ends when the run does: the monitor has written the whole log by then.
     const stop = follow ? c.exited.next(opts.signal).then(() => undefined) : undefined;
@@ -902,6 +904,7 @@ export class Engine implements ContainerService {
         }, { once: true });
       }
     }
+    if (opts.logs) checkReadable(c.rec.HostConfig.LogConfig);
     this.emit(c.rec, 'attach');
     const stream = opts.stream !== false;
     if (!opts.logs && !stream) return chunks((async function* () {})());
@@ -1033,6 +1036,7 @@ export class Engine implements ContainerService {
             comment: opts.comment,
             author: opts.author,
             container: c.id,
+            containerConfig: c.rec.Config,
           });
         } finally {
           tar.destroy();

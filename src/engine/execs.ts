@@ -122,15 +122,23 @@ export function runExec(
     child.once('error', reject);
     child.once('close', (code, signal) => {
       if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin);
-      if (code === 255 && /exec failed|unable to start container process/.test(errTail)) {
-        if (/executable file not found|no such file or directory/i.test(errTail)) return resolve(127);
-        if (/permission denied|is a directory|exec format error/i.test(errTail)) return resolve(126);
-      }
-      if (code !== null) return resolve(code);
+      if (code !== null) return resolve(startFailure(code, errTail) ?? code);
       const n = signal ? (osConstants.signals as Record<string, number>)[signal] ?? 0 : 0;
       resolve(128 + n);
     });
   });
+}
+
+/**
+ * Docker's exit status for a command that could not be started: runc ends with 255 and
+ * says why (on stderr, or on the terminal with a tty): 127 when the file does not exist,
+ * 126 when it cannot be executed. undefined when the command did start.
+ */
+function startFailure(code: number, tail: string): number | undefined {
+  if (code !== 255 || !/exec failed|unable to start container process/.test(tail)) return undefined;
+  if (/executable file not found|no such file or directory/i.test(tail)) return 127;
+  if (/permission denied|is a directory|exec format error/i.test(tail)) return 126;
+  return undefined;
 }
 
 /**
@@ -156,7 +164,12 @@ export function runExecTty(
   onStart(p.pid, (rows, cols) => {
     if (!done) p.resize(cols, rows);
   });
-  p.onData((d) => io.output?.write(d as unknown as Buffer));
+  // runc's own failure is written to the terminal: keep the tail to tell 126 from 127.
+  let tail = '';
+  p.onData((d) => {
+    tail = (tail + d).slice(-4096);
+    io.output?.write(d as unknown as Buffer);
+  });
   const onInput = (d: Buffer) => {
     if (!done) p.write(d as unknown as string);
   };
@@ -165,7 +178,7 @@ export function runExecTty(
     p.onExit(({ exitCode, signal }) => {
       done = true;
       io.stdin?.off('data', onInput);
-      resolve(signal ? 128 + signal : exitCode);
+      resolve(signal ? 128 + signal : startFailure(exitCode, tail) ?? exitCode);
     });
   });
 }

@@ -24,7 +24,7 @@ export interface HostConfig {
   PidsLimit?: number | null;
   Init?: boolean | null;
   Runtime?: string; // an OCI runtime path or name (berth's runtime API)
-  LogConfig?: { Type?: string; Config?: Record<string, string> }; // json-file; max-size, max-file
+  LogConfig?: { Type?: string; Config?: Record<string, string> }; // json-file, local or none (log-drivers.ts)
   Binds?: string[] | null;
   ShmSize?: number;
   NetworkMode?: string;
@@ -55,6 +55,8 @@ export interface CreateBody extends ImageConfigFields {
   AttachStdin?: boolean;
   AttachStdout?: boolean;
   AttachStderr?: boolean;
+  /** Seconds `stop` waits before SIGKILL (Docker's --stop-timeout); -1 waits for ever. */
+  StopTimeout?: number | null;
   HostConfig?: HostConfig;
   NetworkingConfig?: unknown;
 }

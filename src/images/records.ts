@@ -26,6 +26,13 @@ export interface ImageRecord {
   /** From the config (RFC 3339). */
   created: string;
   lastTagTime: string;
+  /**
+   * A committed image's source container and its config (inspect's Container and
+   * ContainerConfig). Kept here, not in the config blob, which is written in the OCI
+   * shape so converters keep the image id.
+   */
+  container?: string;
+  containerConfig?: object;
 }
 
 export interface Doc {

@@ -28,6 +28,8 @@ export interface ImageInspect {
   Comment: string;
   Created: string; // RFC 3339
   Container: string;
+  /** The source container's config, for a committed image. */
+  ContainerConfig?: ImageConfigFields;
   DockerVersion: string;
   Author: string;
   Config: ImageConfigFields;

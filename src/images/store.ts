@@ -107,6 +107,8 @@ export interface CommitLayerSpec {
   author?: string;
   /** The container the layer came from (the config's `container` field). */
   container?: string;
+  /** That container's config (inspect's ContainerConfig). */
+  containerConfig?: object;
 }
 
 /** Who uses an image: container ids (the engine registers this with setInUse). */
@@ -207,8 +209,8 @@ export class ImageStore implements ImageService {
         delete config.container;
         if (spec.author) config.author = spec.author;
         if (spec.comment) config.comment = spec.comment;
-        if (spec.container) config.container = spec.container;
-        return { id: await this.saveImage(config, [...parent.layers, layer], spec.names) };
+        const from = spec.container ? { container: spec.container, ...(spec.containerConfig ? { containerConfig: spec.containerConfig } : {}) } : {};
+        return { id: await this.saveImage(config, [...parent.layers, layer], spec.names, from) };
       } catch (e) {
         drain(input);
         throw formatError(e, 'cannot commit the layer', "check the container's files and the space left on the data root");
@@ -260,9 +262,9 @@ export class ImageStore implements ImageService {
   }
 
   /** Write the config as Go would (see serializeConfig: converters keep it, and so its id) and record the image and its names in one transaction. */
-  private async saveImage(config: ImageConfig, layers: LayerRecord[], names: string[]): Promise<string> {
+  private async saveImage(config: ImageConfig, layers: LayerRecord[], names: string[], from: Pick<ImageRecord, 'container' | 'containerConfig'> = {}): Promise<string> {
     const configText = serializeConfig(config);
-    const rec = await this.makeRecord(Buffer.from(configText), JSON.parse(configText) as ImageConfig, layers);
+    const rec = { ...(await this.makeRecord(Buffer.from(configText), JSON.parse(configText) as ImageConfig, layers)), ...from };
     await this.db.update((doc) => {
       doc.images[rec.id] = doc.images[rec.id] ?? rec;
       for (const n of names) setTag(doc, n, rec.id);
@@ -325,7 +327,8 @@ export class ImageStore implements ImageService {
       Parent: '',
       Comment: config.comment ?? config.history?.[config.history.length - 1]?.comment ?? '',
       Created: config.created ?? rec.created,
-      Container: config.container ?? '',
+      Container: rec.container ?? config.container ?? '',
+      ...(rec.containerConfig ? { ContainerConfig: rec.containerConfig as ImageConfigFields } : {}),
       DockerVersion: config.docker_version ?? '',
       Author: config.author ?? '',
       Config: config.config ?? {},

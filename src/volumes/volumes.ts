@@ -147,7 +147,8 @@ export class Volumes implements VolumeService {
 
   async create(body: VolumeCreateBody = {}): Promise<Volume> {
     if (body.Driver && body.Driver !== 'local' && body.Driver !== (await this.driverNow()).name) {
-      throw new InvalidArgumentError(`volume driver ${JSON.stringify(body.Driver)} is not available here`, {
+      // Docker's answer for a driver it has no plugin for: 404, in its words.
+      throw new NotFoundError(`error looking up volume plugin ${body.Driver}: plugin "${body.Driver}" not found`, {
         hint: `this daemon's volumes use the ${(await this.driverNow()).name} driver (also answers to 'local'); omit --driver`,
       });
     }
@@ -189,13 +190,21 @@ export class Volumes implements VolumeService {
     await (await this.driverNow()).remove(name, { force: opts.force });
   }
 
+  /**
+   * Remove unused volumes: anonymous ones only, or every one with the filter `all=true`
+   * (the API decides the default by version: before 1.42 Docker pruned them all).
+   */
   async prune(filters: Record<string, string[]> = {}): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }> {
-    const all = ['1', 'true'].includes(filters.all?.[0] ?? '');
+    for (const k of Object.keys(filters)) {
+      if (!['label', 'label!', 'all'].includes(k)) throw new InvalidArgumentError(`invalid filter '${k}'`, { hint: 'prune filters on label, label! or all' });
+    }
+    const all = ['1', 'true'].includes(filters.all?.[filters.all.length - 1] ?? '');
     const deleted: string[] = [];
     let space = 0;
     for (const v of await (await this.driverNow()).list()) {
       if (!all && !(ANONYMOUS_LABEL in v.labels)) continue;
       if (filters.label?.length && !filters.label.every((l) => labelMatches(v.labels, l))) continue;
+      if (filters['label!']?.length && filters['label!'].some((l) => labelMatches(v.labels, l))) continue;
       if (this.hooks.usersOf(v.name).length) continue;
       const size = await (await this.driverNow()).usage(v.name).then((u) => u.size, () => 0);
       try {

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'FAILED_PRECONDITION'
   | 'UNAVAILABLE'
+  | 'UNIMPLEMENTED'
   | 'INTERNAL';
 
 export abstract class BerthError extends Error {
@@ -53,6 +54,10 @@ export class FailedPreconditionError extends BerthError {
 export class UnavailableError extends BerthError {
   readonly code = 'UNAVAILABLE' as const;
 }
+/** The object is fine, but what is asked of it is not something it does (Docker's NotImplemented: `logs` of a container logging to `none`). */
+export class UnimplementedError extends BerthError {
+  readonly code = 'UNIMPLEMENTED' as const;
+}
 /** A bug or an unexpected failure underneath (a syscall, a tool that crashed). */
 export class InternalError extends BerthError {
   readonly code = 'INTERNAL' as const;
@@ -65,6 +70,7 @@ const byCode: Record<ErrorCode, new (m: string, o?: { hint?: string }) => BerthE
   INVALID_ARGUMENT: InvalidArgumentError,
   FAILED_PRECONDITION: FailedPreconditionError,
   UNAVAILABLE: UnavailableError,
+  UNIMPLEMENTED: UnimplementedError,
   INTERNAL: InternalError,
 };
 

@@ -85,7 +85,7 @@ export function volumeCommands(program: Command): void {
     .action(async (o: { all?: boolean; filter?: string[] }, cmd: Command) => {
       const ctx = await connect(cmd);
       const filters = parseFilters(o.filter);
-      if (o.all) filters.all = ['true'];
+      filters.all = [o.all ? 'true' : 'false']; // explicit: the API's default depends on its version
       const r = await ctx.volumes.prune(filters);
       if (r.VolumesDeleted.length) process.stdout.write('Deleted Volumes:\n' + r.VolumesDeleted.map((v) => v + '\n').join('') + '\n');
       process.stdout.write(`Total reclaimed space: ${humanSize(r.SpaceReclaimed)}\n`);
