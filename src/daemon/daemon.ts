@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { lockRoot } from './lock';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
-import { DaemonLocation } from './options';
+import { DEFAULT_ROOT, DaemonLocation } from './options';
 import { OverlaySnapshotter } from '../../volumes/layers/overlay';
 import { ImageStore } from '../images/store';
 import { Router } from '../api/router';
@@ -94,7 +94,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       runtime,
       events,
       volumes,
-      openNetwork: (running) => BridgeNetwork.open({ root: opts.root, ...opts.network, log: (m) => log.error(`network: ${m}`) }, running),
+      openNetwork: (running, ownIds) =>
+        BridgeNetwork.open({ root: opts.root, defaultRoot: opts.root === DEFAULT_ROOT, ...opts.network, log: (m) => log.error(`network: ${m}`) }, running, ownIds),
       log: (m) => log.error(m),
     });
     // Closing the engine stops watching containers; they keep running (live-restore).

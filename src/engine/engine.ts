@@ -87,7 +87,7 @@ export interface EngineOptions {
    * are running (their DNAT rules are restored in the same transaction). Without it,
    * containers get a network namespace with loopback only.
    */
-  openNetwork?: (running: Array<{ id: string; name: string; ip: string; ports: PublishedPort[] }>) => Promise<BridgeNetwork>;
+  openNetwork?: (running: Array<{ id: string; name: string; ip: string; ports: PublishedPort[] }>, ownIds: string[]) => Promise<BridgeNetwork>;
   /** Errors the engine handles on its own (a failed cleanup), for the daemon's log. */
   log?: (msg: string) => void;
 }
@@ -173,12 +173,12 @@ export class Engine implements ContainerService {
         .all()
         .filter((r) => isUp(r) && r.Network?.Endpoint && r.Network.Ports?.length)
         .map((r) => ({ id: r.Id, name: r.Name.slice(1), ip: r.Network!.Endpoint!.IPAddress, ports: r.Network!.Ports! }));
-      engine.net = await opts.openNetwork(running);
+      engine.net = await opts.openNetwork(running, store.all().map((r) => r.Id));
       for (const r of store.all()) if (r.Network?.Endpoint) engine.net.adopt(r.Network.Endpoint);
     }
     await engine.cleanLeftovers();
     await engine.reconcile();
-    await engine.net?.pruneLinks(new Set(store.all().filter(isUp).map((r) => r.Id)));
+    await engine.net?.pruneLinks(new Set(store.all().filter(isUp).map((r) => r.Id)), store.all().map((r) => r.Id));
     opts.images.setInUse((imageId) => store.all().filter((r) => r.Image === imageId).map((r) => r.Id));
     opts.volumes?.setHooks({
       usersOf: (volume) =>

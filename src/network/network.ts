@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
@@ -6,6 +7,7 @@ import { writeFileAtomic } from '../../volumes/shared/atomic';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
 import { formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';
+import { checkClaims, claimBridge, claimRule, ownsBridge, ownsChains, withHostLock } from './claims';
 import { attach, deleteLink, ensureBridge, linksOn } from './links';
 import { portRequests } from './mappings';
 import { containerResolvConf } from './resolv';
@@ -40,6 +42,8 @@ export interface ContainerNetwork {
 export interface NetworkOptions {
   /** The daemon's data root (network.json is kept there). */
   root: string;
+  /** Is this the default data root? It alone gets berth0 by default; any other root a bridge derived from it. */
+  defaultRoot?: boolean;
   bridge?: string;
   subnet?: string;
   iptablesSuffix?: string;
@@ -52,6 +56,14 @@ export interface NetworkOptions {
 export const DEFAULT_BRIDGE = 'berth0';
 const BRIDGE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 const SUFFIX = /^[A-Za-z0-9_-]{0,16}$/;
+
+/**
+ * The bridge of a data root that is not the default one, when no --bridge is given:
+ * derived from the root, so a second daemon never lands on another's berth0.
+ */
+export function derivedBridge(root: string): string {
+  return `berth-${createHash('sha256').update(root).digest('hex').slice(0, 6)}`;
+}
 
 /** Docker's default-bridge candidates, then smaller private ranges. */
 function* candidates(): Generator<string> {
@@ -146,6 +158,7 @@ export class BridgeNetwork {
   private readonly resolv: string;
   /** The daemon's own rules (baseRules), computed once. */
   private readonly rules: Rule[];
+  private readonly root: string;
 
   private constructor(
     readonly config: NetConfig,
@@ -157,11 +170,17 @@ export class BridgeNetwork {
     const r = containerResolvConf(config.gateway, opts.resolvConfFiles);
     this.resolv = r.text;
     this.dnsForward = r.forwardTo ? [r.forwardTo] : [];
-    this.rules = baseRules(config, this.dnsForward);
+    // The claim comes first in the guard chain: whole-chain rewrites keep it.
+    this.rules = [claimRule(config.suffix, opts.root), ...baseRules(config, this.dnsForward)];
+    this.root = opts.root;
   }
 
   /** Work out the configuration (flags, else network.json, else defaults), without touching the host. */
   static configure(opts: NetworkOptions): NetConfig {
+    return BridgeNetwork.read(opts).config;
+  }
+
+  private static read(opts: NetworkOptions): { config: NetConfig; saved: { bridge?: string; subnet?: string; suffix?: string } } {
     const file = path.join(opts.root, 'network.json');
     let saved: { bridge?: string; subnet?: string; suffix?: string } = {};
     try {
@@ -169,7 +188,7 @@ export class BridgeNetwork {
     } catch {
       // first start
     }
-    const bridge = opts.bridge ?? saved.bridge ?? DEFAULT_BRIDGE;
+    const bridge = opts.bridge ?? saved.bridge ?? (opts.defaultRoot ? DEFAULT_BRIDGE : derivedBridge(opts.root));
     if (!BRIDGE_NAME.test(bridge)) {
       throw new InvalidArgumentError(`invalid bridge name ${JSON.stringify(bridge)}`, { hint: 'up to 15 letters, digits, _ . or -, e.g. berth1' });
     }
@@ -179,22 +198,30 @@ export class BridgeNetwork {
     }
     const subnetText = opts.subnet ?? (saved.bridge === bridge ? saved.subnet : undefined);
     const subnet = subnetText ? parseSubnet(subnetText) : pickSubnet(bridge);
-    return { bridge, subnet, gateway: numToIp(gatewayOf(subnet)), suffix };
+    return { config: { bridge, subnet, gateway: numToIp(gatewayOf(subnet)), suffix }, saved };
   }
 
   /**
    * Set the host up for the daemon: the bridge, the daemon's chains and jumps, and the
    * DNAT rules of the containers still running (`running`), all in one rules transaction.
    */
-  static async open(opts: NetworkOptions, running: Array<{ id: string; name: string; ip: string; ports: PublishedPort[] }> = []): Promise<BridgeNetwork> {
-    const config = BridgeNetwork.configure(opts);
+  static async open(opts: NetworkOptions, running: Array<{ id: string; name: string; ip: string; ports: PublishedPort[] }> = [], ownIds: string[] = []): Promise<BridgeNetwork> {
+    const { config, saved } = BridgeNetwork.read(opts);
     const net = new BridgeNetwork(config, opts);
-    await ensureBridge(config.bridge, `${config.gateway}/${config.subnet.prefix}`);
     for (const r of running) {
       for (const problem of await net.reservations.readopt(r.id, r.name, r.ports)) net.log(`${r.id}: ${problem}; its DNAT rule stays`);
       net.active.set(r.id, { ip: r.ip, ports: r.ports });
     }
-    await net.executor.apply(ownChains(config.suffix), [...net.rules, ...net.portRulesAll()], jumps(config));
+    // Checked and claimed under the host-wide lock: of two daemons that want one bridge, one wins.
+    await withHostLock(async () => {
+      await checkClaims({ root: opts.root, bridge: config.bridge, suffix: config.suffix, recorded: saved, ownVeths: new Set(ownIds.map(vethName)), log: net.log });
+      await ensureBridge(config.bridge, `${config.gateway}/${config.subnet.prefix}`);
+      await claimBridge(config.bridge, opts.root);
+      await net.executor.apply(ownChains(config.suffix), [...net.rules, ...net.portRulesAll()], jumps(config));
+    }).catch((e) => {
+      net.reservations.releaseAll();
+      throw e;
+    });
     await writeFileAtomic(path.join(opts.root, 'network.json'), JSON.stringify({ bridge: config.bridge, subnet: formatSubnet(config.subnet), suffix: config.suffix }, null, 2) + '\n');
     return net;
   }
@@ -206,7 +233,7 @@ export class BridgeNetwork {
     return [
       ...ownChains(config.suffix).map((c) => `-t ${c.table} -N ${c.chain}`),
       ...jumps(config).map((j) => ruleLine(j, '-I')),
-      ...baseRules(config, fwd ? [fwd] : []).map((r) => ruleLine(r)),
+      ...[claimRule(config.suffix, opts.root), ...baseRules(config, fwd ? [fwd] : [])].map((r) => ruleLine(r)),
     ];
   }
 
@@ -248,10 +275,17 @@ export class BridgeNetwork {
     await deleteLink(vethName(id));
   }
 
-  /** Remove the veths on our bridge that belong to no running container (a crash's leftovers). */
-  async pruneLinks(running: Set<string>): Promise<void> {
+  /**
+   * Remove the veths a crash left on our bridge: only those of this daemon's own
+   * containers (`known`) that are not running. Anything else on the bridge is left alone.
+   */
+  async pruneLinks(running: Set<string>, known: string[]): Promise<void> {
+    const stale = new Set(known.filter((id) => !running.has(id)).map(vethName));
     const keep = new Set([...running].map(vethName));
-    for (const l of await linksOn(this.config.bridge)) if (!keep.has(l)) await deleteLink(l);
+    for (const l of await linksOn(this.config.bridge)) {
+      if (stale.has(l)) await deleteLink(l);
+      else if (!keep.has(l)) this.log(`${l} on ${this.config.bridge} is not one of this daemon's containers: left alone`);
+    }
   }
 
   /** The rules a container with these ports would get (`berth run --dry-run`). */
@@ -269,13 +303,20 @@ export class BridgeNetwork {
     return this.resolv;
   }
 
-  /** Undo everything unless containers still run (live restore keeps their network). */
+  /**
+   * Undo everything unless containers still run (live restore keeps their network). Only
+   * what this root still claims is removed: a bridge or chains taken over meanwhile stay.
+   */
   async close(anyRunning: boolean): Promise<void> {
     this.reservations.releaseAll();
     await this.queue;
     if (anyRunning) return;
-    await this.executor.remove(ownChains(this.config.suffix));
-    await deleteLink(this.config.bridge);
+    await withHostLock(async () => {
+      if (await ownsChains(this.config.suffix, this.root)) await this.executor.remove(ownChains(this.config.suffix));
+      else this.log(`chains BERTH-*${this.config.suffix} are no longer claimed by ${this.root}: left alone`);
+      if (ownsBridge(this.config.bridge, this.root)) await deleteLink(this.config.bridge);
+      else this.log(`bridge ${this.config.bridge} is no longer claimed by ${this.root}: left alone`);
+    });
   }
 
   info(): { bridge: string; subnet: string; gateway: string; chains: string[] } {

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { IptablesExecutor } from '../../src/network/iptables';
 import { ownChains } from '../../src/network/rules';
+import { ownsBridge, ownsChains } from '../../src/network/claims';
 import { Transport } from '../../src/client/transport';
 import { RemoteImageService } from '../../src/client/images';
 import { RemoteContainerService } from '../../src/client/containers';
@@ -52,10 +53,14 @@ export class TestDaemon {
     this.containers = new RemoteContainerService(this.transport);
   }
 
-  static async start(opts: { args?: string[] } = {}): Promise<TestDaemon> {
+  /**
+   * `derivedNetwork`: start it without --bridge/--subnet/--iptables-suffix, as a user's
+   * second daemon on another root would be (it then takes the bridge derived from its root).
+   */
+  static async start(opts: { args?: string[]; derivedNetwork?: boolean } = {}): Promise<TestDaemon> {
     const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'));
     const args = [...(opts.args ?? [])];
-    if (!args.includes('--bridge')) args.push(...testNetwork(root));
+    if (!args.includes('--bridge') && !opts.derivedNetwork) args.push(...testNetwork(root));
     const d = new TestDaemon(root, args);
     await d.launch();
     return d;
@@ -80,7 +85,9 @@ export class TestDaemon {
     const reap = () => child.kill('SIGTERM');
     process.once('exit', reap);
     child.once('exit', () => process.off('exit', reap));
-    const deadline = Date.now() + 20_000;
+    // Generous: on a loaded 2-core machine a start can take many seconds (several daemons
+    // start at once, and their network claims are made one at a time).
+    const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
       if (await this.transport.ping()) return;
       if (child.exitCode !== null) break;
@@ -143,15 +150,18 @@ export class TestDaemon {
 
   /**
    * The daemon removes its chains and bridge when it stops with nothing running; a test
-   * that SIGKILLed it and never restarted it would leave them: remove them here (no-ops
-   * when the daemon did it).
+   * that SIGKILLed it and never restarted it would leave them: remove them here, but only
+   * while this root still claims them (no-ops when the daemon did it).
    */
   private async removeNetwork(): Promise<void> {
-    const i = this.args.indexOf('--bridge');
-    const j = this.args.indexOf('--iptables-suffix');
-    if (i < 0 || j < 0) return;
-    await new IptablesExecutor().remove(ownChains(this.args[j + 1])).catch(() => undefined);
-    await exec('ip', ['link', 'del', 'dev', this.args[i + 1]]).catch(() => undefined);
+    let rec: { bridge?: string; suffix?: string } = {};
+    try {
+      rec = JSON.parse(fs.readFileSync(path.join(this.root, 'network.json'), 'utf8'));
+    } catch {
+      return; // it never set its network up
+    }
+    if (rec.suffix !== undefined && (await ownsChains(rec.suffix, this.root))) await new IptablesExecutor().remove(ownChains(rec.suffix)).catch(() => undefined);
+    if (rec.bridge && ownsBridge(rec.bridge, this.root)) await exec('ip', ['link', 'del', 'dev', rec.bridge]).catch(() => undefined);
   }
 }
 

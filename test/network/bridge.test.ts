@@ -235,7 +235,7 @@ test('`berth run --network host -p` prints the warning that the ports are discar
   t.regex(r.stderr, /WARNING: Published ports are discarded when using host network mode/);
 });
 
-test('stop/start keep the address and move the rule and veth; SIGKILL keeps the port; restart reconciles; SIGTERM removes everything', async (t) => {
+test('stop/start keep the address and move the rule and veth; SIGKILL keeps the port; restart reconciles its own veths only; SIGTERM removes everything', async (t) => {
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
   const { bridge, suffix } = netOf(d);
@@ -248,6 +248,7 @@ test('stop/start keep the address and move the rule and veth; SIGKILL keeps the 
   t.deepEqual(await linksOn(bridge), [veth]);
   t.deepEqual(await chainRules('nat', dnat), [rule]);
   t.is((await curl(`http://127.0.0.1:${hp}/hostname`)).stdout.trim(), w.hostname);
+  const idleId = await runOk(t, d, ['create', '--name', 'idle', 'busybox']);
 
   // stop: veth and rule gone, the port free; start: same address, rule and veth back.
   await runOk(t, d, ['stop', '-t', '1', 'web']);
@@ -270,22 +271,26 @@ test('stop/start keep the address and move the rule and veth; SIGKILL keeps the 
   const down = await curl(`http://127.0.0.1:${hp2}/hostname`);
   t.is(down.code, 0, `while berthd is down: ${down.stderr}`);
   t.is(down.stdout.trim(), w.hostname);
-  // Damage while it is down: the DNAT rules flushed, a stale veth on the bridge.
+  // Damage while it is down: the DNAT rules flushed, a stale veth of one of its own
+  // (not running) containers on the bridge, and a veth on it that is not the daemon's.
   await must(t, 'iptables', ['-w', '5', '-t', 'nat', '-F', dnat]);
   t.not((await curl(`http://127.0.0.1:${hp2}/hostname`, [], 2)).code, 0, 'without the rule the port does not answer');
-  const stale = `bv${hex(6)}`;
-  const stalePeer = `bt${hex(6)}`;
+  const stale = `bv${idleId.slice(0, 12)}`;
+  const foreign = `bx${hex(6)}`;
   t.teardown(() => sh('ip', ['link', 'del', 'dev', stale]).then(() => undefined));
-  await must(t, 'ip', ['link', 'add', stale, 'type', 'veth', 'peer', 'name', stalePeer]);
-  await must(t, 'ip', ['link', 'set', stale, 'master', bridge]);
-  await must(t, 'ip', ['link', 'set', stale, 'up']);
-  t.deepEqual((await linksOn(bridge)).sort(), [veth, stale].sort());
+  t.teardown(() => sh('ip', ['link', 'del', 'dev', foreign]).then(() => undefined));
+  for (const [end, peer] of [[stale, `bt${hex(6)}`], [foreign, `bt${hex(6)}`]]) {
+    await must(t, 'ip', ['link', 'add', end, 'type', 'veth', 'peer', 'name', peer]);
+    await must(t, 'ip', ['link', 'set', end, 'master', bridge]);
+    await must(t, 'ip', ['link', 'set', end, 'up']);
+  }
+  t.deepEqual((await linksOn(bridge)).sort(), [veth, stale, foreign].sort());
 
   await d.restart();
   t.deepEqual(await chainRules('nat', dnat), [rule2], 'the rule is back');
-  t.deepEqual(await linksOn(bridge), [veth], 'the stale veth is gone, the container\'s stays');
+  t.deepEqual((await linksOn(bridge)).sort(), [veth, foreign].sort(), "its stopped container's stale veth is gone, the running one's stays, and a veth not of its containers is left alone");
   t.false(await linkExists(stale));
-  t.false(await linkExists(stalePeer));
+  await must(t, 'ip', ['link', 'del', 'dev', foreign]);
   const up = await curl(`http://127.0.0.1:${hp2}/hostname`);
   t.is(up.stdout.trim(), w.hostname, up.stderr);
   t.is(await canBind(hp2, '0.0.0.0'), 'EADDRINUSE', 'berthd holds the published port again');
@@ -294,7 +299,7 @@ test('stop/start keep the address and move the rule and veth; SIGKILL keeps the 
   t.regex(ins.stdout, new RegExp(`inet ${w.ip.replace(/\./g, '\\.')}/`));
 
   // Shutdown with nothing running: every chain, jump and the bridge go.
-  await runOk(t, d, ['rm', '-f', 'web']);
+  await runOk(t, d, ['rm', '-f', 'web', 'idle']);
   t.deepEqual(await chainRules('nat', dnat), []);
   t.is(await d.terminate(), 0, d.log());
   const left = (await sh('iptables-save', [])).stdout.split('\n').filter((l) => l.includes(suffix));

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { connect } from '../context';
 import { formatItems, humanSize } from '../format';
-import { resolveLocation } from '../../daemon/options';
+import { DEFAULT_ROOT, resolveLocation } from '../../daemon/options';
 
 export function systemCommands(program: Command): void {
   program
@@ -11,9 +11,9 @@ export function systemCommands(program: Command): void {
     .option('-H, --host <host>', 'socket to listen on, unix:///PATH (env BERTH_HOST)')
     .option('--runtime <path>', 'OCI runtime to run containers with', 'runc')
     .option('--volume-driver <driver>', 'volume driver for a new data root: btrfs or dir (default: the best this host supports)')
-    .option('--bridge <name>', 'the bridge containers attach to (default berth0; kept in the data root)')
+    .option('--bridge <name>', 'the bridge containers attach to (default: berth0 on the default root, berth-<hash of the root> on any other; kept in the data root)')
     .option('--subnet <cidr>', 'the bridge\'s IPv4 subnet (default: the first of 172.17-31.0.0/16, 192.168.x.0/20 that no host route uses)')
-    .option('--iptables-suffix <suffix>', "appended to berth's iptables chain names (default: '' for berth0, -<BRIDGE> otherwise)")
+    .option('--iptables-suffix <suffix>', "appended to berth's iptables chain names (default: '' for berth0, -<BRIDGE> otherwise); a bridge and a suffix belong to one data root: another root's are refused (CONFLICT)")
     .option('--dry-run', 'print the iptables rules the daemon would install, and exit')
     .addHelpText(
       'after',
@@ -24,7 +24,7 @@ export function systemCommands(program: Command): void {
       const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
       if (opts.dryRun) {
         const { BridgeNetwork } = require('../../network/network') as typeof import('../../network/network');
-        for (const line of BridgeNetwork.plan({ root: loc.root, ...network })) process.stdout.write(line + '\n');
+        for (const line of BridgeNetwork.plan({ root: loc.root, defaultRoot: loc.root === DEFAULT_ROOT, ...network })) process.stdout.write(line + '\n');
         return;
       }
       // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.
