@@ -21,6 +21,7 @@ export function commitConfig(rec: ContainerRecord, over: Partial<ImageConfigFiel
     Volumes: c.Volumes,
     OnBuild: c.OnBuild,
     ...(c.StopSignal ? { StopSignal: c.StopSignal } : {}),
+    ...(c.Healthcheck ? { Healthcheck: c.Healthcheck } : {}),
   };
   const out = structuredClone(base) as Record<string, unknown>;
   for (const [k, v] of Object.entries(over ?? {})) {
@@ -29,7 +30,7 @@ export function commitConfig(rec: ContainerRecord, over: Partial<ImageConfigFiel
     if (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) continue;
     if (k === 'Env' && Array.isArray(v)) out.Env = mergeEnv(base.Env ?? [], v as string[]);
     else if (k === 'Labels' && typeof v === 'object') out.Labels = { ...(base.Labels ?? {}), ...(v as Record<string, string>) };
-    else if (k in base || ['Hostname', 'Domainname', 'User', 'Cmd', 'Entrypoint', 'WorkingDir', 'ExposedPorts', 'Volumes', 'StopSignal', 'OnBuild'].includes(k)) out[k] = structuredClone(v);
+    else if (k in base || ['Hostname', 'Domainname', 'User', 'Cmd', 'Entrypoint', 'WorkingDir', 'ExposedPorts', 'Volumes', 'StopSignal', 'OnBuild', 'Healthcheck'].includes(k)) out[k] = structuredClone(v);
   }
   if (Array.isArray(over?.Entrypoint) && over.Entrypoint.length && !(Array.isArray(over.Cmd) && over.Cmd.length)) out.Cmd = null;
   return out as ImageConfigFields;

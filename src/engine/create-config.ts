@@ -6,6 +6,7 @@ import type { CreateBody, HostConfig, RestartPolicy } from './service';
 import { checkLogConfig } from './log-drivers';
 import { parseVolumeSpec } from './mounts';
 import { dnsOverrides, parseExtraHosts } from '../network/dns-options';
+import { checkHealthConfig, mergeHealthConfig } from './health';
 
 /**
  * The pure part of `create`: a POST /containers/create body checked and merged with its
@@ -74,6 +75,9 @@ export function mergeConfig(body: CreateBody, image: ImageConfigFields, id: stri
     }
     cfg.StopTimeout = body.StopTimeout;
   }
+  // The image's HEALTHCHECK is checked as merged: a user's NONE or own Test overrides a bad one.
+  const health = checkHealthConfig(mergeHealthConfig(checkHealthConfig(body.Healthcheck), image.Healthcheck), 'Healthcheck');
+  if (health) cfg.Healthcheck = health;
   return cfg;
 }
 

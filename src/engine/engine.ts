@@ -32,7 +32,8 @@ import { checkReadable, logLimits } from './log-drivers';
 import { writeEtcFiles } from './etc-files';
 import { nameSettings } from '../network/dns-options';
 import type { EventBus } from './events';
-import { ExecStore, runExec, runExecTty, toExecInspect } from './execs';
+import { ExecStore, OutputCollector, runExec, runExecTty, toExecInspect } from './execs';
+import { HealthChecks, MAX_OUTPUT } from './health';
 import { watchExit } from './exit-watch';
 import { cgroupParent, monitorAlive, removeCgroup, removeCgroupParent } from './host';
 import { planLaunch } from './launch-plan';
@@ -146,6 +147,12 @@ export class Engine implements ContainerService {
   private closed = false;
   private net?: BridgeNetwork;
   private readonly ttys = new TtyAttachments((c, action) => this.emit(c.rec, action));
+  private readonly health = new HealthChecks({
+    exec: (id, cmd, signal) => this.execCollect(id, cmd, { limit: MAX_OUTPUT, signal }),
+    save: (rec) => this.save(rec),
+    emit: (rec, action) => this.emit(rec, action),
+    log: (m) => this.log(m),
+  });
 
   private constructor(
     private readonly store: ContainerStore,
@@ -188,13 +195,7 @@ export class Engine implements ContainerService {
           .map((r) => ({ id: r.Id, name: r.Name.slice(1), status: r.State.Status })),
       pause: (id) => engine.pause(id),
       unpause: (id) => engine.unpause(id),
-      exec: async (id, cmd) => {
-        const { Id } = await engine.execCreate(id, { Cmd: cmd, AttachStdout: true, AttachStderr: true });
-        const chunks: Buffer[] = [];
-        const sink = () => new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(Buffer.from(c)), cb()) });
-        const code = await engine.execStart(Id, { stdout: sink(), stderr: sink() });
-        return { code, output: Buffer.concat(chunks).toString('utf8') };
-      },
+      exec: (id, cmd) => engine.execCollect(id, cmd),
     });
     return engine;
   }
@@ -203,6 +204,7 @@ export class Engine implements ContainerService {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.health.close();
     for (const c of this.lives.values()) {
       c.watch?.abort();
       c.watch = undefined;
@@ -574,6 +576,7 @@ export class Engine implements ContainerService {
       throw e;
     }
     this.watch(c);
+    this.health.begin(c);
     await this.save(rec);
     this.emit(rec, 'start');
   }
@@ -626,6 +629,7 @@ export class Engine implements ContainerService {
       const rec = c.rec;
       if (c.run !== run || !isUp(rec)) return undefined; // handled already
       c.watch = undefined;
+      this.health.end(c);
       c.stdin?.close();
       c.stdin = undefined;
       c.tty?.close();
@@ -779,6 +783,7 @@ export class Engine implements ContainerService {
       if (c.rec.State.Status === 'paused') throw new ConflictError(`Container ${c.id} is already paused`, { hint: 'unpause it with berth unpause' });
       if (c.rec.State.Status !== 'running') throw new ConflictError(`Container ${c.id} is not running`, { hint: 'start it first' });
       await this.runtimeFor(c.rec.Runtime).pause(c.id);
+      this.health.end(c);
       c.rec.State = { ...c.rec.State, Status: 'paused', Paused: true };
       await this.save(c.rec);
     });
@@ -792,6 +797,7 @@ export class Engine implements ContainerService {
       if (c.rec.State.Status !== 'paused') throw new ConflictError(`Container ${c.id} is not paused`, { hint: 'only a paused container can be unpaused' });
       await this.runtimeFor(c.rec.Runtime).resume(c.id);
       c.rec.State = { ...c.rec.State, Status: 'running', Paused: false };
+      this.health.resume(c);
       await this.save(c.rec);
     });
     this.emit(c.rec, 'unpause');
@@ -953,7 +959,8 @@ export class Engine implements ContainerService {
     return { Id: e.ID };
   }
 
-  async execStart(execId: string, io: { stdin?: Readable; stdout?: Writable; stderr?: Writable }): Promise<number> {
+  /** `kill` (berthd's own callers: health checks) SIGKILLs the process when aborted. */
+  async execStart(execId: string, io: { stdin?: Readable; stdout?: Writable; stderr?: Writable }, kill?: AbortSignal): Promise<number> {
     this.checkOpen();
     const e = this.execs.get(execId);
     const c = this.lives.get(e.ContainerID);
@@ -988,6 +995,7 @@ export class Engine implements ContainerService {
         proc,
         { stdin: e.config.AttachStdin ? io.stdin : undefined, stdout: e.config.AttachStdout === false ? undefined : io.stdout, stderr: e.config.AttachStderr === false ? undefined : io.stderr },
         (pid) => (e.Pid = pid),
+        kill,
       );
     } finally {
       e.Running = false;
@@ -996,6 +1004,22 @@ export class Engine implements ContainerService {
     e.ExitCode = code;
     this.emit(rec, 'exec_die', { execID: e.ID, exitCode: String(code) });
     return code;
+  }
+
+  /**
+   * Run `cmd` in a running container through the exec path (events and all) and collect
+   * its output (the first `limit` bytes, then "..."); the exec is forgotten after. For
+   * berthd's own execs: health checks, volume snapshot hooks.
+   */
+  private async execCollect(id: string, cmd: string[], opts: { limit?: number; signal?: AbortSignal } = {}): Promise<{ code: number; output: string }> {
+    const { Id } = await this.execCreate(id, { Cmd: cmd, AttachStdout: true, AttachStderr: true });
+    const out = new OutputCollector(opts.limit);
+    try {
+      const code = await this.execStart(Id, { stdout: out.writable(), stderr: out.writable() }, opts.signal);
+      return { code, output: out.text() };
+    } finally {
+      this.execs.remove(Id);
+    }
   }
 
   async execInspect(execId: string): Promise<ExecInspect> {
@@ -1146,6 +1170,7 @@ export class Engine implements ContainerService {
           }
         }
         this.watch(c);
+        if (!paused) this.health.resume(c);
         return;
       }
       // Dead while we were away; kill what may remain of a lost one (its monitor is gone).

@@ -1,7 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Writable, type Readable } from 'node:stream';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ExecProcess, OciRuntime } from '../runtime/runtime';
 import type { ExecConfig, ExecInspect } from './service';
@@ -62,6 +64,11 @@ export class ExecStore {
     return [...this.byId.values()].filter((e) => e.ContainerID === containerId).map((e) => e.ID);
   }
 
+  /** Drop one exec (a health check's, once done). */
+  remove(id: string): void {
+    this.byId.delete(id);
+  }
+
   forget(containerId: string): void {
     for (const id of this.ofContainer(containerId)) this.byId.delete(id);
   }
@@ -87,7 +94,9 @@ export function toExecInspect(rec: ExecRecord): ExecInspect {
 /**
  * Run the process through the runtime: output piped to `io` (which is not ended), stdin
  * from `io.stdin` when given. Resolves with the exit status (128+n for signal n) once the
- * process has exited and its output has been read.
+ * process has exited and its output has been read. Aborting `kill` SIGKILLs the process
+ * (a health check past its timeout); it then resolves as soon as the process has exited,
+ * even if something it started still holds its output open.
  */
 export function runExec(
   rt: OciRuntime,
@@ -95,10 +104,12 @@ export function runExec(
   proc: ExecProcess,
   io: { stdin?: Readable; stdout?: Writable; stderr?: Writable },
   onSpawn: (pid: number) => void,
+  kill?: AbortSignal,
 ): Promise<number> {
+  const pidFile = kill ? path.join(rt.root, `exec-${randomBytes(8).toString('hex')}.pid`) : undefined;
   let child: ChildProcess;
   try {
-    child = rt.exec(containerId, proc, [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe']);
+    child = rt.exec(containerId, proc, [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], { pidFile });
   } catch (e) {
     return Promise.reject(e);
   }
@@ -118,15 +129,88 @@ export function runExec(
   // on stderr; keep the tail to tell Docker's 126/127 apart.
   let errTail = '';
   child.stderr?.on('data', (d: Buffer) => (errTail = (errTail + d.toString('utf8')).slice(-4096)));
+  let exited = false;
+  const onAbort = () => void killByPidFile(pidFile!, () => exited);
   return new Promise<number>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
+    let settled = false;
+    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (settled) return;
+      settled = true;
+      kill?.removeEventListener('abort', onAbort);
+      if (pidFile) fs.rm(pidFile, { force: true }, () => undefined);
       if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin);
       if (code !== null) return resolve(startFailure(code, errTail) ?? code);
       const n = signal ? (osConstants.signals as Record<string, number>)[signal] ?? 0 : 0;
       resolve(128 + n);
+    };
+    child.once('error', (e) => {
+      settled = true;
+      kill?.removeEventListener('abort', onAbort);
+      reject(e);
     });
+    child.once('exit', (code, signal) => {
+      exited = true;
+      if (!kill?.aborted) return; // wait for 'close': all of its output
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      finish(code, signal);
+    });
+    child.once('close', finish);
+    kill?.addEventListener('abort', onAbort, { once: true });
+    if (kill?.aborted) onAbort();
   });
+}
+
+/** SIGKILL the exec process whose pid runc writes to `file` (it may not have yet); gives up once `done`. */
+async function killByPidFile(file: string, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!done() && Date.now() < deadline) {
+    const pid = Number((await fs.promises.readFile(file, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(pid) && pid > 0) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * An exec's output collected in memory: everything, or the first `limit` bytes followed by
+ * "..." (Docker's health check output, 4096 bytes).
+ */
+export class OutputCollector {
+  private readonly parts: Buffer[] = [];
+  private size = 0;
+  private truncated = false;
+
+  constructor(private readonly limit = Infinity) {}
+
+  /** A writable that adds to it (one for stdout, one for stderr: they interleave as written). */
+  writable(): Writable {
+    return new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        this.add(Buffer.from(chunk));
+        cb();
+      },
+    });
+  }
+
+  add(b: Buffer): void {
+    const keep = Math.min(b.length, this.limit - this.size);
+    if (keep > 0) {
+      this.parts.push(keep === b.length ? b : b.subarray(0, keep));
+      this.size += keep;
+    }
+    if (keep < b.length) this.truncated = true;
+  }
+
+  text(): string {
+    return Buffer.concat(this.parts).toString('utf8') + (this.truncated ? '...' : '');
+  }
 }
 
 /**

@@ -1,15 +1,18 @@
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ContainerRecord } from './container-record';
+import { goDuration } from './units';
+import { HEALTH_FILTER_VALUES, healthFilterValue } from './health';
 
 /**
  * Docker's `docker ps` filters (moby daemon/list.go). Values of one key are ORed, keys are
  * ANDed. id and name are regular expressions matched anywhere (as moby does, so a prefix
- * works); label is `k` or `k=v`; status one of Docker's states; ancestor an image (its id,
+ * works); label is `k` or `k=v`; status one of Docker's states; health starting, healthy,
+ * unhealthy or none; ancestor an image (its id,
  * or a name resolved by the image store); exited an exit code; before/since a container.
  */
 
 const STATUSES = new Set(['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead']);
-const KEYS = new Set(['id', 'name', 'status', 'label', 'ancestor', 'exited', 'before', 'since', 'is-task']);
+const KEYS = new Set(['id', 'name', 'status', 'label', 'ancestor', 'exited', 'before', 'since', 'is-task', 'health']);
 
 export interface FilterContext {
   /** The image id a reference names, or undefined. */
@@ -40,6 +43,9 @@ export async function containerFilter(filters: Record<string, string[]>, ctx: Fi
   for (const s of given('status') ?? []) {
     if (!STATUSES.has(s)) throw new InvalidArgumentError(`invalid filter 'status=${s}'`, { hint: `use one of: ${[...STATUSES].join(', ')}` });
   }
+  for (const h of given('health') ?? []) {
+    if (!HEALTH_FILTER_VALUES.has(h)) throw new InvalidArgumentError(`Unrecognised filter value for health: ${h}`, { hint: `use one of: ${[...HEALTH_FILTER_VALUES].join(', ')}` });
+  }
   const exited = given('exited')?.map((v) => {
     const n = Number(v);
     if (!Number.isInteger(n)) throw new InvalidArgumentError(`invalid filter 'exited=${v}'`, { hint: 'give an exit code, e.g. exited=0' });
@@ -66,6 +72,8 @@ export async function containerFilter(filters: Record<string, string[]>, ctx: Fi
     if (names && !names.some((p) => regexMatch(p, rec.Name) || regexMatch(p, rec.Name.slice(1)))) return false;
     const st = given('status');
     if (st && !st.includes(rec.State.Status)) return false;
+    const health = given('health');
+    if (health && !health.includes(healthFilterValue(rec))) return false;
     const labels = given('label');
     if (labels && !labels.every((l) => labelMatch(l, rec.Config.Labels ?? {}))) return false;
     if (ancestors) {
@@ -82,15 +90,6 @@ export async function containerFilter(filters: Record<string, string[]>, ctx: Fi
     if (isTask && isTask.includes('true')) return false;
     return true;
   };
-}
-
-/** A Go duration ('10m', '1h30m', '24h') in ms, or undefined if `s` is not one. */
-function goDuration(s: string): number | undefined {
-  if (!/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) return undefined;
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let ms = 0;
-  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(m[1]) * unit[m[2]];
-  return ms;
 }
 
 /** Docker's `until`: a unix time, an RFC 3339 time, or a duration before now. In ms. */

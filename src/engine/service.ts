@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { ImageConfigFields } from '../images/service';
+import type { HealthState } from './health';
 
 /**
  * What the container engine offers the API. Shapes are the Docker Engine API v1.41 ones
@@ -75,6 +76,8 @@ export interface ContainerState {
   Error: string;
   StartedAt: string; // RFC 3339, '0001-01-01T00:00:00Z' when never
   FinishedAt: string;
+  /** Only for a container with a health check (health.ts). */
+  Health?: HealthState;
 }
 
 /** GET /containers/{id}/json (the part berth fills). */

@@ -13,3 +13,36 @@ export function parseSize(s: string, what = 'size'): number {
   const mult = 1024 ** ' kmgtp'.indexOf((m[2] || ' ').toLowerCase());
   return Math.floor(Number(m[1]) * mult);
 }
+
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration ('10m', '1h30m', '1.5s', '0') in ms, or undefined if `s` is not one (no sign). */
+export function goDuration(s: string): number | undefined {
+  if (s === '0') return 0;
+  if (!/^(\d+(\.\d+)?(ns|us|µs|μs|ms|s|m|h))+$/.test(s)) return undefined;
+  let ms = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)/g)) ms += Number(m[1]) * DURATION_UNITS[m[2]];
+  return ms;
+}
+
+/** Nanoseconds as Go's time.Duration.String() writes them: '30s', '1m30s', '1h0m0s', '500ms', '0s'. */
+export function formatGoDuration(ns: number): string {
+  const n = Math.round(Math.abs(ns));
+  const sign = ns < 0 ? '-' : '';
+  const frac = (v: number, div: number) => {
+    const whole = Math.floor(v / div);
+    const rest = v % div;
+    if (rest === 0) return String(whole);
+    return `${whole}.${String(rest).padStart(String(div).length - 1, '0').replace(/0+$/, '')}`;
+  };
+  if (n === 0) return '0s';
+  if (n < 1e3) return `${sign}${n}ns`;
+  if (n < 1e6) return `${sign}${frac(n, 1e3)}µs`;
+  if (n < 1e9) return `${sign}${frac(n, 1e6)}ms`;
+  const h = Math.floor(n / 3.6e12);
+  const m = Math.floor((n % 3.6e12) / 6e10);
+  const s = frac(n % 6e10, 1e9);
+  if (h > 0) return `${sign}${h}h${m}m${s}s`;
+  if (m > 0) return `${sign}${m}m${s}s`;
+  return `${sign}${s}s`;
+}

@@ -3,6 +3,7 @@ import { ZERO_TIME } from './container-record';
 import type { ContainerInspect, ContainerSummary } from './service';
 import { bindPoints, mountView } from './mounts';
 import { portsView, summaryPorts } from '../network/mappings';
+import { healthSuffix } from './health';
 
 /**
  * The Docker API's views of a container record: the `docker ps` summary with its Status
@@ -36,7 +37,7 @@ export function statusText(rec: ContainerRecord, now = Date.now()): string {
   const s = rec.State;
   switch (s.Status) {
     case 'running':
-      return `Up ${since(s.StartedAt, now)}`;
+      return `Up ${since(s.StartedAt, now)}${healthSuffix(s.Health)}`;
     case 'paused':
       return `Up ${since(s.StartedAt, now)} (Paused)`;
     case 'restarting':

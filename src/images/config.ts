@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
-import type { ImageConfigFields } from './service';
+import type { HealthConfig, ImageConfigFields } from './service';
+import { goDuration } from '../engine/units';
 
 /**
  * The OCI/Docker image config document (the blob whose digest is the image id), and the
@@ -109,7 +110,7 @@ export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
 /**
  * Apply Dockerfile-like `--change` instructions to a config, as `docker import --change`
  * does. Supported: CMD, ENTRYPOINT (JSON and shell form), ENV, WORKDIR, USER, EXPOSE,
- * LABEL, VOLUME, STOPSIGNAL, ONBUILD.
+ * LABEL, VOLUME, STOPSIGNAL, ONBUILD, HEALTHCHECK.
  */
 export function applyChanges(base: ImageConfigFields, changes: string[] = []): ImageConfigFields {
   const c: ImageConfigFields = structuredClone(base);
@@ -174,14 +175,71 @@ export function applyChanges(base: ImageConfigFields, changes: string[] = []): I
         case 'ONBUILD':
           c.OnBuild = [...(c.OnBuild ?? []), need(arg, instr)];
           break;
+        case 'HEALTHCHECK':
+          c.Healthcheck = healthcheck(need(arg, instr));
+          break;
         default:
           throw new InvalidArgumentError(`${instr} is not a valid change command`, {
-            hint: 'use CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR',
+            hint: 'use CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR',
           });
       }
     }
   }
   return c;
+}
+
+/**
+ * `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
+ * [--retries=N] CMD command` (JSON form: CMD, shell form: CMD-SHELL) or `HEALTHCHECK NONE`,
+ * as the Dockerfile builder reads it. Durations are Go's (30s, 1m30s).
+ */
+function healthcheck(arg: string): HealthConfig {
+  const instr = 'HEALTHCHECK';
+  let rest = arg;
+  const out: HealthConfig = {};
+  const flags: Record<string, 'Interval' | 'Timeout' | 'StartPeriod' | 'StartInterval'> = {
+    interval: 'Interval',
+    timeout: 'Timeout',
+    'start-period': 'StartPeriod',
+    'start-interval': 'StartInterval',
+  };
+  for (let m = /^--([a-z-]+)=(\S*)\s*/.exec(rest); m; m = /^--([a-z-]+)=(\S*)\s*/.exec(rest)) {
+    rest = rest.slice(m[0].length);
+    const [, name, value] = m;
+    if (name === 'retries') {
+      const n = Number(value);
+      if (!/^\d+$/.test(value) || n < 1) throw bad(instr, `invalid --retries ${JSON.stringify(value)}`, 'give a whole number of retries, 1 or more');
+      out.Retries = n;
+    } else if (flags[name]) {
+      const ms = goDuration(value);
+      if (ms === undefined) throw bad(instr, `invalid --${name} ${JSON.stringify(value)}`, 'give a duration such as 30s or 1m30s');
+      if (ms > 0 && ms < 1) throw bad(instr, `--${name} cannot be less than 1ms`, 'give at least 1ms, or 0 for the default');
+      if (ms > 0) out[flags[name]] = Math.round(ms * 1e6);
+    } else {
+      throw bad(instr, `unknown flag --${name}`, 'use --interval, --timeout, --start-period, --start-interval or --retries');
+    }
+  }
+  const m = /^(\S+)\s*(.*)$/s.exec(rest);
+  const kind = m?.[1].toUpperCase();
+  if (kind === 'NONE') {
+    if (m![2] || Object.keys(out).length) throw bad(instr, 'NONE takes no arguments or flags', 'write HEALTHCHECK NONE alone');
+    return { Test: ['NONE'] };
+  }
+  if (kind !== 'CMD') throw bad(instr, `expected CMD or NONE, got ${JSON.stringify(rest)}`, 'e.g. HEALTHCHECK --interval=5s CMD redis-cli ping');
+  const cmd = m![2].trim();
+  if (cmd.startsWith('[')) {
+    let list: string[] | undefined;
+    try {
+      list = jsonArray(cmd, instr);
+    } catch {
+      // a malformed JSON array is shell form, as for CMD
+    }
+    if (list) {
+      if (!list.length) throw bad(instr, 'CMD needs a command', 'e.g. HEALTHCHECK CMD ["redis-cli", "ping"]');
+      return { Test: ['CMD', ...list], ...out };
+    }
+  }
+  return { Test: ['CMD-SHELL', need(cmd, instr)], ...out };
 }
 
 function commandForm(arg: string, instr: string): string[] {
@@ -303,6 +361,17 @@ export function serializeConfig(c: ImageConfig): string {
       WorkingDir: cfg.WorkingDir || undefined,
       Labels: sorted(cfg.Labels),
       StopSignal: cfg.StopSignal || undefined,
+      // Docker's extension of the OCI config, after its fields (moby's DockerOCIImageConfig).
+      Healthcheck: cfg.Healthcheck
+        ? {
+            Test: nonEmpty(cfg.Healthcheck.Test),
+            Interval: cfg.Healthcheck.Interval || undefined,
+            Timeout: cfg.Healthcheck.Timeout || undefined,
+            StartPeriod: cfg.Healthcheck.StartPeriod || undefined,
+            StartInterval: cfg.Healthcheck.StartInterval || undefined,
+            Retries: cfg.Healthcheck.Retries || undefined,
+          }
+        : undefined,
     },
     rootfs: { type: 'layers', diff_ids: c.rootfs.diff_ids },
     history: nonEmpty(

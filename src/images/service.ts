@@ -56,6 +56,20 @@ export interface ImageConfigFields {
   Volumes?: Record<string, object> | null;
   StopSignal?: string;
   OnBuild?: string[] | null;
+  /** HEALTHCHECK (see src/engine/health.ts). */
+  Healthcheck?: HealthConfig | null;
+}
+
+/** Docker's HealthConfig: the probe and its schedule; durations in nanoseconds, 0 = the default. */
+export interface HealthConfig {
+  /** ["CMD", cmd, args...], ["CMD-SHELL", "command"], ["NONE"], or [] (inherit the image's). */
+  Test?: string[];
+  Interval?: number;
+  Timeout?: number;
+  StartPeriod?: number;
+  /** Between probes while starting, within StartPeriod (API 1.44's; Interval when 0). */
+  StartInterval?: number;
+  Retries?: number;
 }
 
 /** GET /images/{name}/history item. */

@@ -270,10 +270,12 @@ export class OciRuntime {
    * Run a process in a running container (no tty). `stdio` is as for child_process.spawn
    * (default pipes); the ChildProcess exits with the process's status, and with 255 and
    * runc's message on stderr if the process could not be started. Docker's PATH is added
-   * when env has none.
+   * when env has none. With `pidFile`, runc writes the process's pid there.
    */
-  exec(id: string, proc: ExecProcess, stdio: StdioOptions = 'pipe'): ChildProcess {
+  exec(id: string, proc: ExecProcess, stdio: StdioOptions = 'pipe', opts: { pidFile?: string } = {}): ChildProcess {
     const { args, cleanup } = this.execArgs(id, proc, false);
+    // runc writes the process's (host) pid there once it runs: what a caller kills it by.
+    if (opts.pidFile) args.splice(args.indexOf('--process'), 0, '--pid-file', opts.pidFile);
     const child = spawn(this.path, args, { stdio });
     child.once('exit', cleanup);
     child.once('error', cleanup);

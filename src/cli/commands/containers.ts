@@ -6,12 +6,13 @@ import { writeArchive } from '../progress';
 import { ConflictError, InvalidArgumentError, NotFoundError, BerthError } from '../../../volumes/shared/errors';
 import { attachTerminal, runTerminal, windowSize, type TerminalStream } from '../terminal';
 import { parseDetachKeys } from '../../engine/detach-keys';
+import { healthcheckFromFlags, healthOptions, type HealthFlags } from '../health-flags';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
 import { formatPortLines, formatPortsSummary, parseExpose, parsePublish, type PortBinding, type PortSummary } from '../../network/port-spec';
 
 /** Options shared by `run` and `create`. */
 function createOptions(c: Command): Command {
-  return c
+  return healthOptions(c)
     .option('--name <name>', 'assign a name to the container')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (KEY alone takes it from your environment)', collect)
     .option('--env-file <file>', 'read environment variables from a file', collect)
@@ -43,7 +44,7 @@ function createOptions(c: Command): Command {
     .option('--detach-keys <keys>', 'the keys that detach from the terminal, e.g. ctrl-a,d (default ctrl-p,ctrl-q)');
 }
 
-interface CreateFlags {
+interface CreateFlags extends HealthFlags {
   name?: string;
   env?: string[];
   envFile?: string[];
@@ -151,6 +152,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
   const binds = (o.volume ?? []).filter((v) => v.includes(':'));
   const anon = Object.fromEntries((o.volume ?? []).filter((v) => !v.includes(':')).map((v) => [v, {}]));
   const { ExposedPorts, ...net } = networkFields(o);
+  const healthcheck = healthcheckFromFlags(o);
   return {
     Image: image,
     Cmd: args.length ? args : undefined,
@@ -163,6 +165,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
     Hostname: o.hostname ?? '',
     Labels: parseLabels(o.label),
     StopSignal: o.stopSignal,
+    ...(healthcheck ? { Healthcheck: healthcheck } : {}),
     OpenStdin: !!o.interactive,
     StdinOnce: !!o.interactive && !o.detach,
     AttachStdin: !!o.interactive && !o.detach,
@@ -439,7 +442,7 @@ export function containerCommands(program: Command): void {
       .option('-l, --latest', 'show the latest created')
       .option('-s, --size', 'show sizes')
       .option('--no-trunc', "don't truncate output")
-      .option('-f, --filter <k=v>', 'filter: status=exited, name=web, label=k=v, ancestor=busybox, exited=0', collect)
+      .option('-f, --filter <k=v>', 'filter: status=exited, name=web, label=k=v, ancestor=busybox, exited=0, health=healthy', collect)
       .option('--format <format>', "'json' or a Go-style template, e.g. '{{.ID}} {{.Names}}'")
       .action(async (o: { all?: boolean; quiet?: boolean; last?: string; latest?: boolean; size?: boolean; trunc?: boolean; filter?: string[]; format?: string }, cmd: Command) => {
         const ctx = await connect(cmd);
