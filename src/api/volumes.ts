@@ -54,13 +54,29 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
     tar.on('error', () => res.destroy());
     tar.pipe(res);
   });
-  router.add('POST', new RegExp(`${V}/import$`), async ({ req, res, params }) => {
+  router.add('POST', new RegExp(`${V}/import$`), async ({ req, res, params, query }) => {
     try {
-      sendJSON(res, 201, await volumes.import(params[0], req));
+      sendJSON(res, 201, await volumes.import(params[0], req, { labels: qlabels(query) }));
     } finally {
       req.resume(); // an error before reading leaves the body unread
     }
   });
+}
+
+/** `labels`: a JSON object of string values, as Docker's /build takes them. */
+function qlabels(query: URLSearchParams): Record<string, string> | undefined {
+  const raw = query.get('labels');
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'string')) {
+    throw new InvalidArgumentError('labels must be a JSON object of strings', { hint: 'e.g. labels={"app":"db"}; the CLI takes --label app=db' });
+  }
+  return parsed as Record<string, string>;
 }
 
 function required(v: string | null, what: string, usage: string): string {

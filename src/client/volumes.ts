@@ -8,8 +8,11 @@ const enc = encodeURIComponent;
 export class RemoteVolumeService implements VolumeService {
   constructor(private t: Transport) {}
 
-  /** Not known over the socket without a call; see /info's Berth.VolumeDriver. */
-  readonly driverName = 'remote';
+  /** The daemon's volume driver, from GET /info (Berth.VolumeDriver). */
+  async driver(): Promise<string> {
+    const info = await this.t.json<{ Berth?: { VolumeDriver?: string } }>('GET', '/info');
+    return info.Berth?.VolumeDriver ?? 'local';
+  }
 
   list(filters: Record<string, string[]> = {}): Promise<{ Volumes: Volume[]; Warnings: string[] }> {
     return this.t.json('GET', '/volumes', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
@@ -47,8 +50,9 @@ export class RemoteVolumeService implements VolumeService {
   export(name: string, snap?: string): Promise<Readable> {
     return this.t.request('GET', `/berth/v1/volumes/${enc(name)}/export`, { query: { snapshot: snap } });
   }
-  import(name: string, input: Readable): Promise<Volume> {
-    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/import`, { body: input });
+  import(name: string, input: Readable, opts: { labels?: Record<string, string> } = {}): Promise<Volume> {
+    const labels = opts.labels && Object.keys(opts.labels).length ? JSON.stringify(opts.labels) : undefined;
+    return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/import`, { body: input, query: { labels } });
   }
   async close(): Promise<void> {}
 }

@@ -39,8 +39,11 @@ export interface VolumeSnapshot {
 }
 
 export interface VolumeService {
-  /** The driver's name ('btrfs', 'dir'). */
-  readonly driverName: string;
+  /**
+   * The real driver's name ('btrfs', 'dir'); Docker clients see `local`. It is known before
+   * the driver opens (GET /info shows it as Berth.VolumeDriver).
+   */
+  driver(): Promise<string>;
   list(filters?: Record<string, string[]>): Promise<{ Volumes: Volume[]; Warnings: string[] }>;
   create(body: VolumeCreateBody): Promise<Volume>;
   inspect(name: string): Promise<Volume>;
@@ -55,6 +58,7 @@ export interface VolumeService {
   restore(name: string, snap: string): Promise<void>;
   clone(name: string, snap: string | undefined, newName: string): Promise<Volume>;
   export(name: string, snap?: string): Promise<Readable>;
+  /** A new volume `name` from a tar (a volume export, or any plain tar), with `labels`. */
   import(name: string, input: Readable, opts?: { labels?: Record<string, string> }): Promise<Volume>;
   close(): Promise<void>;
 }

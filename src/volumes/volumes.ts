@@ -83,7 +83,7 @@ export class Volumes implements VolumeService {
     private readonly plannedDriver: string,
   ) {}
 
-  get driverName(): string {
+  async driver(): Promise<string> {
     return this.opened?.name ?? this.plannedDriver;
   }
 

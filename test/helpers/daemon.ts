@@ -10,6 +10,7 @@ import { ownsBridge, ownsChains } from '../../src/network/claims';
 import { Transport } from '../../src/client/transport';
 import { RemoteImageService } from '../../src/client/images';
 import { RemoteContainerService } from '../../src/client/containers';
+import { RemoteVolumeService } from '../../src/client/volumes';
 
 export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -39,6 +40,7 @@ export class TestDaemon {
   transport: Transport;
   images: RemoteImageService;
   containers: RemoteContainerService;
+  volumes: RemoteVolumeService;
   private exit?: Promise<number | null>;
 
   private constructor(
@@ -51,6 +53,7 @@ export class TestDaemon {
     this.transport = new Transport(this.socket);
     this.images = new RemoteImageService(this.transport);
     this.containers = new RemoteContainerService(this.transport);
+    this.volumes = new RemoteVolumeService(this.transport);
   }
 
   /**

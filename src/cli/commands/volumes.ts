@@ -169,12 +169,13 @@ export function volumeCommands(program: Command): void {
   volume
     .command('import <NAME> [FILE]')
     .description("make a new volume from a tar (a file, or '-' / nothing for standard input)")
-    .action(async (name: string, file: string | undefined, _o: object, cmd: Command) => {
+    .option('-l, --label <k=v>', 'set a label', collect)
+    .action(async (name: string, file: string | undefined, o: { label?: string[] }, cmd: Command) => {
       if (file && file !== '-' && !fs.existsSync(file)) throw new NotFoundError(`no such file: ${file}`, { hint: "check the path, or pass '-' to read standard input" });
       const ctx = await connect(cmd);
       const input = readWithProgress(file ?? '-', 'Importing');
       try {
-        process.stdout.write((await ctx.volumes.import(name, input.stream)).Name + '\n');
+        process.stdout.write((await ctx.volumes.import(name, input.stream, { labels: parseLabels(o.label) })).Name + '\n');
       } finally {
         input.done();
       }
