@@ -27,7 +27,10 @@ export class RemoteVolumeService implements VolumeService {
     (await this.t.request('DELETE', `/volumes/${enc(name)}`, { query: { force: opts.force ? 1 : undefined } })).resume();
   }
   prune(filters: Record<string, string[]> = {}): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }> {
-    return this.t.json('POST', '/volumes/prune', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
+    // `all` is always sent: the contract prunes anonymous volumes unless all=true, while the
+    // API's default depends on the version a client speaks.
+    const f = { ...filters, all: filters.all?.length ? filters.all : ['false'] };
+    return this.t.json('POST', '/volumes/prune', { query: { filters: JSON.stringify(f) } });
   }
   rename(name: string, newName: string): Promise<Volume> {
     return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/rename`, { query: { name: newName } });

@@ -54,14 +54,14 @@ export function volumeServiceSuite(test: TestFn, title: string, factory: (t: Exe
     t.deepEqual(await svc.create({ Name: n, Labels: label }), first);
   });
 
-  it('bad input is INVALID_ARGUMENT and makes nothing', async (t, { svc, name, label, mine }) => {
+  it('bad input is refused with a typed error and makes nothing', async (t, { svc, name, label, mine }) => {
     for (const bad of ['x', '.v', 'a/b', '..', 'v'.repeat(256)]) {
       await rejects(t, svc.create({ Name: bad, Labels: label }), 'INVALID_ARGUMENT', `create ${JSON.stringify(bad)}`);
     }
-    await rejects(t, svc.create({ Name: name('v'), Driver: 'no-such-driver', Labels: label }), 'INVALID_ARGUMENT');
     await rejects(t, svc.create({ Name: name('v'), DriverOpts: { colour: 'blue' }, Labels: label }), 'INVALID_ARGUMENT');
     await rejects(t, svc.create({ Name: name('v'), DriverOpts: { size: 'big' }, Labels: label }), 'INVALID_ARGUMENT');
     await rejects(t, svc.list({ colour: ['blue'] }), 'INVALID_ARGUMENT');
+    await rejects(t, svc.create({ Name: name('v'), Driver: 'no-such-driver', Labels: label }), 'NOT_FOUND', 'Docker: no such volume plugin');
     const n = name('v');
     await svc.create({ Name: n, Labels: label });
     await rejects(t, svc.snapshot(n, '../x'), 'INVALID_ARGUMENT');
