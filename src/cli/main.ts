@@ -4,6 +4,7 @@ import { systemCommands } from './commands/system';
 import { imageCommands } from './commands/images';
 import { containerCommands } from './commands/containers';
 import { volumeCommands } from './commands/volumes';
+import { sideCommands } from './commands/side';
 import { mainJob } from './commands/mainjob';
 import { BerthError, toBerthError } from '../../volumes/shared/errors';
 import { BERTH_VERSION } from '../version';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   containerCommands(program);
   imageCommands(program);
   volumeCommands(program);
+  sideCommands(program);
   program.command('main-job', { hidden: true }).description('what `npm start` runs').action(async (_o, cmd: Command) => mainJob(cmd));
   return program;
 }

@@ -20,6 +20,7 @@ import { volumeRoutes } from '../api/volumes';
 import { networkRoutes } from '../api/networks';
 import { swarmRoutes } from '../api/swarm';
 import { BridgeNetwork } from '../network/network';
+import { sideRoutes } from '../api/side';
 
 export interface DaemonOptions extends DaemonLocation {
   runtime?: string;
@@ -106,6 +107,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     volumeRoutes(router, volumes);
     imageRoutes(router, images);
     containerRoutes(router, engine, events);
+    sideRoutes(router, engine.access(), images, volumes);
     networkRoutes(router, id, engine, () => engine.networkInfo());
     swarmRoutes(router);
 

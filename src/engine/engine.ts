@@ -66,6 +66,8 @@ import { checkPorts, networkMode, type BridgeNetwork, type NetworkMode } from '.
 import type { PublishedPort } from '../network/rules';
 import { TtySession } from './tty';
 import { checkWindow, TtyAttachments, type TtyAttachOptions } from './tty-attach';
+import type { ContainerAccess } from './container-access';
+import { withRootfs } from './rootfs-view';
 
 const execFileP = promisify(execFile);
 
@@ -1235,6 +1237,26 @@ export class Engine implements ContainerService {
   }
 
   /** The bridge network, for `berth info`. */
+  /** What the side modules (archive, stats, update, changes, df) may use: see container-access.ts. */
+  access(): ContainerAccess {
+    return {
+      record: (ref) => this.store.find(ref),
+      all: () => this.store.all(),
+      paths: (id) => this.store.paths(id),
+      cgroupsPath: (id) => this.cgroupsPath(id),
+      locked: (ref, fn) => {
+        const c = this.live(ref);
+        return c.lock.run(() => fn(c.rec));
+      },
+      save: (rec) => this.save(rec),
+      withRootfs: (ref, fn) => withRootfs(this.live(ref), this.store.paths(this.live(ref).id).rootfs, this.opts.snapshotter, fn),
+      runtimeFor: (rec) => this.runtimeFor(rec.Runtime),
+      emit: (rec, action, extra) => this.emit(rec, action, extra),
+      snapshotter: this.opts.snapshotter,
+      volumes: this.opts.volumes,
+    };
+  }
+
   networkInfo(): ReturnType<BridgeNetwork['info']> | undefined {
     return this.net?.info();
   }

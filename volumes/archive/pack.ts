@@ -36,9 +36,17 @@ type Entry = Partial<tar.Header> & { name: string };
 const MAX_USTAR_ID = 0o777777;
 
 export function packDir(dir: string, opts: PackOptions = {}): Readable {
+  return streamPack((pack, room) => walk(dir, opts, pack, room));
+}
+
+/**
+ * A tar stream written by `work`, which calls `room()` before each entry: tar-stream
+ * applies backpressure to file data but not to headers, and a tree of a million empty
+ * files would pile headers up in memory, so the walk waits while `pack` is full. The
+ * stream fails with `work`'s error; a reader that stops reading ends the walk.
+ */
+export function streamPack(work: (pack: tar.Pack, room: () => Promise<void>) => Promise<void>): Readable {
   const pack = tar.pack();
-  // tar-stream applies backpressure to file data but not to headers; a tree of a million
-  // empty files would pile headers up in memory. So the walk waits while `pack` is full.
   // isBackpressured is streamx's public static (Pack extends streamx.Readable).
   const streamx = pack.constructor as unknown as { isBackpressured(rs: unknown): boolean };
   let closed = false;
@@ -65,7 +73,7 @@ export function packDir(dir: string, opts: PackOptions = {}): Readable {
       pack.destroy();
     }
   }
-  walk(dir, opts, pack, room).then(
+  work(pack, room).then(
     () => pack.finalize(),
     (e) => pack.destroy(toBerthError(e)),
   );
