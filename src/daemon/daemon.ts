@@ -107,7 +107,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     volumeRoutes(router, volumes);
     imageRoutes(router, images);
     containerRoutes(router, engine, events);
-    sideRoutes(router, engine.access(), images, volumes);
+    sideRoutes(router, engine.access(), engine, images, volumes);
     networkRoutes(router, id, engine, () => engine.networkInfo());
     swarmRoutes(router);
 

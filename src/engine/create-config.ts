@@ -83,7 +83,7 @@ export function mergeConfig(body: CreateBody, image: ImageConfigFields, id: stri
 
 const POLICIES = new Set(['', 'no', 'always', 'on-failure', 'unless-stopped']);
 
-function checkRestartPolicy(p: RestartPolicy | undefined, autoRemove: boolean): RestartPolicy {
+export function checkRestartPolicy(p: RestartPolicy | undefined, autoRemove: boolean): RestartPolicy {
   const name = p?.Name ?? '';
   const max = p?.MaximumRetryCount ?? 0;
   if (!POLICIES.has(name)) {

@@ -260,6 +260,11 @@ export class OciRuntime {
     await this.run(id, 'resume', ['resume', id]);
   }
 
+  /** Change a running container's resources (`runc update` flags, e.g. --memory N). */
+  async update(id: string, flags: string[]): Promise<void> {
+    await this.run(id, 'update', ['update', ...flags, id]);
+  }
+
   /** Every container in this runtime root. */
   async list(): Promise<RuntimeState[]> {
     const out = await this.run('', 'list', ['list', '--format', 'json']);

@@ -173,6 +173,11 @@ export class Volumes implements VolumeService {
     return this.view(await (await this.driverNow()).inspect(name));
   }
 
+  /** Bytes the volume takes, from its driver (btrfs qgroups, or a walk of the directory). */
+  async usage(name: string): Promise<number> {
+    return (await (await this.driverNow()).usage(name)).size;
+  }
+
   async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
     try {
       await (await this.driverNow()).inspect(name);

@@ -1,0 +1,289 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { vethName } from '../network/network';
+import type { ContainerAccess } from './container-access';
+import type { ContainerRecord } from './container-record';
+import { cgroupDirs } from './host';
+
+/**
+ * GET /containers/{id}/stats: Docker's stats JSON read from the container's cgroup (v2;
+ * v1 hierarchies when that is what the host has) and its veth's counters.
+ *
+ * Each sample is a handful of small synchronous reads (cgroup and sysfs files are
+ * generated on read, microseconds each), and /proc/stat is read once per 100 ms for
+ * every container sampled then, so streaming many containers costs little.
+ */
+
+export interface CpuStats {
+  cpu_usage: { total_usage: number; usage_in_kernelmode: number; usage_in_usermode: number; percpu_usage?: number[] };
+  system_cpu_usage: number;
+  online_cpus: number;
+  throttling_data: { periods: number; throttled_periods: number; throttled_time: number };
+}
+
+interface BlkioEntry {
+  major: number;
+  minor: number;
+  op: string;
+  value: number;
+}
+
+export interface NetStats {
+  rx_bytes: number;
+  rx_packets: number;
+  rx_errors: number;
+  rx_dropped: number;
+  tx_bytes: number;
+  tx_packets: number;
+  tx_errors: number;
+  tx_dropped: number;
+}
+
+export interface StatsSample {
+  read: string;
+  preread: string;
+  name: string;
+  id: string;
+  pids_stats: { current?: number; limit?: number };
+  blkio_stats: {
+    io_service_bytes_recursive: BlkioEntry[] | null;
+    io_serviced_recursive: BlkioEntry[] | null;
+    io_queue_recursive: null;
+    io_service_time_recursive: null;
+    io_wait_time_recursive: null;
+    io_merged_recursive: null;
+    io_time_recursive: null;
+    sectors_recursive: null;
+  };
+  num_procs: number;
+  storage_stats: Record<string, never>;
+  cpu_stats: CpuStats;
+  precpu_stats: CpuStats;
+  memory_stats: { usage?: number; limit?: number; max_usage?: number; stats?: Record<string, number> };
+  networks?: Record<string, NetStats>;
+}
+
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+const CLK_TCK = 100;
+
+function emptyCpu(): CpuStats {
+  return { cpu_usage: { total_usage: 0, usage_in_kernelmode: 0, usage_in_usermode: 0 }, system_cpu_usage: 0, online_cpus: 0, throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 } };
+}
+
+function read(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function num(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  const t = s.trim();
+  if (t === '' || t === 'max') return undefined;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** "key value" lines (cpu.stat, memory.stat) as a map. */
+function keyed(s: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of (s ?? '').split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && Number.isFinite(Number(v))) out[k] = Number(v);
+  }
+  return out;
+}
+
+let procStat: { at: number; value: number } | undefined;
+
+/** Host CPU time in ns (the sum of /proc/stat's cpu line), Docker's system_cpu_usage; cached 100 ms. */
+function systemCpu(): number {
+  const now = Date.now();
+  if (procStat && now - procStat.at < 100) return procStat.value;
+  const line = (read('/proc/stat') ?? '').split('\n').find((l) => l.startsWith('cpu ')) ?? '';
+  const ticks = line.split(/\s+/).slice(1, 9).reduce((a, b) => a + (Number(b) || 0), 0);
+  procStat = { at: now, value: (ticks * 1e9) / CLK_TCK };
+  return procStat.value;
+}
+
+function onlineCpus(): number {
+  return os.availableParallelism?.() ?? os.cpus().length;
+}
+
+/** One sample of a cgroup v2 directory. */
+function sampleV2(dir: string): Pick<StatsSample, 'cpu_stats' | 'memory_stats' | 'pids_stats' | 'blkio_stats'> {
+  const cpu = keyed(read(path.join(dir, 'cpu.stat')));
+  const mstat = keyed(read(path.join(dir, 'memory.stat')));
+  const usage = num(read(path.join(dir, 'memory.current')));
+  const limit = num(read(path.join(dir, 'memory.max'))) ?? os.totalmem();
+  const bytes: BlkioEntry[] = [];
+  const ios: BlkioEntry[] = [];
+  for (const line of (read(path.join(dir, 'io.stat')) ?? '').split('\n')) {
+    const m = /^(\d+):(\d+)\s+(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const kv = Object.fromEntries(m[3].split(/\s+/).map((p) => p.split('=')).map(([k, v]) => [k, Number(v) || 0]));
+    const [major, minor] = [Number(m[1]), Number(m[2])];
+    bytes.push({ major, minor, op: 'read', value: kv.rbytes ?? 0 }, { major, minor, op: 'write', value: kv.wbytes ?? 0 });
+    ios.push({ major, minor, op: 'read', value: kv.rios ?? 0 }, { major, minor, op: 'write', value: kv.wios ?? 0 });
+  }
+  return {
+    cpu_stats: {
+      cpu_usage: { total_usage: (cpu.usage_usec ?? 0) * 1000, usage_in_kernelmode: (cpu.system_usec ?? 0) * 1000, usage_in_usermode: (cpu.user_usec ?? 0) * 1000 },
+      system_cpu_usage: systemCpu(),
+      online_cpus: onlineCpus(),
+      throttling_data: { periods: cpu.nr_periods ?? 0, throttled_periods: cpu.nr_throttled ?? 0, throttled_time: (cpu.throttled_usec ?? 0) * 1000 },
+    },
+    memory_stats: { usage, limit, stats: mstat },
+    pids_stats: { current: num(read(path.join(dir, 'pids.current'))), limit: num(read(path.join(dir, 'pids.max'))) },
+    blkio_stats: blkio(bytes, ios),
+  };
+}
+
+/** One sample of cgroup v1 hierarchies (`dirs`: one per mounted controller). */
+function sampleV1(dirs: string[]): Pick<StatsSample, 'cpu_stats' | 'memory_stats' | 'pids_stats' | 'blkio_stats'> {
+  const find = (file: string) => {
+    for (const d of dirs) {
+      const s = read(path.join(d, file));
+      if (s !== undefined) return s;
+    }
+    return undefined;
+  };
+  const acct = keyed(find('cpuacct.stat'));
+  const tickNs = 1e9 / CLK_TCK;
+  const percpu = (find('cpuacct.usage_percpu') ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
+  const thr = keyed(find('cpu.stat'));
+  const mstat = keyed(find('memory.stat'));
+  const rawLimit = num(find('memory.limit_in_bytes'));
+  const blk = (file: string) =>
+    (find(file) ?? '')
+      .split('\n')
+      .map((l) => /^(\d+):(\d+)\s+(\w+)\s+(\d+)$/.exec(l.trim()))
+      .filter((m): m is RegExpExecArray => !!m && m[3] !== 'Total')
+      .map((m) => ({ major: Number(m[1]), minor: Number(m[2]), op: m[3].toLowerCase(), value: Number(m[4]) }));
+  return {
+    cpu_stats: {
+      cpu_usage: { total_usage: num(find('cpuacct.usage')) ?? 0, usage_in_kernelmode: (acct.system ?? 0) * tickNs, usage_in_usermode: (acct.user ?? 0) * tickNs, ...(percpu.length ? { percpu_usage: percpu } : {}) },
+      system_cpu_usage: systemCpu(),
+      online_cpus: onlineCpus(),
+      throttling_data: { periods: thr.nr_periods ?? 0, throttled_periods: thr.nr_throttled ?? 0, throttled_time: thr.throttled_time ?? 0 },
+    },
+    memory_stats: {
+      usage: num(find('memory.usage_in_bytes')),
+      max_usage: num(find('memory.max_usage_in_bytes')),
+      // v1 writes an unlimited limit as a huge page-aligned number.
+      limit: rawLimit === undefined || rawLimit > os.totalmem() ? os.totalmem() : rawLimit,
+      stats: mstat,
+    },
+    pids_stats: { current: num(find('pids.current')), limit: num(find('pids.max')) },
+    blkio_stats: blkio(blk('blkio.throttle.io_service_bytes'), blk('blkio.throttle.io_serviced')),
+  };
+}
+
+function blkio(bytes: BlkioEntry[] | null, ios: BlkioEntry[] | null): StatsSample['blkio_stats'] {
+  return {
+    io_service_bytes_recursive: bytes,
+    io_serviced_recursive: ios,
+    io_queue_recursive: null,
+    io_service_time_recursive: null,
+    io_wait_time_recursive: null,
+    io_merged_recursive: null,
+    io_time_recursive: null,
+    sectors_recursive: null,
+  };
+}
+
+/** The container's eth0 counters, from the host end of its veth (whose rx is the container's tx). */
+function network(rec: ContainerRecord): Record<string, NetStats> | undefined {
+  if (rec.Network?.Mode !== 'bridge' || !rec.Network.Endpoint) return undefined;
+  const dir = `/sys/class/net/${vethName(rec.Id)}/statistics`;
+  const c = (f: string) => num(read(path.join(dir, f))) ?? 0;
+  if (!fs.existsSync(dir)) return undefined;
+  return {
+    eth0: {
+      rx_bytes: c('tx_bytes'),
+      rx_packets: c('tx_packets'),
+      rx_errors: c('tx_errors'),
+      rx_dropped: c('tx_dropped'),
+      tx_bytes: c('rx_bytes'),
+      tx_packets: c('rx_packets'),
+      tx_errors: c('rx_errors'),
+      tx_dropped: c('rx_dropped'),
+    },
+  };
+}
+
+export class ContainerStats {
+  constructor(private readonly access: ContainerAccess) {}
+
+  /** One sample; `prev` becomes its precpu_stats (Docker's CPU % needs two). */
+  sample(ref: string, prev?: StatsSample): StatsSample {
+    const rec = this.access.record(ref);
+    const now = new Date().toISOString();
+    const base: StatsSample = {
+      read: now,
+      preread: prev?.read ?? ZERO_TIME,
+      name: rec.Name,
+      id: rec.Id,
+      pids_stats: {},
+      blkio_stats: blkio(null, null),
+      num_procs: 0,
+      storage_stats: {},
+      cpu_stats: emptyCpu(),
+      precpu_stats: prev?.cpu_stats ?? emptyCpu(),
+      memory_stats: {},
+    };
+    if (!rec.State.Running) return { ...base, read: ZERO_TIME };
+    const dirs = cgroupDirs(this.access.cgroupsPath(rec.Id)).filter((d) => fs.existsSync(d));
+    if (dirs.length === 0) return base;
+    const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers'); // pure v2 (a hybrid host's 'unified' holds no controllers berth uses)
+    const s = v2 ? sampleV2(dirs[0]) : sampleV1(dirs);
+    const net = network(rec);
+    return { ...base, ...s, ...(net ? { networks: net } : {}) };
+  }
+
+  /**
+   * Samples every second until `signal` aborts (or, with `stream` false, one sample that
+   * has a previous one a second before, as Docker's `stream=false`; `oneShot` skips that wait).
+   */
+  async *samples(ref: string, opts: { stream: boolean; oneShot?: boolean; signal: AbortSignal }): AsyncGenerator<StatsSample> {
+    this.access.record(ref); // a 404 before anything is sent
+    if (!opts.stream) {
+      if (opts.oneShot) {
+        yield this.sample(ref);
+        return;
+      }
+      const first = this.sample(ref);
+      await sleep(1000, opts.signal);
+      yield this.sample(ref, first);
+      return;
+    }
+    let prev: StatsSample | undefined;
+    while (!opts.signal.aborted) {
+      let s: StatsSample;
+      try {
+        s = this.sample(ref, prev);
+      } catch {
+        return; // removed meanwhile
+      }
+      yield s;
+      prev = s;
+      await sleep(1000, opts.signal);
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}
