@@ -2,7 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Router } from './router';
 import { qbool, sendEmpty } from './http';
-import { InvalidArgumentError } from '../../volumes/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ContainerArchive, PathStat } from '../engine/archive';
 
 const STAT_HEADER = 'X-Docker-Container-Path-Stat';

@@ -9,7 +9,7 @@ import type { ContainerService } from '../engine/service';
 import { ContainerStats } from '../engine/stats';
 import { ContainerUpdate, type UpdateBody } from '../engine/update';
 import type { ImageStore } from '../images/store';
-import type { Volumes } from '../engine/volume-service';
+import type { Volumes } from '../volumes/volumes';
 
 /**
  * The routes of the modules that work on containers from the side (archive, stats,

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { InternalError } from '../../volumes/errors';
+import { InternalError } from '../../volumes/shared/errors';
 import type { PathStat, PutOptions } from '../engine/archive';
 import { Transport } from './transport';
 

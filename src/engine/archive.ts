@@ -3,11 +3,11 @@ import * as posix from 'node:path/posix';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, toBerthError } from '../../volumes/errors';
+import { BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, toBerthError } from '../../volumes/shared/errors';
 import { checkRawName, cleanPath } from '../../volumes/archive/paths';
 import { streamPack } from '../../volumes/archive/pack';
 import { at, atFromChild, errno, removeAt, RootedTree, type Dir } from '../../volumes/archive/rooted';
-import { run } from '../../volumes/archive/tools';
+import { tool } from '../../volumes/shared/host-tool';
 import { lookupUser } from '../runtime/rootfs';
 import type { ContainerAccess, RootfsView } from './container-access';
 import type { ContainerRecord } from './container-record';
@@ -457,7 +457,7 @@ export class TreeWriter {
       }
       case 'fifo':
         this.create(dir, name, () => undefined);
-        await run('mkfifo', ['-m', (mode & 0o777).toString(8), '--', atFromChild(dir.fd, name)], { cwd: '/' });
+        await tool('mkfifo', ['-m', (mode & 0o777).toString(8), '--', atFromChild(dir.fd, name)]);
         chown(() => fs.lchownSync(at(dir.fd, name), uid, gid));
         return;
       default:

@@ -1,7 +1,7 @@
 import type { Snapshotter } from '../../volumes/layers/snapshotter';
 import type { OciRuntime } from '../runtime/runtime';
 import type { ContainerPaths, ContainerRecord } from './container-record';
-import type { Volumes } from './volume-service';
+import type { Volumes } from '../volumes/volumes';
 
 /**
  * What the engine lends to the modules that work on one container from the side

@@ -1,10 +1,11 @@
-import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { DeleteItem, ImageSummary } from '../images/service';
 import type { ImageStore } from '../images/store';
 import type { ContainerAccess } from './container-access';
 import { parseUntil } from './list-filter';
 import type { ContainerService, ContainerSummary } from './service';
-import type { Volume, Volumes } from './volume-service';
+import type { Volume } from '../volumes/service';
+import type { Volumes } from '../volumes/volumes';
 
 export interface DiskUsage {
   LayersSize: number;

@@ -1,4 +1,4 @@
-import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/errors';
+import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ContainerAccess } from './container-access';
 import { checkRestartPolicy, MIN_MEMORY } from './create-config';
 import type { HostConfig, RestartPolicy } from './service';

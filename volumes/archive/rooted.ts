@@ -20,7 +20,7 @@
  * `t.resolve('/etc/passwd', { follow: true })` gives the parent Dir of `passwd`.
  */
 import fs, { constants as C } from 'node:fs';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../shared/errors';
 
 /** openat(fd, name) as a path the kernel resolves to exactly that. */
 export function at(fd: number, name?: string): string {

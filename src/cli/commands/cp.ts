@@ -6,7 +6,7 @@ import { connect } from '../context';
 import { RemoteArchive } from '../../client/archive';
 import { packTree, TreeWriter, type PathStat } from '../../engine/archive';
 import { RootedTree } from '../../../volumes/archive/rooted';
-import { InvalidArgumentError, NotFoundError } from '../../../volumes/errors';
+import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
 
 const GO_DIR = 2 ** 31;
 const GO_SYMLINK = 2 ** 27;

@@ -6,7 +6,7 @@ import { cpCommand } from './cp';
 import { RemoteContainerTools } from '../../client/container-tools';
 import type { StatsSample } from '../../engine/stats';
 import type { UpdateBody } from '../../engine/update';
-import { InvalidArgumentError } from '../../../volumes/errors';
+import { InvalidArgumentError } from '../../../volumes/shared/errors';
 
 /** The verbs of the side modules (cp, stats, update, diff, system df/prune, image prune), under `berth` and its groups. */
 export function sideCommands(program: Command): void {
