@@ -32,10 +32,17 @@ export function archiveRoutes(router: Router, archive: ContainerArchive): void {
     });
   });
   router.add('PUT', A, async ({ req, res, params, query }) => {
-    await archive.put(params[0], pathOf(query), await decompressed(req), {
-      noOverwriteDirNonDir: qbool(query, 'noOverwriteDirNonDir'),
-      copyUIDGID: qbool(query, 'copyUIDGID'),
-    });
+    try {
+      await archive.put(params[0], pathOf(query), await decompressed(req), {
+        noOverwriteDirNonDir: qbool(query, 'noOverwriteDirNonDir'),
+        copyUIDGID: qbool(query, 'copyUIDGID'),
+      });
+    } catch (e) {
+      // Read the rest of the upload, so the client gets the error rather than EPIPE.
+      req.resume();
+      await new Promise((r) => (req.readableEnded ? r(undefined) : req.once('end', r).once('close', r)));
+      throw e;
+    }
     sendEmpty(res, 200);
   });
 }
