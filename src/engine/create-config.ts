@@ -7,6 +7,8 @@ import { checkLogConfig } from './log-drivers';
 import { parseVolumeSpec } from './mounts';
 import { dnsOverrides, parseExtraHosts } from '../network/dns-options';
 import { checkHealthConfig, mergeHealthConfig } from './health';
+import type { HostInfo } from '../runtime/spec';
+import { checkSecurityConfig } from './security-config';
 
 /**
  * The pure part of `create`: a POST /containers/create body checked and merged with its
@@ -67,6 +69,7 @@ export function mergeConfig(body: CreateBody, image: ImageConfigFields, id: stri
     Labels: { ...(image.Labels ?? {}), ...(body.Labels ?? {}) },
     ExposedPorts: { ...(image.ExposedPorts ?? {}), ...(body.ExposedPorts ?? {}) },
   };
+  if (body.MacAddress) cfg.MacAddress = body.MacAddress;
   const stop = body.StopSignal || image.StopSignal;
   if (stop) cfg.StopSignal = stop;
   if (body.StopTimeout !== undefined && body.StopTimeout !== null) {
@@ -101,7 +104,7 @@ export function checkRestartPolicy(p: RestartPolicy | undefined, autoRemove: boo
   return { Name: name || 'no', MaximumRetryCount: max };
 }
 
-function checkHostConfig(hc: HostConfig): HostConfig {
+function checkHostConfig(hc: HostConfig, host: HostInfo | undefined): HostConfig {
   const out: HostConfig = { ...hc };
   const num = (k: string, v: unknown): number => {
     if (v === undefined || v === null) return 0;
@@ -134,6 +137,7 @@ function checkHostConfig(hc: HostConfig): HostConfig {
   out.RestartPolicy = checkRestartPolicy(hc.RestartPolicy, !!hc.AutoRemove);
   out.AutoRemove = !!hc.AutoRemove;
   out.NetworkMode = hc.NetworkMode || 'default';
+  checkSecurityConfig(out, host, out.NetworkMode === 'host');
   if (hc.Runtime !== undefined && typeof hc.Runtime !== 'string') {
     throw new InvalidArgumentError('Runtime must be a string', { hint: 'name an OCI runtime, e.g. runc or crun' });
   }
@@ -141,11 +145,11 @@ function checkHostConfig(hc: HostConfig): HostConfig {
 }
 
 /** Check `body` and merge it with the image's config: everything create records. */
-export function planCreate(body: CreateBody, image: ImageConfigFields, id: string): CreatePlan {
+export function planCreate(body: CreateBody, image: ImageConfigFields, id: string, host?: HostInfo): CreatePlan {
   if (!body || typeof body.Image !== 'string' || body.Image === '') {
     throw new InvalidArgumentError('no image given', { hint: 'name the image to run, e.g. berth run busybox' });
   }
-  const HostConfig = checkHostConfig(body.HostConfig ?? {});
+  const HostConfig = checkHostConfig(body.HostConfig ?? {}, host);
   const Config = mergeConfig(body, image, id);
   if (Config.WorkingDir) Config.WorkingDir = validateWorkdir(Config.WorkingDir);
   const ep = Config.Entrypoint ?? [];

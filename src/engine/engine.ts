@@ -31,6 +31,8 @@ import { mergeEnv, planCreate } from './create-config';
 import { checkReadable, logLimits } from './log-drivers';
 import { writeEtcFiles } from './etc-files';
 import { nameSettings } from '../network/dns-options';
+import { checkMacAddress } from '../network/mac-address';
+import { checkTmpfsTargets, execSecurity } from './security-config';
 import type { EventBus } from './events';
 import { ExecStore, OutputCollector, runExec, runExecTty, toExecInspect } from './execs';
 import { HealthChecks, MAX_OUTPUT } from './health';
@@ -234,14 +236,17 @@ export class Engine implements ContainerService {
     let warnings: string[] = [];
     try {
       const image = await this.opts.images.resolve(body.Image);
-      const plan = planCreate(body, image.config, id);
+      const plan = planCreate(body, image.config, id, this.hostInfo);
       plan.HostConfig.Runtime = plan.HostConfig.Runtime || this.defaultRuntime;
       const mode = networkMode(plan.HostConfig.NetworkMode);
       warnings = this.portPlan(mode, plan).warnings;
       if (mode === 'host' && !body.Hostname) plan.Config.Hostname = os.hostname();
       madeVolumes = [];
       const mounts = await this.makeMounts(plan.Config, plan.HostConfig, madeVolumes);
+      const mac = checkMacAddress(plan.Config.MacAddress, mode === 'bridge' && !!this.net);
       endpoint = mode === 'bridge' ? this.net?.allocate() : undefined;
+      if (endpoint && mac) endpoint.MacAddress = mac;
+      checkTmpfsTargets(plan.HostConfig, mounts);
       rec = {
         version: 1,
         Id: id,
@@ -977,6 +982,7 @@ export class Engine implements ContainerService {
       env: mergeEnv(rec.Config.Env, e.config.Env ?? []),
       cwd: e.config.WorkingDir || rec.Config.WorkingDir || '/',
       user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}) },
+      ...execSecurity(rec.HostConfig, !!e.config.Privileged),
     };
     e.Running = true;
     this.emit(rec, `exec_start: ${e.config.Cmd.join(' ')}`, { execID: e.ID });

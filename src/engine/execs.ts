@@ -36,8 +36,8 @@ export class ExecStore {
     if (!cfg || !Array.isArray(cfg.Cmd) || cfg.Cmd.length === 0 || cfg.Cmd.some((a) => typeof a !== 'string') || cfg.Cmd[0] === '') {
       throw new InvalidArgumentError('No exec command specified', { hint: 'give the command to run, e.g. berth exec CONTAINER ls /' });
     }
-    if (cfg.Privileged) {
-      throw new InvalidArgumentError('privileged exec is not supported', { hint: "run without --privileged: the process gets the container's capabilities" });
+    if (cfg.Privileged !== undefined && cfg.Privileged !== null && typeof cfg.Privileged !== 'boolean') {
+      throw new InvalidArgumentError('Privileged must be true or false', { hint: 'e.g. "Privileged": true (berth exec --privileged)' });
     }
     const rec: ExecRecord = { ID: randomBytes(32).toString('hex'), ContainerID: containerId, config: structuredClone(cfg), Running: false, ExitCode: null, Pid: 0, started: false };
     this.byId.set(rec.ID, rec);

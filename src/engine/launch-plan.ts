@@ -1,10 +1,11 @@
 import * as fs from 'node:fs';
 import { BerthError, FailedPreconditionError } from '../../volumes/shared/errors';
-import { findExecutable, lookupUser, resolveInRoot, validateWorkdirInRoot } from '../runtime/rootfs';
+import { findExecutable, lookupGroups, lookupUser, resolveInRoot, validateWorkdirInRoot } from '../runtime/rootfs';
 import { DEFAULT_PATH_ENV, type ContainerSpecInput, type MountInput } from '../runtime/spec';
 import type { ExitCodeError } from '../runtime/runtime';
 import type { ContainerPaths, ContainerRecord } from './container-record';
 import { bindPoints, type MountPoint } from './mounts';
+import { checkUlimits, groupAdd, securityInput, tmpfsMounts } from './security-config';
 
 /**
  * What `start` hands buildSpec for one container, worked out against its mounted root
@@ -42,8 +43,24 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
   const args = [rec.Path, ...rec.Args];
   const env = [...cfg.Env];
   const cmd = args[0];
-  // A relative path with a '/' depends on the working directory: runc tells about that one.
-  if (!cmd.includes('/') || cmd.startsWith('/')) {
+
+  const ro = !!hc.ReadonlyRootfs;
+  const etc = (source: string, destination: string): MountInput => ({ source, destination, options: ['rbind', 'rprivate', ro ? 'ro' : 'rw'] });
+  const mounts: MountInput[] = [etc(p.resolvConf, '/etc/resolv.conf'), etc(p.hostname, '/etc/hostname'), etc(p.hosts, '/etc/hosts')];
+  // --tmpfs mounts sort in with the container's own mounts, parents first.
+  mounts.push(...[...(await userMounts(rec.Mounts ?? bindPoints(hc.Binds))), ...tmpfsMounts(hc.Tmpfs)].sort((a, b) => depth(a.destination) - depth(b.destination)));
+  let extraGids: number[];
+  try {
+    extraGids = await lookupGroups(p.rootfs, groupAdd(hc));
+  } catch (e) {
+    const be = e as BerthError;
+    throw exitCodeError(be.message, be.hint ?? 'use a numeric gid', 128);
+  }
+
+  // A relative path with a '/' depends on the working directory, and a command inside a
+  // mount is not in the image: runc tells about those.
+  const inMount = cmd.startsWith('/') && mounts.some((m) => cmd.startsWith(m.destination.replace(/\/*$/, '/')));
+  if ((!cmd.includes('/') || cmd.startsWith('/')) && !inMount) {
     if (!(await findExecutable(p.rootfs, cmd, pathOf(env)))) {
       throw exitCodeError(
         `exec: "${cmd}": executable file not found in $PATH`,
@@ -52,11 +69,6 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
       );
     }
   }
-
-  const ro = !!hc.ReadonlyRootfs;
-  const etc = (source: string, destination: string): MountInput => ({ source, destination, options: ['rbind', 'rprivate', ro ? 'ro' : 'rw'] });
-  const mounts: MountInput[] = [etc(p.resolvConf, '/etc/resolv.conf'), etc(p.hostname, '/etc/hostname'), etc(p.hosts, '/etc/hosts')];
-  mounts.push(...(await userMounts(rec.Mounts ?? bindPoints(hc.Binds))));
 
   let cpus: number | undefined;
   if (hc.NanoCpus) cpus = hc.NanoCpus / 1e9;
@@ -69,7 +81,7 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
     cwd,
     uid: user.uid,
     gid: user.gid,
-    additionalGids: user.additionalGids,
+    additionalGids: [...new Set([...user.additionalGids, ...extraGids])],
     hostname: cfg.Hostname,
     readonlyRootfs: ro,
     memoryBytes: hc.Memory || undefined,
@@ -80,6 +92,8 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
     mounts,
     init: hc.Init === true,
     shmSizeBytes: hc.ShmSize || undefined,
+    rlimits: checkUlimits(hc.Ulimits, undefined),
+    security: securityInput(hc),
   };
 }
 

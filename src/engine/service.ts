@@ -58,6 +58,7 @@ export interface CreateBody extends ImageConfigFields {
   AttachStderr?: boolean;
   /** Seconds `stop` waits before SIGKILL (Docker's --stop-timeout); -1 waits for ever. */
   StopTimeout?: number | null;
+  MacAddress?: string;
   HostConfig?: HostConfig;
   NetworkingConfig?: unknown;
 }

@@ -200,6 +200,26 @@ export async function lookupUser(root: string, user: string): Promise<ResolvedUs
   return { uid, gid, additionalGids, home: entry ? entry.home : '/' };
 }
 
+/**
+ * Docker's `--group-add`: each group as a gid, a number as is, a name looked up in the
+ * rootfs's /etc/group (a name that is not there is a NotFoundError).
+ */
+export async function lookupGroups(root: string, groups: string[]): Promise<number[]> {
+  if (!groups.length) return [];
+  const known = groups.every((g) => parseId(g) !== undefined) ? [] : parseGroup(await readInRoot(root, '/etc/group'));
+  return groups.map((g) => {
+    const id = parseId(g);
+    if (id !== undefined) return id;
+    const ge = known.find((x) => x.name === g);
+    if (!ge) {
+      throw new NotFoundError(`unable to find group ${g}: no matching entries in the image's /etc/group`, {
+        hint: 'use a numeric gid (e.g. --group-add 1001), or add the group to the image',
+      });
+    }
+    return ge.gid;
+  });
+}
+
 async function isExecutableFile(root: string, p: string): Promise<boolean> {
   try {
     const st = await fs.promises.stat(await resolveInRoot(root, p));

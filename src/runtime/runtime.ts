@@ -95,6 +95,10 @@ export interface ExecProcess {
   env: string[];
   cwd: string;
   user: OciUser;
+  /** Its own capability set (`exec --privileged`: all); default the container's. */
+  capabilities?: string[];
+  /** runc gives an exec no-new-privileges only when asked, whatever the container has. */
+  noNewPrivileges?: boolean;
 }
 
 /** A failure that Docker would report with this exit status (126, 127, 128). */
@@ -317,6 +321,8 @@ export class OciRuntime {
       args: proc.args,
       env: proc.env.some((e) => e.startsWith('PATH=')) ? proc.env : [DEFAULT_PATH_ENV, ...proc.env],
       cwd: validateWorkdir(proc.cwd || '/'),
+      ...(proc.capabilities ? { capabilities: { bounding: proc.capabilities, effective: proc.capabilities, permitted: proc.capabilities } } : {}),
+      noNewPrivileges: !!proc.noNewPrivileges,
     };
     // The process file is read by runc at start-up; it lives in our runtime root (0700).
     fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });

@@ -2,15 +2,21 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import { validateWorkdir } from './rootfs';
+import { DEFAULT_CAPABILITIES } from './capabilities';
+import { applySecurity, type OciDevice, type SecurityInput } from './security';
+import type { OciSeccomp } from './seccomp';
+
+export { DEFAULT_CAPABILITIES };
 
 /**
  * OCI runtime spec (config.json) for one container, with Docker's defaults: the same
  * namespaces, capabilities, masked and read-only paths, default mounts and device cgroup
  * rules as moby's oci/defaults.go, so a program sees the same box under berth as under
- * Docker. Not (yet) applied: Docker's seccomp and AppArmor profiles.
+ * Docker, with Docker's default seccomp profile (security.ts). Not applied: AppArmor.
  *
- * buildSpec is pure apart from reading the host's rlimits and finding tini-static; both
- * can be passed in (`host`) so tests and dry runs see exactly what would be written.
+ * buildSpec is pure apart from reading the host's rlimits and finding tini-static (both
+ * can be passed in, `host`) and, for `security`, the default seccomp profile and the host's
+ * device nodes, so tests and dry runs see exactly what would be written.
  */
 
 /** A bind mount (or another mount type) added to the container. */
@@ -75,6 +81,8 @@ export interface ContainerSpecInput {
   rlimits?: RlimitInput[];
   /** Stored as OCI annotations. */
   labels?: Record<string, string>;
+  /** Capabilities, privileged, seccomp, sysctls, devices (default: Docker's defaults). */
+  security?: SecurityInput;
 }
 
 export interface OciMount {
@@ -142,6 +150,9 @@ export interface OciSpec {
     };
     maskedPaths: string[];
     readonlyPaths: string[];
+    seccomp?: OciSeccomp;
+    sysctl?: Record<string, string>;
+    devices?: OciDevice[];
   };
 }
 
@@ -164,13 +175,6 @@ export const CONTAINER_INIT_PATH = '/sbin/docker-init';
 export const DEFAULT_NOFILE = 1048576;
 const MIN_MEMORY = 6 * 1024 * 1024;
 const CPU_PERIOD = 100_000;
-
-/** Docker's 14 default capabilities. */
-export const DEFAULT_CAPABILITIES: readonly string[] = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW',
-  'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE',
-  'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
-];
 
 /** Hidden from the container (runc mounts /dev/null or an empty tmpfs over them). */
 export const MASKED_PATHS: readonly string[] = [
@@ -442,6 +446,7 @@ export function buildSpec(c: ContainerSpecInput, host: HostInfo = readHostInfo()
   };
   if (c.hostname) spec.hostname = c.hostname;
   if (c.labels && Object.keys(c.labels).length) spec.annotations = { ...c.labels };
+  applySecurity(spec, c.security);
   return spec;
 }
 

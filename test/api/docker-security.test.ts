@@ -6,8 +6,12 @@
  * containers on a shared, loaded host).
  */
 import test from 'ava';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { TestDaemon, exec } from '../helpers/daemon';
+import type { HostConfig } from '../../src/engine/service';
 
 let d: TestDaemon;
 
@@ -102,4 +106,166 @@ test.serial('-p 0:6379 publishes redis on a random host port that answers (testc
     if (pong !== 'PONG') await new Promise((res) => setTimeout(res, 200));
   }
   t.is(pong, 'PONG');
+});
+
+/** A line of /proc/self/status, e.g. status(out, 'CapEff') → '00000000a80425fb'. */
+function status(text: string, key: string): string {
+  const m = new RegExp(`^${key}:\\s*(\\S+)`, 'm').exec(text);
+  if (!m) throw new Error(`no ${key} in ${text}`);
+  return m[1];
+}
+
+const DEFAULT_CAPEFF = '00000000a80425fb';
+
+test.serial('capabilities: --cap-drop ALL leaves none, --cap-add adds (with or without CAP_, any case), --privileged gives the full set', async (t) => {
+  const host = fs.readFileSync('/proc/self/status', 'utf8');
+  const read = (args: string[]) => runOk(t, [...args, 'busybox', 'cat', '/proc/self/status']);
+  t.is(status(await read([]), 'CapEff'), DEFAULT_CAPEFF);
+  t.is(status(await read(['--cap-drop', 'ALL']), 'CapEff'), '0000000000000000');
+  t.is(status(await read(['--cap-drop', 'all']), 'CapBnd'), '0000000000000000');
+  // NET_ADMIN is bit 12; chown (bit 0) dropped by its CAP_ name.
+  const added = BigInt(`0x${status(await read(['--cap-add', 'net_admin', '--cap-drop', 'CAP_CHOWN']), 'CapEff')}`);
+  t.is(added, (BigInt(`0x${DEFAULT_CAPEFF}`) | (1n << 12n)) & ~1n);
+  t.is(status(await read(['--cap-drop', 'ALL', '--cap-add', 'CAP_KILL']), 'CapEff'), (1n << 5n).toString(16).padStart(16, '0'));
+  t.is(status(await read(['--cap-add', 'ALL', '--cap-drop', 'NET_RAW']), 'CapEff'), (BigInt(`0x${status(host, 'CapBnd')}`) & ~(1n << 13n)).toString(16).padStart(16, '0'));
+  const priv = await read(['--privileged']);
+  t.is(status(priv, 'CapEff'), status(host, 'CapBnd'), 'privileged: every capability berthd has');
+  t.is(status(priv, 'Seccomp'), '0', 'privileged: no seccomp');
+  // An unknown capability is refused, typed.
+  const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { CapAdd: ['CAP_NOPE'] } }));
+  t.is((e as { code?: string }).code, 'INVALID_ARGUMENT');
+});
+
+test.serial('--privileged: host devices, writable /sys, no masked paths', async (t) => {
+  const out = await runOk(t, ['--privileged', 'busybox', 'sh', '-c', 'ls /dev; echo ---; grep " /sys " /proc/mounts; echo ---; cat /proc/kcore >/dev/null 2>&1 && echo kcore-readable || echo kcore-hidden; wc -c < /proc/keys']);
+  const [devs, sys] = out.split('---\n');
+  t.regex(devs, /\bfuse\b/, 'the host\'s /dev/fuse');
+  t.regex(sys, /\brw\b/);
+  const plain = await runOk(t, ['busybox', 'sh', '-c', 'ls /dev; echo ---; grep " /sys " /proc/mounts']);
+  t.notRegex(plain.split('---\n')[0], /\bfuse\b/);
+  t.regex(plain.split('---\n')[1], /\bro\b/);
+});
+
+test.serial('exec --privileged gets every capability; a plain exec the container\'s', async (t) => {
+  const r = await d.docker(['run', '-d', '--name', 'ex', 'busybox', 'sleep', '1000']);
+  t.is(r.code, 0, r.stderr);
+  t.teardown(() => d.docker(['rm', '-f', 'ex']));
+  const host = fs.readFileSync('/proc/self/status', 'utf8');
+  const priv = await d.docker(['exec', '--privileged', 'ex', 'cat', '/proc/self/status']);
+  t.is(priv.code, 0, priv.stderr);
+  t.is(status(priv.stdout, 'CapEff'), status(host, 'CapBnd'));
+  const plain = await d.docker(['exec', 'ex', 'cat', '/proc/self/status']);
+  t.is(status(plain.stdout, 'CapEff'), DEFAULT_CAPEFF);
+});
+
+test.serial('no-new-privileges sets NoNewPrivs in the container and in its execs', async (t) => {
+  t.is(status(await runOk(t, ['busybox', 'cat', '/proc/self/status']), 'NoNewPrivs'), '0');
+  t.is(status(await runOk(t, ['--security-opt', 'no-new-privileges', 'busybox', 'cat', '/proc/self/status']), 'NoNewPrivs'), '1');
+  const r = await d.docker(['run', '-d', '--name', 'nnp', '--security-opt', 'no-new-privileges:true', 'busybox', 'sleep', '1000']);
+  t.is(r.code, 0, r.stderr);
+  t.teardown(() => d.docker(['rm', '-f', 'nnp']));
+  t.is(status((await d.docker(['exec', 'nnp', 'cat', '/proc/self/status'])).stdout, 'NoNewPrivs'), '1');
+});
+
+/** A static binary that calls add_key(2), which Docker's default seccomp profile blocks. */
+async function addKeyProbe(): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-probe-'));
+  fs.writeFileSync(
+    path.join(dir, 'add_key.c'),
+    '#include <stdio.h>\n#include <errno.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n' +
+      'int main(void) { long r = syscall(SYS_add_key, "user", "berth-probe", "x", 1, -2); ' +
+      'if (r < 0) { printf("errno %d\\n", errno); return 1; } printf("ok\\n"); return 0; }\n',
+  );
+  await exec('gcc', ['-static', '-O1', '-o', path.join(dir, 'add_key'), path.join(dir, 'add_key.c')]);
+  return dir;
+}
+
+test.serial('seccomp: Docker\'s default profile (mode 2) blocks add_key; seccomp=unconfined and a given profile work', async (t) => {
+  const probe = await addKeyProbe();
+  t.teardown(() => fs.rmSync(probe, { recursive: true, force: true }));
+  t.is(status(await runOk(t, ['busybox', 'cat', '/proc/self/status']), 'Seccomp'), '2');
+  const blocked = await d.docker(['run', '--rm', '-v', `${probe}:/probe:ro`, 'busybox', '/probe/add_key']);
+  t.is(blocked.code, 1, blocked.stdout + blocked.stderr);
+  t.regex(blocked.stdout, /^errno (1|38)$/m, 'EPERM or ENOSYS from the filter');
+  const free = await d.docker(['run', '--rm', '--security-opt', 'seccomp=unconfined', '-v', `${probe}:/probe:ro`, 'busybox', 'sh', '-c', 'grep Seccomp: /proc/self/status; /probe/add_key']);
+  t.is(free.code, 0, free.stdout + free.stderr);
+  t.regex(free.stdout, /Seccomp:\s+0/);
+  t.regex(free.stdout, /^ok$/m);
+  // A profile file: the docker CLI reads it and sends its content.
+  const profile = path.join(probe, 'no-mkdir.json');
+  fs.writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] }));
+  const custom = await d.docker(['run', '--rm', '--security-opt', `seccomp=${profile}`, 'busybox', 'sh', '-c', 'mkdir /tmp/x && echo made || echo refused']);
+  t.is(custom.code, 0, custom.stderr);
+  t.is(custom.stdout.trim(), 'refused');
+  const bad = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { SecurityOpt: ['seccomp={"nope": 1}'] } }));
+  t.is((bad as { code?: string }).code, 'INVALID_ARGUMENT');
+  const unknown = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { SecurityOpt: ['apparmor=docker-default'] } }));
+  t.is((unknown as { code?: string }).code, 'INVALID_ARGUMENT');
+});
+
+test.serial('--ulimit is set in the container; above the host\'s hard limit it is refused at create', async (t) => {
+  const limits = await runOk(t, ['--ulimit', 'nofile=1024:2048', '--ulimit', 'nproc=500', 'busybox', 'cat', '/proc/self/limits']);
+  t.regex(limits, /^Max open files\s+1024\s+2048\s/m);
+  t.regex(limits, /^Max processes\s+500\s+500\s/m);
+  const hostHard = /^Max open files\s+\S+\s+(\S+)/m.exec(fs.readFileSync(`/proc/${d.child?.pid}/limits`, 'utf8'))?.[1];
+  const nrOpen = Number(fs.readFileSync('/proc/sys/fs/nr_open', 'utf8'));
+  const over = Math.min(hostHard === 'unlimited' ? Infinity : Number(hostHard), nrOpen) + 1;
+  const r = await d.docker(['create', '--ulimit', `nofile=${over}:${over}`, 'busybox', 'true']);
+  t.not(r.code, 0, r.stderr);
+  t.regex(r.stderr, /host's hard limit/);
+  const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Ulimits: [{ Name: 'nofile', Soft: over, Hard: over }] } }));
+  t.is((e as { code?: string }).code, 'INVALID_ARGUMENT');
+});
+
+test.serial('--sysctl sets namespaced sysctls; others and net.* on the host network are refused', async (t) => {
+  const out = await runOk(t, ['--sysctl', 'net.ipv4.ip_unprivileged_port_start=99', '--sysctl', 'kernel.shmmni=1234', 'busybox', 'sh', '-c', 'cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmni']);
+  t.deepEqual(out.trim().split('\n'), ['99', '1234']);
+  const refused: HostConfig[] = [{ Sysctls: { 'vm.swappiness': '10' } }, { Sysctls: { 'kernel.hostname': 'x' } }, { NetworkMode: 'host', Sysctls: { 'net.ipv4.ip_forward': '0' } }];
+  for (const HostConfig of refused) {
+    const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], HostConfig }));
+    t.is((e as { code?: string }).code, 'INVALID_ARGUMENT', JSON.stringify(HostConfig));
+  }
+});
+
+test.serial('--device maps a host device with its cgroup rule; --device-cgroup-rule opens one to mknod', async (t) => {
+  const open = 'exec 3<>/dev/cfuse && echo opened || echo denied';
+  t.is((await runOk(t, ['--device', '/dev/fuse:/dev/cfuse:rw', 'busybox', 'sh', '-c', open])).trim(), 'opened');
+  const made = '(mknod /tmp/f c 10 229 && exec 3<>/tmp/f && echo opened) 2>/dev/null || echo denied';
+  t.is((await runOk(t, ['busybox', 'sh', '-c', made])).trim(), 'denied', 'fuse is denied by default');
+  t.is((await runOk(t, ['--device-cgroup-rule', 'c 10:229 rwm', 'busybox', 'sh', '-c', made])).trim(), 'opened');
+  for (const HostConfig of [{ Devices: [{ PathOnHost: '/dev/nonexistent', PathInContainer: '/dev/x', CgroupPermissions: 'rwm' }] }, { DeviceCgroupRules: ['c 1:3 xyz'] }]) {
+    const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], HostConfig }));
+    t.is((e as { code?: string }).code, 'INVALID_ARGUMENT', JSON.stringify(HostConfig));
+  }
+});
+
+test.serial('--tmpfs mounts a tmpfs with Docker\'s defaults and the given options', async (t) => {
+  const out = await runOk(t, ['--tmpfs', '/run:rw,size=1m,mode=1770', '--tmpfs', '/scratch:exec', 'busybox', 'grep', 'tmpfs', '/proc/mounts']);
+  const run = out.split('\n').find((l) => l.split(' ')[1] === '/run') ?? '';
+  t.regex(run, /\bnosuid\b/);
+  t.regex(run, /\bnodev\b/);
+  t.regex(run, /\bnoexec\b/);
+  t.regex(run, /\bsize=1024k\b/);
+  t.regex(run, /\bmode=1770\b/);
+  const scratch = out.split('\n').find((l) => l.split(' ')[1] === '/scratch') ?? '';
+  t.truthy(scratch, out);
+  t.notRegex(scratch, /\bnoexec\b/, 'exec overrides the default noexec');
+  const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Tmpfs: { '/run': 'bogus=1' } } }));
+  t.is((e as { code?: string }).code, 'INVALID_ARGUMENT');
+});
+
+test.serial('--group-add, --oom-score-adj and Config.MacAddress are honoured', async (t) => {
+  const out = await runOk(t, ['--group-add', 'nobody', '--group-add', '1234', '--oom-score-adj', '500', 'busybox', 'sh', '-c', 'id -G; cat /proc/self/oom_score_adj']);
+  const [groups, oom] = out.trim().split('\n');
+  t.deepEqual(groups.split(' ').sort(), ['0', '1234', '65534']);
+  t.is(oom, '500');
+  // The docker CLI 28 sends --mac-address per network (API 1.44); API 1.41 clients send Config.MacAddress.
+  const { Id } = await d.containers.create({ Image: 'busybox', Cmd: ['cat', '/sys/class/net/eth0/address'], MacAddress: '02:42:ac:11:00:99' });
+  t.teardown(() => d.docker(['rm', '-f', Id]));
+  const r = await d.docker(['start', '-a', Id]);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout.trim(), '02:42:ac:11:00:99');
+  t.is((await d.docker(['inspect', '-f', '{{.Config.MacAddress}} {{.NetworkSettings.MacAddress}}', Id])).stdout.trim(), '02:42:ac:11:00:99 02:42:ac:11:00:99');
+  const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], MacAddress: '02:42:ac:11:00:99', HostConfig: { NetworkMode: 'host' } }));
+  t.is((e as { code?: string }).code, 'INVALID_ARGUMENT');
 });
