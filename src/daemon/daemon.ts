@@ -41,7 +41,8 @@ export interface RunningDaemon {
  * berthd's start-up: take the root, open the stores, wire the routes, listen. It wires
  * services together and does nothing else (no god object: each service owns its state).
  * Data root layout:
- *   berthd.lock, berthd.pid, berthd.log, engine-id
+ *   berthd.pid        the root's lock: its holder's pid, start time and boot id (lock.ts)
+ *   berthd.log, engine-id
  *   layers/overlay/   the layer store (snapshotter)
  *   images/           the image store (content blobs + image metadata)
  *   containers/<id>/  container records, bundles, rootfs mount points, logs, exit records

@@ -1,56 +1,113 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import lockfile from 'proper-lockfile';
+import { randomBytes } from 'node:crypto';
 import { UnavailableError } from '../../volumes/shared/errors';
-import { writeFileAtomic } from '../../volumes/shared/atomic';
-import { alive } from '../../volumes/shared/process';
+import { createFileExclusive } from '../../volumes/shared/atomic';
+import { alive, formatRecord, isSelf, parseRecord, self, startedAt, type ProcessRecord } from '../../volumes/shared/process';
+
+/** How long a new daemon waits for a live holder to finish exiting before it refuses. */
+export const LOCK_WAIT_MS = 5_000;
+const POLL_MS = 100;
+/** How often a holder checks that the lock still names it. */
+const WATCH_MS = 2_000;
 
 /**
- * One daemon per data root. proper-lockfile holds `<root>/berthd.lock`; our pid goes in
- * `<root>/berthd.pid` so a second daemon can say who holds the root. A lock left by a
- * daemon that was SIGKILLed is taken over at once when its pid is gone, rather than after
- * proper-lockfile's staleness timeout, so a crashed daemon restarts without delay.
+ * One daemon per data root. The lock is `<root>/berthd.pid` itself: it is created whole in
+ * one step (createFileExclusive: written aside, then linked into place, which fails when the
+ * name is taken), and it names its holder by pid, start time and boot id, so liveness is
+ * decided by `alive` (volumes/shared/process.ts), never by the pid alone:
+ * - a holder that is gone (exited; killed but not reaped yet, a zombie; or its pid now
+ *   another process's) is taken over at once, so a crashed daemon restarts without delay;
+ * - a live holder is waited for up to `waitMs` (it may be finishing its shutdown), then
+ *   this daemon refuses with UNAVAILABLE, naming the holder and what it waited for.
+ * An older berth's lock, a pid-only `berthd.pid` beside a `berthd.lock` directory, is read
+ * the same way with only the pid to go by; the directory is removed once the root is ours.
+ * While held, the lock is checked every few seconds: if another process has replaced it,
+ * `onLost` is called; if someone deleted it, it is put back.
  */
-export async function lockRoot(root: string, onLost: (e: Error) => void): Promise<() => Promise<void>> {
-  const lockfilePath = path.join(root, 'berthd.lock');
-  const pidFile = path.join(root, 'berthd.pid');
-  const opts = { lockfilePath, stale: 10_000, update: 2_000, realpath: false, retries: 0, onCompromised: onLost };
-  let release: () => Promise<void>;
-  try {
-    release = await lockfile.lock(root, opts);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
-    const holder = readPid(pidFile);
-    // No pid yet but a fresh lock: another daemon is starting right now.
-    const starting = holder === undefined && Date.now() - mtimeMs(lockfilePath) < opts.stale;
-    if (starting || (holder !== undefined && holder !== process.pid && alive(holder))) {
-      throw new UnavailableError(`another berthd (pid ${holder ?? 'starting'}) already owns the data root ${root}`, {
-        hint: `use that daemon (its socket), stop it (kill ${holder}), or give this one its own --root`,
-      });
+export async function lockRoot(root: string, onLost: (e: Error) => void, waitMs = LOCK_WAIT_MS): Promise<() => Promise<void>> {
+  const file = path.join(root, 'berthd.pid');
+  const mine = formatRecord(self());
+  const deadline = Date.now() + waitMs;
+  let holder: ProcessRecord | undefined;
+  while (!(await createFileExclusive(file, mine, 0o644))) {
+    const text = await readOrUndefined(file);
+    if (text === undefined) continue; // released between our attempt and our read
+    holder = parseRecord(text);
+    if (holder && isSelf(holder)) {
+      throw new UnavailableError(`this process already owns the data root ${root}`, { hint: 'open the root once per process' });
     }
-    await fs.promises.rm(lockfilePath, { recursive: true, force: true });
-    release = await lockfile.lock(root, opts);
+    if (!holder || !alive(holder)) {
+      await takeOver(file, text);
+      continue;
+    }
+    if (Date.now() >= deadline) throw heldBy(root, holder, waitMs);
+    await sleep(POLL_MS);
   }
-  await writeFileAtomic(pidFile, String(process.pid) + '\n', 0o644);
+  await fs.promises.rm(path.join(root, 'berthd.lock'), { recursive: true, force: true }); // an older berth's lock directory
+
+  const watch = setInterval(() => {
+    void checkStillMine(file, mine).then((lost) => {
+      if (!lost) return;
+      clearInterval(watch);
+      onLost(lost);
+    });
+  }, WATCH_MS);
+  watch.unref();
   return async () => {
-    await fs.promises.rm(pidFile, { force: true });
-    await release().catch(() => undefined);
+    clearInterval(watch);
+    if ((await readOrUndefined(file)) === mine) await fs.promises.rm(file, { force: true });
   };
 }
 
-function mtimeMs(p: string): number {
+/**
+ * Remove a dead holder's lock. It is renamed aside first and compared with what was judged
+ * dead: if another daemon took the root over in between, the rename took ITS lock, which is
+ * put back (if a third got in meanwhile, the second's watch sees that and it shuts down).
+ */
+async function takeOver(file: string, deadText: string): Promise<void> {
+  const aside = `${file}.stale-${randomBytes(6).toString('hex')}`;
   try {
-    return fs.statSync(p).mtimeMs;
-  } catch {
-    return 0;
+    await fs.promises.rename(file, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  try {
+    if ((await readOrUndefined(aside)) !== deadText) await fs.promises.link(aside, file).catch(() => undefined);
+  } finally {
+    await fs.promises.rm(aside, { force: true });
   }
 }
 
-function readPid(file: string): number | undefined {
+/** An error if the lock no longer names this process; a deleted lock is put back. */
+async function checkStillMine(file: string, mine: string): Promise<Error | undefined> {
   try {
-    const n = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
-    return Number.isFinite(n) && n > 0 ? n : undefined;
-  } catch {
-    return undefined;
+    let text = await readOrUndefined(file);
+    if (text === undefined && (await createFileExclusive(file, mine, 0o644))) return undefined;
+    text ??= await readOrUndefined(file);
+    if (text === mine) return undefined;
+    return new Error(`${file} now names ${text === undefined ? 'no process' : `pid ${parseRecord(text)?.pid ?? '?'}`}`);
+  } catch (e) {
+    return e as Error;
   }
 }
+
+function heldBy(root: string, holder: ProcessRecord, waitMs: number): UnavailableError {
+  const since = startedAt(holder);
+  const who = `another berthd (pid ${holder.pid}${since ? `, started ${since.toISOString()}` : ''})`;
+  return new UnavailableError(`${who} owns the data root ${root}; waited ${waitMs / 1000} s for it to exit and it is still running`, {
+    hint: `use that daemon (its socket), stop it (kill ${holder.pid}), or give this one its own --root`,
+  });
+}
+
+async function readOrUndefined(file: string): Promise<string | undefined> {
+  try {
+    return await fs.promises.readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -57,11 +57,12 @@ export class TestDaemon {
   }
 
   /**
+   * `root`: a data root the test made (default: a new temp dir).
    * `derivedNetwork`: start it without --bridge/--subnet/--iptables-suffix, as a user's
    * second daemon on another root would be (it then takes the bridge derived from its root).
    */
-  static async start(opts: { args?: string[]; derivedNetwork?: boolean } = {}): Promise<TestDaemon> {
-    const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'));
+  static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean } = {}): Promise<TestDaemon> {
+    const root = opts.root ?? (await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-')));
     const args = [...(opts.args ?? [])];
     if (!args.includes('--bridge') && !opts.derivedNetwork) args.push(...testNetwork(root));
     const d = new TestDaemon(root, args);

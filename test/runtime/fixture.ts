@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { monitorPath, monitorSourcePath, waitExit, type ExitRecord } from '../../src/runtime/monitor';
 import { OciRuntime, type CreateIO } from '../../src/runtime/runtime';
 import { buildSpec, type ContainerSpecInput } from '../../src/runtime/spec';
+import { alive } from '../../volumes/shared/process';
 
 /**
  * A real runc sandbox per test: a busybox rootfs, its own runc --root, its own cgroup
@@ -91,14 +92,8 @@ function removeCgroupTree(dir: string): void {
   fs.rmdirSync(dir);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** Whether a monitor is still running (a zombie one has exited). */
+const running = (pid: number): boolean => alive({ pid });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -113,8 +108,8 @@ export async function sandbox(t: ExecutionContext): Promise<Sandbox> {
 
   t.teardown(async () => {
     for (const c of await rt.list()) await rt.delete(c.id, true).catch(() => undefined);
-    for (let i = 0; i < 100 && monitors.some(alive); i++) await sleep(50); // they record the exit and go
-    for (const pid of monitors.filter(alive)) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && monitors.some(running); i++) await sleep(50); // they record the exit and go
+    for (const pid of monitors.filter(running)) process.kill(pid, 'SIGKILL');
     for (const d of cgroupDirs(cgroupPrefix)) removeCgroupTree(d);
     const leftovers = await rt.list();
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir));

@@ -9,14 +9,7 @@ import { randomBytes } from 'node:crypto';
  */
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.tmp-${path.basename(file)}-${randomBytes(6).toString('hex')}`);
-  const fh = await fs.promises.open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  const tmp = await writeTemp(file, data, mode);
   try {
     await fs.promises.rename(tmp, file);
   } catch (e) {
@@ -24,6 +17,39 @@ export async function writeFileAtomic(file: string, data: string | Buffer, mode 
     throw e;
   }
   await fsyncDir(dir);
+}
+
+/**
+ * Create `file` with `data`, whole, only if it does not exist yet: the temp file is
+ * hard-linked into place, and link(2) fails when the name is taken. So a reader never sees
+ * it empty or half written, and of two processes racing, exactly one gets `true`.
+ */
+export async function createFileExclusive(file: string, data: string | Buffer, mode = 0o600): Promise<boolean> {
+  const dir = path.dirname(file);
+  const tmp = await writeTemp(file, data, mode);
+  try {
+    await fs.promises.link(tmp, file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    await fs.promises.rm(tmp, { force: true });
+  }
+  await fsyncDir(dir);
+  return true;
+}
+
+/** `data` in a synced temp file beside `file` (named so cleanAtomicLeftovers finds it); its path. */
+async function writeTemp(file: string, data: string | Buffer, mode: number): Promise<string> {
+  const tmp = path.join(path.dirname(file), `.tmp-${path.basename(file)}-${randomBytes(6).toString('hex')}`);
+  const fh = await fs.promises.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return tmp;
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

@@ -18,7 +18,7 @@
  *   data/volumes/<name>/new-*, rm-*        a restore's new copy / the old data
  *   data/staging/new-<hash>-*       a volume being built (create, clone, import)
  *   data/staging/rm-<hash>-*        a volume being deleted
- *   data/staging/export-<pid>-*     a private snapshot an export is reading (btrfs)
+ *   data/staging/export-<pid.start.boot>-*  a private snapshot an export is reading (btrfs)
  *
  * Crash safety, by ordering. A volume or snapshot is built under a `new-*` name, renamed
  * into place, synced, and only then named by its record. Removal deletes it from the record
@@ -66,7 +66,7 @@ import { isNoSpace, isOverQuota, tool } from '../../shared/host-tool';
 import { lockKey, VolumeLocks } from './locks';
 import { Records, SnapshotRecord, VolumeRecord } from './records';
 import { treeUsage } from './usage';
-import { alive } from '../../shared/process';
+import { alive, parseToken } from '../../shared/process';
 
 const DATA = '_data';
 const SNAPSHOTS = 'snapshots';
@@ -166,8 +166,8 @@ export abstract class VolumeStore implements VolumeDriver {
           await release?.();
         }
       } else if (e.startsWith('export-')) {
-        const pid = Number(e.split('-')[1]);
-        if (!alive(pid)) await this.removeData(p).catch(leftFor(e));
+        // export-<pid.start.boot>-*, or export-<pid>-* from an older berth: the exporter's claim.
+        if (!alive(parseToken(e.split('-')[1] ?? '') ?? { pid: 0 })) await this.removeData(p).catch(leftFor(e));
       }
     }
   }

@@ -27,6 +27,7 @@ import { BerthError, FailedPreconditionError } from '../../shared/errors';
 import { isNoSpace, tool } from '../../shared/host-tool';
 import { VolumeStore } from '../base/volume-store';
 import { LoopPool, PoolInfo } from './pool';
+import { recordToken, self } from '../../shared/process';
 import { createSubvolume, deleteSubvolume, enableQuota, isSubvolume, limitSubvolume, snapshotSubvolume } from './subvolumes';
 
 /** statfs f_type of btrfs (BTRFS_SUPER_MAGIC). */
@@ -147,7 +148,7 @@ export class BtrfsDriver extends VolumeStore {
    * for that) the live files are exported instead: getting data off a full pool must work.
    */
   protected override async liveExportSource(name: string): Promise<{ dir: string; done?: () => Promise<void> }> {
-    const dir = path.join(this.stagingDir, `export-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const dir = path.join(this.stagingDir, `export-${recordToken(self())}-${randomBytes(6).toString('hex')}`);
     try {
       await this.copyData(this.dataDir(name), dir, 'snapshot');
     } catch (e) {

@@ -13,8 +13,11 @@
  *   detached otherwise.
  * - close unmounts (never lazily: a busy pool is reported) and detaches whatever
  *   `losetup -j FILE` still shows.
- * Several processes may open one root: each registers in `root/pool-users/`, and only the
- * last live one unmounts. Open, close and grow run under `root/pool.lock`.
+ * Several processes may open one root: each registers in `root/pool-users/` (a file named
+ * `PID-RANDOM` holding its pid, start time and boot id), and only the last live one
+ * unmounts; a user whose process is gone, even if it is a zombie not yet reaped or its pid
+ * now belongs to another process, no longer counts. Open, close and grow run under
+ * `root/pool.lock`.
  *
  * The file is sparse: it takes host disk space only as volumes fill it, so its size is an
  * upper bound, not a reservation; the host filesystem must have the room when it is used.
@@ -25,7 +28,8 @@ import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../shared/errors';
 import { tool, ToolError } from '../../shared/host-tool';
-import { alive } from '../../shared/process';
+import { alive, formatRecord, parseRecord, self } from '../../shared/process';
+import { writeFileAtomic } from '../../shared/atomic';
 
 export const POOL_FILE = 'pool.btrfs';
 export const POOL_MOUNT = 'pool';
@@ -70,7 +74,7 @@ export class LoopPool {
     return withPoolLock(root, async () => {
       if (!fs.existsSync(file)) await makePool(file, size ?? (await defaultPoolSize(root)));
       if (!(await mountedAt(mountpoint))) await attachAndMount(file, mountpoint);
-      await fs.promises.writeFile(userFile, '');
+      await writeFileAtomic(userFile, formatRecord(self()));
       return new LoopPool(file, mountpoint, root, userFile);
     });
   }
@@ -224,8 +228,9 @@ function unescapeMount(s: string): string {
 
 async function othersUsing(usersDir: string): Promise<boolean> {
   for (const u of await fs.promises.readdir(usersDir)) {
-    const pid = Number(u.split('-')[0]);
-    if (alive(pid)) return true;
+    // Older berths left the file empty: then only the pid in its name is known.
+    const text = await fs.promises.readFile(path.join(usersDir, u), 'utf8').catch(() => '');
+    if (alive(parseRecord(text) ?? { pid: Number(u.split('-')[0]) })) return true;
     await fs.promises.rm(path.join(usersDir, u), { force: true }); // a process that died with the pool open
   }
   return false;
