@@ -53,6 +53,8 @@ async function unreaped(t: ExecutionContext, argv: string[], log: string): Promi
   t.teardown(() => {
     if (proc(pid) && proc(pid)?.state !== 'Z') process.kill(pid, 'SIGKILL');
   });
+  // Until sh has become `sleep` it may still reap the child itself.
+  await until('the parent is sleep', () => fs.readFileSync(`/proc/${parent.pid}/comm`, 'utf8').trim() === 'sleep');
   return { pid, parent };
 }
 
@@ -81,8 +83,8 @@ async function tempRoot(t: ExecutionContext): Promise<string> {
 }
 
 test('alive: a zombie, a recycled pid and a pid of another boot are dead; a running process with its own record is alive', async (t) => {
-  const { pid: zombie } = await unreaped(t, ['sleep', '0'], '/dev/null');
-  await until('the child is a zombie', () => proc(zombie)?.state === 'Z');
+  const { pid: zombie } = await unreaped(t, ['sleep', '100000'], '/dev/null');
+  await killToZombie(zombie);
   t.false(alive({ pid: zombie, start: proc(zombie)!.start, boot: bootId() }), 'a zombie with its exact record');
   t.false(alive({ pid: zombie }), 'a zombie named by a pid-only (older) record');
 
@@ -98,8 +100,14 @@ test('a killed daemon left unreaped (a zombie) does not block a new daemon on th
   const root = await tempRoot(t);
   const socket = path.join(root, 'run', 'berth.sock');
   const args = ['daemon', '--root', root, '--host', `unix://${socket}`, ...testNetwork(root)];
-  const { pid } = await unreaped(t, [process.execPath, CLI, ...args], path.join(root, 'first.log'));
-  await until('the first daemon answers', () => new Transport(socket).ping());
+  const log = path.join(root, 'first.log');
+  const { pid } = await unreaped(t, [process.execPath, CLI, ...args], log);
+  const first = new Transport(socket);
+  await until('the first daemon answers', async () => {
+    const st = proc(pid)?.state;
+    if (st === undefined || st === 'Z') throw new Error(`the first daemon exited:\n${fs.readFileSync(log, 'utf8')}`);
+    return first.ping();
+  }, 60_000);
   await killToZombie(pid);
 
   const d = await TestDaemon.start({ root, args: testNetwork(root) });
@@ -145,8 +153,8 @@ test('the root lock: a live holder is waited for, then refused with UNAVAILABLE 
 
 test('an older berth\'s pid-only lock is read sensibly: a zombie holder is stale, a live one is waited for', async (t) => {
   const root = await tempRoot(t);
-  const { pid: zombie } = await unreaped(t, ['sleep', '0'], '/dev/null');
-  await until('the child is a zombie', () => proc(zombie)?.state === 'Z');
+  const { pid: zombie } = await unreaped(t, ['sleep', '100000'], '/dev/null');
+  await killToZombie(zombie);
   fs.mkdirSync(path.join(root, 'berthd.lock')); // proper-lockfile's directory, as an older berthd left it
   fs.writeFileSync(path.join(root, 'berthd.pid'), `${zombie}\n`);
   const release = await lockRoot(root, () => undefined, 10_000);
