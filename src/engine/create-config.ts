@@ -9,6 +9,7 @@ import { dnsOverrides, parseExtraHosts } from '../network/dns-options';
 import { checkHealthConfig, mergeHealthConfig } from './health';
 import type { HostInfo } from '../runtime/spec';
 import { checkSecurityConfig } from './security-config';
+import { checkCreateFields } from './create-fields';
 
 /**
  * The pure part of `create`: a POST /containers/create body checked and merged with its
@@ -70,6 +71,9 @@ export function mergeConfig(body: CreateBody, image: ImageConfigFields, id: stri
     ExposedPorts: { ...(image.ExposedPorts ?? {}), ...(body.ExposedPorts ?? {}) },
   };
   if (body.MacAddress) cfg.MacAddress = body.MacAddress;
+  // Kept for commit and inspect; a run does not use them (see create-fields).
+  if (Array.isArray(body.Shell) && body.Shell.length) cfg.Shell = strList(body.Shell, 'Shell') ?? undefined;
+  if (body.ArgsEscaped) cfg.ArgsEscaped = true;
   const stop = body.StopSignal || image.StopSignal;
   if (stop) cfg.StopSignal = stop;
   if (body.StopTimeout !== undefined && body.StopTimeout !== null) {
@@ -149,6 +153,7 @@ export function planCreate(body: CreateBody, image: ImageConfigFields, id: strin
   if (!body || typeof body.Image !== 'string' || body.Image === '') {
     throw new InvalidArgumentError('no image given', { hint: 'name the image to run, e.g. berth run busybox' });
   }
+  checkCreateFields(body as unknown as Record<string, unknown>);
   const HostConfig = checkHostConfig(body.HostConfig ?? {}, host);
   const Config = mergeConfig(body, image, id);
   if (Config.WorkingDir) Config.WorkingDir = validateWorkdir(Config.WorkingDir);

@@ -83,6 +83,7 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
     gid: user.gid,
     additionalGids: [...new Set([...user.additionalGids, ...extraGids])],
     hostname: cfg.Hostname,
+    domainname: cfg.Domainname || undefined,
     readonlyRootfs: ro,
     memoryBytes: hc.Memory || undefined,
     memorySwapBytes: hc.Memory && hc.MemorySwap ? hc.MemorySwap : undefined,

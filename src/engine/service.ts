@@ -59,6 +59,9 @@ export interface CreateBody extends ImageConfigFields {
   /** Seconds `stop` waits before SIGKILL (Docker's --stop-timeout); -1 waits for ever. */
   StopTimeout?: number | null;
   MacAddress?: string;
+  Shell?: string[] | null;
+  ArgsEscaped?: boolean;
+  NetworkDisabled?: boolean;
   HostConfig?: HostConfig;
   NetworkingConfig?: unknown;
 }

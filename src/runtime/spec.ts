@@ -50,6 +50,8 @@ export interface ContainerSpecInput {
   gid?: number;
   additionalGids?: number[];
   hostname?: string;
+  /** The UTS domain name (Config.Domainname). */
+  domainname?: string;
   readonlyRootfs?: boolean;
   /** Memory limit in bytes (Docker's minimum is 6 MiB). */
   memoryBytes?: number;
@@ -137,6 +139,7 @@ export interface OciSpec {
   process: OciProcess;
   root: { path: string; readonly: boolean };
   hostname?: string;
+  domainname?: string;
   mounts: OciMount[];
   annotations?: Record<string, string>;
   linux: {
@@ -445,6 +448,7 @@ export function buildSpec(c: ContainerSpecInput, host: HostInfo = readHostInfo()
     },
   };
   if (c.hostname) spec.hostname = c.hostname;
+  if (c.domainname) spec.domainname = c.domainname;
   if (c.labels && Object.keys(c.labels).length) spec.annotations = { ...c.labels };
   applySecurity(spec, c.security);
   return spec;
