@@ -828,7 +828,10 @@ export class ImageStore implements ImageService {
   private requestGc(): Promise<string[]> {
     this.gcWanted = true;
     if (this.active > 0 || this.closed) return Promise.resolve([]);
-    if (this.gcRunning) return this.gcRunning.then(() => this.requestGc());
+    // Wait for the collection that runs, then for the one its end starts for us (gcWanted).
+    // Asking again from here would set gcWanted at every round: collections forever, and
+    // every operation waiting in op() behind them.
+    if (this.gcRunning) return this.gcRunning.then(() => this.gcRunning ?? []);
     this.gcWanted = false;
     const p = this.gc()
       .catch(() => [] as string[]) // best effort: the next open collects what is left

@@ -282,3 +282,19 @@ test('rmi during a running import: collection waits for it, and a layer the impo
   t.deepEqual((await env.store.inspect('new')).RootFS.Layers, [sha256(shared)]);
   t.deepEqual(await snapshotNames(env), [sha256(shared)]);
 });
+
+test('garbage collections asked for while one runs end: imports and removes after concurrent failures still run', async (t) => {
+  // The bug: a collection asked for while one ran asked again when that one ended, so each
+  // round wanted another, and every later operation waited behind them for ever.
+  const env = await openEnv(t);
+  const broken = Buffer.from('this is not a tar archive '.repeat(60));
+  for (let round = 0; round < 3; round++) {
+    const failures = Array.from({ length: 6 }, (_, i) => env.store.importRootfs(streamOf(broken), { repo: `broken${round}-${i}` }).catch((e: { code?: string }) => e.code));
+    t.deepEqual(await Promise.all(failures), Array(6).fill('INVALID_ARGUMENT'));
+  }
+  const hang = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 60_000).unref());
+  const done = env.store.importRootfs(streamOf(await sampleRootfs()), { repo: 'after' }).then(() => 'imported' as const);
+  t.is(await Promise.race([done, hang]), 'imported');
+  const removed = env.store.remove('after').then(() => 'removed' as const);
+  t.is(await Promise.race([removed, hang]), 'removed');
+});
