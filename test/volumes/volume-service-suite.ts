@@ -3,9 +3,9 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
-import { errorFromCode, type ErrorCode } from '../../volumes/shared/errors';
 import type { VolumeService } from '../../src/volumes/service';
 import { collect, makeTar } from '../archive/helpers';
+import { rejects } from '../helpers/errors';
 
 /**
  * The volume service conformance suite: one set of named cases that every VolumeService
@@ -190,9 +190,4 @@ function labelFilter(label: Record<string, string>): string {
 
 function streamOf(b: Buffer) {
   return Readable.from([b]);
-}
-
-/** The promise rejects with the class for `code` (as errorFromCode maps it) and that code. */
-async function rejects(t: ExecutionContext, p: Promise<unknown>, code: ErrorCode, what?: string): Promise<void> {
-  await t.throwsAsync(p, { instanceOf: errorFromCode(code, '').constructor as new () => Error, code }, what);
 }
