@@ -1,0 +1,148 @@
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { promisify } from 'node:util';
+import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
+import { nameSettings } from '../network/dns-options';
+import { checkMacAddress } from '../network/mac-address';
+import { networkMode, type BridgeNetwork } from '../network/network';
+import { newState, snapshotKey, type ContainerRecord } from './container-record';
+import type { EngineContext } from './context';
+import { planCreate } from './create-config';
+import { writeEtcFiles } from './etc-files';
+import { LiveContainer } from './live-container';
+import { bindPoints, planMounts, type MountPoint } from './mounts';
+import { newContainerId, randomName, validateName } from './names';
+import { portPlan } from './network-plan';
+import { checkTmpfsTargets } from './security-config';
+import type { CreateBody } from './service';
+import { ANONYMOUS_LABEL, anonymousName } from '../volumes/anonymous';
+
+const execFileP = promisify(execFile);
+
+/**
+ * Making a container (`docker create`) and renaming it. A create reserves the name
+ * first, then makes the snapshot, then the directory (store.create's commit point); a
+ * failure undoes what was made, so no half container stays.
+ */
+
+export async function createContainer(ctx: EngineContext, body: CreateBody, name?: string): Promise<{ Id: string; Warnings: string[] }> {
+  ctx.checkOpen();
+  const id = newContainerId();
+  const n = name !== undefined && name !== '' ? validateName(name) : randomName((x) => ctx.store.holderOf(x) !== undefined);
+  if (!body || typeof body.Image !== 'string' || body.Image === '') {
+    throw new InvalidArgumentError('no image given', { hint: 'name the image to run, e.g. berth run busybox' });
+  }
+  ctx.store.reserveName(n, id); // before any await: two creates cannot take one name
+  let rec: ContainerRecord;
+  let madeVolumes: string[] = [];
+  let endpoint: ReturnType<BridgeNetwork['allocate']> | undefined;
+  let warnings: string[] = [];
+  try {
+    const image = await ctx.opts.images.resolve(body.Image);
+    const plan = planCreate(body, image.config, id, ctx.hostInfo);
+    plan.HostConfig.Runtime = plan.HostConfig.Runtime || ctx.defaultRuntime;
+    const mode = networkMode(plan.HostConfig.NetworkMode);
+    warnings = portPlan(mode, plan).warnings;
+    if (mode === 'host' && !body.Hostname) plan.Config.Hostname = os.hostname();
+    madeVolumes = [];
+    const mounts = await makeMounts(ctx, plan.Config, plan.HostConfig, madeVolumes);
+    const mac = checkMacAddress(plan.Config.MacAddress, mode === 'bridge' && !!ctx.net);
+    endpoint = mode === 'bridge' ? ctx.net?.allocate() : undefined;
+    if (endpoint && mac) endpoint.MacAddress = mac;
+    checkTmpfsTargets(plan.HostConfig, mounts);
+    rec = {
+      version: 1,
+      Id: id,
+      Name: `/${n}`,
+      Created: new Date().toISOString(),
+      Image: image.id,
+      Path: plan.Path,
+      Args: plan.Args,
+      Config: plan.Config,
+      HostConfig: plan.HostConfig,
+      State: newState(),
+      RestartCount: 0,
+      ManualStop: false,
+      MonitorPid: 0,
+      Runtime: ctx.runtimePath(plan.HostConfig.Runtime),
+      Mounts: mounts,
+      Network: { Mode: mode, ...(endpoint ? { Endpoint: endpoint } : {}), Ports: [] },
+    };
+    const key = snapshotKey(id);
+    // The snapshot first, then the directory: a crash in between leaves a snapshot
+    // without a directory, which open() removes.
+    await ctx.opts.snapshotter.prepare(key, image.topLayer, { labels: { 'berth.container/id': id } });
+    try {
+      await ctx.store.create(rec, async (p) => {
+        await fs.promises.mkdir(p.rootfs, { mode: 0o755 });
+        await writeEtcFiles(p, {
+          hostname: rec.Config.Hostname,
+          name: n,
+          address: endpoint?.IPAddress,
+          resolvConf: endpoint ? ctx.net?.resolvConf() : undefined,
+          hostNetwork: mode === 'host',
+          ...nameSettings(rec.HostConfig, ctx.net?.info().gateway),
+        });
+        if (rec.Config.OpenStdin && !rec.Config.Tty) await execFileP('mkfifo', ['-m', '600', p.stdin]);
+      });
+    } catch (e) {
+      await ctx.opts.snapshotter.remove(key).catch(() => undefined);
+      throw e;
+    }
+  } catch (e) {
+    ctx.store.releaseName(n, id);
+    ctx.net?.free(endpoint);
+    // Anonymous volumes made for this create go with it; a named one made on first use stays (as Docker's does).
+    for (const v of madeVolumes) await ctx.opts.volumes?.remove(v, { force: true }).catch(() => undefined);
+    throw e;
+  }
+  ctx.lives.set(id, new LiveContainer(rec));
+  ctx.emit(rec, 'create');
+  return { Id: id, Warnings: warnings };
+}
+
+/**
+ * The container's mounts: volumes named on first use are made here, anonymous ones
+ * (`-v /path`, an image VOLUME) get a fresh 64-hex name. `made` collects the anonymous
+ * volumes made, so a failed create can remove them.
+ */
+async function makeMounts(ctx: EngineContext, cfg: ContainerRecord['Config'], hc: ContainerRecord['HostConfig'], made: string[]): Promise<MountPoint[]> {
+  const reqs = planMounts(cfg, hc, (ref) => {
+    const r = ctx.store.find(ref);
+    return r.Mounts ?? bindPoints(r.HostConfig.Binds);
+  });
+  const out: MountPoint[] = [];
+  for (const r of reqs) {
+    if (!r.ensure) {
+      out.push(r.point);
+      continue;
+    }
+    const vols = ctx.opts.volumes;
+    if (!vols) throw new FailedPreconditionError('this engine has no volume service', { hint: 'bind a host directory instead: -v /host/path:/container/path' });
+    const name = r.ensure.anonymous ? anonymousName() : r.ensure.name;
+    const labels = { ...(r.ensure.labels ?? {}), ...(r.ensure.anonymous ? { [ANONYMOUS_LABEL]: '' } : {}) };
+    const { info, created } = await vols.ensure(name, labels);
+    if (created && r.ensure.anonymous) made.push(name);
+    out.push({
+      ...r.point,
+      Name: name,
+      Source: info.mountpoint,
+      ...(r.ensure.anonymous ? { Anonymous: true } : {}),
+      ...(created && !r.ensure.nocopy && !r.point.Subpath ? { CopyUp: true } : {}),
+    });
+  }
+  return out;
+}
+
+export async function renameContainer(ctx: EngineContext, ref: string, newName: string): Promise<void> {
+  ctx.checkOpen();
+  const c = ctx.live(ref);
+  const n = validateName(newName);
+  const old = c.rec.Name;
+  if (n === old.slice(1)) {
+    throw new InvalidArgumentError('Renaming a container with the same name as its current name', { hint: 'give a different name' });
+  }
+  await ctx.store.rename(c.rec, n);
+  ctx.emit(c.rec, 'rename', { oldName: old });
+}

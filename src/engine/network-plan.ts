@@ -1,0 +1,44 @@
+import { checkPorts, networkMode, type BridgeNetwork, type NetworkMode } from '../network/network';
+import type { ContainerRecord } from './container-record';
+import type { EngineContext } from './context';
+import { planCreate } from './create-config';
+import type { CreateBody } from './service';
+import { isUp } from './state';
+
+/** The ports a container publishes (checked; CONFLICT-free until reserved at start). */
+export function portPlan(mode: NetworkMode, c: Pick<ContainerRecord, 'Config' | 'HostConfig'>): ReturnType<typeof checkPorts> {
+  const hc = c.HostConfig;
+  return checkPorts(mode, c.Config.ExposedPorts as Record<string, unknown> | undefined, hc.PortBindings, !!hc.PublishAllPorts);
+}
+
+/**
+ * The iptables rules a container made from `body` would get, without making it
+ * (`berth run --dry-run`): its address would be the next free one, a random port
+ * is shown as such.
+ */
+export async function networkPlan(ctx: EngineContext, body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }> {
+  ctx.checkOpen();
+  const image = await ctx.opts.images.resolve(body?.Image);
+  const plan = planCreate(body, image.config, '0'.repeat(64));
+  const mode = networkMode(plan.HostConfig.NetworkMode);
+  const { requests, warnings } = portPlan(mode, plan);
+  if (!ctx.net || mode !== 'bridge') return { Rules: [], Warnings: warnings };
+  const ports = requests.map((r) => ({ proto: r.proto, hostIp: r.hostIp, hostPort: r.hostPortLo, containerPort: r.containerPort }));
+  const rules = ctx.net.planFor(ctx.net.peekAddress(), ports).map((l) => l.replace(/--dport 0\b/, '--dport RANDOM'));
+  return { Rules: rules, Warnings: warnings };
+}
+
+/**
+ * At open: the bridge network, with the published ports of the containers the records
+ * say are running restored in the same transaction, and every recorded address taken.
+ */
+export async function openNetwork(ctx: EngineContext): Promise<BridgeNetwork | undefined> {
+  if (!ctx.opts.openNetwork) return undefined;
+  const all = ctx.store.all();
+  const running = all
+    .filter((r) => isUp(r) && r.Network?.Endpoint && r.Network.Ports?.length)
+    .map((r) => ({ id: r.Id, name: r.Name.slice(1), ip: r.Network!.Endpoint!.IPAddress, ports: r.Network!.Ports! }));
+  const net = await ctx.opts.openNetwork(running, all.map((r) => r.Id));
+  for (const r of all) if (r.Network?.Endpoint) net.adopt(r.Network.Endpoint);
+  return net;
+}
