@@ -138,6 +138,21 @@ test.serial("an image's HEALTHCHECK runs; --no-healthcheck turns it off; output 
   await docker(['rmi', 'hc-image']);
 });
 
+test.serial('pause ends the checks (unhealthy, as Docker shows it); unpause resumes them', async (t) => {
+  await docker(['run', '-d', '--name', 'paused', '--health-cmd', 'true', '--health-interval', '300ms', 'busybox', 'sleep', '1000']);
+  await waitHealth('paused', 'healthy');
+  await docker(['pause', 'paused']);
+  const h = await health('paused');
+  t.is(h?.Status, 'unhealthy');
+  await new Promise((r) => setTimeout(r, 1000));
+  t.is((await health('paused'))!.Log.length, h!.Log.length, 'no probe runs while paused');
+  const unpausedAt = Date.now();
+  await docker(['unpause', 'paused']);
+  const after = await waitHealth('paused', 'healthy');
+  t.true(Date.parse(after.Log[after.Log.length - 1].Start) >= unpausedAt - 1000, 'a probe ran after the unpause');
+  await docker(['rm', '-f', 'paused']);
+});
+
 test.serial('bad health checks are refused with INVALID_ARGUMENT before anything is made', async (t) => {
   const bad = [
     { Test: ['PING', 'x'] },
