@@ -48,7 +48,7 @@ export const CONFIG_FIELDS: Readonly<Record<string, FieldRule>> = {
   Labels: honoured('create-config'),
   StopSignal: honoured('stop'),
   StopTimeout: honoured('stop'),
-  Shell: noop("only a build's RUN steps use SHELL; kept for commit"),
+  Shell: honoured('health (the shell of CMD-SHELL checks); kept for commit'),
 };
 
 const WINDOWS_ONLY = 'Windows only: berth runs Linux containers; leave it 0';

@@ -8,7 +8,7 @@ import { formatGoDuration } from './units';
  *
  * Words: a container's *health config* is Config.Healthcheck (from the create body, merged
  * over the image's HEALTHCHECK); its *probe* is the command it names: `["CMD", cmd, args...]`
- * runs cmd, `["CMD-SHELL", "cmd"]` runs it with the container's shell (/bin/sh -c), and
+ * runs cmd, `["CMD-SHELL", "cmd"]` runs it with the container's Shell (default /bin/sh -c), and
  * `["NONE"]` (or no config) means no checks. Durations are nanoseconds, 0 meaning the
  * default: Interval 30s, Timeout 30s, StartPeriod 0, Retries 3.
  *
@@ -121,12 +121,12 @@ export function mergeHealthConfig(user: HealthConfig | null | undefined, image: 
 }
 
 /** The command a health config runs, or undefined when it runs none (no config, empty Test, NONE). */
-export function probeCommand(cfg: HealthConfig | null | undefined): string[] | undefined {
+export function probeCommand(cfg: HealthConfig | null | undefined, shell?: string[] | null): string[] | undefined {
   const test = cfg?.Test;
   if (!test?.length || test[0] === 'NONE') return undefined;
   if (test[0] === 'CMD') return test.slice(1);
-  // berth keeps no Config.Shell: CMD-SHELL runs with Docker's default shell.
-  return ['/bin/sh', '-c', ...test.slice(1)];
+  // CMD-SHELL: the container's Config.Shell, else Docker's default.
+  return [...(shell?.length ? shell : ['/bin/sh', '-c']), ...test.slice(1)];
 }
 
 /** What `docker ps` adds to 'Up 3 seconds': '(healthy)', '(health: starting)', '(unhealthy)'. */
@@ -170,7 +170,7 @@ export class HealthChecks {
   /** A run started: Health to `starting`, streak 0 (the log kept), first probe after Interval. */
   begin(c: HealthTarget): void {
     this.stopChecker(c.id);
-    if (!probeCommand(c.rec.Config.Healthcheck)) return;
+    if (!probeCommand(c.rec.Config.Healthcheck, c.rec.Config.Shell)) return;
     const prev = c.rec.State.Health;
     c.rec.State.Health = { Status: 'starting', FailingStreak: 0, Log: prev?.Log ?? [] };
     this.startChecker(c);
@@ -178,7 +178,7 @@ export class HealthChecks {
 
   /** Go on checking (unpause, adopted after a daemon restart), from the recorded state. */
   resume(c: HealthTarget): void {
-    if (this.checkers.has(c.id) || !probeCommand(c.rec.Config.Healthcheck)) return;
+    if (this.checkers.has(c.id) || !probeCommand(c.rec.Config.Healthcheck, c.rec.Config.Shell)) return;
     c.rec.State.Health ??= { Status: 'starting', FailingStreak: 0, Log: [] };
     this.startChecker(c);
   }
@@ -249,7 +249,7 @@ class Checker {
   private async run(): Promise<void> {
     this.timer = undefined;
     if (this.stopped) return;
-    const cmd = probeCommand(this.cfg);
+    const cmd = probeCommand(this.cfg, this.c.rec.Config.Shell);
     if (!cmd) return;
     const timeoutNs = this.cfg.Timeout || DEFAULT_TIMEOUT_NS;
     const ac = new AbortController();

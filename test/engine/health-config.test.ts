@@ -46,6 +46,7 @@ test('a create body\'s Healthcheck: checked, merged over the image\'s field by f
   t.deepEqual(mergeHealthConfig({ Test: ['NONE'] }, image), { Test: ['NONE'], Interval: 5 * S, Retries: 7 });
   t.deepEqual(probeCommand({ Test: ['CMD', 'redis-cli', 'ping'] }), ['redis-cli', 'ping']);
   t.deepEqual(probeCommand({ Test: ['CMD-SHELL', 'redis-cli ping'] }), ['/bin/sh', '-c', 'redis-cli ping']);
+  t.deepEqual(probeCommand({ Test: ['CMD-SHELL', 'redis-cli ping'] }, ['/bin/ash', '-eo', 'pipefail', '-c']), ['/bin/ash', '-eo', 'pipefail', '-c', 'redis-cli ping'], 'Config.Shell');
   t.is(probeCommand({ Test: ['NONE'] }), undefined);
   t.is(probeCommand({ Test: [] }), undefined);
 });
