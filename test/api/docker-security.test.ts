@@ -269,3 +269,39 @@ test.serial('--group-add, --oom-score-adj and Config.MacAddress are honoured', a
   const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], MacAddress: '02:42:ac:11:00:99', HostConfig: { NetworkMode: 'host' } }));
   t.is((e as { code?: string }).code, 'INVALID_ARGUMENT');
 });
+
+test.serial('berth run takes the same flags: caps, seccomp=FILE (read by the CLI), ulimit, sysctl, tmpfs, dns, add-host, group-add; exec --privileged', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-prof-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const profile = path.join(dir, 'no-mkdir.json');
+  fs.writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] }));
+  const r = await d.berth([
+    'run', '--rm', '--cap-drop', 'ALL', '--cap-add', 'kill', '--security-opt', `seccomp=${profile}`, '--security-opt', 'no-new-privileges',
+    '--ulimit', 'nofile=512:1024', '--sysctl', 'net.ipv4.ip_unprivileged_port_start=80', '--tmpfs', '/scratch:size=2m', '--dns', '192.0.2.9',
+    '--add-host', 'gw:host-gateway', '--group-add', '4321', '--oom-score-adj', '300',
+    'busybox', 'sh', '-c',
+    'grep -E "^(CapEff|NoNewPrivs):" /proc/self/status; grep "open files" /proc/self/limits; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; ' +
+      'grep " /scratch " /proc/mounts; grep nameserver /etc/resolv.conf; grep -c "\tgw$" /etc/hosts; id -G; cat /proc/self/oom_score_adj; mkdir /tmp/x 2>/dev/null || echo no-mkdir',
+  ]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^CapEff:\s+0000000000000020$/m);
+  t.regex(r.stdout, /^NoNewPrivs:\s+1$/m);
+  t.regex(r.stdout, /^Max open files\s+512\s+1024\s/m);
+  t.regex(r.stdout, /^80$/m);
+  t.regex(r.stdout, /\/scratch tmpfs .*size=2048k/);
+  t.regex(r.stdout, /^nameserver 192\.0\.2\.9$/m);
+  t.regex(r.stdout, /^1$/m);
+  t.regex(r.stdout, /^0 4321$/m);
+  t.regex(r.stdout, /^300$/m);
+  t.regex(r.stdout, /^no-mkdir$/m);
+
+  t.is((await d.berth(['run', '-d', '--name', 'bex', 'busybox', 'sleep', '1000'])).code, 0);
+  t.teardown(() => d.berth(['rm', '-f', 'bex']));
+  const host = fs.readFileSync('/proc/self/status', 'utf8');
+  const ex = await d.berth(['exec', '--privileged', 'bex', 'grep', 'CapEff', '/proc/self/status']);
+  t.is(ex.code, 0, ex.stderr);
+  t.is(status(ex.stdout, 'CapEff'), status(host, 'CapBnd'));
+  const refused = await d.berth(['run', '--rm', '--sysctl', 'vm.swappiness=1', 'busybox', 'true']);
+  t.not(refused.code, 0);
+  t.regex(refused.stderr, /hint:/);
+});

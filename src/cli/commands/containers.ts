@@ -9,10 +9,11 @@ import { parseDetachKeys } from '../../engine/detach-keys';
 import { healthcheckFromFlags, healthOptions, type HealthFlags } from '../health-flags';
 import type { ContainerSummary, CreateBody, OutputChunk } from '../../engine/service';
 import { formatPortLines, formatPortsSummary, parseExpose, parsePublish, type PortBinding, type PortSummary } from '../../network/port-spec';
+import { hostFields, hostOptions, type HostFlags } from '../host-options';
 
 /** Options shared by `run` and `create`. */
 function createOptions(c: Command): Command {
-  return healthOptions(c)
+  return hostOptions(healthOptions(c))
     .option('--name <name>', 'assign a name to the container')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (KEY alone takes it from your environment)', collect)
     .option('--env-file <file>', 'read environment variables from a file', collect)
@@ -44,7 +45,7 @@ function createOptions(c: Command): Command {
     .option('--detach-keys <keys>', 'the keys that detach from the terminal, e.g. ctrl-a,d (default ctrl-p,ctrl-q)');
 }
 
-interface CreateFlags extends HealthFlags {
+interface CreateFlags extends HealthFlags, HostFlags {
   name?: string;
   env?: string[];
   envFile?: string[];
@@ -153,7 +154,9 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
   const anon = Object.fromEntries((o.volume ?? []).filter((v) => !v.includes(':')).map((v) => [v, {}]));
   const { ExposedPorts, ...net } = networkFields(o);
   const healthcheck = healthcheckFromFlags(o);
+  const extra = hostFields(o);
   return {
+    ...extra.config,
     Image: image,
     Cmd: args.length ? args : undefined,
     ...(Object.keys(anon).length ? { Volumes: anon } : {}),
@@ -187,6 +190,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
       ...(o.mount?.length ? { Mounts: o.mount.map(parseMount) } : {}),
       ...(o.volumesFrom?.length ? { VolumesFrom: o.volumesFrom } : {}),
       ...net,
+      ...extra.host,
     },
   };
 }
@@ -498,9 +502,10 @@ export function containerCommands(program: Command): void {
       .option('-u, --user <user>', 'user to run as')
       .option('-i, --interactive', 'attach stdin')
       .option('-t, --tty', 'give the process a terminal (a pty); with -i, an interactive session')
+      .option('--privileged', 'give the process every capability')
       .addHelpText('after', '\nExamples:\n  berth exec cache redis-cli info\n  berth exec -it cache sh        an interactive shell in the running container')
       .passThroughOptions()
-      .action(async (ref: string, args: string[], o: { detach?: boolean; env?: string[]; workdir?: string; user?: string; interactive?: boolean; tty?: boolean }, cmd: Command) => {
+      .action(async (ref: string, args: string[], o: { detach?: boolean; env?: string[]; workdir?: string; user?: string; interactive?: boolean; tty?: boolean; privileged?: boolean }, cmd: Command) => {
         const ctx = await connect(cmd);
         const { rows, cols } = windowSize();
         const { Id } = await ctx.containers.execCreate(ref, {
@@ -513,6 +518,7 @@ export function containerCommands(program: Command): void {
           AttachStdin: !!o.interactive,
           AttachStdout: !o.detach,
           AttachStderr: !o.detach,
+          Privileged: !!o.privileged,
         });
         if (o.detach) {
           await ctx.transport.json('POST', `/exec/${Id}/start`, { body: { Detach: true } });
