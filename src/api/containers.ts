@@ -2,11 +2,15 @@ import { Router, Ctx } from './router';
 import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
 import { openRawStream, RawStream } from './hijack';
 import { frame, STDERR, STDOUT } from './stdcopy';
+import { errorResponse } from './errors';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ContainerService, CreateBody, ExecConfig, OutputChunk, TtyService, WaitCondition } from '../engine/service';
 import { randomUUID } from 'node:crypto';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import type { EventBus } from '../engine/events';
+
+const RAW_STREAM = 'application/vnd.docker.raw-stream';
+const MUX_STREAM = 'application/vnd.docker.multiplexed-stream';
 
 /** Docker's /containers, /exec, /commit and /events routes. */
 export function containerRoutes(router: Router, engine: ContainerService & TtyService, events: EventBus): void {
@@ -98,7 +102,7 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
       tail: tail && tail !== 'all' ? Number(tail) : undefined,
       signal: ac.signal,
     });
-    res.writeHead(200, { 'Content-Type': info.Config.Tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
+    res.writeHead(200, { 'Content-Type': info.Config.Tty ? RAW_STREAM : MUX_STREAM });
     res.flushHeaders();
     const ts = qbool(query, 'timestamps');
     for await (const c of chunks) {
@@ -114,34 +118,45 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
     const { params, query } = ctx;
     const info = await engine.inspect(params[0]);
     const wantStdin = qbool(query, 'stdin');
-    if (info.Config.Tty) {
-      // A terminal: raw bytes both ways, the screen redrawn first, detach keys watched here.
-      // The Berth-Attach-Id header names this client for its own resizes (berth's extension).
+    // Only what was asked for is sent: a tty has one stream (stdout); stdout=0 means input only.
+    const wantStdout = qbool(query, 'stdout');
+    const stream = qbool(query, 'stream', true);
+    if (info.Config.Tty && stream) {
+      // A terminal: raw bytes both ways, the screen redrawn first (for a client that reads
+      // it), detach keys watched here. Refusals (stopped, paused, bad keys or size) come
+      // before the upgrade, as HTTP errors. The Berth-Attach-Id header names this client for
+      // its own resizes (berth's extension).
       const clientId = randomUUID();
       const size = { rows: num(query.get('h')), cols: num(query.get('w')) };
       const checked = await engine.attachTtyCheck(params[0], query.get('detachKeys') || undefined, size);
-      const raw = openRawStream(ctx, 'application/vnd.docker.raw-stream', { 'Berth-Attach-Id': clientId });
+      const raw = openRawStream(ctx, RAW_STREAM, { 'Berth-Attach-Id': clientId });
       const ac = new AbortController();
       void raw.closed.then(() => ac.abort());
-      const client = { write: (d: Buffer) => raw.write(d), backlog: () => raw.backlog(), close: () => raw.end(), drained: () => raw.drain() };
-      await engine
-        .attachTty(params[0], { client, input: wantStdin ? raw.input : undefined, detachKeys: checked.detachKeys, size, clientId, signal: ac.signal })
-        .catch(() => undefined); // the stream is open: an error now can only end it
+      const client = wantStdout
+        ? { write: (d: Buffer) => raw.write(d), backlog: () => raw.backlog(), close: () => raw.end(), drained: () => raw.drain() }
+        : { write: () => true, backlog: () => 0, close: () => raw.end(), drained: () => Promise.resolve() };
+      await inStream(raw, false, () =>
+        engine.attachTty(params[0], { client, input: wantStdin ? raw.input : undefined, detachKeys: checked.detachKeys, size, clientId, signal: ac.signal }),
+      );
       raw.end();
       return;
     }
-    const raw = openRawStream(ctx, info.Config.Tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+    // From the log (a container without a tty, or a tty's log with stream=0). The engine's
+    // refusals come before the upgrade; the client's input is joined once the stream is open.
     const ac = new AbortController();
-    void raw.closed.then(() => ac.abort());
+    const stdin = wantStdin ? new PassThrough() : undefined;
     const output = await engine.attach(params[0], {
-      stdin: wantStdin ? raw.input : undefined,
-      stdout: qbool(query, 'stdout'),
+      stdin,
+      stdout: wantStdout,
       stderr: qbool(query, 'stderr'),
       logs: qbool(query, 'logs'),
-      stream: qbool(query, 'stream', true),
+      stream,
       signal: ac.signal,
     });
-    await pump(output, raw, !!info.Config.Tty, ac.signal);
+    const raw = openRawStream(ctx, info.Config.Tty ? RAW_STREAM : MUX_STREAM);
+    void raw.closed.then(() => ac.abort());
+    if (stdin) raw.input.pipe(stdin);
+    await inStream(raw, !info.Config.Tty, () => pump(output, raw, !!info.Config.Tty, ac.signal));
     raw.end();
   });
 
@@ -157,22 +172,24 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
       void engine.execStart(id, {}).catch(() => undefined);
       return sendEmpty(ctx.res, 200);
     }
-    const tty = info.ProcessConfig.tty;
-    const raw = openRawStream(ctx, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
-    // A tty's output is one raw stream; without one, stdout and stderr are multiplexed.
-    const writer = (stream?: 1 | 2) =>
+    // Framed by the start's Tty, as Docker frames it, whatever the exec was made with: a tty
+    // exec started with Tty:false is multiplexed (its one stream as stdout), a pipe exec
+    // started with Tty:true is raw.
+    const framed = !body.Tty;
+    const raw = openRawStream(ctx, framed ? MUX_STREAM : RAW_STREAM);
+    const writer = (stream: 1 | 2) =>
       new Writable({
         write(chunk: Buffer, _enc, cb) {
-          raw.write(stream ? frame(stream, chunk) : chunk);
+          raw.write(framed ? frame(stream, chunk) : chunk);
           cb();
         },
       });
-    if (tty) {
-      await engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: writer() });
-      raw.end();
-      return;
-    }
-    await engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: writer(STDOUT), stderr: writer(STDERR) });
+    // A tty exec's client may detach (its keys): the stream ends, the process runs on.
+    let detached!: () => void;
+    const detach = new Promise<void>((resolve) => (detached = resolve));
+    const run = engine.execStart(id, { stdin: info.OpenStdin ? raw.input : undefined, stdout: writer(STDOUT), stderr: writer(STDERR), onDetach: () => detached() });
+    await inStream(raw, framed, () => Promise.race([run, detach]));
+    run.catch(() => undefined);
     raw.end();
   });
   router.add('GET', /^\/exec\/([^/]+)\/json$/, async ({ res, params }) => sendJSON(res, 200, await engine.execInspect(params[0])));
@@ -222,6 +239,20 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
     });
     res.end();
   });
+}
+
+/**
+ * Run `fn` on an open (hijacked) stream: an error now is told in the stream's own framing,
+ * as Docker writes it ("<message>\r\n" on stdout), and the caller then closes the stream.
+ * A JSON error body there would be read as a frame header and hang the client.
+ */
+async function inStream(raw: RawStream, framed: boolean, fn: () => Promise<unknown>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    const msg = Buffer.from(errorResponse(e).body.message + '\r\n');
+    raw.write(framed ? frame(STDOUT, msg) : msg);
+  }
 }
 
 async function pump(output: AsyncIterable<OutputChunk>, raw: RawStream, tty: boolean, signal: AbortSignal): Promise<void> {

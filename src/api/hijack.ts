@@ -24,6 +24,7 @@ export function openRawStream(ctx: Ctx, contentType = 'application/vnd.docker.ra
   if (ctx.upgrade) {
     const { socket, head } = ctx.upgrade;
     ctx.res.detachSocket(socket);
+    ctx.hijacked = true;
     const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
     socket.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n${extra}\r\n`);
     if (head.length) socket.unshift(head);

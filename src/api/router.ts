@@ -9,6 +9,8 @@ export interface Ctx {
   query: URLSearchParams;
   /** Set when the client asked to upgrade the connection (docker's hijacked streams). */
   upgrade?: { socket: import('node:net').Socket; head: Buffer };
+  /** Set once the connection is a raw stream (openRawStream): no HTTP answer can follow. */
+  hijacked?: boolean;
 }
 export type Handler = (ctx: Ctx) => Promise<void>;
 

@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Router } from './router';
+import { Router, type Ctx } from './router';
 import { errorResponse } from './errors';
 import { drainBody } from './http';
 import { UnavailableError } from '../../volumes/shared/errors';
@@ -77,12 +77,19 @@ export class ApiServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse, upgrade?: { socket: import('node:net').Socket; head: Buffer }): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://berth');
+    let ctx: Ctx | undefined;
     try {
       const { handler, params } = this.router.match(req.method ?? 'GET', url.pathname);
-      await handler({ req, res, params, query: url.searchParams, upgrade });
+      ctx = { req, res, params, query: url.searchParams, upgrade };
+      await handler(ctx);
     } catch (e) {
       const { status, body } = errorResponse(e);
       if (status === 500) this.log.error(`${req.method} ${url.pathname}: ${(e as Error).stack ?? e}`);
+      if (ctx?.hijacked) {
+        // A raw stream now (the routes report their errors in its own framing): just close it.
+        upgrade?.socket.end();
+        return;
+      }
       if (res.headersSent) {
         // Mid-stream: Docker's in-band error message, then close.
         if (!res.writableEnded) res.end(JSON.stringify({ errorDetail: { message: body.message }, error: body.message, code: body.code, hint: body.hint }) + '\n');

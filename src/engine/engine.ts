@@ -13,7 +13,7 @@ import { networkPlan, openNetwork } from './network-plan';
 import { inspect, list, topOf, type ListOptions } from './queries';
 import { recover } from './recovery';
 import { withRootfs } from './rootfs-view';
-import type { ContainerInspect, ContainerService, ContainerSummary, CreateBody, ExecConfig, ExecInspect, LogOptions, OutputChunk, WaitCondition } from './service';
+import type { ContainerInspect, ContainerService, ContainerSummary, CreateBody, ExecConfig, ExecInspect, ExecIO, LogOptions, OutputChunk, WaitCondition } from './service';
 import { isUp } from './state';
 import type { TopResult } from './top';
 import { TtyAttachments, type TtyAttachOptions } from './tty-attach';
@@ -154,7 +154,7 @@ export class Engine implements ContainerService {
     return execCreate(this.ctx, ref, cfg);
   }
   /** `kill` (berthd's own callers: health checks) SIGKILLs the process when aborted. */
-  execStart(execId: string, io: { stdin?: Readable; stdout?: Writable; stderr?: Writable }, kill?: AbortSignal): Promise<number> {
+  execStart(execId: string, io: ExecIO, kill?: AbortSignal): Promise<number> {
     return execStart(this.ctx, execId, io, kill);
   }
   execInspect(execId: string): Promise<ExecInspect> {

@@ -1,4 +1,3 @@
-import type { Readable, Writable } from 'node:stream';
 import { ConflictError } from '../../volumes/shared/errors';
 import { lookupUser } from '../runtime/rootfs';
 import type { EngineContext } from './context';
@@ -6,7 +5,9 @@ import { mergeEnv } from './create-config';
 import { execSecurity } from './security-config';
 import { OutputCollector, runExec, runExecTty, toExecInspect } from './execs';
 import type { LiveContainer } from './live-container';
-import type { ExecConfig, ExecInspect } from './service';
+import type { ExecConfig, ExecInspect, ExecIO } from './service';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from './detach-keys';
+import { exitCodeOf } from '../runtime/runtime';
 import { checkWindow } from './tty-attach';
 
 /**
@@ -23,8 +24,12 @@ export async function execCreate(ctx: EngineContext, ref: string, cfg: ExecConfi
   return { Id: e.ID };
 }
 
-/** `kill` (berthd's own callers: health checks) SIGKILLs the process when aborted. */
-export async function execStart(ctx: EngineContext, execId: string, io: { stdin?: Readable; stdout?: Writable; stderr?: Writable }, kill?: AbortSignal): Promise<number> {
+/**
+ * `kill` (berthd's own callers: health checks) SIGKILLs the process when aborted. A tty
+ * exec's client detaches with its DetachKeys (`io.onDetach`); the process runs on. A
+ * failure to run it leaves its ExitCode set, as Docker's does.
+ */
+export async function execStart(ctx: EngineContext, execId: string, io: ExecIO, kill?: AbortSignal): Promise<number> {
   ctx.checkOpen();
   const e = ctx.execs.get(execId);
   const c = ctx.lives.get(e.ContainerID);
@@ -33,22 +38,23 @@ export async function execStart(ctx: EngineContext, execId: string, io: { stdin?
   ctx.execs.claim(execId);
   const rec = c.rec;
   const p = ctx.store.paths(c.id);
-  const user = await lookupUser(p.rootfs, e.config.User || rec.Config.User || '');
-  const proc = {
-    args: e.config.Cmd,
-    env: mergeEnv(rec.Config.Env, e.config.Env ?? []),
-    cwd: e.config.WorkingDir || rec.Config.WorkingDir || '/',
-    user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}) },
-    ...execSecurity(rec.HostConfig, !!e.config.Privileged),
-  };
-  e.Running = true;
-  ctx.emit(rec, `exec_start: ${e.config.Cmd.join(' ')}`, { execID: e.ID });
   let code: number;
   try {
+    const user = await lookupUser(p.rootfs, e.config.User || rec.Config.User || '');
+    const proc = {
+      args: e.config.Cmd,
+      env: mergeEnv(rec.Config.Env, e.config.Env ?? []),
+      cwd: e.config.WorkingDir || rec.Config.WorkingDir || '/',
+      user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}) },
+      ...execSecurity(rec.HostConfig, !!e.config.Privileged),
+    };
+    e.Running = true;
+    ctx.emit(rec, `exec_start: ${e.config.Cmd.join(' ')}`, { execID: e.ID });
     if (e.config.Tty) {
       const cs = Array.isArray(e.config.ConsoleSize) ? e.config.ConsoleSize : [];
       const size = e.pendingSize ?? { rows: cs[0] > 0 && cs[0] <= 10000 ? cs[0] : 24, cols: cs[1] > 0 && cs[1] <= 10000 ? cs[1] : 80 };
-      code = await runExecTty(ctx.runtimeFor(rec.Runtime), c.id, proc, { stdin: e.config.AttachStdin ? io.stdin : undefined, output: io.stdout }, size, (pid, resize) => {
+      const detach = { detachKeys: parseDetachKeys(e.config.DetachKeys || DEFAULT_DETACH_KEYS), onDetach: () => (ctx.emit(rec, 'exec_detach', { execID: e.ID }), io.onDetach?.()) };
+      code = await runExecTty(ctx.runtimeFor(rec.Runtime), c.id, proc, { stdin: e.config.AttachStdin ? io.stdin : undefined, output: io.stdout, ...detach }, size, (pid, resize) => {
         e.Pid = pid;
         e.resize = resize;
         // One that came while the pty was being made (after `size` was read) applies now.
@@ -62,6 +68,10 @@ export async function execStart(ctx: EngineContext, execId: string, io: { stdin?
       (pid) => (e.Pid = pid),
       kill,
     );
+  } catch (err) {
+    // Docker: an exec that could not be run is over, with 126 unless the cause says otherwise.
+    e.ExitCode = exitCodeOf(err) ?? 126;
+    throw err;
   } finally {
     e.Running = false;
     e.resize = undefined;

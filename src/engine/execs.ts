@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ExecProcess, OciRuntime } from '../runtime/runtime';
+import { DetachWatcher, parseDetachKeys } from './detach-keys';
 import type { ExecConfig, ExecInspect } from './service';
 
 /**
@@ -35,6 +36,13 @@ export class ExecStore {
   create(containerId: string, cfg: ExecConfig): ExecRecord {
     if (!cfg || !Array.isArray(cfg.Cmd) || cfg.Cmd.length === 0 || cfg.Cmd.some((a) => typeof a !== 'string') || cfg.Cmd[0] === '') {
       throw new InvalidArgumentError('No exec command specified', { hint: 'give the command to run, e.g. berth exec CONTAINER ls /' });
+    }
+    // docker-py sends `detachKeys` (Docker's JSON decoding ignores case).
+    const lower = (cfg as { detachKeys?: string }).detachKeys;
+    if (cfg.DetachKeys === undefined && lower !== undefined) cfg = { ...cfg, DetachKeys: lower };
+    if (cfg.DetachKeys !== undefined && cfg.DetachKeys !== '') {
+      if (typeof cfg.DetachKeys !== 'string') throw new InvalidArgumentError('DetachKeys must be a string', { hint: 'e.g. ctrl-p,ctrl-q' });
+      parseDetachKeys(cfg.DetachKeys);
     }
     if (cfg.Privileged !== undefined && cfg.Privileged !== null && typeof cfg.Privileged !== 'boolean') {
       throw new InvalidArgumentError('Privileged must be true or false', { hint: 'e.g. "Privileged": true (berth exec --privileged)' });
@@ -87,7 +95,7 @@ export function toExecInspect(rec: ExecRecord): ExecInspect {
     OpenStdout: c.AttachStdout !== false,
     OpenStderr: c.AttachStderr !== false,
     CanRemove: false,
-    DetachKeys: '',
+    DetachKeys: c.DetachKeys ?? '',
   };
 }
 
@@ -229,12 +237,14 @@ function startFailure(code: number, tail: string): number | undefined {
  * Run the process with a terminal (`exec -it`): runc makes the pty inside the container,
  * node-pty gives our side one. Input from `io.stdin`, raw output to `io.output`. Resolves
  * with the exit status; `onStart` gets the pid and a resize function for /exec/{id}/resize.
+ * When the client types `io.detachKeys` it is let go (`io.onDetach`): its input and output
+ * are dropped, and the process runs on, as after a detach from `docker exec -it`.
  */
 export function runExecTty(
   rt: OciRuntime,
   containerId: string,
   proc: ExecProcess,
-  io: { stdin?: Readable; output?: Writable },
+  io: { stdin?: Readable; output?: Writable; detachKeys?: Buffer; onDetach?: () => void },
   size: { rows: number; cols: number },
   onStart: (pid: number, resize: (rows: number, cols: number) => void) => void,
 ): Promise<number> {
@@ -250,12 +260,21 @@ export function runExecTty(
   });
   // runc's own failure is written to the terminal: keep the tail to tell 126 from 127.
   let tail = '';
+  let detached = false;
   p.onData((d) => {
     tail = (tail + d).slice(-4096);
-    io.output?.write(d as unknown as Buffer);
+    if (!detached) io.output?.write(d as unknown as Buffer);
   });
+  const watcher = io.detachKeys ? new DetachWatcher(io.detachKeys) : undefined;
   const onInput = (d: Buffer) => {
-    if (!done) p.write(d as unknown as string);
+    if (done || detached) return;
+    const { pass, detach } = watcher ? watcher.feed(d) : { pass: d, detach: false };
+    if (pass.length) p.write(pass as unknown as string);
+    if (detach) {
+      detached = true;
+      io.stdin?.off('data', onInput);
+      io.onDetach?.();
+    }
   };
   io.stdin?.on('data', onInput);
   return new Promise<number>((resolve) => {

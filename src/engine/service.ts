@@ -159,6 +159,16 @@ export interface ExecConfig {
   Privileged?: boolean;
   /** [height, width] of the exec's pty (Tty), as Docker's API has it. */
   ConsoleSize?: [number, number] | null;
+  /** The keys that detach a client from a tty exec (default ctrl-p,ctrl-q); the process runs on. */
+  DetachKeys?: string;
+}
+
+/** Where an exec's I/O goes. `onDetach`: the client typed the detach keys (tty execs); the process runs on. */
+export interface ExecIO {
+  stdin?: Readable;
+  stdout?: Writable;
+  stderr?: Writable;
+  onDetach?: () => void;
 }
 
 export interface ExecInspect {
@@ -203,8 +213,12 @@ export interface ContainerService {
    */
   attach(ref: string, opts: { stdin?: Readable; stdout?: boolean; stderr?: boolean; logs?: boolean; stream?: boolean; signal?: AbortSignal }): Promise<AsyncIterable<OutputChunk>>;
   execCreate(ref: string, cfg: ExecConfig): Promise<{ Id: string }>;
-  /** Run an exec; output goes to `stdout`/`stderr` (non-tty); resolves with its exit code. */
-  execStart(execId: string, io: { stdin?: Readable; stdout?: Writable; stderr?: Writable }): Promise<number>;
+  /**
+   * Run an exec; output goes to `stdout`/`stderr` (a tty's one stream to `stdout`); resolves
+   * with its exit code. A failure to start it leaves its ExitCode set (126, or 127 for a
+   * missing command), as Docker does.
+   */
+  execStart(execId: string, io: ExecIO): Promise<number>;
   execInspect(execId: string): Promise<ExecInspect>;
   /** The container's changes as a new layer on its image. */
   commit(ref: string, opts: { repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<ImageConfigFields> }): Promise<{ Id: string }>;

@@ -48,6 +48,7 @@ export class TtyAttachments {
     if (!isUp(c) && c.rec.State.Status !== 'created' && !(c.rec.Config.OpenStdin && c.rec.State.Status === 'exited')) {
       throw new ConflictError('You cannot attach to a stopped container, start it first', { hint: `berth start ${c.rec.Name.slice(1)}` });
     }
+    if (c.rec.State.Status === 'paused') throw new ConflictError(`container ${c.id} is paused, unpause it first`, { hint: 'berth unpause it' });
     return { detachKeys: keys };
   }
 
@@ -59,7 +60,6 @@ export class TtyAttachments {
    */
   async attach(c: LiveContainer, opts: TtyAttachOptions): Promise<'detached' | 'ended'> {
     const keys = parseDetachKeys(this.check(c, opts.detachKeys, opts.size).detachKeys);
-    if (c.rec.State.Status === 'paused') throw new ConflictError(`container ${c.id} is paused, unpause it first`, { hint: 'berth unpause it' });
     let fresh = false;
     if (!c.tty) {
       if (isUp(c)) throw new ConflictError(`the terminal of container ${c.id} is not available`, { hint: 'see the daemon log; restart the container' });
