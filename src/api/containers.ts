@@ -251,6 +251,10 @@ async function inStream(raw: RawStream, framed: boolean, fn: () => Promise<unkno
     await fn();
   } catch (e) {
     const msg = Buffer.from(errorResponse(e).body.message + '\r\n');
+    // Clients read the 101 through a buffered reader and then the raw socket (docker-py):
+    // bytes that arrive with the 101 are lost to them. A process's output comes later by
+    // nature; an error found at once is held back a moment so it arrives on its own.
+    await new Promise((r) => setTimeout(r, 100));
     raw.write(framed ? frame(STDOUT, msg) : msg);
   }
 }

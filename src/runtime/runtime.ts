@@ -304,7 +304,10 @@ export class OciRuntime {
     const nodePty = require('node-pty') as typeof import('node-pty');
     let p: IPty;
     try {
-      p = nodePty.spawn(this.path, args, { name: 'xterm', cols: size.cols, rows: size.rows, cwd: '/', env: { PATH: process.env.PATH ?? DEFAULT_PATH_ENV.slice(5) }, encoding: null });
+      // Our side of the pty is made raw before runc runs: runc does it too, but only once it
+      // has started, and output the process wrote before then would get a second \r.
+      const raw = ['-c', 'stty raw -echo 2>/dev/null; exec "$0" "$@"', this.path, ...args];
+      p = nodePty.spawn('/bin/sh', raw, { name: 'xterm', cols: size.cols, rows: size.rows, cwd: '/', env: { PATH: process.env.PATH ?? DEFAULT_PATH_ENV.slice(5) }, encoding: null });
     } catch (e) {
       cleanup();
       throw e;
