@@ -1,8 +1,7 @@
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { promisify } from 'node:util';
 import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
+import { tool } from '../../volumes/shared/host-tool';
 import { nameSettings } from '../network/dns-options';
 import { checkMacAddress } from '../network/mac-address';
 import { networkMode, type BridgeNetwork } from '../network/network';
@@ -17,8 +16,6 @@ import { portPlan } from './network-plan';
 import { checkTmpfsTargets } from './security-config';
 import type { CreateBody } from './service';
 import { ANONYMOUS_LABEL, anonymousName } from '../volumes/anonymous';
-
-const execFileP = promisify(execFile);
 
 /**
  * Making a container (`docker create`) and renaming it. A create reserves the name
@@ -84,7 +81,7 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
           hostNetwork: mode === 'host',
           ...nameSettings(rec.HostConfig, ctx.net?.info().gateway),
         });
-        if (rec.Config.OpenStdin && !rec.Config.Tty) await execFileP('mkfifo', ['-m', '600', p.stdin]);
+        if (rec.Config.OpenStdin && !rec.Config.Tty) await tool('mkfifo', ['-m', '600', p.stdin]);
       });
     } catch (e) {
       await ctx.opts.snapshotter.remove(key).catch(() => undefined);

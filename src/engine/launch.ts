@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import { promisify } from 'node:util';
 import type { BerthError } from '../../volumes/shared/errors';
+import { tool } from '../../volumes/shared/host-tool';
 import { isMountPoint, mountAll, unmountAll } from '../../volumes/layers/mount';
 import type { PublishedPort } from '../network/rules';
 import { resolveInRoot } from '../runtime/rootfs';
@@ -17,8 +16,6 @@ import { transition } from './state';
 import { StdinPipe } from './stdin-pipe';
 import { attachPath, consoleSize, logTail } from './terminal';
 import { TtySession } from './tty';
-
-const execFileP = promisify(execFile);
 
 /**
  * One run of a container, up to its process running (the caller holds the container's
@@ -148,7 +145,7 @@ async function copyUp(ctx: EngineContext, c: LiveContainer, rootfs: string): Pro
     const src = await resolveInRoot(rootfs, m.Destination);
     const st = await fs.promises.lstat(src).catch(() => undefined);
     const empty = (await fs.promises.readdir(m.Source).catch(() => ['?'])).length === 0;
-    if (st?.isDirectory() && empty) await execFileP('cp', ['-a', '--', src + '/.', m.Source + '/']);
+    if (st?.isDirectory() && empty) await tool('cp', ['-a', '--', src + '/.', m.Source + '/']);
     delete m.CopyUp;
   }
   await ctx.save(c.rec);
