@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import { FailedPreconditionError, NotFoundError } from '../../volumes/shared/errors';
+import { NotFoundError } from '../../volumes/shared/errors';
+import { Lifecycle } from '../../volumes/shared/lifecycle';
 import type { Snapshotter } from '../../volumes/layers/snapshotter';
 import type { ImageStore } from '../images/store';
 import { OciRuntime } from '../runtime/runtime';
@@ -60,7 +61,8 @@ export class EngineContext {
   readonly log: (msg: string) => void;
   /** The health checks of running containers (health.ts); they run through the exec path. */
   readonly health: HealthChecks;
-  closed = false;
+  /** Open until Engine.close(); the rooms check it before every operation. */
+  readonly life = new Lifecycle('container engine', 'restart the daemon');
   net?: BridgeNetwork;
   private readonly runtimes = new Map<string, OciRuntime>();
 
@@ -77,8 +79,12 @@ export class EngineContext {
     this.health = new HealthChecks({ exec: healthExec, save: (rec) => this.save(rec), emit: (rec, action) => this.emit(rec, action), log: (m) => this.log(m) });
   }
 
+  get closed(): boolean {
+    return this.life.closed;
+  }
+
   checkOpen(): void {
-    if (this.closed) throw new FailedPreconditionError('the container engine is closed', { hint: 'restart the daemon' });
+    this.life.check();
   }
 
   live(ref: string): LiveContainer {

@@ -64,20 +64,20 @@ export class Engine implements ContainerService {
   }
 
   /** Stop watching; containers keep running (live restore). Twice is harmless. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     const ctx = this.ctx;
-    if (ctx.closed) return;
-    ctx.closed = true;
-    ctx.health.close();
-    for (const c of ctx.lives.values()) {
-      c.watch?.abort();
-      c.watch = undefined;
-      if (c.restartTimer) clearTimeout(c.restartTimer);
-      c.stdin?.close();
-      c.tty?.close();
-    }
-    await ctx.net?.close(ctx.store.all().some(isUp)).catch((e) => ctx.log(`closing the network: ${message(e)}`));
-    await removeCgroupParent(ctx.cgroupBase); // only if no container runs
+    return ctx.life.close(async () => {
+      ctx.health.close();
+      for (const c of ctx.lives.values()) {
+        c.watch?.abort();
+        c.watch = undefined;
+        if (c.restartTimer) clearTimeout(c.restartTimer);
+        c.stdin?.close();
+        c.tty?.close();
+      }
+      await ctx.net?.close(ctx.store.all().some(isUp)).catch((e) => ctx.log(`closing the network: ${message(e)}`));
+      await removeCgroupParent(ctx.cgroupBase); // only if no container runs
+    });
   }
 
   // ---- create.ts ----

@@ -6,10 +6,10 @@ import { createGunzip } from 'node:zlib';
 import {
   AlreadyExistsError,
   ConflictError,
-  FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
 } from '../../volumes/shared/errors';
+import { Lifecycle } from '../../volumes/shared/lifecycle';
 import { JsonStore } from '../../volumes/shared/atomic';
 import type { Snapshotter } from '../../volumes/layers/snapshotter';
 import { applyLayer } from '../../volumes/archive/apply';
@@ -119,7 +119,7 @@ const LABEL_BLOB = 'berth.image/blob';
 const NOT_FOUND_HINT = 'list images with `berth images`; load, import or vendor the image first';
 
 export class ImageStore implements ImageService {
-  private closed = false;
+  private readonly life = new Lifecycle('image store', 'open the image store again');
   private active = 0;
   private gcWanted = false;
   private gcRunning?: Promise<string[]>;
@@ -149,8 +149,9 @@ export class ImageStore implements ImageService {
     return store;
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
+  /** Twice is harmless; calls after it fail with FAILED_PRECONDITION. */
+  close(): Promise<void> {
+    return this.life.close();
   }
 
   /**
@@ -275,7 +276,7 @@ export class ImageStore implements ImageService {
   // ---- queries ------------------------------------------------------------------------
 
   async list(opts: { all?: boolean; filters?: Record<string, string[]> } = {}): Promise<ImageSummary[]> {
-    this.checkOpen();
+    this.life.check();
     const doc = this.db.read();
     const filters = opts.filters ?? {};
     for (const k of Object.keys(filters)) {
@@ -316,7 +317,7 @@ export class ImageStore implements ImageService {
   }
 
   async inspect(ref: string): Promise<ImageInspect> {
-    this.checkOpen();
+    this.life.check();
     const { doc, rec } = await this.lookup(ref);
     const config = await this.config(rec);
     const size = sizeOf(rec);
@@ -343,7 +344,7 @@ export class ImageStore implements ImageService {
   }
 
   async history(ref: string): Promise<HistoryItem[]> {
-    this.checkOpen();
+    this.life.check();
     const { doc, rec } = await this.lookup(ref);
     const config = await this.config(rec);
     const entries: HistoryEntry[] = config.history?.length
@@ -371,7 +372,7 @@ export class ImageStore implements ImageService {
   }
 
   async resolve(ref: string): Promise<ResolvedImage> {
-    this.checkOpen();
+    this.life.check();
     const { rec } = await this.lookup(ref);
     const config = await this.config(rec);
     return { id: rec.id, topLayer: rec.layers[rec.layers.length - 1]?.chainID ?? '', config: config.config ?? {} };
@@ -380,7 +381,7 @@ export class ImageStore implements ImageService {
   // ---- names --------------------------------------------------------------------------
 
   async tag(ref: string, repo: string, tag?: string): Promise<void> {
-    this.checkOpen();
+    this.life.check();
     const name = parseRepoTag(repo, tag);
     const tagged = familiarTagged(name);
     await this.lookup(ref); // makes busybox if that is what is asked for
@@ -391,7 +392,7 @@ export class ImageStore implements ImageService {
   }
 
   async remove(ref: string, opts: { force?: boolean; noprune?: boolean } = {}): Promise<DeleteItem[]> {
-    this.checkOpen();
+    this.life.check();
     const deleted: ImageRecord[] = [];
     const items = await this.db.update((doc) => {
       const out: DeleteItem[] = [];
@@ -440,7 +441,7 @@ export class ImageStore implements ImageService {
 
   async importRootfs(input: Readable, opts: ImportOptions): Promise<{ id: string }> {
     guard(input);
-    this.checkOpen();
+    this.life.check();
     let names: string[] = [];
     let config: ImageConfigFields;
     try {
@@ -518,7 +519,7 @@ export class ImageStore implements ImageService {
 
   async load(input: Readable, opts: { progress?: Progress } = {}): Promise<{ loaded: string[] }> {
     guard(input);
-    this.checkOpen();
+    this.life.check();
     try {
       return await this.loadOp(input, opts);
     } finally {
@@ -587,7 +588,7 @@ export class ImageStore implements ImageService {
   }
 
   async save(refs: string[], out: Writable): Promise<void> {
-    this.checkOpen();
+    this.life.check();
     if (refs.length === 0) throw new InvalidArgumentError('nothing to save', { hint: 'name at least one image' });
     for (const ref of refs) if (isBusyboxRef(ref)) await this.lookup(ref);
     const doc = this.db.read();
@@ -610,12 +611,12 @@ export class ImageStore implements ImageService {
   // ---- base images --------------------------------------------------------------------
 
   async vendor(opts: VendorOptions): Promise<{ id: string }> {
-    this.checkOpen();
+    this.life.check();
     return vendorImage(opts, this.builderContext());
   }
 
   async bootstrap(opts: BootstrapOptions): Promise<{ id: string; cached: boolean }> {
-    this.checkOpen();
+    this.life.check();
     const ref = parseRepoTag(opts.ref);
     const name = familiarTagged(ref);
     const have = this.tryFind(this.db.read(), name);
@@ -810,7 +811,7 @@ export class ImageStore implements ImageService {
 
   /** Run an operation that creates or reads blobs and layers: garbage collection waits for it. */
   private async op<T>(fn: () => Promise<T>): Promise<T> {
-    this.checkOpen();
+    this.life.check();
     while (this.gcRunning) await this.gcRunning.catch(() => undefined);
     this.active++;
     try {
@@ -827,7 +828,7 @@ export class ImageStore implements ImageService {
    */
   private requestGc(): Promise<string[]> {
     this.gcWanted = true;
-    if (this.active > 0 || this.closed) return Promise.resolve([]);
+    if (this.active > 0 || this.life.closed) return Promise.resolve([]);
     // Wait for the collection that runs, then for the one its end starts for us (gcWanted).
     // Asking again from here would set gcWanted at every round: collections forever, and
     // every operation waiting in op() behind them.
@@ -845,10 +846,6 @@ export class ImageStore implements ImageService {
 
   private gc(): Promise<string[]> {
     return collectGarbage(this.db.read(), this.snapshotter, this.content);
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new FailedPreconditionError('the image store is closed', { hint: 'open the image store again' });
   }
 
   /** Deleting an image a container uses is a conflict unless forced (Docker's rmi). */

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { tool } from '../../volumes/shared/host-tool';
+import { Lifecycle } from '../../volumes/shared/lifecycle';
 import { checkName } from '../../volumes/drivers/names';
 import type { SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
 import { ANONYMOUS_LABEL, anonymousName } from './anonymous';
@@ -71,7 +72,7 @@ export class Volumes implements VolumeService {
 
   private opening?: Promise<VolumeDriver>;
   private opened?: VolumeDriver;
-  private closed = false;
+  private readonly life = new Lifecycle('volume service', 'restart the daemon');
 
   /**
    * `open` opens the driver on first use, not at daemon start: a daemon that never sees a
@@ -88,7 +89,7 @@ export class Volumes implements VolumeService {
   }
 
   private async driverNow(): Promise<VolumeDriver> {
-    if (this.closed) throw new FailedPreconditionError('the volume service is closed', { hint: 'restart the daemon' });
+    this.life.check();
     this.opening ??= this.open().then(
       (d) => (this.opened = d),
       (e) => {
@@ -335,10 +336,11 @@ export class Volumes implements VolumeService {
   }
 
   /** Close the driver if it was opened. Twice is harmless. */
-  async close(): Promise<void> {
-    this.closed = true;
-    const d = await this.opening?.catch(() => undefined);
-    await d?.close();
+  close(): Promise<void> {
+    return this.life.close(async () => {
+      const d = await this.opening?.catch(() => undefined);
+      await d?.close();
+    });
   }
 
   private view(v: VolumeInfo, options: Record<string, string> = {}): Volume {

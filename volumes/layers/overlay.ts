@@ -8,6 +8,7 @@ import {
   NotFoundError,
 } from '../shared/errors';
 import { JsonStore, fsyncDir } from '../shared/atomic';
+import { Lifecycle } from '../shared/lifecycle';
 import type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './snapshotter';
 
 /** One snapshot's record in metadata.json. Its files live in `snapshots/<id>/`. */
@@ -43,7 +44,7 @@ const KEY_MAX = 512;
  * name is debris that `open` deletes.
  */
 export class OverlaySnapshotter implements Snapshotter {
-  private closed = false;
+  private readonly life = new Lifecycle('snapshotter', 'open the snapshotter again before using it');
 
   private constructor(
     private readonly root: string,
@@ -75,12 +76,12 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async stat(key: string): Promise<SnapshotInfo> {
-    this.checkOpen();
+    this.life.check();
     return info(key, this.get(key));
   }
 
   async update(key: string, labels: Record<string, string>): Promise<SnapshotInfo> {
-    this.checkOpen();
+    this.life.check();
     return this.db.update((doc) => {
       const rec = this.get(key, doc);
       rec.labels = { ...labels };
@@ -90,12 +91,12 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async usage(key: string): Promise<Usage> {
-    this.checkOpen();
+    this.life.check();
     return diskUsage(this.fsDir(this.get(key).id));
   }
 
   async mounts(key: string): Promise<Mount[]> {
-    this.checkOpen();
+    this.life.check();
     const doc = this.db.read();
     const rec = this.get(key, doc);
     if (rec.kind === 'committed') {
@@ -119,7 +120,7 @@ export class OverlaySnapshotter implements Snapshotter {
    * carry over. The key's directory becomes the committed layer as is: no copying.
    */
   async commit(name: string, key: string, opts: SnapshotOptions = {}): Promise<void> {
-    this.checkOpen();
+    this.life.check();
     validateKey(name);
     const id = await this.db.update((doc) => {
       const rec = this.get(key, doc);
@@ -140,7 +141,7 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async remove(key: string): Promise<void> {
-    this.checkOpen();
+    this.life.check();
     const id = await this.db.update((doc) => {
       const rec = this.get(key, doc);
       const child = Object.keys(doc.snapshots).find((k) => doc.snapshots[k].parent === key);
@@ -165,22 +166,23 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async walk(fn: (info: SnapshotInfo) => void | Promise<void>): Promise<void> {
-    this.checkOpen();
+    this.life.check();
     for (const [key, rec] of Object.entries(this.db.read().snapshots)) await fn(info(key, rec));
   }
 
   async upperDir(key: string): Promise<string> {
-    this.checkOpen();
+    this.life.check();
     return this.fsDir(this.get(key).id);
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
+  /** Twice is harmless; calls after it fail with FAILED_PRECONDITION. */
+  close(): Promise<void> {
+    return this.life.close();
   }
 
   /** prepare and view: build the directory, rename it into place, then record it. */
   private async create(kind: 'active' | 'view', key: string, parent: string, opts: SnapshotOptions): Promise<Mount[]> {
-    this.checkOpen();
+    this.life.check();
     validateKey(key);
     // Check before building, so a doomed call leaves nothing to clean; checked again below.
     this.checkCreate(this.db.read(), key, parent);
@@ -253,12 +255,6 @@ export class OverlaySnapshotter implements Snapshotter {
     const rec = (doc ?? this.db.read()).snapshots[key];
     if (!rec) throw new NotFoundError(`snapshot ${key} not found`, { hint: 'list snapshots to see which exist' });
     return rec;
-  }
-
-  private checkOpen(): void {
-    if (this.closed) {
-      throw new FailedPreconditionError('snapshotter is closed', { hint: 'open the snapshotter again before using it' });
-    }
   }
 
   private snapshotDir(id: number): string {

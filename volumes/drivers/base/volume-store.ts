@@ -61,6 +61,7 @@ import {
   toBerthError,
 } from '../../shared/errors';
 import { fsyncDir } from '../../shared/atomic';
+import { Lifecycle } from '../../shared/lifecycle';
 import { exportTree, importTree } from './tree-archive';
 import { isNoSpace, isOverQuota, tool } from '../../shared/host-tool';
 import { lockKey, VolumeLocks } from './locks';
@@ -76,8 +77,7 @@ export abstract class VolumeStore implements VolumeDriver {
   abstract readonly name: string;
   protected readonly records: Records;
   protected readonly locks: VolumeLocks;
-  private closed = false;
-  private closing: Promise<void> | null = null;
+  private readonly life = new Lifecycle('volume driver', 'open the driver again');
   private readonly running = new Set<Promise<unknown>>();
   private readonly exports = new Map<Readable, Promise<void>>();
 
@@ -215,13 +215,13 @@ export abstract class VolumeStore implements VolumeDriver {
   }
 
   async inspect(name: string): Promise<VolumeInfo> {
-    this.checkOpen();
+    this.life.check();
     checkName(name, 'volume');
     return this.info(await this.need(name));
   }
 
   async list(): Promise<VolumeInfo[]> {
-    this.checkOpen();
+    this.life.check();
     const out: VolumeInfo[] = [];
     for (const n of await this.records.names()) {
       const rec = await this.records.read(n);
@@ -246,14 +246,14 @@ export abstract class VolumeStore implements VolumeDriver {
   }
 
   async mountpoint(name: string): Promise<string> {
-    this.checkOpen();
+    this.life.check();
     checkName(name, 'volume');
     await this.need(name);
     return this.dataDir(name);
   }
 
   async usage(name: string): Promise<VolumeUsage> {
-    this.checkOpen();
+    this.life.check();
     checkName(name, 'volume');
     await this.need(name);
     return treeUsage(this.dataDir(name));
@@ -290,7 +290,7 @@ export abstract class VolumeStore implements VolumeDriver {
   }
 
   async snapshots(name: string): Promise<SnapshotInfo[]> {
-    this.checkOpen();
+    this.life.check();
     checkName(name, 'volume');
     const rec = await this.need(name);
     // Measure each snapshot once (outside the lock: a snapshot never changes), then record it.
@@ -473,17 +473,12 @@ export abstract class VolumeStore implements VolumeDriver {
    * busy pool), the error is thrown and a later close() tries again.
    */
   close(): Promise<void> {
-    this.closed = true;
-    this.closing ??= (async () => {
+    return this.life.close(async () => {
       await Promise.allSettled([...this.running]);
-      for (const s of this.exports.keys()) s.destroy(closedError());
+      for (const s of this.exports.keys()) s.destroy(this.life.error());
       await Promise.allSettled([...this.exports.values()]);
       await this.release();
-    })().catch((e) => {
-      this.closing = null;
-      throw e;
     });
-    return this.closing;
   }
 
   // ---- Helpers.
@@ -509,13 +504,9 @@ export abstract class VolumeStore implements VolumeDriver {
     await tool('sync', ['-f', dir]);
   }
 
-  private checkOpen(): void {
-    if (this.closed) throw closedError();
-  }
-
   /** Run `fn` holding the locks of `names`, after repairing them; close() waits for it. */
   private op<T>(names: string[], fn: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(closedError());
+    if (this.life.closed) return Promise.reject(this.life.error());
     const p = this.locks.with(names, async () => {
       for (const n of new Set(names)) await this.repair(n);
       return fn();
@@ -645,10 +636,6 @@ function taken(what: 'volume' | 'snapshot', name: string, volume?: string): Alre
   return new AlreadyExistsError(volume ? `volume ${volume} already has a snapshot ${name}` : `volume ${name} already exists`, {
     hint: what === 'volume' ? 'choose another name, or remove the existing volume first' : 'choose another snapshot name, or remove the old snapshot first',
   });
-}
-
-function closedError(): FailedPreconditionError {
-  return new FailedPreconditionError('the volume driver is closed', { hint: 'open the driver again' });
 }
 
 function checkLabels(labels: unknown): Record<string, string> {

@@ -30,6 +30,7 @@ import { ConflictError, FailedPreconditionError, InvalidArgumentError, Unavailab
 import { tool, ToolError } from '../../shared/host-tool';
 import { alive, formatRecord, parseRecord, self } from '../../shared/process';
 import { writeFileAtomic } from '../../shared/atomic';
+import { Lifecycle } from '../../shared/lifecycle';
 
 export const POOL_FILE = 'pool.btrfs';
 export const POOL_MOUNT = 'pool';
@@ -51,7 +52,7 @@ export interface PoolInfo {
 }
 
 export class LoopPool {
-  private closed = false;
+  private readonly life = new Lifecycle('volume pool', 'open the driver again');
 
   private constructor(
     readonly file: string,
@@ -80,21 +81,22 @@ export class LoopPool {
   }
 
   /** Unmount and detach, unless another live process still has the pool open. Twice is harmless. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    await withPoolLock(this.root, async () => {
-      await fs.promises.rm(this.userFile, { force: true });
-      if (!(await othersUsing(path.dirname(this.userFile)))) {
-        await unmount(this.mountpoint);
-        await detachAll(this.file);
-      }
-    });
-    this.closed = true; // only now: a close that failed (a busy pool) can be tried again
+  close(): Promise<void> {
+    // A close that fails (a busy pool) is thrown, and the next close() tries again.
+    return this.life.close(() =>
+      withPoolLock(this.root, async () => {
+        await fs.promises.rm(this.userFile, { force: true });
+        if (!(await othersUsing(path.dirname(this.userFile)))) {
+          await unmount(this.mountpoint);
+          await detachAll(this.file);
+        }
+      }),
+    );
   }
 
   /** Grow the pool to `size` bytes (its new total size): the file, the loop device, then btrfs. */
   async grow(size: number): Promise<PoolInfo> {
-    if (this.closed) throw new FailedPreconditionError('the volume pool is closed', { hint: 'open the driver again' });
+    this.life.check();
     return withPoolLock(this.root, async () => {
       const current = (await fs.promises.stat(this.file)).size;
       if (!Number.isSafeInteger(size) || size <= current) {
