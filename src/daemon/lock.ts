@@ -29,11 +29,14 @@ export async function lockRoot(root: string, onLost: (e: Error) => void, waitMs 
   const file = path.join(root, 'berthd.pid');
   const mine = formatRecord(self());
   const deadline = Date.now() + waitMs;
-  let holder: ProcessRecord | undefined;
-  while (!(await createFileExclusive(file, mine, 0o644))) {
+  for (;;) {
+    // Read first: after a crash the old lock is there, and a create that must fail costs an fsync.
     const text = await readOrUndefined(file);
-    if (text === undefined) continue; // released between our attempt and our read
-    holder = parseRecord(text);
+    if (text === undefined) {
+      if (await createFileExclusive(file, mine, 0o644)) break;
+      continue; // another daemon got it first: look at who
+    }
+    const holder = parseRecord(text);
     if (holder && isSelf(holder)) {
       throw new UnavailableError(`this process already owns the data root ${root}`, { hint: 'open the root once per process' });
     }
