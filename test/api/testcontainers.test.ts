@@ -81,6 +81,27 @@ test.serial('a GenericContainer with a random host port, started once a log line
   t.is((await d.docker(['ps', '-a', '-q', '--filter', `id=${c.getId()}`])).stdout.trim(), '', 'stop removes it');
 });
 
+test.serial("the default wait (the host port answers outside and is bound inside) and Wait.forHttp on a busybox httpd", async (t) => {
+  const c = await new tc.GenericContainer('busybox')
+    .withCommand(['httpd', '-f', '-p', '8080', '-h', '/www'])
+    .withCopyContentToContainer([{ content: 'hello from berth\n', target: '/www/index.html' }])
+    .withExposedPorts(8080)
+    .start();
+  t.teardown(() => c.stop({ timeout: 1000 }).then(() => undefined, () => undefined));
+  const res = await fetch(`http://${c.getHost()}:${c.getMappedPort(8080)}/index.html`);
+  t.is(res.status, 200);
+  t.is(await res.text(), 'hello from berth\n');
+
+  const h = await new tc.GenericContainer('busybox')
+    .withCommand(['httpd', '-f', '-p', '8080', '-h', '/www'])
+    .withCopyContentToContainer([{ content: 'ok\n', target: '/www/health' }])
+    .withExposedPorts(8080)
+    .withWaitStrategy(tc.Wait.forHttp('/health', 8080).forStatusCode(200))
+    .start();
+  t.teardown(() => h.stop({ timeout: 1000 }).then(() => undefined, () => undefined));
+  t.is(await (await fetch(`http://${h.getHost()}:${h.getMappedPort(8080)}/health`)).text(), 'ok\n');
+});
+
 test.serial('copyContentToContainer before and after start, copyArchiveFromContainer, and exec', async (t) => {
   const c = await new tc.GenericContainer('busybox')
     .withCommand(['sleep', '1000'])
