@@ -526,8 +526,8 @@ test.serial('bad -p values fail with a message and a hint, run nothing and add n
   t.timeout(120_000);
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
+  // (`-p 0:80` is not here: host port 0 is Docker's random port, see docker-security.test.ts.)
   const cases: string[][] = [
-    ['-p', '0:80'],
     ['-p', '65536:80'],
     ['-p', 'abc'],
     ['-p', '80:80:80:80'],
