@@ -5,6 +5,7 @@ import { benchNetwork } from './network';
 import { benchIdleMemory, benchRun } from './run-container';
 import { benchTty } from './tty';
 import { benchVolumes } from './volumes';
+import { benchCp, benchStats } from './cp-stats';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -18,6 +19,8 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   volumes: benchVolumes,
   network: benchNetwork,
   tty: benchTty,
+  cp: benchCp,
+  stats: benchStats,
 };
 
 async function main(): Promise<void> {

@@ -456,7 +456,7 @@ export class TreeWriter {
         return;
       }
       case 'fifo':
-        this.create(dir, name, () => undefined);
+        this.clearWay(dir, name);
         await tool('mkfifo', ['-m', (mode & 0o777).toString(8), '--', atFromChild(dir.fd, name)]);
         chown(() => fs.lchownSync(at(dir.fd, name), uid, gid));
         return;
@@ -466,22 +466,28 @@ export class TreeWriter {
     }
   }
 
-  /** Run `make`; if something is in the way, remove it (fd-anchored) and run it again. */
+  /** Run `make`; if something is in the way, check it may go, remove it (fd-anchored) and run it again. */
   private create<T>(dir: Dir, name: string, make: () => T): T {
-    try {
-      const st = this.tree.lstat(dir, name);
-      if (st) {
-        if (st.isDirectory() && this.noOverwriteDirNonDir) {
-          throw new InvalidArgumentError(`cannot overwrite directory ${this.show([...dir.path, name])} with a non-directory`, { hint: 'remove it first, or copy without noOverwriteDirNonDir' });
-        }
-        if (this.tree.isMount([...dir.path, name])) throw new FailedPreconditionError(`cannot replace the mount point ${this.show([...dir.path, name])}`, { hint: 'copy into the mount, not over it' });
-        removeAt(dir.fd, name);
+    if (!this.tree.isMount([...dir.path, name])) {
+      try {
+        return make();
+      } catch (e) {
+        if (errno(e) !== 'EEXIST') throw e;
       }
-      return make();
-    } catch (e) {
-      if (errno(e) !== 'EEXIST') throw e;
-      removeAt(dir.fd, name); // made meanwhile
-      return make();
+    }
+    this.clearWay(dir, name);
+    return make();
+  }
+
+  /** Whatever is at `name` goes, if it may: not a directory under noOverwriteDirNonDir, never a mount point. */
+  private clearWay(dir: Dir, name: string): void {
+    const st = this.tree.lstat(dir, name);
+    if (st) {
+      if (st.isDirectory() && this.noOverwriteDirNonDir) {
+        throw new InvalidArgumentError(`cannot overwrite directory ${this.show([...dir.path, name])} with a non-directory`, { hint: 'remove it first, or copy without noOverwriteDirNonDir' });
+      }
+      if (this.tree.isMount([...dir.path, name])) throw new FailedPreconditionError(`cannot replace the mount point ${this.show([...dir.path, name])}`, { hint: 'copy into the mount, not over it' });
+      removeAt(dir.fd, name);
     }
   }
 
