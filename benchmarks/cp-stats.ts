@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { BenchDaemon } from './daemon';
 import { Row, median, report, sh, timeIt } from './lib';
 import { Transport } from '../src/client/transport';
+import { setMaxListeners } from 'node:events';
 
 const MiB = 1 << 20;
 
@@ -92,6 +93,7 @@ export async function benchStats(work: string, containers = 50, seconds = 30): P
 
     const t = new Transport(d.socket);
     const ac = new AbortController();
+    setMaxListeners(containers + 10, ac.signal);
     let samples = 0;
     const streams = names.map(async (n) => {
       const res = await t.request('GET', `/containers/${n}/stats`);

@@ -142,14 +142,26 @@ function sampleV2(dir: string): Pick<StatsSample, 'cpu_stats' | 'memory_stats' |
   };
 }
 
-/** One sample of cgroup v1 hierarchies (`dirs`: one per mounted controller). */
-function sampleV1(dirs: string[]): Pick<StatsSample, 'cpu_stats' | 'memory_stats' | 'pids_stats' | 'blkio_stats'> {
+/**
+ * A container's v1 hierarchy for each controller berth reads, found once: the mount
+ * whose name lists the controller (`cpu,cpuacct`, `memory`, ...), so a sample reads each
+ * file from the one place it is instead of trying every hierarchy.
+ */
+function v1Dirs(dirs: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const controller of ['cpu', 'cpuacct', 'memory', 'pids', 'blkio']) {
+    // /sys/fs/cgroup/<controllers>/...: the hierarchy's mount names its controllers.
+    const dir = dirs.find((d) => d.split('/')[4]?.split(',').includes(controller));
+    if (dir) out.set(controller, dir);
+  }
+  return out;
+}
+
+/** One sample of cgroup v1 hierarchies (`byController` from v1Dirs). */
+function sampleV1(byController: Map<string, string>): Pick<StatsSample, 'cpu_stats' | 'memory_stats' | 'pids_stats' | 'blkio_stats'> {
   const find = (file: string) => {
-    for (const d of dirs) {
-      const s = read(path.join(d, file));
-      if (s !== undefined) return s;
-    }
-    return undefined;
+    const dir = byController.get(file.slice(0, file.indexOf('.')));
+    return dir === undefined ? undefined : read(path.join(dir, file));
   };
   const acct = keyed(find('cpuacct.stat'));
   const tickNs = 1e9 / CLK_TCK;
@@ -216,7 +228,22 @@ function network(rec: ContainerRecord): Record<string, NetStats> | undefined {
 }
 
 export class ContainerStats {
+  /** Per container id: where its cgroup files are (v2: one dir; v1: per controller). */
+  private readonly places = new Map<string, { v2?: string; v1?: Map<string, string> }>();
+
   constructor(private readonly access: ContainerAccess) {}
+
+  private place(id: string): { v2?: string; v1?: Map<string, string> } | undefined {
+    let p = this.places.get(id);
+    if (p) return p;
+    const dirs = cgroupDirs(this.access.cgroupsPath(id)).filter((d) => fs.existsSync(d));
+    if (dirs.length === 0) return undefined;
+    // Pure v2 only: a hybrid host's 'unified' mount holds none of the controllers read here.
+    p = fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? { v2: dirs[0] } : { v1: v1Dirs(dirs) };
+    if (this.places.size > 1000) this.places.clear();
+    this.places.set(id, p);
+    return p;
+  }
 
   /** One sample; `prev` becomes its precpu_stats (Docker's CPU % needs two). */
   sample(ref: string, prev?: StatsSample): StatsSample {
@@ -236,10 +263,9 @@ export class ContainerStats {
       memory_stats: {},
     };
     if (!rec.State.Running) return { ...base, read: ZERO_TIME };
-    const dirs = cgroupDirs(this.access.cgroupsPath(rec.Id)).filter((d) => fs.existsSync(d));
-    if (dirs.length === 0) return base;
-    const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers'); // pure v2 (a hybrid host's 'unified' holds no controllers berth uses)
-    const s = v2 ? sampleV2(dirs[0]) : sampleV1(dirs);
+    const place = this.place(rec.Id);
+    if (!place) return base;
+    const s = place.v2 ? sampleV2(place.v2) : sampleV1(place.v1!);
     const net = network(rec);
     return { ...base, ...s, ...(net ? { networks: net } : {}) };
   }
