@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { vethName } from '../network/network';
 import type { ContainerAccess } from './container-access';
 import type { ContainerRecord } from './container-record';
 import { cgroupDirs } from './host';
@@ -71,11 +70,24 @@ function emptyCpu(): CpuStats {
   return { cpu_usage: { total_usage: 0, usage_in_kernelmode: 0, usage_in_usermode: 0 }, system_cpu_usage: 0, online_cpus: 0, throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 } };
 }
 
+const scratch = Buffer.alloc(64 * 1024);
+
+/** A small generated file (cgroup, sysfs, procfs): open, one read into a shared buffer, close. */
 function read(file: string): string | undefined {
+  let fd: number;
   try {
-    return fs.readFileSync(file, 'utf8');
+    fd = fs.openSync(file, 'r');
   } catch {
     return undefined;
+  }
+  try {
+    let n = 0;
+    for (let got = 1; got > 0 && n < scratch.length; n += got) got = fs.readSync(fd, scratch, n, scratch.length - n, null);
+    return scratch.toString('utf8', 0, n);
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -165,7 +177,6 @@ function sampleV1(byController: Map<string, string>): Pick<StatsSample, 'cpu_sta
   };
   const acct = keyed(find('cpuacct.stat'));
   const tickNs = 1e9 / CLK_TCK;
-  const percpu = (find('cpuacct.usage_percpu') ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
   const thr = keyed(find('cpu.stat'));
   const mstat = keyed(find('memory.stat'));
   const rawLimit = num(find('memory.limit_in_bytes'));
@@ -177,14 +188,13 @@ function sampleV1(byController: Map<string, string>): Pick<StatsSample, 'cpu_sta
       .map((m) => ({ major: Number(m[1]), minor: Number(m[2]), op: m[3].toLowerCase(), value: Number(m[4]) }));
   return {
     cpu_stats: {
-      cpu_usage: { total_usage: num(find('cpuacct.usage')) ?? 0, usage_in_kernelmode: (acct.system ?? 0) * tickNs, usage_in_usermode: (acct.user ?? 0) * tickNs, ...(percpu.length ? { percpu_usage: percpu } : {}) },
+      cpu_usage: { total_usage: num(find('cpuacct.usage')) ?? 0, usage_in_kernelmode: (acct.system ?? 0) * tickNs, usage_in_usermode: (acct.user ?? 0) * tickNs },
       system_cpu_usage: systemCpu(),
       online_cpus: onlineCpus(),
       throttling_data: { periods: thr.nr_periods ?? 0, throttled_periods: thr.nr_throttled ?? 0, throttled_time: thr.throttled_time ?? 0 },
     },
     memory_stats: {
       usage: num(find('memory.usage_in_bytes')),
-      max_usage: num(find('memory.max_usage_in_bytes')),
       // v1 writes an unlimited limit as a huge page-aligned number.
       limit: rawLimit === undefined || rawLimit > os.totalmem() ? os.totalmem() : rawLimit,
       stats: mstat,
@@ -207,24 +217,22 @@ function blkio(bytes: BlkioEntry[] | null, ios: BlkioEntry[] | null): StatsSampl
   };
 }
 
-/** The container's eth0 counters, from the host end of its veth (whose rx is the container's tx). */
+/**
+ * The container's interfaces as it sees them: /proc/PID/net/dev, one read for every
+ * counter (rx and tx are the container's own).
+ */
 function network(rec: ContainerRecord): Record<string, NetStats> | undefined {
-  if (rec.Network?.Mode !== 'bridge' || !rec.Network.Endpoint) return undefined;
-  const dir = `/sys/class/net/${vethName(rec.Id)}/statistics`;
-  const c = (f: string) => num(read(path.join(dir, f))) ?? 0;
-  if (!fs.existsSync(dir)) return undefined;
-  return {
-    eth0: {
-      rx_bytes: c('tx_bytes'),
-      rx_packets: c('tx_packets'),
-      rx_errors: c('tx_errors'),
-      rx_dropped: c('tx_dropped'),
-      tx_bytes: c('rx_bytes'),
-      tx_packets: c('rx_packets'),
-      tx_errors: c('rx_errors'),
-      tx_dropped: c('rx_dropped'),
-    },
-  };
+  if (rec.Network?.Mode !== 'bridge' || !rec.State.Pid) return undefined;
+  const text = read(`/proc/${rec.State.Pid}/net/dev`);
+  if (!text) return undefined;
+  const out: Record<string, NetStats> = {};
+  for (const line of text.split('\n').slice(2)) {
+    const m = /^\s*([^:]+):\s*(.*)$/.exec(line);
+    if (!m || m[1] === 'lo') continue;
+    const f = m[2].trim().split(/\s+/).map(Number);
+    out[m[1]] = { rx_bytes: f[0], rx_packets: f[1], rx_errors: f[2], rx_dropped: f[3], tx_bytes: f[8], tx_packets: f[9], tx_errors: f[10], tx_dropped: f[11] };
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 export class ContainerStats {
