@@ -153,7 +153,9 @@ function checkSection(section: 'Config' | 'HostConfig', obj: Record<string, unkn
  * members other than Config's (HostConfig, NetworkingConfig) are checked by their owners.
  */
 export function checkCreateFields(body: Record<string, unknown>): void {
-  checkSection('Config', body, CONFIG_FIELDS, ['HostConfig', 'NetworkingConfig']);
+  // dockerode sends its query options (`name`, `platform`) in the body as well; the query
+  // parameter is what Docker reads, and its JSON decoder passes these over.
+  checkSection('Config', body, CONFIG_FIELDS, ['HostConfig', 'NetworkingConfig', 'name', 'platform']);
   const hc = body.HostConfig;
   if (hc !== undefined && hc !== null) {
     if (typeof hc !== 'object' || Array.isArray(hc)) throw new InvalidArgumentError('HostConfig must be an object', { hint: 'e.g. "HostConfig": {"Memory": 67108864}' });
