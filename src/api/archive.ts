@@ -39,6 +39,7 @@ export function archiveRoutes(router: Router, archive: ContainerArchive): void {
       });
     } catch (e) {
       // Read the rest of the upload, so the client gets the error rather than EPIPE.
+      req.unpipe();
       req.resume();
       await new Promise((r) => (req.readableEnded ? r(undefined) : req.once('end', r).once('close', r)));
       throw e;

@@ -27,14 +27,17 @@ async function ok(p: Promise<{ code: number; stdout: string; stderr: string }>):
   return r.stdout;
 }
 
+/** A raw PUT; a refusal may come back before the whole body is written (EPIPE then), as with Docker. */
 function put(container: string, dir: string, tar: Buffer, query = ''): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = http.request({ socketPath: d.socket, method: 'PUT', path: `/v1.41/containers/${container}/archive?path=${encodeURIComponent(dir)}${query}`, headers: { 'Content-Type': 'application/x-tar' } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c) => chunks.push(c));
+      answered = true;
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
     });
-    req.on('error', reject);
+    req.on('error', (e) => (answered ? undefined : reject(e)));
     req.end(tar);
   });
 }
