@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { humanDuration } from '../engine/units';
 
 /** Output helpers shaped like the docker CLI's: tables, sizes, ages and --format. */
 
@@ -21,25 +22,9 @@ export function humanSize(bytes: number): string {
   return `${Number(v.toPrecision(3))}${units[i]}`;
 }
 
-/** "2 minutes ago", like docker's units.HumanDuration. */
+/** "2 minutes ago": docker's units.HumanDuration (the same table as ps's STATUS). */
 export function ago(unixSeconds: number, now = Date.now()): string {
-  const s = Math.max(0, Math.round(now / 1000 - unixSeconds));
-  const pick = (): string => {
-    if (s < 1) return 'Less than a second';
-    if (s === 1) return '1 second';
-    if (s < 60) return `${s} seconds`;
-    const m = Math.round(s / 60);
-    if (m === 1) return 'About a minute';
-    if (m < 60) return `${m} minutes`;
-    const h = Math.round(s / 3600);
-    if (h === 1) return 'About an hour';
-    if (h < 48) return `${h} hours`;
-    if (h < 24 * 7 * 2) return `${Math.round(h / 24)} days`;
-    if (h < 24 * 30 * 2) return `${Math.round(h / 24 / 7)} weeks`;
-    if (h < 24 * 365 * 2) return `${Math.round(h / 24 / 30)} months`;
-    return `${Math.round(h / 24 / 365)} years`;
-  };
-  return pick() + ' ago';
+  return humanDuration(Math.max(0, now - unixSeconds * 1000)) + ' ago';
 }
 
 export function shortId(id: string): string {

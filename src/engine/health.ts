@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { HealthConfig } from '../images/service';
 import type { ContainerRecord } from './container-record';
+import type { HealthResult, HealthState } from './service';
 import { formatGoDuration } from './units';
 
 /**
@@ -31,22 +32,7 @@ import { formatGoDuration } from './units';
  *   health.end(c);     // before its exit is recorded
  */
 
-export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
-
-/** One probe's result, as State.Health.Log shows it. */
-export interface HealthResult {
-  Start: string;
-  End: string;
-  ExitCode: number;
-  Output: string;
-}
-
-/** State.Health in inspect. */
-export interface HealthState {
-  Status: HealthStatus;
-  FailingStreak: number;
-  Log: HealthResult[];
-}
+export type { HealthResult, HealthState, HealthStatus } from './service';
 
 const MS = 1e6; // ns per ms
 export const DEFAULT_INTERVAL_NS = 30_000 * MS;

@@ -1,8 +1,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { isValidName } from '../../volumes/drivers/names';
-import type { ContainerConfig } from './container-record';
-import type { HostConfig } from './service';
+import type { CreateBody, HostConfig } from './service';
 
 /**
  * A container's mounts, decided once at create from `-v` (HostConfig.Binds and
@@ -87,7 +86,7 @@ function checkSubpath(sub: string | undefined): string | undefined {
  * Every mount of a new container, without touching anything: the engine then makes the
  * volumes the requests name. `volumesFrom` gives another container's mounts by reference.
  */
-export function planMounts(cfg: ContainerConfig, hc: HostConfig, volumesFrom: (ref: string) => MountPoint[]): MountRequest[] {
+export function planMounts(cfg: Pick<CreateBody, 'Volumes'>, hc: HostConfig, volumesFrom: (ref: string) => MountPoint[]): MountRequest[] {
   const out: MountRequest[] = [];
   const taken = new Set<string>();
   const add = (r: MountRequest) => {

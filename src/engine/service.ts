@@ -1,6 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
 import type { ImageConfigFields } from '../images/service';
-import type { HealthState } from './health';
 
 /**
  * What the container engine offers the API. Shapes are the Docker Engine API v1.41 ones
@@ -67,6 +66,23 @@ export interface CreateBody extends ImageConfigFields {
 }
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+
+export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
+
+/** One probe's result, as State.Health.Log shows it. */
+export interface HealthResult {
+  Start: string;
+  End: string;
+  ExitCode: number;
+  Output: string;
+}
+
+/** State.Health in inspect. */
+export interface HealthState {
+  Status: HealthStatus;
+  FailingStreak: number;
+  Log: HealthResult[];
+}
 
 export interface ContainerState {
   Status: ContainerStatus;
@@ -229,11 +245,15 @@ export interface ContainerService {
   close(): Promise<void>;
 }
 
-/** One attached terminal client, as the engine sees it. */
-export interface TtyClientSink {
+/** One attached terminal client, as the engine (and its tty session, tty.ts) sees it. */
+export interface TtyClient {
+  /** Send bytes; false when its buffer is full (the session checks `backlog`). */
   write(data: Buffer): boolean;
+  /** Bytes queued and not yet sent. */
   backlog(): number;
+  /** Drop the client (its connection is closed). */
   close(reason: string): void;
+  /** Resolves when its backlog has been sent. */
   drained(): Promise<void>;
 }
 
@@ -244,7 +264,7 @@ export interface TtyService {
   /** Serve one client until it detaches, its input ends or the run ends. */
   attachTty(
     ref: string,
-    opts: { client: TtyClientSink; input?: Readable; detachKeys?: string; size?: { rows?: number; cols?: number }; clientId?: string; signal?: AbortSignal },
+    opts: { client: TtyClient; input?: Readable; detachKeys?: string; size?: { rows?: number; cols?: number }; clientId?: string; signal?: AbortSignal },
   ): Promise<'detached' | 'ended'>;
   resize(ref: string, rows: number, cols: number, clientId?: string): Promise<void>;
   execResize(execId: string, rows: number, cols: number): Promise<void>;

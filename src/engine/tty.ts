@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import { Terminal } from '@xterm/headless';
 import { SerializeAddon } from '@xterm/addon-serialize';
+import type { TtyClient } from './service';
 
 /**
  * One interactive container's terminal as berthd serves it. berth-monitor holds the pty
@@ -20,16 +21,7 @@ import { SerializeAddon } from '@xterm/addon-serialize';
  *   that told their size (a resize without a client applies to the newest client).
  */
 
-export interface TtyClient {
-  /** Send bytes; false when its buffer is full (the session checks `backlog`). */
-  write(data: Buffer): boolean;
-  /** Bytes queued and not yet sent. */
-  backlog(): number;
-  /** Drop the client (its connection is closed). */
-  close(reason: string): void;
-  /** Resolves when its backlog has been sent. */
-  drained(): Promise<void>;
-}
+export type { TtyClient } from './service';
 
 export interface Attached {
   readonly id: number;

@@ -46,3 +46,25 @@ export function formatGoDuration(ns: number): string {
   if (m > 0) return `${sign}${m}m${s}s`;
   return `${sign}${s}s`;
 }
+
+/**
+ * go-units HumanDuration, the one table of ages: Docker's Status strings ('Up 3 minutes',
+ * 'Exited (0) 2 hours ago') and the CLI's CREATED columns ('3 minutes ago') both use it, so
+ * `ps` shows the same age in both. Seconds and minutes are truncated, hours rounded, as Go does.
+ */
+export function humanDuration(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 1) return 'Less than a second';
+  if (seconds === 1) return '1 second';
+  if (seconds < 60) return `${seconds} seconds`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes === 1) return 'About a minute';
+  if (minutes < 60) return `${minutes} minutes`;
+  const hours = Math.round(ms / 3_600_000);
+  if (hours === 1) return 'About an hour';
+  if (hours < 48) return `${hours} hours`;
+  if (hours < 24 * 7 * 2) return `${Math.floor(hours / 24)} days`;
+  if (hours < 24 * 30 * 2) return `${Math.floor(hours / 24 / 7)} weeks`;
+  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24 / 30)} months`;
+  return `${Math.floor(ms / 3_600_000 / 24 / 365)} years`;
+}

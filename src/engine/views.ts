@@ -4,29 +4,12 @@ import type { ContainerInspect, ContainerSummary } from './service';
 import { bindPoints, mountView } from './mounts';
 import { portsView, summaryPorts } from '../network/mappings';
 import { healthSuffix } from './health';
+import { humanDuration } from './units';
 
 /**
  * The Docker API's views of a container record: the `docker ps` summary with its Status
  * text, and `docker inspect`. Pure functions of the record (and the clock).
  */
-
-/** go-units HumanDuration, which Docker's Status strings use. */
-export function humanDuration(ms: number): string {
-  const seconds = Math.floor(ms / 1000);
-  if (seconds < 1) return 'Less than a second';
-  if (seconds === 1) return '1 second';
-  if (seconds < 60) return `${seconds} seconds`;
-  const minutes = Math.floor(seconds / 60);
-  if (minutes === 1) return 'About a minute';
-  if (minutes < 60) return `${minutes} minutes`;
-  const hours = Math.round(ms / 3_600_000);
-  if (hours === 1) return 'About an hour';
-  if (hours < 48) return `${hours} hours`;
-  if (hours < 24 * 7 * 2) return `${Math.floor(hours / 24)} days`;
-  if (hours < 24 * 30 * 2) return `${Math.floor(hours / 24 / 7)} weeks`;
-  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24 / 30)} months`;
-  return `${Math.floor(ms / 3_600_000 / 24 / 365)} years`;
-}
 
 function since(iso: string, now: number): string {
   return humanDuration(Math.max(0, now - Date.parse(iso)));

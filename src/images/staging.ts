@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { FailedPreconditionError, InternalError } from '../../volumes/shared/errors';
 import { tool } from '../../volumes/shared/host-tool';
 import { unmountAll } from '../../volumes/layers/mount';
-import type { LayerImportSpec } from './store';
+import type { LayerImportSpec } from './layer-spec';
 
 /**
  * Building root filesystems on the host (busybox, vendor, bootstrap): a staging directory

@@ -15,6 +15,7 @@ import type { Snapshotter } from '../../volumes/layers/snapshotter';
 import { applyLayer } from '../../volumes/archive/apply';
 import { packDir } from '../../volumes/archive/pack';
 import { readArchive, type ArchiveFile } from './archive';
+import type { CommitLayerSpec, LayerImportSpec } from './layer-spec';
 import { EXTRACT_PREFIX, collectGarbage } from './gc';
 import { EMPTY_DOC, findImage, matchLabel, matchReference, setTag, tagNameOf, tagsOf, type Doc, type ImageRecord, type LayerRecord } from './records';
 import { buildBusybox, BUSYBOX_REF } from './busybox';
@@ -84,32 +85,7 @@ export interface ImageStoreOptions {
   busyboxPath?: string;
 }
 
-/** What importLayer/importDirectory make: one layer plus a config. */
-export interface LayerImportSpec {
-  /** Familiar tagged names to give the image. */
-  names: string[];
-  config: ImageConfigFields;
-  /** The history entry's created_by. */
-  createdBy: string;
-  comment?: string;
-  progress?: Progress;
-}
-
-/** What commitImageLayer makes: the parent's layers plus one, with this config (`docker commit`). */
-export interface CommitLayerSpec {
-  /** Familiar tagged names to give the image. */
-  names: string[];
-  /** The new image's `config` (replaces the parent's). */
-  config: ImageConfigFields;
-  /** The history entry's created_by. */
-  createdBy: string;
-  comment?: string;
-  author?: string;
-  /** The container the layer came from (the config's `container` field). */
-  container?: string;
-  /** That container's config (inspect's ContainerConfig). */
-  containerConfig?: object;
-}
+export type { CommitLayerSpec, LayerImportSpec } from './layer-spec';
 
 /** Who uses an image: container ids (the engine registers this with setInUse). */
 export type ImageUsers = (imageId: string) => string[];
