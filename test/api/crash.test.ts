@@ -2,7 +2,8 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { TestDaemon, listTree, mountsUnder, exec } from '../helpers/daemon';
+import { TestDaemon, listTree, exec } from '../helpers/daemon';
+import { mountsUnder } from '../helpers/mounts';
 
 /** What a crashed import or load could leave: blobs, snapshots, ingest or temp files. */
 function leftovers(root: string): string[] {

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { applyLayer } from '../../volumes/archive/apply';
-import { apply, fixture, makeTar, sha256, sh } from './helpers';
+import { apply, fixture, makeTar, sh } from './helpers';
+import { sha256 } from '../helpers/digest';
 
 const T = (s: number) => new Date(s * 1000);
 

@@ -5,12 +5,12 @@
  */
 import type { ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
+import { sha256 } from '../helpers/digest';
 import { applyLayer } from '../../volumes/archive/apply';
 import { unquotePath } from '../../volumes/archive/tools';
 
@@ -55,10 +55,6 @@ export async function collect(s: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of s) chunks.push(Buffer.from(c));
   return Buffer.concat(chunks);
-}
-
-export function sha256(b: Buffer | string): string {
-  return createHash('sha256').update(b).digest('hex');
 }
 
 export function apply(buf: Buffer, dir: string, opts?: Parameters<typeof applyLayer>[2]) {

@@ -9,7 +9,8 @@ import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { applyLayer } from '../../volumes/archive/apply';
 import { packDir } from '../../volumes/archive/pack';
-import { collect, describeTree, fixture, sha256, sh, type Fixture } from './helpers';
+import { collect, describeTree, fixture, sh, type Fixture } from './helpers';
+import { sha256 } from '../helpers/digest';
 
 const WEIRD = 'we ird\n\\dir'; // exercises getfattr/setfattr name quoting
 

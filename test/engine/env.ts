@@ -11,6 +11,7 @@ import { EventBus, type DockerEvent } from '../../src/engine/events';
 import { cgroupDirs, cgroupParent } from '../../src/engine/host';
 import type { ContainerInspect, CreateBody, OutputChunk } from '../../src/engine/service';
 import { ensureMonitor } from '../runtime/fixture';
+import { mountsUnder } from '../helpers/mounts';
 
 /**
  * A whole engine per test, in-process and real: its own data root under /tmp (so its own
@@ -65,15 +66,6 @@ export function monitorsUnder(root: string): number[] {
     }
   }
   return out;
-}
-
-function mountsUnder(root: string): string[] {
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p === root || p.startsWith(`${root}/`))
-    .sort((a, b) => b.length - a.length);
 }
 
 function removeCgroupTree(dir: string): void {

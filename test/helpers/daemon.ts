@@ -11,6 +11,7 @@ import { Transport } from '../../src/client/transport';
 import { RemoteImageService } from '../../src/client/images';
 import { RemoteContainerService } from '../../src/client/containers';
 import { RemoteVolumeService } from '../../src/client/volumes';
+import { mountsUnder } from './mounts';
 
 export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -181,17 +182,6 @@ export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, input?:
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
-}
-
-/** Mounts under `dir`, deepest first. */
-export function mountsUnder(dir: string): string[] {
-  const prefix = fs.realpathSync(dir) + '/';
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => !!m && m.startsWith(prefix))
-    .sort((a, b) => b.length - a.length);
 }
 
 export async function unmountUnder(dir: string): Promise<void> {

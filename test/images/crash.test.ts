@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
-import { FIXTURES, makeTar, openEnv, removeRoot, sha256, snapshotNames, streamOf, type Env } from './helpers';
+import { FIXTURES, makeTar, openEnv, removeRoot, snapshotNames, streamOf, type Env } from './helpers';
+import { digest } from '../helpers/digest';
 
 const CHILD = path.join(__dirname, 'crash-child.js');
 
@@ -79,7 +80,7 @@ test('SIGKILL mid-import leaves no half image; after reopening the same import s
   const env = await openEnv(t, root);
   await assertClean(t, env);
   const { id } = await env.store.importRootfs(streamOf(tarball), { repo: 'crash:1' });
-  t.deepEqual((await env.store.inspect('crash:1')).RootFS.Layers, [sha256(tarball)]);
+  t.deepEqual((await env.store.inspect('crash:1')).RootFS.Layers, [digest(tarball)]);
   t.is((await env.store.list())[0].Id, id);
 });
 

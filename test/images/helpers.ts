@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { digest } from '../helpers/digest';
+import { mountsUnder } from '../helpers/mounts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -50,13 +52,7 @@ export async function openEnv(t: ExecutionContext, existingRoot?: string): Promi
 
 /** Unmount everything under `root` (deepest first), then delete it. */
 export async function removeRoot(root: string): Promise<void> {
-  const info = await fs.promises.readFile('/proc/self/mountinfo', 'utf8');
-  const points = info
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p === root || p.startsWith(`${root}/`))
-    .sort((a, b) => b.length - a.length);
-  for (const p of points) await unmountAll(p);
+  for (const p of mountsUnder(root)) await unmountAll(p);
   await fs.promises.rm(root, { recursive: true, force: true });
 }
 
@@ -120,10 +116,6 @@ export function streamOf(buf: Buffer): Readable {
   return Readable.from([buf]);
 }
 
-export function sha256(data: Buffer | string): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
 /** A small root filesystem tar: a few files, a directory, a symlink. */
 export function sampleRootfs(): Promise<Buffer> {
   return makeTar([
@@ -159,7 +151,7 @@ export async function readTree(dir: string): Promise<Record<string, TreeEntry>> 
     } else if (st.isSymbolicLink()) {
       out[rel] = { type: 'symlink', ...base, mode: 0, target: await fs.promises.readlink(p) };
     } else if (st.isFile()) {
-      out[rel] = { type: 'file', ...base, size: st.size, sha256: sha256(await fs.promises.readFile(p)) };
+      out[rel] = { type: 'file', ...base, size: st.size, sha256: digest(await fs.promises.readFile(p)) };
     } else {
       out[rel] = { type: 'other', ...base };
     }

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
-import { makeTar, openEnv, readTree, mountImage, sampleRootfs, sha256, snapshotNames, streamOf, waitFor, type Env } from './helpers';
+import { makeTar, openEnv, readTree, mountImage, sampleRootfs, snapshotNames, streamOf, waitFor, type Env } from './helpers';
+import { digest } from '../helpers/digest';
 
 /** Everything the store holds: to show that a failed import left nothing behind. */
 async function contents(env: Env) {
@@ -33,15 +34,15 @@ test('an imported tarball is listed and inspected with its diff_id and config', 
 
   const img = await env.store.inspect('sample:v1');
   t.is(img.Id, id);
-  t.deepEqual(img.RootFS, { Type: 'layers', Layers: [sha256(tarball)] }); // uncompressed: diffID = sha256 of the tar
+  t.deepEqual(img.RootFS, { Type: 'layers', Layers: [digest(tarball)] }); // uncompressed: diffID = sha256 of the tar
   t.is(img.Os, 'linux');
   t.is(img.Architecture, process.arch === 'x64' ? 'amd64' : img.Architecture);
   t.true(Date.parse(img.Created) > Date.now() - 60_000);
 
   // The image id is the digest of the stored config, and the config is what we expect.
   const config = JSON.parse((await env.store.content.readBuffer(id)).toString());
-  t.is(sha256(await env.store.content.readBuffer(id)), id);
-  t.deepEqual(config.rootfs, { type: 'layers', diff_ids: [sha256(tarball)] });
+  t.is(digest(await env.store.content.readBuffer(id)), id);
+  t.deepEqual(config.rootfs, { type: 'layers', diff_ids: [digest(tarball)] });
   t.is(config.history[0].created_by, 'berth import');
 
   // Lookups by id, short id and sha256: prefix find the same image.
@@ -51,10 +52,10 @@ test('an imported tarball is listed and inspected with its diff_id and config', 
   await t.throwsAsync(env.store.inspect('sample'), { instanceOf: NotFoundError }); // sample:latest does not exist
 
   // The layer is a committed snapshot named by its chain id, and unpacked right.
-  t.deepEqual(await snapshotNames(env), [sha256(tarball)]);
+  t.deepEqual(await snapshotNames(env), [digest(tarball)]);
   const root = await mountImage(t, env, id);
   const tree = await readTree(root);
-  t.is(tree['etc/hostname'].sha256, sha256('sample\n'));
+  t.is(tree['etc/hostname'].sha256, digest('sample\n'));
   t.is(tree['bin/tool'].mode, 0o755);
   t.is(tree['data'].mode, 0o700);
   t.is(tree['data/link'].target, '../etc/hostname');
@@ -67,8 +68,8 @@ test('a gzip tarball imports to the same diff_id as the plain one, stored as it 
   const { id } = await env.store.importRootfs(streamOf(gz), { repo: 'gz' });
   const img = await env.store.inspect('gz');
   t.is(img.Id, id);
-  t.deepEqual(img.RootFS.Layers, [sha256(plain)]);
-  t.true(await env.store.content.has(sha256(gz))); // the original gzip blob is kept
+  t.deepEqual(img.RootFS.Layers, [digest(plain)]);
+  t.true(await env.store.content.has(digest(gz))); // the original gzip blob is kept
 });
 
 test('import --change sets the config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL)', async (t) => {
@@ -179,7 +180,7 @@ test('tag adds names; rmi by name untags and deletes only when no name is left',
   t.is((await env.store.list()).length, 1);
   const last = await env.store.remove('one:latest');
   t.deepEqual(last.slice(0, 2), [{ Untagged: 'one:latest' }, { Deleted: id }]);
-  t.deepEqual(last.slice(2), [{ Deleted: sha256(await sampleRootfs()) }]); // its layer went too
+  t.deepEqual(last.slice(2), [{ Deleted: digest(await sampleRootfs()) }]); // its layer went too
   t.deepEqual(await env.store.list(), []);
   t.deepEqual(await snapshotNames(env), []);
   t.deepEqual(await env.store.content.list(), []);
@@ -208,10 +209,10 @@ test('a layer shared by two images stays until the last image goes', async (t) =
   const a = await env.store.importRootfs(streamOf(tarball), { repo: 'a', changes: ['CMD ["a"]'] });
   const b = await env.store.importRootfs(streamOf(tarball), { repo: 'b', changes: ['CMD ["b"]'] });
   t.not(a.id, b.id);
-  t.deepEqual(await snapshotNames(env), [sha256(tarball)]);
+  t.deepEqual(await snapshotNames(env), [digest(tarball)]);
   await env.store.remove('a');
-  t.deepEqual(await snapshotNames(env), [sha256(tarball)]);
-  t.true(await env.store.content.has(sha256(tarball)));
+  t.deepEqual(await snapshotNames(env), [digest(tarball)]);
+  t.true(await env.store.content.has(digest(tarball)));
   await env.store.remove('b');
   t.deepEqual(await snapshotNames(env), []);
 });
@@ -249,7 +250,7 @@ test('resolve gives the id, top layer and config; unknown names are NotFound wit
   const tarball = await sampleRootfs();
   const { id } = await env.store.importRootfs(streamOf(tarball), { repo: 'r', changes: ['CMD ["x"]'] });
   const r = await env.store.resolve('r');
-  t.deepEqual(r, { id, topLayer: sha256(tarball), config: { Cmd: ['x'] } });
+  t.deepEqual(r, { id, topLayer: digest(tarball), config: { Cmd: ['x'] } });
   const e = await t.throwsAsync(env.store.resolve('nope'), { instanceOf: NotFoundError });
   t.truthy(e?.hint);
   await t.throwsAsync(env.store.resolve('Nope'), { instanceOf: InvalidArgumentError });
@@ -269,18 +270,18 @@ test('rmi during a running import: collection waits for it, and a layer the impo
   await env.store.remove('old');
   await env.store.remove('other');
   // Nothing is collected while the import runs: it may be about to reuse any of it.
-  t.true((await snapshotNames(env)).includes(sha256(shared)));
-  t.true((await snapshotNames(env)).includes(sha256(other)));
+  t.true((await snapshotNames(env)).includes(digest(shared)));
+  t.true((await snapshotNames(env)).includes(digest(other)));
 
   input.end(shared.subarray(512));
   await running;
   // Collected once the import ended: the unused layer went, the reused one stayed.
-  await waitFor(async () => !(await snapshotNames(env)).includes(sha256(other)), 10_000, 'the deferred collection');
-  t.deepEqual(await snapshotNames(env), [sha256(shared)]);
-  t.true(await env.store.content.has(sha256(shared)));
+  await waitFor(async () => !(await snapshotNames(env)).includes(digest(other)), 10_000, 'the deferred collection');
+  t.deepEqual(await snapshotNames(env), [digest(shared)]);
+  t.true(await env.store.content.has(digest(shared)));
   await env.reopen();
-  t.deepEqual((await env.store.inspect('new')).RootFS.Layers, [sha256(shared)]);
-  t.deepEqual(await snapshotNames(env), [sha256(shared)]);
+  t.deepEqual((await env.store.inspect('new')).RootFS.Layers, [digest(shared)]);
+  t.deepEqual(await snapshotNames(env), [digest(shared)]);
 });
 
 test('garbage collections asked for while one runs end: imports and removes after concurrent failures still run', async (t) => {

@@ -1,9 +1,9 @@
 import test from 'ava';
+import { digest } from '../helpers/digest';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { familiarTagged, fullTagged, idPrefix, parseNamed, parseReference, parseRepoTag } from '../../src/images/reference';
 import { applyChanges, chainIDs } from '../../src/images/config';
 import { parseLdd } from '../../src/images/vendor';
-import { sha256 } from './helpers';
 
 test('a bare name normalises to docker.io/library/<name>:latest and displays as name:latest', (t) => {
   const r = parseNamed('busybox');
@@ -91,13 +91,13 @@ test('id prefixes are recognised with and without sha256:', (t) => {
 });
 
 test('chain ids follow the OCI definition', (t) => {
-  const d1 = sha256('one');
-  const d2 = sha256('two');
-  const d3 = sha256('three');
+  const d1 = digest('one');
+  const d2 = digest('two');
+  const d3 = digest('three');
   const c = chainIDs([d1, d2, d3]);
   t.is(c[0], d1);
-  t.is(c[1], sha256(`${d1} ${d2}`));
-  t.is(c[2], sha256(`${c[1]} ${d3}`));
+  t.is(c[1], digest(`${d1} ${d2}`));
+  t.is(c[2], digest(`${c[1]} ${d3}`));
 });
 
 test('changes: CMD and ENTRYPOINT in JSON and shell form', (t) => {

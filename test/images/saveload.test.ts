@@ -12,11 +12,11 @@ import {
   podmanEnv,
   readTree,
   sampleRootfs,
-  sha256,
   snapshotNames,
   streamOf,
   type Env,
 } from './helpers';
+import { digest } from '../helpers/digest';
 
 async function saveToFile(env: Env, refs: string[], file: string): Promise<void> {
   await env.store.save(refs, fs.createWriteStream(file));
@@ -64,7 +64,7 @@ test('save then load gives the same image id, names and layers', async (t) => {
   // Saving again from the loaded copy gives the same bytes (blobs kept exactly, fixed headers).
   const again = path.join(env.root, 'save2.tar');
   await saveToFile(other, ['rt:v1', 'localhost:5000/rt:v2'], again);
-  t.is(sha256(await fs.promises.readFile(again)), sha256(await fs.promises.readFile(file)));
+  t.is(digest(await fs.promises.readFile(again)), digest(await fs.promises.readFile(file)));
 });
 
 test('saving by id writes no names and loads as "Loaded image ID"', async (t) => {
@@ -148,7 +148,7 @@ test('a podman-built image with whiteouts unpacks to exactly what podman shows',
   // And the parts that make this fixture interesting, spelled out.
   for (const gone of ['bin/cat', 'data/gone', 'etc/group', 'opt/dir/x']) t.false(gone in mine, gone);
   t.deepEqual(Object.keys(mine).filter((k) => k.startsWith('opt/dir/')), ['opt/dir/y']);
-  t.is(mine['data/keep/a'].sha256, sha256('changed\n'));
+  t.is(mine['data/keep/a'].sha256, digest('changed\n'));
   t.is(mine['data/private'].mode, 0o700);
   t.is(mine['data/link'].target, '/data/keep/a');
   t.is(mine['bin/sh'].target, 'busybox');
@@ -169,9 +169,9 @@ test('loading the same archive twice is harmless', async (t) => {
 test('a legacy docker-archive (<id>/layer.tar, <hex>.json config) loads', async (t) => {
   const env = await openEnv(t);
   const layer = await sampleRootfs();
-  const diffID = sha256(layer);
+  const diffID = digest(layer);
   const config = JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: [diffID] } });
-  const configHex = sha256(config).slice(7);
+  const configHex = digest(config).slice(7);
   const archive = await makeTar([
     { name: 'abc123/', type: 'directory' },
     { name: 'abc123/layer.tar', data: layer },
@@ -188,12 +188,12 @@ test('a legacy docker-archive (<id>/layer.tar, <hex>.json config) loads', async 
 test('broken archives fail with InvalidArgument and leave nothing behind', async (t) => {
   const env = await openEnv(t);
   const layer = await sampleRootfs();
-  const diffID = sha256(layer);
+  const diffID = digest(layer);
   const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffID] } });
   const layerPath = `blobs/sha256/${diffID.slice(7)}`;
   const good = (over: { layerPath?: string; config?: string; manifestLayers?: string[] } = {}) => {
     const cfg = over.config ?? config;
-    const cfgPath = `blobs/sha256/${sha256(cfg).slice(7)}`;
+    const cfgPath = `blobs/sha256/${digest(cfg).slice(7)}`;
     return makeTar([
       { name: over.layerPath ?? layerPath, data: layer },
       { name: cfgPath, data: cfg },
@@ -233,28 +233,28 @@ test('an OCI layout with a nested index and annotations loads', async (t) => {
   const layer = await sampleRootfs();
   const { gzipSync } = await import('node:zlib');
   const gz = gzipSync(layer);
-  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } });
+  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest(layer)] } });
   const manifest = JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(gz), size: gz.length }],
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest(config), size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digest(gz), size: gz.length }],
   });
   const nested = JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
     manifests: [
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest(manifest), size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
     ],
   });
   const index = JSON.stringify({
     schemaVersion: 2,
     manifests: [
-      { mediaType: 'application/vnd.oci.image.index.v1+json', digest: sha256(nested), size: nested.length, annotations: { 'org.opencontainers.image.ref.name': 'example.com/nested:v1' } },
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'io.containerd.image.name': 'docker.io/library/direct:v2', 'org.opencontainers.image.ref.name': 'v2' } },
+      { mediaType: 'application/vnd.oci.image.index.v1+json', digest: digest(nested), size: nested.length, annotations: { 'org.opencontainers.image.ref.name': 'example.com/nested:v1' } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest(manifest), size: manifest.length, annotations: { 'io.containerd.image.name': 'docker.io/library/direct:v2', 'org.opencontainers.image.ref.name': 'v2' } },
     ],
   });
-  const blob = (d: string | Buffer) => ({ name: `blobs/sha256/${sha256(d).slice(7)}`, data: d });
+  const blob = (d: string | Buffer) => ({ name: `blobs/sha256/${digest(d).slice(7)}`, data: d });
   const archive = await makeTar([
     { name: 'oci-layout', data: '{"imageLayoutVersion":"1.0.0"}' },
     { name: 'index.json', data: index },
@@ -267,9 +267,9 @@ test('an OCI layout with a nested index and annotations loads', async (t) => {
   const { loaded } = await env.store.load(streamOf(archive));
   t.deepEqual(loaded, ['Loaded image: example.com/nested:v1', 'Loaded image: direct:v2']);
   const img = await env.store.inspect('direct:v2');
-  t.is(img.Id, sha256(config));
-  t.deepEqual(img.RootFS.Layers, [sha256(layer)]);
+  t.is(img.Id, digest(config));
+  t.deepEqual(img.RootFS.Layers, [digest(layer)]);
   t.deepEqual(img.RepoTags, ['direct:v2', 'example.com/nested:v1']);
-  t.true(await env.store.content.has(sha256(gz)));
-  t.is((await env.store.inspect(`direct@${sha256(manifest)}`)).Id, img.Id);
+  t.true(await env.store.content.has(digest(gz)));
+  t.is((await env.store.inspect(`direct@${digest(manifest)}`)).Id, img.Id);
 });

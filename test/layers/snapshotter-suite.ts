@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { ExecutionContext, TestFn } from 'ava';
 import { mountAll, unmountAll } from '../../volumes/layers/mount';
 import type { Mount, SnapshotInfo, Snapshotter } from '../../volumes/layers/snapshotter';
+import { mountsUnder } from '../helpers/mounts';
 
 /**
  * The layer store conformance suite, after containerd's `SnapshotterSuite(t, name, factory)`:
@@ -420,8 +421,8 @@ async function setup(t: ExecutionContext, factory: (root: string) => Promise<Sna
   t.teardown(async () => {
     await env.sn.close().catch(() => undefined);
     // Deepest first, so stacked and nested mounts come off in order.
-    for (const m of await mountsUnder(base)) await unmountAll(m);
-    const left = await mountsUnder(base);
+    for (const m of mountsUnder(base)) await unmountAll(m);
+    const left = mountsUnder(base);
     // Never rm -rf through a mount: it would delete whatever the mount shows.
     if (left.length > 0) throw new Error(`still mounted after the test, not deleting ${base}: ${left.join(', ')}`);
     await fs.promises.rm(base, { recursive: true, force: true });
@@ -453,16 +454,6 @@ async function setup(t: ExecutionContext, factory: (root: string) => Promise<Sna
     },
   };
   return env;
-}
-
-/** Mount points at or below `dir`, deepest first. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await fs.promises.readFile('/proc/self/mountinfo', 'utf8');
-  const points = info
-    .split('\n')
-    .map((l) => (l.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p === dir || p.startsWith(dir + '/'));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
 async function names(sn: Snapshotter): Promise<string[]> {

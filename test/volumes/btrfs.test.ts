@@ -6,7 +6,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrfsDriver } from '../../volumes/drivers/btrfs/btrfs';
 import { POOL_FILE, POOL_MOUNT } from '../../volumes/drivers/btrfs/pool';
-import { collect, makeTar, sha256 } from '../archive/helpers';
+import { collect, makeTar } from '../archive/helpers';
+import { sha256 } from '../helpers/digest';
 import { btrfsMountsUnder, cleanupHost, loopsOf, ls, MiB, random, readFile, setup, writeFile } from './helpers';
 import { volumeDriverSuite } from './volume-driver-suite';
 

@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { VolumeDriver } from '../../volumes/drivers/driver';
+import { mountsUnder } from '../helpers/mounts';
 
 export const MiB = 1024 * 1024;
 
@@ -51,13 +52,7 @@ export async function setup(t: ExecutionContext, factory: (root: string) => Prom
 
 /** Unmount everything under `dir` (deepest first) and detach loop devices backed by files under it. */
 export function cleanupHost(dir: string): void {
-  const mounts = fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')))
-    .sort((a, b) => b.length - a.length);
-  for (const m of mounts) {
+  for (const m of mountsUnder(dir)) {
     if (spawnSync('umount', [m]).status !== 0) spawnSync('umount', ['-l', m]);
   }
   for (const line of spawnSync('losetup', ['-a'], { encoding: 'utf8' }).stdout.split('\n')) {

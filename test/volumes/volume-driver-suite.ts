@@ -6,7 +6,8 @@ import { Readable } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
 import type { VolumeDriver } from '../../volumes/drivers/driver';
 import { lockKey } from '../../volumes/drivers/base/locks';
-import { collect, describeTree, makeTar, sha256, snapshot as treeSnapshot } from '../archive/helpers';
+import { collect, describeTree, makeTar, snapshot as treeSnapshot } from '../archive/helpers';
+import { sha256 } from '../helpers/digest';
 import { Env, ls, MiB, random, readFile, setup, volumesDirOf, writeFile } from './helpers';
 
 /**
