@@ -43,8 +43,7 @@ export function sideRoutes(router: Router, access: ContainerAccess, containers: 
   const du = new DiskUsageService(access, containers, images, volumes);
   router.add('GET', /^\/system\/df$/, async ({ res }) => sendJSON(res, 200, await du.df()));
   router.add('POST', /^\/images\/prune$/, async ({ res, query }) => sendJSON(res, 200, await du.pruneImages(qfilters(query))));
-  // What `docker system prune` calls besides: berth's networks are the built-in ones
-  // (never pruned) and it keeps no build cache, so both have nothing to remove.
-  router.add('POST', /^\/networks\/prune$/, async ({ res }) => sendJSON(res, 200, { NetworksDeleted: [] }));
+  // What `docker system prune` calls besides: /networks/prune is the networks service's
+  // (api/networks.ts); berth keeps no build cache, so that has nothing to remove.
   router.add('POST', /^\/build\/prune$/, async ({ res }) => sendJSON(res, 200, { CachesDeleted: [], SpaceReclaimed: 0 }));
 }

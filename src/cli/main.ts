@@ -5,6 +5,7 @@ import { imageCommands } from './commands/images';
 import { containerCommands } from './commands/containers';
 import { volumeCommands } from './commands/volumes';
 import { sideCommands } from './commands/side';
+import { networkCommands } from './commands/networks';
 import { mainJob } from './commands/mainjob';
 import { BerthError, toBerthError } from '../../volumes/shared/errors';
 import { BERTH_VERSION } from '../version';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   imageCommands(program);
   volumeCommands(program);
   sideCommands(program);
+  networkCommands(program);
   program.command('main-job', { hidden: true }).description('what `npm start` runs').action(async (_o, cmd: Command) => mainJob(cmd));
   return program;
 }

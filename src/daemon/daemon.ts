@@ -18,6 +18,7 @@ import { bestDriver, openDriver, type DriverName } from '../../volumes/drivers/s
 import { Volumes } from '../volumes/volumes';
 import { volumeRoutes } from '../api/volumes';
 import { networkRoutes } from '../api/networks';
+import { Networks } from '../network/service';
 import { swarmRoutes } from '../api/swarm';
 import { BridgeNetwork } from '../network/network';
 import { sideRoutes } from '../api/side';
@@ -109,7 +110,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     imageRoutes(router, images);
     containerRoutes(router, engine, events);
     sideRoutes(router, engine.access(), engine, images, volumes);
-    networkRoutes(router, id, engine, () => engine.networkInfo());
+    networkRoutes(router, new Networks(engine.network(), id, engine.networkAttach()));
     swarmRoutes(router);
 
     const server = new ApiServer(router, log);

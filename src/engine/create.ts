@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import { tool } from '../../volumes/shared/host-tool';
-import { nameSettings } from '../network/dns-options';
 import { checkMacAddress } from '../network/mac-address';
-import { networkMode, type BridgeNetwork } from '../network/network';
+import { networkMode, type ContainerNetwork } from '../network/network';
+import { etcNetwork, findRecord } from './network-attach';
 import { newState, snapshotKey, type ContainerRecord } from './container-record';
 import type { EngineContext } from './context';
 import { planCreate } from './create-config';
@@ -33,20 +33,22 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
   ctx.store.reserveName(n, id); // before any await: two creates cannot take one name
   let rec: ContainerRecord;
   let madeVolumes: string[] = [];
-  let endpoint: ReturnType<BridgeNetwork['allocate']> | undefined;
+  let network: ContainerNetwork | undefined;
   let warnings: string[] = [];
   try {
     const image = await ctx.opts.images.resolve(body.Image);
     const plan = planCreate(body, image.config, id, ctx.hostInfo);
     plan.HostConfig.Runtime = plan.HostConfig.Runtime || ctx.defaultRuntime;
-    const mode = networkMode(plan.HostConfig.NetworkMode);
+    network = ctx.net
+      ? ctx.net.endpointsFor(plan.HostConfig.NetworkMode, (body.NetworkingConfig as { EndpointsConfig?: Record<string, never> } | undefined)?.EndpointsConfig, id, n)
+      : { Mode: networkMode(plan.HostConfig.NetworkMode), Ports: [] };
+    const mode = network.Mode;
     warnings = portPlan(mode, plan).warnings;
     if (mode === 'host' && !body.Hostname) plan.Config.Hostname = os.hostname();
     madeVolumes = [];
     const mounts = await makeMounts(ctx, plan.Config, plan.HostConfig, madeVolumes);
     const mac = checkMacAddress(plan.Config.MacAddress, mode === 'bridge' && !!ctx.net);
-    endpoint = mode === 'bridge' ? ctx.net?.allocate() : undefined;
-    if (endpoint && mac) endpoint.MacAddress = mac;
+    if (mac && network.Endpoint) network.Endpoint.MacAddress = mac;
     checkTmpfsTargets(plan.HostConfig, mounts);
     rec = {
       version: 1,
@@ -64,7 +66,7 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
       MonitorPid: 0,
       Runtime: ctx.runtimePath(plan.HostConfig.Runtime),
       Mounts: mounts,
-      Network: { Mode: mode, ...(endpoint ? { Endpoint: endpoint } : {}), Ports: [] },
+      Network: network,
     };
     const key = snapshotKey(id);
     // The snapshot first, then the directory: a crash in between leaves a snapshot
@@ -76,10 +78,8 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
         await writeEtcFiles(p, {
           hostname: rec.Config.Hostname,
           name: n,
-          address: endpoint?.IPAddress,
-          resolvConf: endpoint ? ctx.net?.resolvConf() : undefined,
+          ...etcNetwork(ctx.net, network!, rec.HostConfig, (ref) => findRecord(ctx, ref)),
           hostNetwork: mode === 'host',
-          ...nameSettings(rec.HostConfig, ctx.net?.info().gateway),
         });
         if (rec.Config.OpenStdin && !rec.Config.Tty) await tool('mkfifo', ['-m', '600', p.stdin]);
       });
@@ -89,7 +89,7 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
     }
   } catch (e) {
     ctx.store.releaseName(n, id);
-    ctx.net?.free(endpoint);
+    ctx.net?.freeAll(network);
     // Anonymous volumes made for this create go with it; a named one made on first use stays (as Docker's does).
     for (const v of madeVolumes) await ctx.opts.volumes?.remove(v, { force: true }).catch(() => undefined);
     throw e;

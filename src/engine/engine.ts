@@ -10,6 +10,8 @@ import { MAX_OUTPUT } from './health';
 import { removeCgroupParent } from './host';
 import { Lifecycle } from './lifecycle';
 import { networkPlan, openNetwork } from './network-plan';
+import { attachDeps, networkAttach } from './network-attach';
+import type { NetworkAttach } from '../network/service';
 import { inspect, list, topOf, type ListOptions } from './queries';
 import { recover } from './recovery';
 import { withRootfs } from './rootfs-view';
@@ -197,6 +199,15 @@ export class Engine implements ContainerService {
   networkPlan(body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }> {
     return networkPlan(this.ctx, body);
   }
+  /** For the networks service: connect/disconnect (network-attach.ts), the predefined networks' members. */
+  networkAttach(): NetworkAttach {
+    return networkAttach(attachDeps(this.ctx));
+  }
+
+  network(): EngineContext['net'] {
+    return this.ctx.net;
+  }
+
   /** The bridge network, for `berth info`. */
   networkInfo(): ReturnType<NonNullable<EngineContext['net']>['info']> | undefined {
     return this.ctx.net?.info();

@@ -56,14 +56,14 @@ async function startRun(
   const p = ctx.store.paths(id);
   const rt = ctx.runtimeFor(rec.Runtime);
   const mode = rec.Network?.Mode ?? 'none';
-  const net = mode === 'bridge' ? ctx.net : undefined;
-  const ep = net ? rec.Network?.Endpoint : undefined;
+  const net = ctx.net?.bridged(rec.Network) ? ctx.net : undefined;
+  const primary = net?.primaryAddress(rec.Network);
 
   await fs.promises.mkdir(p.rootfs, { recursive: true, mode: 0o755 });
   if (!(await isMountPoint(p.rootfs))) await mountAll(await ctx.opts.snapshotter.mounts(snapshotKey(id)), p.rootfs);
   await copyUp(ctx, c, p.rootfs);
   undo.push(() => unmountAll(p.rootfs));
-  if (ep) undo.push(() => net!.deactivate(id));
+  if (net) undo.push(() => net.deactivate(id, rec.Network));
 
   const tsize = consoleSize(rec.HostConfig);
   const spec = buildSpec(
@@ -84,7 +84,7 @@ async function startRun(
     logMaxFiles: maxFiles,
   };
   // Host ports first: a port someone holds fails the start before anything runs.
-  const ports = ep ? await net!.publish(id, rec.Name.slice(1), portPlan(mode, rec).requests) : [];
+  const ports = primary ? await net!.publish(id, rec.Name.slice(1), portPlan(mode, rec).requests) : [];
   const created = await createInRuntime(rt, id, p.bundle, io);
 
   let stdin: StdinPipe | undefined;
@@ -108,10 +108,10 @@ async function startRun(
     for (const s of c.pendingStdin.splice(0)) stdin.attach(s);
     stdin.open();
   }
-  if (ep) {
+  if (net) {
     // Plugged in and forwarded before the process runs its first instruction.
-    await net!.connect(id, created.pid, ep);
-    await net!.activate(id, ep.IPAddress, ports);
+    await net!.plug(id, created.pid, rec.Network!);
+    if (primary) await net!.activate(id, primary, ports);
   }
   await rt.start(id);
   return { pid: created.pid, monitorPid: created.monitorPid, ports, stdin, tty };

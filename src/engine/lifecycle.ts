@@ -146,7 +146,7 @@ export class Lifecycle {
   private async cleanupRun(c: LiveContainer): Promise<void> {
     const ctx = this.ctx;
     const p = ctx.store.paths(c.id);
-    if (ctx.net && c.rec.Network?.Endpoint) await ctx.net.deactivate(c.id).catch((e) => ctx.log(`${c.id}: network: ${message(e)}`));
+    if (ctx.net?.bridged(c.rec.Network)) await ctx.net.deactivate(c.id, c.rec.Network).catch((e) => ctx.log(`${c.id}: network: ${message(e)}`));
     if (c.rec.Network?.Ports?.length) c.rec.Network = { ...c.rec.Network, Ports: [] };
     await ctx.runtimeFor(c.rec.Runtime).delete(c.id, true).catch((e: BerthError) => {
       if (e.code !== 'NOT_FOUND') ctx.log(`${c.id}: runtime delete: ${e.message}`);
@@ -341,7 +341,7 @@ export class Lifecycle {
         const p = ctx.store.paths(c.id);
         await unmountAll(p.rootfs); // before the rename: a busy root fails here, changing nothing
         const trash = await ctx.store.beginRemove(c.rec);
-        ctx.net?.free(c.rec.Network?.Endpoint);
+        ctx.net?.freeAll(c.rec.Network);
         ctx.lives.delete(c.id);
         ctx.execs.forget(c.id);
         // Past the commit point the container is gone; what cannot be undone now is

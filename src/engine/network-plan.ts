@@ -1,4 +1,5 @@
-import { checkPorts, networkMode, type BridgeNetwork, type NetworkMode } from '../network/network';
+import { checkPorts, networkMode, recordedAddress, type BridgeNetwork, type NetworkMode } from '../network/network';
+import { attachDeps, wireDirectory } from './network-attach';
 import type { ContainerRecord } from './container-record';
 import type { EngineContext } from './context';
 import { planCreate } from './create-config';
@@ -36,9 +37,11 @@ export async function openNetwork(ctx: EngineContext): Promise<BridgeNetwork | u
   if (!ctx.opts.openNetwork) return undefined;
   const all = ctx.store.all();
   const running = all
-    .filter((r) => isUp(r) && r.Network?.Endpoint && r.Network.Ports?.length)
-    .map((r) => ({ id: r.Id, name: r.Name.slice(1), ip: r.Network!.Endpoint!.IPAddress, ports: r.Network!.Ports! }));
+    .filter((r) => isUp(r) && recordedAddress(r.Network) && r.Network!.Ports?.length)
+    .map((r) => ({ id: r.Id, name: r.Name.slice(1), ip: recordedAddress(r.Network)!, ports: r.Network!.Ports! }));
   const net = await ctx.opts.openNetwork(running, all.map((r) => r.Id));
-  for (const r of all) if (r.Network?.Endpoint) net.adopt(r.Network.Endpoint);
+  for (const r of all) net.adoptAll(r.Network);
+  ctx.net = net;
+  wireDirectory(attachDeps(ctx));
   return net;
 }

@@ -1,3 +1,4 @@
+import { attachDeps, repairNetworks } from './network-attach';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { unmountAll } from '../../volumes/layers/mount';
@@ -25,6 +26,7 @@ export async function recover(ctx: EngineContext, life: Lifecycle): Promise<void
   await cleanLeftovers(ctx);
   await reconcile(ctx, life);
   await ctx.net?.pruneLinks(new Set(ctx.store.all().filter(isUp).map((r) => r.Id)), ctx.store.all().map((r) => r.Id));
+  await repairNetworks(attachDeps(ctx));
 }
 
 /** Finish removals and undo creates a crash interrupted; drop orphans of both. */

@@ -1,3 +1,4 @@
+import type { Endpoint } from '../network/network';
 import type { ContainerRecord, ContainerPaths } from './container-record';
 import { ZERO_TIME } from './container-record';
 import type { ContainerInspect, ContainerSummary } from './service';
@@ -87,29 +88,31 @@ export function toInspect(rec: ContainerRecord, p: ContainerPaths, graph: Record
   };
 }
 
-/** Docker's NetworkSettings.Networks: the one network the container is on. */
+/** Docker's NetworkSettings.Networks: the default bridge (or host/none), and each user-defined network. */
 function networks(rec: ContainerRecord): Record<string, Record<string, unknown>> {
   const n = rec.Network;
   if (!n) return {};
-  const ep = n.Endpoint;
-  const name = n.Mode;
-  return {
-    [name]: {
-      IPAMConfig: null,
-      Links: null,
-      Aliases: null,
-      MacAddress: ep?.MacAddress ?? '',
-      NetworkID: name,
-      EndpointID: ep ? rec.Id : '',
-      Gateway: ep?.Gateway ?? '',
-      IPAddress: ep?.IPAddress ?? '',
-      IPPrefixLen: ep?.IPPrefixLen ?? 0,
-      IPv6Gateway: '',
-      GlobalIPv6Address: '',
-      GlobalIPv6PrefixLen: 0,
-      DriverOpts: null,
-    },
-  };
+  const out: Record<string, Record<string, unknown>> = {};
+  const entry = (ep: Endpoint | undefined, netId: string, more: Record<string, unknown> = {}) => ({
+    IPAMConfig: null,
+    Links: null,
+    Aliases: null,
+    MacAddress: ep?.MacAddress ?? '',
+    NetworkID: netId,
+    EndpointID: ep ? rec.Id : '',
+    Gateway: ep?.Gateway ?? '',
+    IPAddress: ep?.IPAddress ?? '',
+    IPPrefixLen: ep?.IPPrefixLen ?? 0,
+    IPv6Gateway: '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+    DriverOpts: null,
+    ...more,
+  });
+  const users = Object.values(n.Networks ?? {});
+  if (n.Mode !== 'bridge' || n.Endpoint || users.length === 0) out[n.Mode] = entry(n.Endpoint, n.Mode);
+  for (const ep of users) out[ep.NetworkName] = entry(ep, ep.NetworkID, { IPAMConfig: ep.IPAMConfig ?? null, Links: ep.Links ?? null, Aliases: ep.Aliases, EndpointID: rec.Id.slice(0, 32) + ep.NetworkID.slice(0, 32) });
+  return out;
 }
 
 /** inspect's NetworkSettings, as Docker fills it for the default bridge. */

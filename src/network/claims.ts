@@ -100,6 +100,8 @@ export interface ClaimCheck {
   /** Host-side veth names of this root's containers: the only ports it may find on an unclaimed bridge. */
   ownVeths: Set<string>;
   log: (msg: string) => void;
+  /** Check the bridge only (a user-defined network's: the suffix is the daemon's, claimed already). */
+  bridgeOnly?: boolean;
 }
 
 /** Refuse with CONFLICT if the bridge or the suffix is another root's; else say what to claim. */
@@ -117,6 +119,7 @@ export async function checkClaims(c: ClaimCheck): Promise<void> {
       });
     }
   }
+  if (c.bridgeOnly) return;
   const ch = await chainOwner(c.suffix);
   if (ch.state === 'claimed' && ch.owner !== me) {
     if (!stale(ch.owner)) throw conflict(`iptables chain suffix ${JSON.stringify(c.suffix)}`, ch.owner, '--iptables-suffix');

@@ -10,12 +10,25 @@ import { gatewayOf, numToIp, size, type Subnet } from './ipv4';
 export class Ipam {
   private readonly used = new Set<number>();
   private next: number;
+  private readonly first: number;
+  private readonly last: number;
 
-  constructor(readonly subnet: Subnet) {
-    this.next = gatewayOf(subnet) + 1;
+  /**
+   * `range`: where automatic addresses come from (Docker's IPRange), inside the subnet;
+   * `gateway`: never given out (default: the first host address).
+   */
+  constructor(
+    readonly subnet: Subnet,
+    range?: Subnet,
+    private readonly gateway = gatewayOf(subnet),
+  ) {
+    const r = range ?? subnet;
+    this.first = Math.max(r.base, subnet.base + 1);
+    this.last = Math.min(r.base + size(r) - 1, subnet.base + size(subnet) - 2);
+    this.next = this.first;
   }
 
-  /** Mark an address (from a record) as taken; false if it is not ours to use. */
+  /** Mark an address (from a record, or asked for with --ip) as taken; false if it is not ours to use. */
   take(ip: number): boolean {
     if (!this.usable(ip) || this.used.has(ip)) return false;
     this.used.add(ip);
@@ -23,21 +36,19 @@ export class Ipam {
   }
 
   allocate(): number {
-    const first = gatewayOf(this.subnet) + 1;
-    const last = this.subnet.base + size(this.subnet) - 2;
-    const count = last - first + 1;
+    const count = this.last - this.first + 1;
     for (let i = 0; i < count; i++) {
       // Round-robin from the last one given, so a freed address is not reused at once
       // (a client's ARP cache or conntrack entry may still point at it).
-      const ip = first + ((this.next - first + i) % count);
-      if (!this.used.has(ip)) {
+      const ip = this.first + ((this.next - this.first + i) % count);
+      if (!this.used.has(ip) && ip !== this.gateway) {
         this.used.add(ip);
-        this.next = ip + 1 > last ? first : ip + 1;
+        this.next = ip + 1 > this.last ? this.first : ip + 1;
         return ip;
       }
     }
     throw new FailedPreconditionError(`no free address left in ${numToIp(this.subnet.base)}/${this.subnet.prefix}`, {
-      hint: 'remove containers you no longer need, or give the daemon a larger --subnet',
+      hint: 'remove containers you no longer need, or give the network a larger subnet',
     });
   }
 
@@ -54,7 +65,8 @@ export class Ipam {
     this.used.delete(ip);
   }
 
-  private usable(ip: number): boolean {
-    return ip > gatewayOf(this.subnet) && ip < this.subnet.base + size(this.subnet) - 1;
+  /** A host address of the subnet other than the gateway (the network and broadcast addresses never are). */
+  usable(ip: number): boolean {
+    return ip > this.subnet.base && ip < this.subnet.base + size(this.subnet) - 1 && ip !== this.gateway;
   }
 }

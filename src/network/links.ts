@@ -62,6 +62,10 @@ export interface Attachment {
   prefix: number;
   gateway: string;
   mac: string;
+  /** The name inside (default eth0). */
+  ifname?: string;
+  /** Add the default route via this gateway (default true). */
+  route?: boolean;
 }
 
 /**
@@ -72,7 +76,7 @@ export interface Attachment {
 export async function attach(a: Attachment): Promise<void> {
   await deleteLink(a.hostIf); // a stale one from a run a crash interrupted
   await tool('ip', ['-batch', '-'], { input: [
-    `link add name ${a.hostIf} type veth peer name eth0 address ${a.mac} netns ${a.pid}`,
+    `link add name ${a.hostIf} type veth peer name ${a.ifname ?? 'eth0'} address ${a.mac} netns ${a.pid}`,
     `link set ${a.hostIf} master ${a.bridge}`,
     // Hairpin: with br_netfilter, a container's packet to its own published port is
     // DNATed back to it and must leave by the bridge port it came in on.
@@ -82,14 +86,48 @@ export async function attach(a: Attachment): Promise<void> {
   ].join('\n') });
   try {
     await tool('nsenter', [`--net=/proc/${a.pid}/ns/net`, 'ip', '-batch', '-'], { input: [
-      `addr add ${a.address}/${a.prefix} dev eth0`,
+      `addr add ${a.address}/${a.prefix} dev ${a.ifname ?? 'eth0'}`,
       'link set lo up',
-      'link set eth0 up',
-      `route add default via ${a.gateway}`,
+      `link set ${a.ifname ?? 'eth0'} up`,
+      ...(a.route === false ? [] : [`route replace default via ${a.gateway}`]),
       '',
     ].join('\n') });
   } catch (e) {
     await deleteLink(a.hostIf);
     throw e;
   }
+}
+
+/** The lowest ethN not yet in the namespace of `pid` (a hot-plugged network's name inside). */
+export async function nextIfName(pid: number): Promise<string> {
+  const out = await tool('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', 'link', 'show']).catch(() => '[]');
+  const names = new Set((JSON.parse(out || '[]') as LinkInfo[]).map((l) => l.ifname));
+  for (let i = 0; ; i++) if (!names.has(`eth${i}`)) return `eth${i}`;
+}
+
+/** Does the namespace of `pid` have a default route? */
+export async function hasDefaultRoute(pid: number): Promise<boolean> {
+  const out = await tool('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', '-4', 'route', 'show', 'default']).catch(() => '[]');
+  return (JSON.parse(out || '[]') as unknown[]).length > 0;
+}
+
+/**
+ * Inside the container's namespace: 127.0.0.11:53 (what its resolv.conf names) goes to
+ * the embedded DNS server on `gateway`, from the container's own address `ip` on that
+ * network, as Docker's resolver is reached. The nat table there is the container's and
+ * berth's alone, so it is rewritten whole. Without a target, the redirect goes.
+ */
+export async function redirectDns(pid: number, target: { gateway: string; ip: string } | undefined): Promise<void> {
+  const lines = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]'];
+  if (target) {
+    for (const proto of ['udp', 'tcp']) {
+      lines.push(`-A OUTPUT -d 127.0.0.11/32 -p ${proto} -m ${proto} --dport 53 -j DNAT --to-destination ${target.gateway}:53`);
+      lines.push(`-A POSTROUTING -s 127.0.0.0/8 -d ${target.gateway}/32 -p ${proto} -m ${proto} --dport 53 -j SNAT --to-source ${target.ip}`);
+    }
+  }
+  lines.push('COMMIT', '');
+  const ns = `--net=/proc/${pid}/ns/net`;
+  // The DNATed packet leaves by eth* with a loopback source until SNAT rewrites it.
+  await tool('nsenter', [ns, 'sh', '-c', 'for f in /proc/sys/net/ipv4/conf/*/route_localnet; do echo 1 > "$f"; done']);
+  await tool('nsenter', [ns, 'iptables-restore', '-w', '5'], { input: lines.join('\n') });
 }

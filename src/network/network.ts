@@ -2,17 +2,19 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { writeFileAtomic } from '../../volumes/shared/atomic';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
-import { formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';
+import { contains, formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';
 import { checkClaims, claimBridge, claimRule, ownsBridge, ownsChains, withHostLock } from './claims';
-import { attach, deleteLink, ensureBridge, linksOn } from './links';
+import { attach, deleteLink, ensureBridge, hasDefaultRoute, linkExists, linksOn, nextIfName, redirectDns } from './links';
+import { EmbeddedDns, type DnsMember } from './dns-server';
+import { NetworkSet, PREDEFINED, type UserNet } from './user-networks';
 import { portRequests } from './mappings';
 import { containerResolvConf } from './resolv';
 import { PortReservations, type PortRequest } from './reservations';
-import { baseRules, chainsOf, jumps, ownChains, portRules, ruleLine, type NetConfig, type PublishedPort, type Rule } from './rules';
+import { baseRules, chainsOf, isolationRules, jumps, ownChains, portRules, ruleLine, userNetworkRules, type BridgeSpec, type NetConfig, type PublishedPort, type Rule } from './rules';
 
 /**
  * The daemon's bridge network: one bridge, a veth per container, addresses from the
@@ -30,11 +32,25 @@ export interface Endpoint {
   MacAddress: string;
 }
 
+/** A container's endpoint on a user-defined network, kept for its life on that network. */
+export interface UserEndpoint extends Endpoint {
+  NetworkID: string;
+  /** The network's name (names never change), for inspect's NetworkSettings.Networks. */
+  NetworkName: string;
+  /** Network-scoped names (--network-alias, compose's service name). */
+  Aliases: string[];
+  /** What was asked for (--ip), shown by inspect. */
+  IPAMConfig?: { IPv4Address?: string } | null;
+  Links?: string[] | null;
+}
+
 /** What a container record keeps about its network. */
 export interface ContainerNetwork {
   Mode: NetworkMode;
-  /** Its address on the bridge, for life (bridge mode). */
+  /** Its address on the default bridge, for life (bridge mode, on the default network). */
   Endpoint?: Endpoint;
+  /** Its user-defined networks, by network id, in the order it joined them. */
+  Networks?: Record<string, UserEndpoint>;
   /** The host ports of the current run (empty when it is not running). */
   Ports?: PublishedPort[];
 }
@@ -93,11 +109,11 @@ function hostRoutes(): Array<{ subnet: Subnet; dev: string }> {
   return out;
 }
 
-function pickSubnet(bridge: string): Subnet {
-  const taken = hostRoutes().filter((r) => r.dev !== bridge && r.subnet.base !== 0x7f000000);
+function pickSubnet(bridge: string, also: Subnet[] = []): Subnet {
+  const taken = [...hostRoutes().filter((r) => r.dev !== bridge && r.subnet.base !== 0x7f000000).map((r) => r.subnet), ...also];
   for (const c of candidates()) {
     const s = parseSubnet(c);
-    if (!taken.some((r) => overlaps(r.subnet, s))) return s;
+    if (!taken.some((r) => overlaps(r, s))) return s;
   }
   throw new InvalidArgumentError('no free private subnet for the bridge', { hint: 'give the daemon one with --subnet, e.g. --subnet 10.200.0.0/24' });
 }
@@ -106,12 +122,33 @@ function macOf(ip: number): string {
   return ['02', '42', ...[ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
-/** The host end of a container's veth pair. */
+/** The host end of a container's veth pair on the default bridge. */
 export function vethName(id: string): string {
   return `bv${id.slice(0, 12)}`;
 }
 
+/** The address a running container's published ports go to, from its record (at start, before networks are open). */
+export function recordedAddress(cn: ContainerNetwork | undefined): string | undefined {
+  return cn?.Endpoint?.IPAddress ?? Object.values(cn?.Networks ?? {})[0]?.IPAddress;
+}
+
+/** The host end of a container's veth pair on a user-defined network. */
+export function userVethName(id: string, netId: string): string {
+  return `bu${id.slice(0, 7)}${netId.slice(0, 6)}`;
+}
+
+/** Docker's EndpointSettings (NetworkingConfig.EndpointsConfig[name], connect's EndpointConfig), the parts berth reads. */
+export interface EndpointSettings {
+  Aliases?: string[] | null;
+  Links?: string[] | null;
+  IPAMConfig?: { IPv4Address?: string; IPv6Address?: string; LinkLocalIPs?: string[] } | null;
+}
+
 export function networkMode(mode: string | undefined): NetworkMode {
+  return networkMode_(mode);
+}
+
+function networkMode_(mode: string | undefined): NetworkMode {
   const m = mode || 'default';
   if (m === 'default' || m === 'bridge') return 'bridge';
   if (m === 'none' || m === 'host') return m;
@@ -156,9 +193,14 @@ export class BridgeNetwork {
   /** The loopback resolver the gateway forwards to (a host with only 127.0.0.53 and the like). */
   private readonly dnsForward: string[];
   private readonly resolv: string;
+  private readonly resolvFiles?: string[];
   /** The daemon's own rules (baseRules), computed once. */
   private readonly rules: Rule[];
   private readonly root: string;
+  /** User-defined networks (user-networks.ts). */
+  users!: NetworkSet;
+  readonly dns: EmbeddedDns;
+  private directory: () => Array<{ id: string; name: string; running: boolean; network?: ContainerNetwork }> = () => [];
 
   private constructor(
     readonly config: NetConfig,
@@ -169,10 +211,17 @@ export class BridgeNetwork {
     this.log = opts.log ?? (() => undefined);
     const r = containerResolvConf(config.gateway, opts.resolvConfFiles);
     this.resolv = r.text;
+    this.resolvFiles = opts.resolvConfFiles;
     this.dnsForward = r.forwardTo ? [r.forwardTo] : [];
     // The claim comes first in the guard chain: whole-chain rewrites keep it.
     this.rules = [claimRule(config.suffix, opts.root), ...baseRules(config, this.dnsForward)];
     this.root = opts.root;
+    this.dns = new EmbeddedDns(
+      () => this.dnsMembers(),
+      (ip) => this.users.all().some((n) => contains(n.subnet, ipToNum(ip))),
+      undefined,
+      this.log,
+    );
   }
 
   /** Work out the configuration (flags, else network.json, else defaults), without touching the host. */
@@ -215,13 +264,25 @@ export class BridgeNetwork {
     // Checked and claimed under the host-wide lock: of two daemons that want one bridge, one wins.
     await withHostLock(async () => {
       await checkClaims({ root: opts.root, bridge: config.bridge, suffix: config.suffix, recorded: saved, ownVeths: new Set(ownIds.map(vethName)), log: net.log });
+      net.users = new NetworkSet({
+        root: opts.root,
+        takenSubnets: () => [config.subnet, ...hostRoutes().map((r) => r.subnet).filter((r) => r.base !== 0x7f000000)],
+        pickSubnet: (taken) => pickSubnet('', taken),
+        makeBridge: (name, cidr) => net.makeBridge(name, cidr),
+        dropBridge: (name) => withHostLock(async () => (ownsBridge(name, opts.root) ? deleteLink(name) : undefined)),
+        rulesChanged: () => net.reapply(),
+        dns: net.dns,
+        log: net.log,
+      });
       await ensureBridge(config.bridge, `${config.gateway}/${config.subnet.prefix}`);
       await claimBridge(config.bridge, opts.root);
-      await net.executor.apply(ownChains(config.suffix), [...net.rules, ...net.portRulesAll()], jumps(config));
+      await net.executor.apply(ownChains(config.suffix), net.allRules(), jumps(config));
     }).catch((e) => {
       net.reservations.releaseAll();
       throw e;
     });
+    await net.users.open();
+    if (net.users.all().length > 0) await net.reapply();
     await writeFileAtomic(path.join(opts.root, 'network.json'), JSON.stringify({ bridge: config.bridge, subnet: formatSubnet(config.subnet), suffix: config.suffix }, null, 2) + '\n');
     return net;
   }
@@ -268,11 +329,34 @@ export class BridgeNetwork {
     await this.sync();
   }
 
-  /** A run ended (or failed to start): its ports, rules and veth go. */
-  async deactivate(id: string): Promise<void> {
+  /** A run ended (or failed to start): its ports, rules and veths go. */
+  async deactivate(id: string, cn?: ContainerNetwork): Promise<void> {
     this.reservations.release(id);
     if (this.active.delete(id)) await this.sync().catch((e) => this.log(`${id}: removing its port rules: ${(e as Error).message}`));
     await deleteLink(vethName(id));
+    await this.unplug(id, cn);
+  }
+
+  /**
+   * A running container adopted at start: each of its veths that is gone (deleted by hand,
+   * by another tool) is made again, at the same address. Returns what it fixed.
+   */
+  async repair(id: string, pid: number, cn: ContainerNetwork): Promise<string[]> {
+    const fixed: string[] = [];
+    const plugs: Array<{ hostIf: string; bridge: string; ep: Endpoint; internal: boolean }> = [];
+    if (cn.Endpoint) plugs.push({ hostIf: vethName(id), bridge: this.config.bridge, ep: cn.Endpoint, internal: false });
+    for (const ep of Object.values(cn.Networks ?? {})) {
+      const n = this.users.find(ep.NetworkID);
+      plugs.push({ hostIf: userVethName(id, n.rec.Id), bridge: n.rec.bridge, ep, internal: n.rec.Internal });
+    }
+    for (const p of plugs) {
+      if (linkExists(p.hostIf)) continue;
+      const route = !p.internal && !(await hasDefaultRoute(pid));
+      await attach({ hostIf: p.hostIf, bridge: p.bridge, pid, address: p.ep.IPAddress, prefix: p.ep.IPPrefixLen, gateway: p.ep.Gateway, mac: p.ep.MacAddress, ifname: await nextIfName(pid), route });
+      fixed.push(`${p.hostIf} (${p.ep.IPAddress})`);
+    }
+    if (cn.Networks && Object.keys(cn.Networks).length) await this.pointDns(pid, cn);
+    return fixed;
   }
 
   /**
@@ -280,11 +364,16 @@ export class BridgeNetwork {
    * containers (`known`) that are not running. Anything else on the bridge is left alone.
    */
   async pruneLinks(running: Set<string>, known: string[]): Promise<void> {
-    const stale = new Set(known.filter((id) => !running.has(id)).map(vethName));
+    const stopped = known.filter((id) => !running.has(id));
+    const stale = new Set(stopped.map(vethName));
     const keep = new Set([...running].map(vethName));
     for (const l of await linksOn(this.config.bridge)) {
       if (stale.has(l)) await deleteLink(l);
       else if (!keep.has(l)) this.log(`${l} on ${this.config.bridge} is not one of this daemon's containers: left alone`);
+    }
+    for (const n of this.users.all()) {
+      const mine = new Set(stopped.map((id) => userVethName(id, n.rec.Id)));
+      for (const l of await linksOn(n.rec.bridge)) if (mine.has(l)) await deleteLink(l);
     }
   }
 
@@ -310,6 +399,8 @@ export class BridgeNetwork {
   async close(anyRunning: boolean): Promise<void> {
     this.reservations.releaseAll();
     await this.queue;
+    await this.users.closeAll(!anyRunning);
+    this.dns.closeAll();
     if (anyRunning) return;
     await withHostLock(async () => {
       if (await ownsChains(this.config.suffix, this.root)) await this.executor.remove(ownChains(this.config.suffix));
@@ -322,6 +413,203 @@ export class BridgeNetwork {
   info(): { bridge: string; subnet: string; gateway: string; chains: string[] } {
     const c = chainsOf(this.config.suffix);
     return { bridge: this.config.bridge, subnet: formatSubnet(this.config.subnet), gateway: this.config.gateway, chains: [c.guard, c.dnat, c.post, c.fwd] };
+  }
+
+  // ---- containers on user-defined networks ------------------------------------------------
+
+  /** Who is where, for the embedded DNS and network inspect: the engine's records, read when asked. */
+  setDirectory(fn: () => Array<{ id: string; name: string; running: boolean; network?: ContainerNetwork }>): void {
+    this.directory = fn;
+  }
+
+  /** The containers on a network (by id), running or not, with their endpoints. */
+  membersOf(netId: string): Array<{ id: string; name: string; running: boolean; endpoint: UserEndpoint }> {
+    return this.directory()
+      .filter((c) => c.network?.Networks?.[netId])
+      .map((c) => ({ id: c.id, name: c.name, running: c.running, endpoint: c.network!.Networks![netId] }));
+  }
+
+  private dnsMembers(): DnsMember[] {
+    return this.directory()
+      .filter((c) => c.network?.Networks)
+      .map((c) => ({ id: c.id, name: c.name, running: c.running, endpoints: Object.values(c.network!.Networks!).map((e) => ({ net: e.NetworkID, ip: e.IPAddress, aliases: e.Aliases })) }));
+  }
+
+  /**
+   * A create's network: the mode and, on a user-defined network (`networkMode` names one),
+   * its endpoint with the aliases and address EndpointsConfig asks for. Addresses are taken.
+   */
+  endpointsFor(networkMode: string | undefined, endpoints: Record<string, EndpointSettings> | undefined, id: string, name: string): ContainerNetwork {
+    const m = networkMode || 'default';
+    if (PREDEFINED.includes(m) || m.startsWith('container:')) {
+      const mode = networkMode_(m);
+      const cfg = endpoints?.[m === 'default' ? 'bridge' : m] ?? endpoints?.bridge;
+      if (cfg?.Aliases?.length && mode === 'bridge') {
+        throw new InvalidArgumentError('network-scoped aliases are only supported for user-defined networks', { hint: 'create a network (berth network create NAME) and run with --network NAME' });
+      }
+      if (cfg?.IPAMConfig?.IPv4Address) throw new InvalidArgumentError('user specified IP address is supported on user defined networks only', { hint: 'create a network with --subnet and run with --network NAME --ip ADDRESS' });
+      const ep = mode === 'bridge' ? this.allocate() : undefined;
+      return { Mode: mode, ...(ep ? { Endpoint: ep } : {}), Ports: [] };
+    }
+    const n = this.users.find(m);
+    const extra = Object.keys(endpoints ?? {}).filter((k) => k !== m && k !== n.rec.Name && k !== n.rec.Id);
+    if (extra.length > 0) {
+      throw new InvalidArgumentError(`a container is created on one network; ${extra.join(', ')} must be connected after`, { hint: 'berth network connect NETWORK CONTAINER (docker and compose do this for you)' });
+    }
+    const ep = this.userEndpoint(n, endpoints?.[m] ?? endpoints?.[n.rec.Name] ?? endpoints?.[n.rec.Id], id, name);
+    return { Mode: 'bridge', Networks: { [n.rec.Id]: ep }, Ports: [] };
+  }
+
+  private userEndpoint(n: UserNet, cfg: EndpointSettings | undefined, id: string, name: string): UserEndpoint {
+    const want = cfg?.IPAMConfig?.IPv4Address;
+    let ip: number;
+    if (want) {
+      ip = ipToNum(want);
+      if (!contains(n.subnet, ip) || !n.ipam.usable(ip)) {
+        throw new InvalidArgumentError(`address ${want} is not a usable address of network ${n.rec.Name} (${formatSubnet(n.subnet)})`, { hint: 'give an address inside the subnet, other than its gateway' });
+      }
+      if (!n.ipam.take(ip)) throw new ConflictError(`address ${want} is already in use on network ${n.rec.Name}`, { hint: 'choose another --ip, or leave it out' });
+    } else ip = n.ipam.allocate();
+    const aliases = (cfg?.Aliases ?? []).filter((a) => typeof a === 'string' && a !== '' && a !== name);
+    return {
+      NetworkID: n.rec.Id,
+      NetworkName: n.rec.Name,
+      IPAddress: numToIp(ip),
+      IPPrefixLen: n.subnet.prefix,
+      Gateway: n.rec.IPAM.Config[0].Gateway,
+      MacAddress: macOf(ip),
+      Aliases: [...aliases, id.slice(0, 12)].filter((a, i, all) => all.indexOf(a) === i),
+      IPAMConfig: want ? { IPv4Address: want } : null,
+      Links: cfg?.Links?.length ? cfg.Links : null,
+    };
+  }
+
+  /** At start: the addresses in a record are taken again. */
+  adoptAll(cn: ContainerNetwork | undefined): void {
+    if (cn?.Endpoint) this.adopt(cn.Endpoint);
+    for (const ep of Object.values(cn?.Networks ?? {})) {
+      const n = this.users.tryFind(ep.NetworkID);
+      if (n && !n.ipam.take(ipToNum(ep.IPAddress))) this.log(`address ${ep.IPAddress} on ${n.rec.Name} is taken twice`);
+    }
+  }
+
+  freeAll(cn: ContainerNetwork | undefined): void {
+    this.free(cn?.Endpoint);
+    for (const ep of Object.values(cn?.Networks ?? {})) this.users.tryFind(ep.NetworkID)?.ipam.release(ipToNum(ep.IPAddress));
+  }
+
+  /** Is this container networked by us (the default bridge or user-defined networks)? */
+  bridged(cn: ContainerNetwork | undefined): boolean {
+    return cn?.Mode === 'bridge' && (!!cn.Endpoint || Object.keys(cn.Networks ?? {}).length > 0);
+  }
+
+  /** The address its published ports go to: on the default bridge, else its first non-internal network. */
+  primaryAddress(cn: ContainerNetwork | undefined): string | undefined {
+    if (cn?.Endpoint) return cn.Endpoint.IPAddress;
+    for (const ep of Object.values(cn?.Networks ?? {})) if (!this.users.tryFind(ep.NetworkID)?.rec.Internal) return ep.IPAddress;
+    return undefined;
+  }
+
+  /** Plug a created container (init `pid`) into every network it is on: eth0, eth1, … in order. */
+  async plug(id: string, pid: number, cn: ContainerNetwork): Promise<void> {
+    let i = 0;
+    let routed = false;
+    if (cn.Endpoint) {
+      await this.connect(id, pid, cn.Endpoint);
+      i++;
+      routed = true;
+    }
+    for (const ep of Object.values(cn.Networks ?? {})) {
+      const n = this.users.find(ep.NetworkID);
+      const route: boolean = !routed && !n.rec.Internal;
+      await attach({ hostIf: userVethName(id, n.rec.Id), bridge: n.rec.bridge, pid, address: ep.IPAddress, prefix: ep.IPPrefixLen, gateway: ep.Gateway, mac: ep.MacAddress, ifname: `eth${i++}`, route });
+      routed ||= route;
+    }
+    await this.pointDns(pid, cn);
+  }
+
+  /** 127.0.0.11 inside goes to the DNS server on its first user-defined network. */
+  private async pointDns(pid: number, cn: ContainerNetwork): Promise<void> {
+    const first = Object.values(cn.Networks ?? {})[0];
+    if (first || cn.Endpoint === undefined) await redirectDns(pid, first ? { gateway: first.Gateway, ip: first.IPAddress } : undefined);
+  }
+
+  /** A run ended: every veth of it goes (the default bridge's by deactivate). */
+  async unplug(id: string, cn: ContainerNetwork | undefined): Promise<void> {
+    for (const ep of Object.values(cn?.Networks ?? {})) await deleteLink(userVethName(id, ep.NetworkID));
+  }
+
+  /**
+   * `network connect`: a new endpoint for the record, and when the container runs
+   * (`pid`), a veth hot-plugged into its namespace. Returns the endpoint to record.
+   */
+  async connectNetwork(id: string, name: string, pid: number | undefined, cn: ContainerNetwork, netRef: string, cfg: EndpointSettings | undefined): Promise<UserEndpoint> {
+    const n = this.users.find(netRef);
+    if (cn.Networks?.[n.rec.Id]) throw new ConflictError(`container ${name} is already connected to network ${n.rec.Name}`, { hint: 'disconnect it first to change its settings' });
+    const ep = this.userEndpoint(n, cfg, id, name);
+    if (pid) {
+      try {
+        const route: boolean = !n.rec.Internal && !(await hasDefaultRoute(pid));
+        await attach({ hostIf: userVethName(id, n.rec.Id), bridge: n.rec.bridge, pid, address: ep.IPAddress, prefix: ep.IPPrefixLen, gateway: ep.Gateway, mac: ep.MacAddress, ifname: await nextIfName(pid), route });
+        await this.pointDns(pid, { ...cn, Networks: { ...(cn.Networks ?? {}), [n.rec.Id]: ep } });
+      } catch (e) {
+        n.ipam.release(ipToNum(ep.IPAddress));
+        throw e;
+      }
+    }
+    return ep;
+  }
+
+  /** `network disconnect`: the endpoint's veth goes (if it runs) and its address is freed. Returns the network's id. */
+  async disconnectNetwork(id: string, name: string, pid: number | undefined, cn: ContainerNetwork, netRef: string, force: boolean): Promise<string> {
+    const n = this.users.tryFind(netRef);
+    const netId = n?.rec.Id ?? Object.keys(cn.Networks ?? {}).find((k) => k === netRef || k.startsWith(netRef));
+    if (!netId || !cn.Networks?.[netId]) {
+      if (force && !n) return netRef;
+      throw new NotFoundError(`container ${name} is not connected to network ${netRef}`, { hint: 'berth inspect shows its networks' });
+    }
+    const ep = cn.Networks[netId];
+    if (pid) {
+      await deleteLink(userVethName(id, netId));
+      const rest = { ...cn.Networks };
+      delete rest[netId];
+      await this.pointDns(pid, { ...cn, Networks: rest }).catch((e) => this.log(`${id}: dns redirect: ${(e as Error).message}`));
+    }
+    n?.ipam.release(ipToNum(ep.IPAddress));
+    return netId;
+  }
+
+  /** /etc/resolv.conf for a container: 127.0.0.11 on user-defined networks (search and options kept). */
+  resolvConfFor(cn: ContainerNetwork): string {
+    if (!cn.Networks || Object.keys(cn.Networks).length === 0) return this.resolv;
+    const keep = containerResolvConf(undefined, this.resolvFiles).text.split('\n').filter((l) => /^\s*(search|options|domain)\s/.test(l));
+    return ['nameserver 127.0.0.11', ...keep].join('\n') + '\n';
+  }
+
+  /** Every rule of the daemon's chains: its claim, isolation, the default bridge's, each network's, the ports. */
+  private allRules(): Rule[] {
+    const specs: BridgeSpec[] = [
+      { bridge: this.config.bridge, subnet: this.config.subnet, internal: false },
+      ...(this.users?.all() ?? []).map((n) => ({ bridge: n.rec.bridge, subnet: n.subnet, internal: n.rec.Internal })),
+    ];
+    const [claim, ...base] = this.rules;
+    return [claim, ...isolationRules(this.config.suffix, specs), ...base, ...specs.slice(1).flatMap((n) => userNetworkRules(this.config.suffix, n)), ...this.portRulesAll()];
+  }
+
+  /** Rewrite all the daemon's chains (a network came or went). */
+  private reapply(): Promise<void> {
+    const p = this.queue.then(() => this.executor.apply(ownChains(this.config.suffix), this.allRules()));
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Make (or adopt) a user-defined network's bridge and claim it, as the daemon's own. */
+  private makeBridge(name: string, gatewayCidr: string): Promise<void> {
+    return withHostLock(async () => {
+      await checkClaims({ root: this.root, bridge: name, suffix: this.config.suffix, recorded: { suffix: this.config.suffix }, ownVeths: new Set(), log: this.log, bridgeOnly: true });
+      await ensureBridge(name, gatewayCidr);
+      await claimBridge(name, this.root);
+    });
   }
 
   private portRulesAll(): Rule[] {

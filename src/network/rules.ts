@@ -120,3 +120,47 @@ export function portRules(cfg: NetConfig, containerIp: string, ports: PublishedP
 export function ruleLine(r: Rule, op = '-A'): string {
   return ['-t', r.table, op, r.chain, ...r.args].join(' ');
 }
+
+/** A user-defined network, as the rules see it. */
+export interface BridgeSpec {
+  bridge: string;
+  subnet: Subnet;
+  internal: boolean;
+}
+
+/**
+ * Isolation between the daemon's bridges, as Docker's: nothing goes from one bridge to
+ * another, except to a published port (DNATed; that is how every network reaches them).
+ * An internal network talks only within itself. These come first in the forward chain.
+ */
+export function isolationRules(suffix: string, bridges: BridgeSpec[]): Rule[] {
+  const fwd = chainsOf(suffix).fwd;
+  const out: Rule[] = [];
+  for (const a of bridges) {
+    if (a.internal) {
+      out.push({ table: 'filter', chain: fwd, args: ['-i', a.bridge, '-o', a.bridge, '-j', 'ACCEPT'] });
+      out.push({ table: 'filter', chain: fwd, args: ['-i', a.bridge, '-j', 'DROP'] });
+      out.push({ table: 'filter', chain: fwd, args: ['-o', a.bridge, '-j', 'DROP'] });
+      continue;
+    }
+    for (const b of bridges) {
+      if (a.bridge === b.bridge || b.internal) continue;
+      out.push({ table: 'filter', chain: fwd, args: ['-i', a.bridge, '-o', b.bridge, '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP'] });
+    }
+  }
+  return out;
+}
+
+/** A user-defined network's own rules: outbound MASQUERADE, hairpin, forwarding (none when internal). */
+export function userNetworkRules(suffix: string, n: BridgeSpec): Rule[] {
+  if (n.internal) return [];
+  const c = chainsOf(suffix);
+  const net = formatSubnet(n.subnet);
+  return [
+    { table: 'nat', chain: c.post, args: ['-s', net, '!', '-o', n.bridge, '-j', 'MASQUERADE'] },
+    { table: 'nat', chain: c.post, args: ['-s', '127.0.0.0/8', '-o', n.bridge, '-j', 'MASQUERADE'] },
+    { table: 'nat', chain: c.post, args: ['-s', net, '-o', n.bridge, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'MASQUERADE'] },
+    { table: 'filter', chain: c.fwd, args: ['-i', n.bridge, '-j', 'ACCEPT'] },
+    { table: 'filter', chain: c.fwd, args: ['-o', n.bridge, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-j', 'ACCEPT'] },
+  ];
+}

@@ -41,6 +41,9 @@ function createOptions(c: Command): Command {
     .option('--expose <port>', 'expose a port or range without publishing it: 80, 7000-7002/udp', collect)
     .option('--network <mode>', 'network: bridge (default: own address, NAT to the host), host (share the host\'s), none (loopback only)')
     .addOption(new Option('--net <mode>', 'alias of --network').hideHelp())
+    .option('--network-alias <name>', 'a name other containers on the (user-defined) network find this one by', collect)
+    .option('--ip <address>', 'its IPv4 address on the (user-defined) network')
+    .option('--link <name[:alias]>', 'on the default bridge: reach another container by name (an /etc/hosts entry)', collect)
     .option('-t, --tty', 'give the container a terminal (a pty); with -i, an interactive session: detach with ctrl-p ctrl-q')
     .option('--detach-keys <keys>', 'the keys that detach from the terminal, e.g. ctrl-a,d (default ctrl-p,ctrl-q)');
 }
@@ -75,6 +78,9 @@ interface CreateFlags extends HealthFlags, HostFlags {
   publishAll?: boolean;
   expose?: string[];
   network?: string;
+  networkAlias?: string[];
+  ip?: string;
+  link?: string[];
   net?: string;
 }
 
@@ -84,11 +90,13 @@ interface CreateFlags extends HealthFlags, HostFlags {
  * ExposedPorts is every -p and --expose key. Empty maps are left out, so the image's
  * EXPOSE ports are not overridden by an empty set.
  */
-export function networkFields(o: Pick<CreateFlags, 'publish' | 'publishAll' | 'expose' | 'network' | 'net'>): {
+export function networkFields(o: Pick<CreateFlags, 'publish' | 'publishAll' | 'expose' | 'network' | 'net' | 'networkAlias' | 'ip' | 'link'>): {
   ExposedPorts?: Record<string, object>;
   PortBindings?: Record<string, PortBinding[]>;
   PublishAllPorts: boolean;
   NetworkMode?: string;
+  Links?: string[];
+  NetworkingConfig?: { EndpointsConfig: Record<string, { Aliases?: string[]; IPAMConfig?: { IPv4Address: string } }> };
 } {
   const exposed: Record<string, object> = {};
   const bindings: Record<string, PortBinding[]> = {};
@@ -105,6 +113,11 @@ export function networkFields(o: Pick<CreateFlags, 'publish' | 'publishAll' | 'e
     ...(Object.keys(bindings).length ? { PortBindings: bindings } : {}),
     PublishAllPorts: !!o.publishAll,
     ...(mode !== undefined ? { NetworkMode: mode } : {}),
+    ...(o.link?.length ? { Links: o.link } : {}),
+    // As the docker CLI sends them: the endpoint settings of the one network it is created on.
+    ...(o.networkAlias?.length || o.ip
+      ? { NetworkingConfig: { EndpointsConfig: { [mode ?? 'default']: { ...(o.networkAlias?.length ? { Aliases: o.networkAlias } : {}), ...(o.ip ? { IPAMConfig: { IPv4Address: o.ip } } : {}) } } } }
+      : {}),
   };
 }
 
@@ -152,7 +165,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
   // As the docker CLI does: `-v /path` (no colon) is an anonymous volume, the rest are Binds.
   const binds = (o.volume ?? []).filter((v) => v.includes(':'));
   const anon = Object.fromEntries((o.volume ?? []).filter((v) => !v.includes(':')).map((v) => [v, {}]));
-  const { ExposedPorts, ...net } = networkFields(o);
+  const { ExposedPorts, NetworkingConfig, ...net } = networkFields(o);
   const healthcheck = healthcheckFromFlags(o);
   const extra = hostFields(o);
   return {
@@ -161,6 +174,7 @@ export function createBody(image: string, args: string[], o: CreateFlags): Creat
     Cmd: args.length ? args : undefined,
     ...(Object.keys(anon).length ? { Volumes: anon } : {}),
     ...(ExposedPorts ? { ExposedPorts } : {}),
+    ...(NetworkingConfig ? { NetworkingConfig } : {}),
     Entrypoint: o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : undefined,
     Env: env,
     WorkingDir: o.workdir ?? '',

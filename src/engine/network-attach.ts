@@ -1,0 +1,143 @@
+import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
+import type { BridgeNetwork, ContainerNetwork, EndpointSettings } from '../network/network';
+import { nameSettings } from '../network/dns-options';
+import { linkHosts, parseLinks } from '../network/container-links';
+import type { EtcContent } from './etc-files';
+import type { NetworkAttach } from '../network/service';
+import type { ContainerRecord } from './container-record';
+import type { EngineContext } from './context';
+
+/**
+ * The engine's side of user-defined networks: `network connect` and `disconnect` of a
+ * container (under its lock; a running one is hot-plugged), the directory the embedded
+ * DNS and network inspect read (the records, at the moment they ask), and repairing the
+ * network of containers adopted at start. The network work itself is BridgeNetwork's.
+ */
+
+export interface AttachDeps {
+  net?: BridgeNetwork;
+  checkOpen(): void;
+  live(ref: string): { id: string; rec: ContainerRecord; lock: { run<T>(fn: () => Promise<T>): Promise<T> } };
+  save(rec: ContainerRecord): Promise<void>;
+  all(): ContainerRecord[];
+  log(msg: string): void;
+}
+
+/** The deps from the engine's shared context. */
+export function attachDeps(ctx: EngineContext): AttachDeps {
+  return {
+    get net() {
+      return ctx.net;
+    },
+    checkOpen: () => ctx.checkOpen(),
+    live: (ref) => ctx.live(ref),
+    save: (rec) => ctx.save(rec),
+    all: () => ctx.store.all(),
+    log: (m) => ctx.log(m),
+  };
+}
+
+/** A container's name and network by reference, for links (undefined if there is none). */
+export function findRecord(ctx: EngineContext, ref: string): { name: string; network?: ContainerNetwork } | undefined {
+  try {
+    const r = ctx.store.find(ref);
+    return { name: r.Name.slice(1), network: r.Network };
+  } catch {
+    return undefined;
+  }
+}
+
+function running(rec: ContainerRecord): boolean {
+  return rec.State.Status === 'running' || rec.State.Status === 'paused';
+}
+
+function needNet(d: AttachDeps): BridgeNetwork {
+  if (!d.net) throw new FailedPreconditionError('this daemon has no bridge network', { hint: 'start berthd with networking' });
+  return d.net;
+}
+
+/** Hand the records to the network (embedded DNS, network inspect). */
+export function wireDirectory(d: AttachDeps): void {
+  d.net?.setDirectory(() => d.all().map((r) => ({ id: r.Id, name: r.Name.slice(1), running: running(r), network: r.Network })));
+}
+
+export function networkAttach(d: AttachDeps): NetworkAttach {
+  return {
+    async connect(ref: string, netRef: string, cfg: EndpointSettings | undefined) {
+      d.checkOpen();
+      const net = needNet(d);
+      const c = d.live(ref);
+      await c.lock.run(async () => {
+        const rec = c.rec;
+        const cn = rec.Network;
+        if (!cn || cn.Mode !== 'bridge') {
+          throw new InvalidArgumentError(`container ${rec.Name.slice(1)} uses network mode ${cn?.Mode ?? 'none'} and cannot be connected to other networks`, {
+            hint: 'only containers on bridge networks join others; recreate it with --network NAME',
+          });
+        }
+        const ep = await net.connectNetwork(rec.Id, rec.Name.slice(1), running(rec) ? rec.State.Pid : undefined, cn, netRef, cfg);
+        rec.Network = { ...cn, Networks: { ...(cn.Networks ?? {}), [ep.NetworkID]: ep } };
+        await d.save(rec);
+      });
+    },
+    async disconnect(ref: string, netRef: string, force: boolean) {
+      d.checkOpen();
+      const net = needNet(d);
+      const c = d.live(ref);
+      await c.lock.run(async () => {
+        const rec = c.rec;
+        const cn = rec.Network;
+        if (!cn) throw new InvalidArgumentError(`container ${rec.Name.slice(1)} has no network`, { hint: 'berth inspect shows its networks' });
+        const netId = await net.disconnectNetwork(rec.Id, rec.Name.slice(1), running(rec) ? rec.State.Pid : undefined, cn, netRef, force);
+        const rest = { ...(cn.Networks ?? {}) };
+        delete rest[netId];
+        rec.Network = { ...cn, Networks: rest };
+        await d.save(rec);
+      });
+    },
+    predefinedMembers(name) {
+      return d
+        .all()
+        .filter((r) => running(r) && ((r.HostConfig.NetworkMode || 'default') === 'default' ? 'bridge' : r.HostConfig.NetworkMode) === name)
+        .map((r) => ({ id: r.Id, name: r.Name.slice(1), ip: r.Network?.Endpoint?.IPAddress, prefix: r.Network?.Endpoint?.IPPrefixLen, mac: r.Network?.Endpoint?.MacAddress }));
+    },
+  };
+}
+
+/**
+ * At start, after reconcile: a running container whose veth (on any of its networks) is
+ * gone gets it back at the same address; one that cannot is told in its state's Error.
+ */
+export async function repairNetworks(d: AttachDeps): Promise<void> {
+  const net = d.net;
+  if (!net) return;
+  for (const rec of d.all()) {
+    if (!running(rec) || !rec.State.Pid || !net.bridged(rec.Network)) continue;
+    try {
+      const fixed = await net.repair(rec.Id, rec.State.Pid, rec.Network!);
+      if (fixed.length) d.log(`${rec.Id}: network repaired: ${fixed.join(', ')}`);
+    } catch (e) {
+      d.log(`${rec.Id}: cannot repair its network: ${(e as Error).message}`);
+      rec.State = { ...rec.State, Error: `network: ${(e as Error).message}` };
+      await d.save(rec).catch(() => undefined);
+    }
+  }
+}
+
+/** The network parts of a container's /etc files: its address, resolv.conf, --dns/--add-host, links. */
+export function etcNetwork(
+  net: BridgeNetwork | undefined,
+  cn: ContainerNetwork,
+  hc: ContainerRecord['HostConfig'],
+  find: (ref: string) => { name: string; network?: ContainerNetwork } | undefined,
+): Pick<EtcContent, 'address' | 'resolvConf' | 'dns' | 'extraHosts'> {
+  const names = nameSettings(hc, net?.info().gateway);
+  const links = linkHosts(parseLinks((hc as { Links?: unknown }).Links), cn, find);
+  const address = net?.primaryAddress(cn) ?? Object.values(cn.Networks ?? {})[0]?.IPAddress;
+  return {
+    address,
+    resolvConf: net && net.bridged(cn) ? net.resolvConfFor(cn) : undefined,
+    ...names,
+    ...(links.length || names.extraHosts?.length ? { extraHosts: [...(names.extraHosts ?? []), ...links] } : {}),
+  };
+}
