@@ -167,6 +167,10 @@ export class TestDaemon {
     }
     if (rec.suffix !== undefined && (await ownsChains(rec.suffix, this.root))) await new IptablesExecutor().remove(ownChains(rec.suffix)).catch(() => undefined);
     if (rec.bridge && ownsBridge(rec.bridge, this.root)) await exec('ip', ['link', 'del', 'dev', rec.bridge]).catch(() => undefined);
+    // Its user-defined networks' bridges (br-…), claimed by this root the same way.
+    for (const name of fs.readdirSync('/sys/class/net')) {
+      if (name.startsWith('br-') && ownsBridge(name, this.root)) await exec('ip', ['link', 'del', 'dev', name]).catch(() => undefined);
+    }
   }
 }
 
