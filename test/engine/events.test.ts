@@ -183,7 +183,7 @@ test('an until in the past replays up to it and ends at once', (t) => {
 test('until in the future: live events until then, then the subscription ends', async (t) => {
   const bus = new EventBus();
   const got: string[] = [];
-  const ended = new Promise<void>((resolve) => bus.subscribe({ until: Date.now() / 1000 + 0.2 }, (ev) => got.push(ev.Action), resolve));
+  const ended = new Promise<void>((resolve) => bus.subscribe({ until: Date.now() / 1000 + 2 }, (ev) => got.push(ev.Action), resolve));
   bus.emit(ctr('start', 'a'));
   await ended;
   bus.emit(ctr('die', 'a'));
@@ -218,7 +218,7 @@ test('close ends every subscription; closing twice is harmless', (t) => {
 
 test('stream: the same as an async iterator, ending at until', async (t) => {
   const bus = history();
-  const it = bus.stream({ since: 0, until: Date.now() / 1000 + 0.3, filters: { type: ['container'], event: ['start', 'die'] } });
+  const it = bus.stream({ since: 0, until: Date.now() / 1000 + 3, filters: { type: ['container'], event: ['start', 'die'] } });
   setTimeout(() => bus.emit(ctr('die', 'aaaa1111')), 50);
   const got: string[] = [];
   for await (const ev of it) got.push(`${ev.Action} ${ev.Actor.ID}`);

@@ -70,11 +70,9 @@ test('top lists the process', async (t) => {
 test('logs follow ends when the container exits; tail and streams', async (t) => {
   const env = await engineEnv(t);
   const id = await env.run({ Cmd: ['sh', '-c', 'echo a; echo e >&2; sleep 0.5; echo b'] });
-  const t0 = Date.now();
-  const out = await collectOutput(env.engine.logs(id, { follow: true, stdout: true, stderr: true }));
+  const out = await collectOutput(env.engine.logs(id, { follow: true, stdout: true, stderr: true })); // a follow that does not end hangs: ava's timeout
   t.is(out.stdout, 'a\nb\n');
   t.is(out.stderr, 'e\n');
-  t.true(Date.now() - t0 < 5000);
   t.is((await collectOutput(env.engine.logs(id, { stdout: true, tail: 1 }))).stdout, 'b\n');
   t.is((await collectOutput(env.engine.logs(id, { stderr: true }))).stdout, '');
   // follow on a stopped container returns what is there, at once

@@ -353,11 +353,11 @@ test('follow ends when the clock passes until', async (t) => {
   const { log } = tmpLog(t);
   const now = Date.now() / 1000;
   appendLines(log, ['before'], now - 1);
-  const it = readLogs(log, { follow: true, until: now + 0.3 })[Symbol.asyncIterator]();
+  const it = readLogs(log, { follow: true, until: now + 3 })[Symbol.asyncIterator]();
   t.is(await nextText(it), 'before');
   appendLines(log, ['within'], now);
   t.is(await nextText(it), 'within');
-  t.true((await next(it, 2000)).done);
+  t.true((await next(it, 30_000)).done);
 });
 
 test('follow stops at an entry past until', async (t) => {

