@@ -98,9 +98,64 @@ export function loadDefaultProfile(file = DEFAULT_PROFILE_PATH): SeccompProfile 
       hint: 'install it: apt-get install -y golang-github-containers-common (or run with --security-opt seccomp=unconfined)',
     });
   }
-  const p = parseProfile(text);
+  const p = file === DEFAULT_PROFILE_PATH ? asDockerDefault(parseProfile(text)) : parseProfile(text);
   if (file === DEFAULT_PROFILE_PATH) defaultProfile = p;
   return p;
+}
+
+/**
+ * Where containers-common's copy is looser than moby's default profile (checked against
+ * moby's profiles/seccomp/default.json): it allows these calls to every container. Docker's
+ * allows each only with the capability it is listed under (a call under two capabilities is
+ * allowed by either), and answers EPERM without it.
+ */
+export const DOCKER_CAP_GATED: Readonly<Record<string, readonly string[]>> = {
+  CAP_SYS_ADMIN: ['clone3', 'fsconfig', 'fsmount', 'fsopen', 'fspick', 'mount', 'mount_setattr', 'move_mount', 'open_tree', 'quotactl_fd', 'setns', 'syslog', 'umount', 'umount2', 'unshare'],
+  CAP_SYSLOG: ['syslog'],
+  CAP_SYS_BOOT: ['reboot'],
+  CAP_SYS_PTRACE: ['pidfd_getfd'],
+  CAP_SYS_NICE: ['get_mempolicy', 'mbind', 'set_mempolicy', 'set_mempolicy_home_node'],
+};
+
+/** Calls containers-common's copy allows and Docker's default never does, whatever the capabilities. */
+export const DOCKER_NEVER: readonly string[] = ['add_key', 'keyctl', 'pivot_root', 'request_key'];
+
+/**
+ * clone(2) with a namespace flag (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET)
+ * needs CAP_SYS_ADMIN in Docker's profile; plain fork and threads do not. The flags are
+ * argument 0 (argument 1 on s390).
+ */
+const CLONE_NS_FLAGS = 0x7e020000;
+
+/** clone3 without CAP_SYS_ADMIN answers ENOSYS, as in Docker, so libc falls back to clone. */
+const ENOSYS = 38;
+const EPERM = 1;
+
+/** containers-common's profile made to block everything Docker's default blocks. */
+function asDockerDefault(p: SeccompProfile): SeccompProfile {
+  const gated = new Set(Object.values(DOCKER_CAP_GATED).flat());
+  const strip = new Set([...gated, ...DOCKER_NEVER, 'clone']);
+  const syscalls: ProfileSyscall[] = [];
+  for (const s of p.syscalls ?? []) {
+    const unconditional = s.action === 'SCMP_ACT_ALLOW' && !s.includes?.caps?.length;
+    const names = (s.names?.length ? s.names : [s.name as string]).filter((n) => !(unconditional && strip.has(n)));
+    if (names.length) syscalls.push({ ...s, name: undefined, names });
+  }
+  for (const [cap, names] of Object.entries(DOCKER_CAP_GATED)) {
+    syscalls.push({ names: [...names], action: 'SCMP_ACT_ALLOW', includes: { caps: [cap] } });
+  }
+  const caps = (n: string) => Object.keys(DOCKER_CAP_GATED).filter((c) => DOCKER_CAP_GATED[c].includes(n));
+  for (const n of gated) {
+    syscalls.push({ names: [n], action: 'SCMP_ACT_ERRNO', errnoRet: n === 'clone3' ? ENOSYS : EPERM, excludes: { caps: caps(n) } });
+  }
+  syscalls.push({ names: [...DOCKER_NEVER], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM });
+  const cloneRule = (index: number): SeccompArg[] => [{ index, value: CLONE_NS_FLAGS, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }];
+  syscalls.push(
+    { names: ['clone'], action: 'SCMP_ACT_ALLOW', includes: { caps: ['CAP_SYS_ADMIN'] } },
+    { names: ['clone'], action: 'SCMP_ACT_ALLOW', args: cloneRule(0), excludes: { caps: ['CAP_SYS_ADMIN'], arches: ['s390', 's390x'] } },
+    { names: ['clone'], action: 'SCMP_ACT_ALLOW', args: cloneRule(1), includes: { arches: ['s390', 's390x'] }, excludes: { caps: ['CAP_SYS_ADMIN'] } },
+  );
+  return { ...p, syscalls };
 }
 
 const ACTIONS = new Set(['SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_TRAP', 'SCMP_ACT_ERRNO', 'SCMP_ACT_TRACE', 'SCMP_ACT_ALLOW', 'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY']);

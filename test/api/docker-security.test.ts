@@ -167,27 +167,35 @@ test.serial('no-new-privileges sets NoNewPrivs in the container and in its execs
   t.is(status((await d.docker(['exec', 'nnp', 'cat', '/proc/self/status'])).stdout, 'NoNewPrivs'), '1');
 });
 
-/** A static binary that calls add_key(2), which Docker's default seccomp profile blocks. */
-async function addKeyProbe(): Promise<string> {
+/**
+ * A static binary that makes one call named by its argument: unshare(CLONE_NEWUSER) (which
+ * the kernel allows without any capability, so only a seccomp filter refuses it), or
+ * keyctl(KEYCTL_GET_KEYRING_ID, session keyring), or add_key(2). Prints "ok" or "errno N".
+ */
+async function callProbe(): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-probe-'));
   fs.writeFileSync(
-    path.join(dir, 'add_key.c'),
-    '#include <stdio.h>\n#include <errno.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n' +
-      'int main(void) { long r = syscall(SYS_add_key, "user", "berth-probe", "x", 1, -2); ' +
+    path.join(dir, 'call.c'),
+    '#define _GNU_SOURCE\n#include <stdio.h>\n#include <errno.h>\n#include <string.h>\n#include <unistd.h>\n#include <sched.h>\n#include <sys/syscall.h>\n' +
+      'int main(int argc, char **argv) { long r = -1;\n' +
+      'if (argc > 1 && !strcmp(argv[1], "unshare")) r = syscall(SYS_unshare, CLONE_NEWUSER);\n' +
+      'else if (argc > 1 && !strcmp(argv[1], "keyctl")) r = syscall(SYS_keyctl, 0, -3, 0);\n' +
+      'else if (argc > 1 && !strcmp(argv[1], "add_key")) r = syscall(SYS_add_key, "user", "berth-probe", "x", 1, -2);\n' +
+      'else { printf("usage\\n"); return 2; }\n' +
       'if (r < 0) { printf("errno %d\\n", errno); return 1; } printf("ok\\n"); return 0; }\n',
   );
-  await exec('gcc', ['-static', '-O1', '-o', path.join(dir, 'add_key'), path.join(dir, 'add_key.c')]);
+  await exec('gcc', ['-static', '-O1', '-o', path.join(dir, 'call'), path.join(dir, 'call.c')]);
   return dir;
 }
 
 test.serial('seccomp: Docker\'s default profile (mode 2) blocks add_key; seccomp=unconfined and a given profile work', async (t) => {
-  const probe = await addKeyProbe();
+  const probe = await callProbe();
   t.teardown(() => fs.rmSync(probe, { recursive: true, force: true }));
   t.is(status(await runOk(t, ['busybox', 'cat', '/proc/self/status']), 'Seccomp'), '2');
-  const blocked = await d.docker(['run', '--rm', '-v', `${probe}:/probe:ro`, 'busybox', '/probe/add_key']);
+  const blocked = await d.docker(['run', '--rm', '-v', `${probe}:/probe:ro`, 'busybox', '/probe/call', 'add_key']);
   t.is(blocked.code, 1, blocked.stdout + blocked.stderr);
   t.regex(blocked.stdout, /^errno (1|38)$/m, 'EPERM or ENOSYS from the filter');
-  const free = await d.docker(['run', '--rm', '--security-opt', 'seccomp=unconfined', '-v', `${probe}:/probe:ro`, 'busybox', 'sh', '-c', 'grep Seccomp: /proc/self/status; /probe/add_key']);
+  const free = await d.docker(['run', '--rm', '--security-opt', 'seccomp=unconfined', '-v', `${probe}:/probe:ro`, 'busybox', 'sh', '-c', 'grep Seccomp: /proc/self/status; /probe/call add_key']);
   t.is(free.code, 0, free.stdout + free.stderr);
   t.regex(free.stdout, /Seccomp:\s+0/);
   t.regex(free.stdout, /^ok$/m);
@@ -268,6 +276,30 @@ test.serial('--group-add, --oom-score-adj and Config.MacAddress are honoured', a
   t.is((await d.docker(['inspect', '-f', '{{.Config.MacAddress}} {{.NetworkSettings.MacAddress}}', Id])).stdout.trim(), '02:42:ac:11:00:99 02:42:ac:11:00:99');
   const e = await t.throwsAsync(d.containers.create({ Image: 'busybox', Cmd: ['true'], MacAddress: '02:42:ac:11:00:99', HostConfig: { NetworkMode: 'host' } }));
   t.is((e as { code?: string }).code, 'INVALID_ARGUMENT');
+});
+
+test.serial("seccomp: as Docker's default, unshare needs CAP_SYS_ADMIN and keyctl is refused; seccomp=unconfined lifts both", async (t) => {
+  const probe = await callProbe();
+  t.teardown(() => fs.rmSync(probe, { recursive: true, force: true }));
+  const run = (opts: string[], call: string) => d.docker(['run', '--rm', ...opts, '-v', `${probe}:/probe:ro`, 'busybox', '/probe/call', call]);
+  const unshare = await run([], 'unshare');
+  t.is(unshare.code, 1, unshare.stdout + unshare.stderr);
+  t.regex(unshare.stdout, /^errno (1|38)$/m, 'the filter refuses unshare without CAP_SYS_ADMIN');
+  const keyctl = await run([], 'keyctl');
+  t.is(keyctl.code, 1, keyctl.stdout + keyctl.stderr);
+  t.regex(keyctl.stdout, /^errno (1|38)$/m, 'the filter refuses keyctl');
+  const keyctlAdmin = await run(['--cap-add', 'SYS_ADMIN'], 'keyctl');
+  t.regex(keyctlAdmin.stdout, /^errno (1|38)$/m, 'keyctl stays refused with CAP_SYS_ADMIN');
+  const admin = await run(['--cap-add', 'SYS_ADMIN'], 'unshare');
+  t.is(admin.code, 0, admin.stdout + admin.stderr);
+  t.regex(admin.stdout, /^ok$/m);
+  for (const call of ['unshare', 'keyctl']) {
+    const free = await run(['--security-opt', 'seccomp=unconfined'], call);
+    t.is(free.code, 0, `${call}: ${free.stdout}${free.stderr}`);
+    t.regex(free.stdout, /^ok$/m);
+  }
+  // Plain fork and threads (clone without namespace flags) still work under the filter.
+  t.is((await runOk(t, ['busybox', 'sh', '-c', 'echo $(echo forked)'])).trim(), 'forked');
 });
 
 test.serial('berth run takes the same flags: caps, seccomp=FILE (read by the CLI), ulimit, sysctl, tmpfs, dns, add-host, group-add; exec --privileged', async (t) => {
