@@ -3,7 +3,9 @@ import * as path from 'node:path';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { DEFAULT_CAPABILITIES, allCapabilities } from './capabilities';
 import { loadDefaultProfile, parseProfile, translateProfile, type OciSeccomp } from './seccomp';
-import type { OciDeviceRule, OciSpec } from './spec';
+import type { OciDevice, OciDeviceRule, OciSpec } from './oci';
+
+export type { OciDevice };
 
 /**
  * The security part of a container's OCI spec, with Docker's meaning: capabilities,
@@ -41,15 +43,6 @@ export interface SecurityInput {
   oomScoreAdj?: number;
 }
 
-export interface OciDevice {
-  path: string;
-  type: 'c' | 'b';
-  major: number;
-  minor: number;
-  fileMode: number;
-  uid: number;
-  gid: number;
-}
 
 /** `c 1:3 mr` → an allow rule; anything else refused. */
 export function parseDeviceCgroupRule(rule: string): OciDeviceRule {

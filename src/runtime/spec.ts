@@ -3,10 +3,11 @@ import * as path from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import { validateWorkdir } from './rootfs';
 import { DEFAULT_CAPABILITIES } from './capabilities';
-import { applySecurity, type OciDevice, type SecurityInput } from './security';
-import type { OciSeccomp } from './seccomp';
+import { applySecurity, type SecurityInput } from './security';
+import type { OciDeviceRule, OciMount, OciRlimit, OciSpec, OciUser } from './oci';
 
 export { DEFAULT_CAPABILITIES };
+export type { OciCapabilities, OciDevice, OciDeviceRule, OciMount, OciProcess, OciRlimit, OciSpec, OciUser } from './oci';
 
 /**
  * OCI runtime spec (config.json) for one container, with Docker's defaults: the same
@@ -85,78 +86,6 @@ export interface ContainerSpecInput {
   labels?: Record<string, string>;
   /** Capabilities, privileged, seccomp, sysctls, devices (default: Docker's defaults). */
   security?: SecurityInput;
-}
-
-export interface OciMount {
-  destination: string;
-  type: string;
-  source: string;
-  options: string[];
-}
-
-export interface OciRlimit {
-  type: string;
-  /** A bigint only for RLIM_INFINITY (2^64-1), which a JS number cannot hold. */
-  soft: number | bigint;
-  hard: number | bigint;
-}
-
-export interface OciDeviceRule {
-  allow: boolean;
-  type?: 'a' | 'b' | 'c';
-  major?: number;
-  minor?: number;
-  access: string;
-}
-
-export interface OciUser {
-  uid: number;
-  gid: number;
-  additionalGids?: number[];
-}
-
-export interface OciCapabilities {
-  bounding: string[];
-  effective: string[];
-  permitted: string[];
-}
-
-export interface OciProcess {
-  terminal: boolean;
-  consoleSize?: { height: number; width: number };
-  user: OciUser;
-  args: string[];
-  env: string[];
-  cwd: string;
-  capabilities: OciCapabilities;
-  rlimits: OciRlimit[];
-  noNewPrivileges: boolean;
-  oomScoreAdj?: number;
-}
-
-export interface OciSpec {
-  ociVersion: string;
-  process: OciProcess;
-  root: { path: string; readonly: boolean };
-  hostname?: string;
-  domainname?: string;
-  mounts: OciMount[];
-  annotations?: Record<string, string>;
-  linux: {
-    namespaces: { type: string; path?: string }[];
-    cgroupsPath: string;
-    resources: {
-      devices: OciDeviceRule[];
-      memory?: { limit: number; swap?: number };
-      cpu?: { quota: number; period: number };
-      pids?: { limit: number };
-    };
-    maskedPaths: string[];
-    readonlyPaths: string[];
-    seccomp?: OciSeccomp;
-    sysctl?: Record<string, string>;
-    devices?: OciDevice[];
-  };
 }
 
 /** What buildSpec reads from the host; pass it to build a spec for another host or in a test. */
