@@ -106,7 +106,7 @@ export const HOST_CONFIG_FIELDS: Readonly<Record<string, FieldRule>> = {
   GroupAdd: honoured('launch-plan (supplementary groups)'),
   IpcMode: refused('berth gives every container its own IPC namespace (private); sharing one is not supported', ['private', 'shareable']),
   Cgroup: refused("berth cannot put a container in another's cgroup; drop --cgroup"),
-  Links: honoured('container-links (/etc/hosts entries of the linked containers)'),
+  Links: honoured('container-links (/etc/hosts entries and, on the default bridge, link env vars)'),
   OomScoreAdj: honoured('security (oom_score_adj)'),
   PidMode: refused('berth gives every container its own PID namespace; --pid host and container:NAME are not supported'),
   Privileged: honoured('security (--privileged)'),

@@ -26,7 +26,8 @@ function pathOf(env: string[]): string {
   return (p ?? DEFAULT_PATH_ENV).slice('PATH='.length);
 }
 
-export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroupsPath: string): Promise<ContainerSpecInput> {
+/** `extraEnv` (link env vars) first; the container's own Env wins over a name in both. */
+export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroupsPath: string, extraEnv: string[] = []): Promise<ContainerSpecInput> {
   const cfg = rec.Config;
   const hc = rec.HostConfig;
   let user;
@@ -41,7 +42,8 @@ export async function planLaunch(rec: ContainerRecord, p: ContainerPaths, cgroup
   await fs.promises.mkdir(await resolveInRoot(p.rootfs, cwd), { recursive: true, mode: 0o755 });
 
   const args = [rec.Path, ...rec.Args];
-  const env = [...cfg.Env];
+  const own = new Set(cfg.Env.map((e) => e.split('=')[0]));
+  const env = [...extraEnv.filter((e) => !own.has(e.split('=')[0])), ...cfg.Env];
   const cmd = args[0];
 
   const ro = !!hc.ReadonlyRootfs;

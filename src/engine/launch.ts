@@ -11,6 +11,7 @@ import { message, type EngineContext } from './context';
 import { planLaunch } from './launch-plan';
 import { logLimits } from './log-drivers';
 import type { LiveContainer } from './live-container';
+import { linkEnvFor } from './network-attach';
 import { portPlan } from './network-plan';
 import { transition } from './state';
 import { StdinPipe } from './stdin-pipe';
@@ -67,7 +68,7 @@ async function startRun(
 
   const tsize = consoleSize(rec.HostConfig);
   const spec = buildSpec(
-    { ...(await planLaunch(rec, p, ctx.cgroupsPath(id))), hostNetwork: mode === 'host', terminal: !!rec.Config.Tty, consoleSize: tsize },
+    { ...(await planLaunch(rec, p, ctx.cgroupsPath(id), linkEnvFor(ctx, rec))), hostNetwork: mode === 'host', terminal: !!rec.Config.Tty, consoleSize: tsize },
     ctx.hostInfo,
   );
   await rt.writeBundle(p.bundle, spec);

@@ -1,7 +1,7 @@
 import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/shared/errors';
 import type { BridgeNetwork, ContainerNetwork, EndpointSettings } from '../network/network';
 import { nameSettings } from '../network/dns-options';
-import { linkHosts, parseLinks } from '../network/container-links';
+import { linkEnv, linkHosts, parseLinks, type LinkTarget } from '../network/container-links';
 import type { EtcContent } from './etc-files';
 import type { NetworkAttach } from '../network/service';
 import type { ContainerRecord } from './container-record';
@@ -37,11 +37,11 @@ export function attachDeps(ctx: EngineContext): AttachDeps {
   };
 }
 
-/** A container's name and network by reference, for links (undefined if there is none). */
-export function findRecord(ctx: EngineContext, ref: string): { name: string; network?: ContainerNetwork } | undefined {
+/** A container's name, network, env and exposed ports by reference, for links (undefined if there is none). */
+export function findRecord(ctx: EngineContext, ref: string): LinkTarget | undefined {
   try {
     const r = ctx.store.find(ref);
-    return { name: r.Name.slice(1), network: r.Network };
+    return { name: r.Name.slice(1), network: r.Network, env: r.Config.Env, exposedPorts: r.Config.ExposedPorts as Record<string, unknown> | undefined };
   } catch {
     return undefined;
   }
@@ -129,7 +129,7 @@ export function etcNetwork(
   net: BridgeNetwork | undefined,
   cn: ContainerNetwork,
   hc: ContainerRecord['HostConfig'],
-  find: (ref: string) => { name: string; network?: ContainerNetwork } | undefined,
+  find: (ref: string) => LinkTarget | undefined,
 ): Pick<EtcContent, 'address' | 'resolvConf' | 'dns' | 'extraHosts'> {
   const names = nameSettings(hc, net?.info().gateway);
   const links = linkHosts(parseLinks((hc as { Links?: unknown }).Links), cn, find);
@@ -140,4 +140,11 @@ export function etcNetwork(
     ...names,
     ...(links.length || names.extraHosts?.length ? { extraHosts: [...(names.extraHosts ?? []), ...links] } : {}),
   };
+}
+
+/** The legacy link env vars (`--link` on the default bridge) a container's process starts with. */
+export function linkEnvFor(ctx: EngineContext, rec: ContainerRecord): string[] {
+  const links = parseLinks((rec.HostConfig as { Links?: unknown }).Links);
+  if (!links.length || !rec.Network) return [];
+  return linkEnv(rec.Name, links, rec.Network, (ref) => findRecord(ctx, ref));
 }

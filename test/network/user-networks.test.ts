@@ -117,6 +117,33 @@ test.serial('--link on the default bridge writes the linked container into /etc/
   t.not(bad.code, 0);
 });
 
+test.serial('--link on the default bridge gives the process Docker\'s link env vars; the container\'s own Env wins', async (t) => {
+  await docker(t, 'run', '-d', '--name', 'kvdb', '-e', 'FOO=bar', '--expose', '6379', '--expose', '53/udp', '--expose', '53', 'busybox', 'sleep', '1000');
+  const ip = await docker(t, 'inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'kvdb');
+  const env = (await docker(t, 'run', '--rm', '--name', 'app', '--link', 'kvdb:my-redis', '-e', 'MY_REDIS_ENV_FOO=mine', 'busybox', 'env')).split('\n');
+  const want = [
+    'MY_REDIS_NAME=/app/my-redis',
+    `MY_REDIS_PORT=tcp://${ip}:53`,
+    `MY_REDIS_PORT_53_TCP=tcp://${ip}:53`,
+    `MY_REDIS_PORT_53_UDP=udp://${ip}:53`,
+    `MY_REDIS_PORT_53_UDP_ADDR=${ip}`,
+    'MY_REDIS_PORT_53_UDP_PORT=53',
+    'MY_REDIS_PORT_53_UDP_PROTO=udp',
+    `MY_REDIS_PORT_6379_TCP=tcp://${ip}:6379`,
+    `MY_REDIS_PORT_6379_TCP_ADDR=${ip}`,
+    'MY_REDIS_PORT_6379_TCP_PORT=6379',
+    'MY_REDIS_PORT_6379_TCP_PROTO=tcp',
+  ];
+  for (const w of want) t.true(env.includes(w), `${w} in ${env.join(' ')}`);
+  t.true(env.includes('MY_REDIS_ENV_FOO=mine'), 'the container\'s own Env wins');
+  t.false(env.includes('MY_REDIS_ENV_FOO=bar'));
+  t.false(env.some((e) => e.startsWith('MY_REDIS_ENV_PATH=')), 'PATH is not passed on');
+  t.false((await docker(t, 'run', '--rm', 'busybox', 'env')).includes('MY_REDIS'), 'no link, no link vars');
+  const plain = (await docker(t, 'run', '--rm', '--link', 'kvdb:redis', 'busybox', 'env')).split('\n');
+  t.true(plain.includes('REDIS_ENV_FOO=bar'));
+  t.true(plain.some((e) => /^REDIS_NAME=\/[a-z]+_[a-z]+\/redis$/.test(e)), plain.join(' '));
+});
+
 test.serial('a running container whose veth was deleted by hand answers again after berthd restarts, at the same address', async (t) => {
   const i = JSON.parse(await docker(t, 'inspect', 'web'))[0];
   const ep = i.NetworkSettings.Networks.front;
