@@ -61,38 +61,49 @@ export function wireDirectory(d: AttachDeps): void {
   d.net?.setDirectory(() => d.all().map((r) => ({ id: r.Id, name: r.Name.slice(1), running: running(r), network: r.Network })));
 }
 
+/**
+ * One connect or disconnect: under the container's lock, `change` works on the network and
+ * returns the container's new endpoint list, which is then saved with the record. A container
+ * without a network is refused here (connect treats it as mode `none`, as Docker words it).
+ */
+async function changeNetworks(
+  d: AttachDeps,
+  ref: string,
+  change: (net: BridgeNetwork, rec: ContainerRecord, cn: ContainerNetwork) => Promise<ContainerNetwork['Networks']>,
+  noNetworkMode?: string,
+): Promise<void> {
+  d.checkOpen();
+  const net = needNet(d);
+  const c = d.live(ref);
+  await c.lock.run(async () => {
+    const rec = c.rec;
+    const cn = rec.Network ?? (noNetworkMode ? ({ Mode: noNetworkMode } as ContainerNetwork) : undefined);
+    if (!cn) throw new InvalidArgumentError(`container ${rec.Name.slice(1)} has no network`, { hint: 'berth inspect shows its networks' });
+    const networks = await change(net, rec, cn);
+    rec.Network = { ...cn, Networks: networks };
+    await d.save(rec);
+  });
+}
+
 export function networkAttach(d: AttachDeps): NetworkAttach {
   return {
     async connect(ref: string, netRef: string, cfg: EndpointSettings | undefined) {
-      d.checkOpen();
-      const net = needNet(d);
-      const c = d.live(ref);
-      await c.lock.run(async () => {
-        const rec = c.rec;
-        const cn = rec.Network;
-        if (!cn || cn.Mode !== 'bridge') {
-          throw new InvalidArgumentError(`container ${rec.Name.slice(1)} uses network mode ${cn?.Mode ?? 'none'} and cannot be connected to other networks`, {
+      await changeNetworks(d, ref, async (net, rec, cn) => {
+        if (cn.Mode !== 'bridge') {
+          throw new InvalidArgumentError(`container ${rec.Name.slice(1)} uses network mode ${cn.Mode} and cannot be connected to other networks`, {
             hint: 'only containers on bridge networks join others; recreate it with --network NAME',
           });
         }
         const ep = await net.connectNetwork(rec.Id, rec.Name.slice(1), running(rec) ? rec.State.Pid : undefined, cn, netRef, cfg);
-        rec.Network = { ...cn, Networks: { ...(cn.Networks ?? {}), [ep.NetworkID]: ep } };
-        await d.save(rec);
-      });
+        return { ...(cn.Networks ?? {}), [ep.NetworkID]: ep };
+      }, 'none');
     },
     async disconnect(ref: string, netRef: string, force: boolean) {
-      d.checkOpen();
-      const net = needNet(d);
-      const c = d.live(ref);
-      await c.lock.run(async () => {
-        const rec = c.rec;
-        const cn = rec.Network;
-        if (!cn) throw new InvalidArgumentError(`container ${rec.Name.slice(1)} has no network`, { hint: 'berth inspect shows its networks' });
+      await changeNetworks(d, ref, async (net, rec, cn) => {
         const netId = await net.disconnectNetwork(rec.Id, rec.Name.slice(1), running(rec) ? rec.State.Pid : undefined, cn, netRef, force);
         const rest = { ...(cn.Networks ?? {}) };
         delete rest[netId];
-        rec.Network = { ...cn, Networks: rest };
-        await d.save(rec);
+        return rest;
       });
     },
     predefinedMembers(name) {
