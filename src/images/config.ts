@@ -387,7 +387,11 @@ export function serializeConfig(c: ImageConfig): string {
   return JSON.stringify(doc).replace(/[<>&\u2028\u2029]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** A timestamp as Go writes a time.Time in whole seconds (RFC 3339, UTC). */
+/** A timestamp as Go writes a time.Time (RFC 3339 with nanoseconds, UTC). */
 export function goTime(d: Date = new Date()): string {
-  return d.toISOString().replace(/\.\d+Z$/, 'Z');
+  // Go's RFC3339Nano: nanoseconds, trailing zeros trimmed. Whole seconds made two commits
+  // of one container within a second the same image (same config, same id); Docker's are two.
+  const ns = (d.getTime() % 1000) * 1e6 + Number(process.hrtime.bigint() % 1000000n);
+  const frac = String(ns).padStart(9, '0').replace(/0+$/, '');
+  return d.toISOString().replace(/\.\d+Z$/, frac ? `.${frac}Z` : 'Z');
 }
