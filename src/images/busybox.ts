@@ -1,4 +1,5 @@
 import { DEFAULT_PATH } from './config';
+import { parseReference } from './reference';
 import { installBusybox, withStaging, writeBaseFiles, type BuilderContext } from './staging';
 
 /**
@@ -9,6 +10,16 @@ import { installBusybox, withStaging, writeBaseFiles, type BuilderContext } from
  */
 
 export const BUSYBOX_REF = 'busybox:latest';
+
+/** Whether `ref` names the busybox image (`busybox`, `busybox:latest`), which always exists. */
+export function isBusyboxRef(ref: string): boolean {
+  try {
+    const r = parseReference(ref);
+    return !r.digest && r.repo === 'busybox' && (r.tag ?? 'latest') === 'latest';
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Build the image unless it exists. Callers must not run two builds at once (the store

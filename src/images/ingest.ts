@@ -1,0 +1,151 @@
+import type { Readable } from 'node:stream';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { packDir } from '../../volumes/archive/pack';
+import { applyChanges, goArch, goTime, type HistoryEntry, type ImageConfig } from './config';
+import type { ImageContext } from './context';
+import type { CommitLayerSpec, LayerImportSpec } from './layer-spec';
+import { addLayer } from './layers';
+import { saveImage } from './record-writer';
+import { familiarTagged, parseRepoTag } from './reference';
+import type { ImageConfigFields, ImportOptions } from './service';
+import { drain, formatError, guard, throttle } from './streams';
+
+/**
+ * Images made of one new layer read from a stream: `import` (a root filesystem tarball),
+ * the base-image builders (a packed directory), and `commit` (a container's changes on
+ * top of its image). The tar is stored as it came and unpacked in the same pass; the
+ * image record is the commit point (record-writer.ts). After a failure what was made is
+ * garbage, collected through the gc gate.
+ */
+
+/** `docker import`: names and --change are checked before a byte is read. */
+export async function importRootfs(ctx: ImageContext, input: Readable, opts: ImportOptions): Promise<{ id: string }> {
+  guard(input);
+  ctx.life.check();
+  let names: string[] = [];
+  let config: ImageConfigFields;
+  try {
+    // Bad names and changes fail before a byte is read, so they leave nothing behind.
+    if (opts.repo) names = [familiarTagged(parseRepoTag(opts.repo, opts.tag))];
+    else if (opts.tag) throw new InvalidArgumentError('a tag needs a repository name', { hint: 'give repo:tag, e.g. myimage:v1' });
+    config = applyChanges({}, opts.changes ?? []);
+  } catch (e) {
+    drain(input); // not destroy: an HTTP client still sending must get our reply
+    throw e;
+  }
+  return importLayer(ctx, input, {
+    names,
+    config,
+    createdBy: 'berth import',
+    comment: opts.message || 'Imported from -',
+    progress: opts.progress,
+  });
+}
+
+/**
+ * Make a one-layer image from a root filesystem tarball (plain or gzip): the shared path
+ * of import, busybox, vendor and bootstrap.
+ */
+export async function importLayer(ctx: ImageContext, input: Readable, spec: LayerImportSpec): Promise<{ id: string }> {
+  guard(input);
+  try {
+    return await importLayerOp(ctx, input, spec);
+  } catch (e) {
+    // What the failed import made (a blob, a layer) is garbage: collect it now, unless
+    // other imports run, in which case it goes when the last of them ends.
+    await ctx.gate.request();
+    throw e;
+  }
+}
+
+function importLayerOp(ctx: ImageContext, input: Readable, spec: LayerImportSpec): Promise<{ id: string }> {
+  return ctx.gate.op(async () => {
+    try {
+      let done = 0;
+      const progress = throttle(spec.progress);
+      const layer = await addLayer(ctx, input, [], (n) => {
+        done += n;
+        progress({ status: 'Importing', current: done });
+      });
+      const now = goTime();
+      const config: ImageConfig = {
+        architecture: goArch(),
+        os: 'linux',
+        created: now,
+        config: spec.config,
+        rootfs: { type: 'layers', diff_ids: [layer.diffID] },
+        history: [{ created: now, created_by: spec.createdBy, ...(spec.comment ? { comment: spec.comment } : {}) }],
+      };
+      const id = await saveImage(ctx, config, [layer], spec.names);
+      spec.progress?.({ status: `Imported ${id}` });
+      return { id };
+    } catch (e) {
+      drain(input);
+      throw formatError(e, 'cannot import the root filesystem', 'give a root filesystem tarball (plain or gzip)');
+    }
+  });
+}
+
+/** importLayer of a directory's contents (packed deterministically). */
+export async function importDirectory(ctx: ImageContext, dir: string, spec: LayerImportSpec): Promise<{ id: string }> {
+  const tar = packDir(dir);
+  try {
+    return await importLayer(ctx, tar, spec);
+  } finally {
+    tar.destroy(); // ours: after a failure there is no client waiting to be answered
+  }
+}
+
+/**
+ * `docker commit`: a new image made of image `parentImageId`'s layers plus one new layer
+ * read from `input` (a layer tar, e.g. a container's upper dir packed with overlay
+ * whiteouts), and the parent's config with `spec.config`, the history entry and the
+ * new diff id appended. The new layer is unpacked on top of the parent's top layer.
+ */
+export async function commitImageLayer(ctx: ImageContext, parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
+  guard(input);
+  try {
+    return await commitImageLayerOp(ctx, parentImageId, input, spec);
+  } catch (e) {
+    await ctx.gate.request(); // what the failed commit made is garbage
+    throw e;
+  }
+}
+
+function commitImageLayerOp(ctx: ImageContext, parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
+  return ctx.gate.op(async () => {
+    try {
+      const { rec: parent } = await ctx.lookup(parentImageId);
+      const parentConfig = await ctx.config(parent);
+      const layer = await addLayer(ctx, input, parent.layers);
+      const now = goTime();
+      // One history entry per layer below ours, so `history` can pair entries with layers.
+      const history: HistoryEntry[] = parentConfig.history?.length
+        ? [...parentConfig.history]
+        : parent.layers.map(() => ({ created: parent.created, created_by: '' }));
+      history.push({
+        created: now,
+        created_by: spec.createdBy,
+        ...(spec.author ? { author: spec.author } : {}),
+        ...(spec.comment ? { comment: spec.comment } : {}),
+      });
+      const config: ImageConfig = {
+        ...parentConfig,
+        created: now,
+        config: spec.config,
+        rootfs: { type: 'layers', diff_ids: [...parent.layers.map((l) => l.diffID), layer.diffID] },
+        history,
+      };
+      delete config.author;
+      delete config.comment;
+      delete config.container;
+      if (spec.author) config.author = spec.author;
+      if (spec.comment) config.comment = spec.comment;
+      const from = spec.container ? { container: spec.container, ...(spec.containerConfig ? { containerConfig: spec.containerConfig } : {}) } : {};
+      return { id: await saveImage(ctx, config, [...parent.layers, layer], spec.names, from) };
+    } catch (e) {
+      drain(input);
+      throw formatError(e, 'cannot commit the layer', "check the container's files and the space left on the data root");
+    }
+  });
+}
