@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { fsyncDir } from '../../volumes/shared/atomic';
+import { faultPoint } from '../../volumes/shared/fault';
 
 /**
  * The content store (containerd's content.Store, in small): immutable blobs named by
@@ -138,6 +139,7 @@ export class ContentStore {
         });
       }
       const dest = this.path(digest);
+      faultPoint('content.blob.synced');
       if (!(await this.has(digest))) {
         await fs.promises.chmod(tmp, 0o444);
         await fs.promises.rename(tmp, dest);

@@ -9,6 +9,7 @@ import { saveImage } from './record-writer';
 import { familiarTagged, parseRepoTag } from './reference';
 import type { ImageConfigFields, ImportOptions } from './service';
 import { drain, formatError, guard, throttle } from './streams';
+import { faultPoint } from '../../volumes/shared/fault';
 
 /**
  * Images made of one new layer read from a stream: `import` (a root filesystem tarball),
@@ -76,6 +77,7 @@ function importLayerOp(ctx: ImageContext, input: Readable, spec: LayerImportSpec
         rootfs: { type: 'layers', diff_ids: [layer.diffID] },
         history: [{ created: now, created_by: spec.createdBy, ...(spec.comment ? { comment: spec.comment } : {}) }],
       };
+      faultPoint('image.before-record');
       const id = await saveImage(ctx, config, [layer], spec.names);
       spec.progress?.({ status: `Imported ${id}` });
       return { id };

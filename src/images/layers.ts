@@ -8,6 +8,7 @@ import type { ImageContext } from './context';
 import { EXTRACT_PREFIX } from './gc';
 import type { LayerRecord } from './records';
 import { tee } from './streams';
+import { faultPoint } from '../../volumes/shared/fault';
 
 /**
  * Layers: unpacking a blob into a committed snapshot named by its chain id, shared by
@@ -47,6 +48,7 @@ export async function addLayer(ctx: ImageContext, input: Readable, parents: Laye
     if (blob.status === 'rejected' || applied.status === 'rejected') throw first;
     const diffID = applied.value.diffID;
     const chainID = chainIDs([...parents.map((l) => l.diffID), diffID]).pop() as string;
+    faultPoint('image.layer.applied');
     if (await hasLayer(ctx, chainID)) await snapshotter.remove(key);
     else await commitLayer(ctx, chainID, key, diffID, blob.value.digest);
     prepared = false;
@@ -86,6 +88,7 @@ export async function unpack(ctx: ImageContext, digest: string, mediaType: strin
   try {
     const applied = await applyLayer(await content.reader(digest), await snapshotter.upperDir(key));
     if (applied.diffID !== diffID) throw diffMismatch(digest, diffID, applied.diffID);
+    faultPoint('image.layer.applied');
     await commitLayer(ctx, chainID, key, diffID, digest);
     keep = true;
   } finally {

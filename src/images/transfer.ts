@@ -12,6 +12,7 @@ import { setTag, tagNameOf, type Doc, type ImageRecord, type LayerRecord } from 
 import { writeArchive, type Descriptor, type SaveImage } from './save';
 import type { Progress } from './service';
 import { drain, formatError, guard, throttle } from './streams';
+import { faultPoint } from '../../volumes/shared/fault';
 
 /**
  * `docker load` and `docker save`: the glue between the archive formats (archive.ts and
@@ -65,6 +66,7 @@ function loadOp(ctx: ImageContext, input: Readable, opts: { progress?: Progress 
         const configBuf = await index.read(img.configFile.path);
         records.push({ rec: await makeRecord(ctx, configBuf, img.config, layers, manifest), names: img.names });
       }
+      faultPoint('image.before-record');
       const loaded = await ctx.db.update((doc) => {
         const lines: string[] = [];
         for (const { rec, names } of records) {
@@ -81,6 +83,7 @@ function loadOp(ctx: ImageContext, input: Readable, opts: { progress?: Progress 
         }
         return lines;
       });
+      faultPoint('image.load.recorded');
       return { loaded };
     } catch (e) {
       drain(input);

@@ -62,12 +62,12 @@ export class TestDaemon {
    * `derivedNetwork`: start it without --bridge/--subnet/--iptables-suffix, as a user's
    * second daemon on another root would be (it then takes the bridge derived from its root).
    */
-  static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean } = {}): Promise<TestDaemon> {
+  static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<TestDaemon> {
     const root = opts.root ?? (await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-')));
     const args = [...(opts.args ?? [])];
     if (!args.includes('--bridge') && !opts.derivedNetwork) args.push(...testNetwork(root));
     const d = new TestDaemon(root, args);
-    await d.launch();
+    await d.launch(opts.env);
     return d;
   }
 
@@ -80,9 +80,13 @@ export class TestDaemon {
     return this.root;
   }
 
-  async launch(): Promise<void> {
+  /** `env`: extra environment for this start only (e.g. BERTH_FAULT for a crash test). */
+  async launch(env?: NodeJS.ProcessEnv): Promise<void> {
     const log = fs.openSync(path.join(this.root, 'test-daemon.log'), 'a');
-    const child = spawn(process.execPath, [CLI, 'daemon', '--root', this.root, '--host', this.host, ...this.args], { stdio: ['ignore', log, log] });
+    const child = spawn(process.execPath, [CLI, 'daemon', '--root', this.root, '--host', this.host, ...this.args], {
+      stdio: ['ignore', log, log],
+      env: env ? { ...process.env, ...env } : process.env,
+    });
     fs.closeSync(log);
     this.child = child;
     this.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
@@ -124,8 +128,9 @@ export class TestDaemon {
     return this.exit ?? null;
   }
 
-  async restart(): Promise<void> {
-    await this.launch();
+  /** Start again on the same root; `env` is extra environment for this start only. */
+  async restart(env?: NodeJS.ProcessEnv): Promise<void> {
+    await this.launch(env);
   }
 
   /** Run the berth CLI against this daemon. */

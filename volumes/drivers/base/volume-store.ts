@@ -68,6 +68,7 @@ import { lockKey, VolumeLocks } from './locks';
 import { Records, SnapshotRecord, VolumeRecord } from './records';
 import { treeUsage } from './usage';
 import { alive, parseToken } from '../../shared/process';
+import { faultPoint } from '../../shared/fault';
 
 const DATA = '_data';
 const SNAPSHOTS = 'snapshots';
@@ -273,6 +274,7 @@ export abstract class VolumeStore implements VolumeDriver {
       const stage = this.copiesAreAtomic ? dest : this.snapDir(name, `.new-${rand()}`);
       try {
         await this.copyData(this.dataDir(name), stage, 'snapshot');
+        faultPoint('volume.snapshot.copied');
         if (stage !== dest) {
           await fs.promises.rename(stage, dest);
           await this.sync(dest); // the files and the rename are on disk before the record names them
@@ -351,6 +353,7 @@ export abstract class VolumeStore implements VolumeDriver {
         await this.copyData(this.snapDir(name, snap), path.join(vol, staged), 'writable');
         if (rec.size !== undefined && this.enforcesSize) await this.limit(path.join(vol, staged), rec.size);
         if (!this.copiesAreAtomic || rec.size !== undefined) await this.sync(vol); // whole on disk before the journal
+        faultPoint('volume.restore.staged');
       } catch (e) {
         await this.removeData(path.join(vol, staged)).catch(() => undefined);
         throw this.fsError(e);
@@ -381,6 +384,7 @@ export abstract class VolumeStore implements VolumeDriver {
     const aside = path.join(vol, j.aside);
     if (fs.existsSync(staged)) {
       if (fs.existsSync(data)) await fs.promises.rename(data, aside);
+      faultPoint('volume.restore.after-rename');
       await fs.promises.rename(staged, data);
     } else if (!fs.existsSync(data) && fs.existsSync(aside)) {
       await fs.promises.rename(aside, data); // nothing to swap in: keep the old files rather than none
@@ -561,8 +565,10 @@ export abstract class VolumeStore implements VolumeDriver {
       await fill(path.join(stage, DATA));
       if (fields.size !== undefined) await this.limit(path.join(stage, DATA), fields.size);
       await fs.promises.mkdir(path.join(stage, SNAPSHOTS), { mode: 0o700 });
+      faultPoint('volume.build.filled');
       await fs.promises.rename(stage, vol);
       await this.sync(vol);
+      faultPoint('volume.build.renamed');
     } catch (e) {
       await this.removeData(stage).catch(() => undefined);
       throw this.fsError(e);
