@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { FIXTURES, makeTar, openEnv, removeRoot, snapshotNames, streamOf, type Env } from './helpers';
 import { digest } from '../helpers/digest';
+import { atFault, faultEnv } from '../helpers/fault';
 
 const CHILD = path.join(__dirname, 'crash-child.js');
 
@@ -13,22 +14,28 @@ interface Child {
   proc: ChildProcess;
   ready: Promise<void>;
   exited: Promise<void>;
+  /** What it wrote to stderr so far. */
+  stderr(): string;
 }
 
-function startChild(args: string[]): Child {
-  const proc = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+function startChild(args: string[], env?: NodeJS.ProcessEnv): Child {
+  const proc = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
+  let err = '';
+  proc.stderr!.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   const ready = new Promise<void>((resolve, reject) => {
     proc.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       if (out.includes('ready')) resolve();
     });
-    void exited.then(() => reject(new Error(`crash child exited before it was ready: ${out}`)));
+    void exited.then(() => reject(new Error(`crash child exited before it was ready: ${out}${err}`)));
   });
   ready.catch(() => undefined);
   proc.stdin!.on('error', () => undefined); // it dies with our data in the pipe
-  return { proc, ready, exited };
+  return { proc, ready, exited, stderr: () => err };
 }
 
 async function kill(c: Child): Promise<void> {
@@ -42,13 +49,25 @@ async function tempRoot(t: ExecutionContext): Promise<string> {
   return root;
 }
 
-/** What a crash left on disk, for the log. */
-async function debris(root: string): Promise<string> {
+interface Debris {
+  images: number;
+  layers: number;
+  extract: number;
+  ingest: number;
+}
+
+/** What a crash left on disk. */
+async function debris(root: string): Promise<Debris> {
   const read = async (f: string) => JSON.parse(await fs.promises.readFile(f, 'utf8').catch(() => '{}'));
   const snaps = Object.keys((await read(path.join(root, 'layers', 'metadata.json'))).snapshots ?? {});
   const images = Object.keys((await read(path.join(root, 'images', 'images.json'))).images ?? {});
   const ingest = await fs.promises.readdir(path.join(root, 'images', 'content', 'ingest')).catch(() => []);
-  return `${images.length} images, ${snaps.filter((s) => s.startsWith('sha256:')).length} layers, ${snaps.filter((s) => s.startsWith('extract-')).length} extract, ${ingest.length} ingest`;
+  return {
+    images: images.length,
+    layers: snaps.filter((s) => s.startsWith('sha256:')).length,
+    extract: snaps.filter((s) => s.startsWith('extract-')).length,
+    ingest: ingest.length,
+  };
 }
 
 /** After a crash and a reopen: nothing half-made anywhere. */
@@ -99,28 +118,40 @@ test('SIGKILL mid-load leaves nothing; after reopening the same load succeeds', 
   t.deepEqual(loaded, ['Loaded image: localhost/whiteouts:latest']);
 });
 
-test('SIGKILL at any point of a load leaves either the whole image or nothing', async (t) => {
+/** Each step of a load, what it has on disk when the process dies there, and whether the image is then whole. */
+const LOAD_STEPS = [
+  { step: 'content.blob.synced', whole: false, left: (d: Debris) => d.ingest > 0 },
+  { step: 'image.layer.applied', whole: false, left: (d: Debris) => d.extract > 0 },
+  { step: 'image.before-record', whole: false, left: (d: Debris) => d.layers === 3 && d.images === 0 },
+  { step: 'image.load.recorded', whole: true, left: (d: Debris) => d.layers === 3 && d.images === 1 },
+];
+
+test('SIGKILL at each step of a load leaves either the whole image or nothing', async (t) => {
   const file = path.join(FIXTURES, 'whiteouts.tar.gz');
-  for (const delay of [0, 40, 120, 250, 400, 700]) {
+  for (const { step, whole, left } of LOAD_STEPS) {
     const root = await tempRoot(t);
-    const child = startChild([root, 'load-file', file]);
-    await new Promise((r) => setTimeout(r, 150 + delay)); // node start-up, then into the load
+    const child = startChild([root, 'load-file', file], faultEnv(step));
+    await atFault(child.stderr, step);
+    const d = await debris(root);
+    t.log(`killed at ${step}: ${JSON.stringify(d)}`);
+    t.true(left(d), `the load really was at ${step}: ${JSON.stringify(d)}`);
     await kill(child);
-    t.log(`killed after ${150 + delay} ms: ${await debris(root)}`);
+
     const env = await openEnv(t, root);
-    const images = await env.store.list();
-    t.true(images.length <= 1, `delay ${delay}`);
-    t.deepEqual(await env.store.content.ingests(), []);
+    t.deepEqual(await env.store.content.ingests(), [], step);
     const snaps = await snapshotNames(env);
-    t.false(snaps.some((s) => s.startsWith('extract-')), `delay ${delay}`);
-    if (images.length === 1) {
+    t.false(snaps.some((s) => s.startsWith('extract-')), step);
+    const images = await env.store.list();
+    if (whole) {
+      t.is(images.length, 1, step);
       const img = await env.store.inspect(images[0].Id);
-      t.is(snaps.length, 3, `delay ${delay}`);
+      t.is(snaps.length, 3, step);
       t.is(img.RootFS.Layers.length, 3);
       t.is((await env.store.content.list()).length, 5); // 3 layers, config, manifest
     } else {
-      t.deepEqual(snaps, [], `delay ${delay}`);
-      t.deepEqual(await env.store.content.list(), [], `delay ${delay}`);
+      t.deepEqual(images, [], step);
+      t.deepEqual(snaps, [], step);
+      t.deepEqual(await env.store.content.list(), [], step);
     }
     // Either way the load now succeeds.
     await env.store.load(fs.createReadStream(file));
