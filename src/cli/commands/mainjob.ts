@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { execFile } from 'node:child_process';
 import { CliContext, connect } from '../context';
 import { table, humanSize, ago, shortId } from '../format';
-import { createContainer, runAttached } from './containers';
+import { createContainer, runAttached } from './container/session';
 import { NotFoundError } from '../../../volumes/shared/errors';
 
 /**
