@@ -18,11 +18,13 @@ export const statusByCode: Record<ErrorCode, number> = {
   FAILED_PRECONDITION: 412,
   UNAVAILABLE: 503,
   UNIMPLEMENTED: 501,
+  UNAUTHENTICATED: 401,
   INTERNAL: 500,
 };
 
 const codeByStatus: Record<number, ErrorCode> = {
   400: 'INVALID_ARGUMENT',
+  401: 'UNAUTHENTICATED',
   404: 'NOT_FOUND',
   409: 'CONFLICT',
   412: 'FAILED_PRECONDITION',

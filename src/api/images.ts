@@ -2,9 +2,12 @@ import { Router, Ctx } from './router';
 import { drainBody, JSONMessageStream, qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ImageService } from '../images/service';
+import type { RegistryService } from '../images/registry/service';
+import { isBusyboxRef } from '../images/busybox';
+import { pullRoute } from './registry';
 
 /** Docker's /images routes and berth's /berth/v1/images extensions. */
-export function imageRoutes(router: Router, images: ImageService): void {
+export function imageRoutes(router: Router, images: ImageService, registry?: RegistryService): void {
   router.add('GET', /^\/images\/json$/, async ({ res, query }) => {
     sendJSON(res, 200, await images.list({ all: qbool(query, 'all'), filters: qfilters(query) }));
   });
@@ -14,12 +17,13 @@ export function imageRoutes(router: Router, images: ImageService): void {
     if (query.get('fromSrc') !== null) return importImage(ctx, images);
     const from = query.get('fromImage');
     if (!from) throw new InvalidArgumentError('fromImage or fromSrc is required', { hint: 'name an image to pull or use fromSrc=- to import' });
-    // No registry client yet: the only image that can be "pulled" is the built-in busybox.
     const ref = query.get('tag') ? `${from}:${query.get('tag')}` : from;
+    // The built-in busybox is made on the host, not pulled (it works with no registry at all).
+    if (registry && !isBusyboxRef(ref)) return pullRoute(ctx, registry);
     const out = new JSONMessageStream(ctx.res);
     const r = await images.resolve(ref).catch((e) => {
       if (e instanceof NotFoundError) {
-        throw new NotFoundError(`pull access denied for ${from}: berth has no registry client yet`, {
+        throw new NotFoundError(`pull access denied for ${from}: this daemon has no registry client`, {
           hint: 'make the image locally: `berth load`, `berth import`, `berth image vendor` or `berth image bootstrap debian:bookworm`',
         });
       }

@@ -10,6 +10,8 @@ import { Router } from '../api/router';
 import { ApiServer, Logger } from '../api/server';
 import { systemRoutes } from '../api/system';
 import { imageRoutes } from '../api/images';
+import { registryRoutes } from '../api/registry';
+import { Registry } from '../images/registry/registry';
 import { containerRoutes } from '../api/containers';
 import { Engine } from '../engine/engine';
 import { EventBus } from '../engine/events';
@@ -29,6 +31,10 @@ export interface DaemonOptions extends DaemonLocation {
   volumeDriver?: DriverName;
   /** The bridge network's name, subnet and iptables chain suffix (default: berth0, chosen, ''). */
   network?: { bridge?: string; subnet?: string; iptablesSuffix?: string };
+  /** Registries (host[:port] or CIDR) that may be reached over plain HTTP, beside 127.0.0.0/8. */
+  insecureRegistries?: string[];
+  /** Layers a pull downloads at once (default 3). */
+  maxConcurrentDownloads?: number;
   log?: Logger;
 }
 
@@ -107,7 +113,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const router = new Router();
     systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date(), volumeDriver: planned, network: () => engine.networkInfo() }, images, engine);
     volumeRoutes(router, volumes);
-    imageRoutes(router, images);
+    const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads });
+    imageRoutes(router, images, registry);
+    registryRoutes(router, registry, images);
     containerRoutes(router, engine, events);
     sideRoutes(router, engine.access(), engine, images, volumes);
     networkRoutes(router, new Networks(engine.network(), id, engine.networkAttach()));

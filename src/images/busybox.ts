@@ -40,3 +40,4 @@ export async function buildBusybox(ctx: BuilderContext, busyboxPath: string = ct
     return id;
   });
 }
+

@@ -41,7 +41,7 @@ export async function list(ctx: ImageContext, opts: { all?: boolean; filters?: R
       Id: rec.id,
       ParentId: '',
       RepoTags: tags.length ? tags : ['<none>:<none>'],
-      RepoDigests: tags.length ? [] : ['<none>@<none>'],
+      RepoDigests: rec.repoDigests?.length ? rec.repoDigests : tags.length ? [] : ['<none>@<none>'],
       Created: unixSeconds(rec.created),
       Size: size,
       SharedSize: -1,
@@ -61,7 +61,7 @@ export async function inspect(ctx: ImageContext, ref: string): Promise<ImageInsp
   return {
     Id: rec.id,
     RepoTags: tagsOf(doc, rec.id),
-    RepoDigests: [],
+    RepoDigests: rec.repoDigests ?? [],
     Parent: '',
     Comment: config.comment ?? config.history?.[config.history.length - 1]?.comment ?? '',
     Created: config.created ?? rec.created,

@@ -14,6 +14,8 @@ import { faultPoint } from '../../volumes/shared/fault';
  * Layout under `dir`:
  *   blobs/sha256/<hex>   one file per blob, read-only once in place
  *   ingest/<random>      a blob being written; renamed into blobs/ once its digest is known
+ *   partial/<hex>        a registry download cut short, kept so the next pull resumes it
+ *                        (registry/blobs.ts); never read as a blob until adopted
  *
  * Crash safety: a blob appears under blobs/ only by rename, after its bytes were fsynced
  * and its digest checked, so blobs/ never holds a half blob. A crash leaves only ingest
@@ -45,7 +47,31 @@ export class ContentStore {
     await fs.promises.mkdir(path.join(root, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
     await fs.promises.rm(path.join(root, 'ingest'), { recursive: true, force: true });
     await fs.promises.mkdir(path.join(root, 'ingest'), { recursive: true, mode: 0o700 });
+    await fs.promises.mkdir(path.join(root, 'partial'), { recursive: true, mode: 0o700 });
+    await dropStalePartials(path.join(root, 'partial'));
     return new ContentStore(root);
+  }
+
+  /** Where a resumable download of `digest` keeps its bytes (same filesystem as blobs/). */
+  partialPath(digest: string): string {
+    return path.join(this.dir, 'partial', hexOf(digest));
+  }
+
+  /**
+   * Move a finished file from partial/ into place as blob `digest`. The caller has checked
+   * the bytes against the digest while they streamed and fsynced them; the rename is the
+   * commit, so blobs/ still never holds a half blob.
+   */
+  async adopt(file: string, digest: string): Promise<BlobInfo> {
+    const dest = this.path(digest);
+    if (await this.has(digest)) {
+      await fs.promises.rm(file, { force: true });
+    } else {
+      await fs.promises.chmod(file, 0o444);
+      await fs.promises.rename(file, dest);
+      await fsyncDir(path.dirname(dest));
+    }
+    return this.info(digest);
   }
 
   /** Where the blob lives (whether or not it exists). */
@@ -166,6 +192,16 @@ export class ContentStore {
   /** Names of files in ingest/ (for tests and diagnostics). */
   async ingests(): Promise<string[]> {
     return fs.promises.readdir(path.join(this.dir, 'ingest'));
+  }
+}
+
+/** Partial downloads a week old will not be resumed: drop them. */
+async function dropStalePartials(dir: string): Promise<void> {
+  const week = Date.now() - 7 * 24 * 3600_000;
+  for (const n of await fs.promises.readdir(dir)) {
+    const p = path.join(dir, n);
+    const st = await fs.promises.stat(p).catch(() => undefined);
+    if (st && st.mtimeMs < week) await fs.promises.rm(p, { force: true });
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { applyLayer } from '../../volumes/archive/apply';
 import { MEDIA, chainIDs, isGzip } from './config';
@@ -70,7 +70,15 @@ export async function addLayer(ctx: ImageContext, input: Readable, parents: Laye
  * that chain id exists. A layer that exists is trusted only if the blob is the one it was
  * made from or provably has its diffID.
  */
-export async function unpack(ctx: ImageContext, digest: string, mediaType: string, diffID: string, chainID: string, parent: string): Promise<void> {
+export async function unpack(
+  ctx: ImageContext,
+  digest: string,
+  mediaType: string,
+  diffID: string,
+  chainID: string,
+  parent: string,
+  onBytes?: (n: number) => void,
+): Promise<void> {
   const { snapshotter, content } = ctx;
   const existing = await snapshotter.stat(chainID).catch((e) => {
     if (e instanceof NotFoundError) return undefined;
@@ -86,7 +94,7 @@ export async function unpack(ctx: ImageContext, digest: string, mediaType: strin
   await snapshotter.prepare(key, parent);
   let keep = false;
   try {
-    const applied = await applyLayer(await content.reader(digest), await snapshotter.upperDir(key));
+    const applied = await applyLayer(await content.reader(digest), await snapshotter.upperDir(key), { onBytes });
     if (applied.diffID !== diffID) throw diffMismatch(digest, diffID, applied.diffID);
     faultPoint('image.layer.applied');
     await commitLayer(ctx, chainID, key, diffID, digest);
@@ -110,7 +118,7 @@ async function commitLayer(ctx: ImageContext, chainID: string, key: string, diff
   }
 }
 
-async function hasLayer(ctx: ImageContext, chainID: string): Promise<boolean> {
+export async function hasLayer(ctx: ImageContext, chainID: string): Promise<boolean> {
   try {
     return (await ctx.snapshotter.stat(chainID)).kind === 'committed';
   } catch (e) {
@@ -121,9 +129,9 @@ async function hasLayer(ctx: ImageContext, chainID: string): Promise<boolean> {
 
 /** sha256 of the uncompressed blob, without unpacking it. */
 async function diffIDOf(ctx: ImageContext, digest: string, mediaType: string): Promise<string> {
-  if (!/gzip/.test(mediaType)) return digest;
+  if (!/gzip|zstd/.test(mediaType)) return digest;
   const hash = createHash('sha256');
-  const src = (await ctx.content.reader(digest)).pipe(createGunzip());
+  const src = (await ctx.content.reader(digest)).pipe(/zstd/.test(mediaType) ? createZstdDecompress() : createGunzip());
   for await (const c of src) hash.update(c as Buffer);
   return `sha256:${hash.digest('hex')}`;
 }

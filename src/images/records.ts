@@ -33,6 +33,8 @@ export interface ImageRecord {
    */
   container?: string;
   containerConfig?: object;
+  /** 'repo@sha256:…': the manifests (or indexes) this image was pulled by or pushed as. */
+  repoDigests?: string[];
 }
 
 export interface Doc {
@@ -61,7 +63,7 @@ export function findImage(doc: Doc, ref: string): ImageRecord | undefined {
     if (named.digest) {
       const d = named.digest;
       const repo = named.repo;
-      const all = Object.values(doc.images).filter((r) => r.manifest.digest === d || r.id === d);
+      const all = Object.values(doc.images).filter((r) => r.manifest.digest === d || r.id === d || (r.repoDigests ?? []).includes(`${repo}@${d}`));
       return all.find((r) => tagsOf(doc, r.id).some((t) => splitTagged(t).repo === repo)) ?? all[0];
     }
     const id = doc.tags[familiarTagged({ repo: named.repo, tag: named.tag ?? 'latest' })];

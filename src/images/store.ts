@@ -24,6 +24,8 @@ import type {
   VendorOptions,
 } from './service';
 import { load, save } from './transfer';
+import { registrySink } from './registry-sink';
+import type { RegistrySink } from './registry/sink';
 
 /**
  * The image store: containerd's model in small. A content store keeps blobs (layer tars
@@ -52,6 +54,7 @@ import { load, save } from './transfer';
  *   ingest.ts        import, commit (one new layer)    transfer.ts     load, save
  *   base-images.ts   busybox, vendor, bootstrap        layers.ts       unpack a layer
  *   record-writer.ts the commit point                  gc-gate.ts      when gc may run
+ *   registry-sink.ts what the registry client (registry/: pull, push) may do here
  *
  * and context.ts holds what they share. Around them: reference.ts (names), records.ts
  * (the metadata and lookups), archive.ts + load.ts (reading archives), save.ts (writing
@@ -172,6 +175,11 @@ export class ImageStore implements ImageService {
   }
 
   /** Make the busybox image unless it exists; concurrent callers share one build. */
+  /** The store as the registry client sees it (registry-sink.ts). */
+  registrySink(): RegistrySink {
+    return registrySink(this.ctx);
+  }
+
   ensureBusybox(): Promise<void> {
     return this.base.ensureBusybox();
   }

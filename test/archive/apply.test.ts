@@ -1,14 +1,14 @@
 /**
  * applyLayer on well-formed layers: metadata kept, whiteouts converted to the overlayfs
  * format (and honoured by a real overlay mount), diffID/size/progress, compression
- * detection, and the input errors that are not escapes (truncated, garbage, zstd).
+ * detection (plain, gzip, zstd), and the input errors that are not escapes (truncated, garbage, xz).
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { applyLayer } from '../../volumes/archive/apply';
 import { apply, fixture, makeTar, sh } from './helpers';
 import { sha256 } from '../helpers/digest';
@@ -143,7 +143,14 @@ const rejects = (title: string, input: () => Promise<Buffer>) =>
     t.truthy((err as { hint?: string }).hint);
   });
 
-rejects('zstd input is refused with a hint', async () => Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.alloc(100)]));
+rejects('xz input is refused with a hint', async () => Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.alloc(100)]));
+rejects('a broken zstd stream is rejected', async () => Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.alloc(100)]));
+
+test('a zstd layer applies (registries serve tar+zstd layers)', async (t) => {
+  const fx = await fixture(t);
+  await applyLayer(Readable.from([zstdCompressSync(await makeTar([[{ name: 'z' }, 'zstd'.repeat(100)]]))]), fx.layer);
+  t.is(await fsp.readFile(path.join(fx.layer, 'z'), 'utf8'), 'zstd'.repeat(100));
+});
 rejects('a truncated tar is rejected', async () => (await makeTar([[{ name: 'a' }, 'x'.repeat(5000)]])).subarray(0, 2000));
 rejects('a truncated gzip is rejected', async () => {
   const gz = gzipSync(await makeTar([[{ name: 'a' }, Buffer.alloc(50_000, 7)]]));

@@ -1,5 +1,5 @@
 /**
- * applyLayer: unpack one image layer tarball (plain or gzip) into an overlayfs upper
+ * applyLayer: unpack one image layer tarball (plain, gzip or zstd) into an overlayfs upper
  * directory, converting OCI whiteouts to overlayfs ones, in one streaming pass that also
  * yields the layer's diffID. With `whiteouts: 'plain'` (volume import) the same safe
  * writer unpacks a plain tar: `.wh.` names are ordinary files and nothing is converted.
@@ -17,7 +17,7 @@
  */
 import fs, { constants as C, promises as fsp } from 'node:fs';
 import { pipeline, Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { BerthError, FailedPreconditionError, InvalidArgumentError, toBerthError } from '../shared/errors';
 import { digestStream } from './digest';
@@ -56,15 +56,16 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   const root = await layerRoot(dir);
   const { head, body } = await sniff(input, opts.onBytes);
   const format = compression(head);
-  if (format !== 'tar' && format !== 'gzip') {
+  if (format !== 'tar' && format !== 'gzip' && format !== 'zstd') {
     input.destroy();
     throw new InvalidArgumentError(`layer is ${format}-compressed, which berth does not support`, {
-      hint: 'push the image with gzip or uncompressed layers (e.g. `docker buildx build --output type=image,compression=gzip`)',
+      hint: 'push the image with gzip, zstd or uncompressed layers (e.g. `docker buildx build --output type=image,compression=gzip`)',
     });
   }
   const digest = digestStream();
   const extract = tar.extract();
-  const stages: NodeJS.ReadWriteStream[] = format === 'gzip' ? [createGunzip(), digest.stream] : [digest.stream];
+  const stages: NodeJS.ReadWriteStream[] =
+    format === 'gzip' ? [createGunzip(), digest.stream] : format === 'zstd' ? [createZstdDecompress(), digest.stream] : [digest.stream];
   pipeline([Readable.from(body, { objectMode: false }), ...stages], (err) => {
     if (err) extract.destroy(err);
   });

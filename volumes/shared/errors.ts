@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'FAILED_PRECONDITION'
   | 'UNAVAILABLE'
   | 'UNIMPLEMENTED'
+  | 'UNAUTHENTICATED'
   | 'INTERNAL';
 
 export abstract class BerthError extends Error {
@@ -58,6 +59,10 @@ export class UnavailableError extends BerthError {
 export class UnimplementedError extends BerthError {
   readonly code = 'UNIMPLEMENTED' as const;
 }
+/** The caller's credentials are missing or refused (a registry's 401; Docker's errdefs.Unauthorized). */
+export class UnauthenticatedError extends BerthError {
+  readonly code = 'UNAUTHENTICATED' as const;
+}
 /** A bug or an unexpected failure underneath (a syscall, a tool that crashed). */
 export class InternalError extends BerthError {
   readonly code = 'INTERNAL' as const;
@@ -71,6 +76,7 @@ const byCode: Record<ErrorCode, new (m: string, o?: { hint?: string }) => BerthE
   FAILED_PRECONDITION: FailedPreconditionError,
   UNAVAILABLE: UnavailableError,
   UNIMPLEMENTED: UnimplementedError,
+  UNAUTHENTICATED: UnauthenticatedError,
   INTERNAL: InternalError,
 };
 

@@ -2,6 +2,14 @@ import { Command } from 'commander';
 import { connect } from '../context';
 import { formatItems, humanSize } from '../format';
 import { DEFAULT_ROOT, resolveLocation } from '../../daemon/options';
+import { checkInsecureEntry } from '../../images/registry/endpoint';
+import { InvalidArgumentError } from '../../../volumes/shared/errors';
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`invalid ${flag} ${JSON.stringify(v)}`, { hint: `${flag} takes a whole number of at least 1` });
+  return n;
+}
 
 export function systemCommands(program: Command): void {
   program
@@ -14,12 +22,14 @@ export function systemCommands(program: Command): void {
     .option('--bridge <name>', 'the bridge containers attach to (default: berth0 on the default root, berth-<hash of the root> on any other; kept in the data root)')
     .option('--subnet <cidr>', 'the bridge\'s IPv4 subnet (default: the first of 172.17-31.0.0/16, 192.168.x.0/20 that no host route uses)')
     .option('--iptables-suffix <suffix>', "appended to berth's iptables chain names (default: '' for berth0, -<BRIDGE> otherwise); a bridge and a suffix belong to one data root: another root's are refused (CONFLICT)")
+    .option('--insecure-registry <registry>', 'a registry (host[:port]) or network (CIDR) that may be reached over plain HTTP when HTTPS fails, beside 127.0.0.0/8; repeatable', (v: string, acc: string[]) => [...acc, checkInsecureEntry(v)], [] as string[])
+    .option('--max-concurrent-downloads <n>', 'layers each pull downloads at once', (v: string) => positiveInt(v, '--max-concurrent-downloads'), 3)
     .option('--dry-run', 'print the iptables rules the daemon would install, and exit')
     .addHelpText(
       'after',
       '\nExamples:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock --bridge berth1 --subnet 10.201.0.0/24\n  berth daemon --dry-run        # the rules, nothing changed',
     )
-    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean }, cmd: Command) => {
+    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number }, cmd: Command) => {
       const loc = resolveLocation(cmd.optsWithGlobals());
       const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
       if (opts.dryRun) {
@@ -29,7 +39,7 @@ export function systemCommands(program: Command): void {
       }
       // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.
       const { startDaemon } = require('../../daemon/daemon') as typeof import('../../daemon/daemon');
-      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network });
+      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network, insecureRegistries: opts.insecureRegistry, maxConcurrentDownloads: opts.maxConcurrentDownloads });
       const stop = (sig: string) => {
         process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
         d.close().then(() => process.exit(0), () => process.exit(1));

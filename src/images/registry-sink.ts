@@ -1,0 +1,60 @@
+import type { ImageConfig } from './config';
+import type { ImageContext } from './context';
+import { hasLayer, unpack } from './layers';
+import { findImage, setTag, type LayerRecord } from './records';
+import { makeRecord } from './record-writer';
+import type { PulledImage, RegistrySink } from './registry/sink';
+
+/**
+ * The image store as the registry client (registry/) sees it: the RegistrySink. Pulls run
+ * inside the gc gate; `recordPulled` is a pull's commit point, as record-writer.ts is for
+ * import and load: the image, its repo digest and its name in one JsonStore update.
+ */
+export function registrySink(ctx: ImageContext): RegistrySink {
+  return {
+    content: ctx.content,
+    hold: (fn) => ctx.gate.op(fn),
+    hasLayer: (chainID) => hasLayer(ctx, chainID),
+    unpackLayer: (l, onBytes) => unpack(ctx, l.digest, l.mediaType, l.diffID, l.chainID, l.parent, onBytes),
+    recordPulled: (img) => recordPulled(ctx, img),
+    find: (ref) => {
+      const rec = findImage(ctx.db.read(), ref);
+      return rec && { id: rec.id, repoDigests: rec.repoDigests ?? [] };
+    },
+    pushable: async (ref) => {
+      const { rec } = await ctx.lookup(ref);
+      return {
+        id: rec.id,
+        manifest: rec.manifest,
+        config: rec.config,
+        layers: rec.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+        read: (d) => ctx.content.reader(d),
+      };
+    },
+    addRepoDigest: (id, repoDigest) =>
+      ctx.db.update((doc) => {
+        const rec = doc.images[id];
+        if (rec) rec.repoDigests = withRepoDigest(rec.repoDigests, repoDigest);
+      }),
+  };
+}
+
+async function recordPulled(ctx: ImageContext, img: PulledImage): Promise<string> {
+  const layers: LayerRecord[] = [];
+  for (const l of img.layers) layers.push({ ...l, unpackedSize: (await ctx.snapshotter.usage(l.chainID)).size });
+  const m = await ctx.content.writeBuffer(img.manifest.bytes);
+  const config = JSON.parse(img.config.toString('utf8')) as ImageConfig;
+  const rec = await makeRecord(ctx, img.config, config, layers, { mediaType: img.manifest.mediaType, digest: m.digest, size: m.size });
+  await ctx.db.update((doc) => {
+    const cur = (doc.images[rec.id] ??= rec);
+    cur.repoDigests = withRepoDigest(cur.repoDigests, img.repoDigest);
+    if (img.name) setTag(doc, img.name, rec.id);
+  });
+  return rec.id;
+}
+
+/** One digest per repository: a newer pull or push of the same repository replaces it. */
+function withRepoDigest(list: string[] | undefined, repoDigest: string): string[] {
+  const repo = repoDigest.slice(0, repoDigest.indexOf('@'));
+  return [...(list ?? []).filter((x) => x.slice(0, x.indexOf('@')) !== repo), repoDigest];
+}

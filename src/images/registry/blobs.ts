@@ -1,0 +1,124 @@
+import * as fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import { UnavailableError } from '../../../volumes/shared/errors';
+import type { ContentStore } from '../content';
+import type { RegistrySession } from './client';
+import { header } from './client';
+import { corrupt, type Descriptor } from './manifest';
+import { discard } from './transport';
+
+/**
+ * Blob downloads that survive being cut short. Bytes go to `content/partial/<hex>` as they
+ * arrive; a later download of the same blob hashes what is there and asks the registry
+ * for the rest with `Range: bytes=N-` (a registry that ignores Range answers 200, and we
+ * start again). The whole is checked against the digest and size before it is adopted
+ * into the content store; a blob that fails is deleted, partial file and all, so nothing
+ * of it is kept. Docker starts every interrupted layer again from zero (moby#26146).
+ */
+
+export interface BlobFetch {
+  /** Bytes already on disk when this download started (resumed). */
+  resumedFrom: number;
+  /** Bytes this download read from the network. */
+  fetched: number;
+}
+
+export async function fetchBlob(
+  s: RegistrySession,
+  repo: string,
+  desc: Descriptor,
+  content: ContentStore,
+  onBytes: (done: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<BlobFetch> {
+  const file = content.partialPath(desc.digest);
+  const hash = createHash('sha256');
+  let have = 0;
+  const st = await fs.promises.stat(file).catch(() => undefined);
+  if (st && st.size > 0 && st.size < desc.size) {
+    for await (const c of fs.createReadStream(file)) hash.update(c as Buffer);
+    have = st.size;
+  } else if (st) {
+    await fs.promises.rm(file, { force: true }); // too long (or empty): not a prefix of this blob
+  }
+  const resumedFrom = have;
+  const res = await s.request('GET', `/v2/${repo}/blobs/${desc.digest}`, {
+    scope: `repository:${repo}:pull`,
+    headers: have > 0 ? { Range: `bytes=${have}-` } : {},
+    what: `blob ${desc.digest}`,
+    signal,
+  });
+  if (have > 0 && (res.status !== 206 || !(header(res, 'content-range') ?? '').startsWith(`bytes ${have}-`))) {
+    // No range support: the whole blob came; begin again.
+    hash.destroy();
+    return restart(res);
+  }
+  return stream(res, have, hash);
+
+  async function restart(r: typeof res): Promise<BlobFetch> {
+    await fs.promises.rm(file, { force: true });
+    return stream(r, 0, createHash('sha256'));
+  }
+
+  async function stream(r: typeof res, start: number, h: ReturnType<typeof createHash>): Promise<BlobFetch> {
+    const fh = await fs.promises.open(file, start > 0 ? 'a' : 'w', 0o600);
+    let done = start;
+    let fetched = 0;
+    try {
+      onBytes(done, desc.size);
+      for await (const chunk of r.body) {
+        const buf = chunk as Buffer;
+        if (done + buf.length > desc.size) {
+          discard(r);
+          throw await fail(`blob ${desc.digest} is longer than the ${desc.size} bytes its descriptor says`);
+        }
+        h.update(buf);
+        let off = 0;
+        while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+        done += buf.length;
+        fetched += buf.length;
+        onBytes(done, desc.size);
+      }
+      if (done !== desc.size) {
+        // The connection ended early: keep what came, for the next attempt.
+        throw new UnavailableError(`the download of blob ${desc.digest} from ${s.domain} ended after ${done} of ${desc.size} bytes`, {
+          hint: 'pull again: the download resumes where it stopped',
+        });
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const got = `sha256:${h.digest('hex')}`;
+    if (got !== desc.digest) {
+      await fs.promises.rm(file, { force: true });
+      throw corrupt(`blob ${desc.digest} of ${repo}`, got);
+    }
+    await content.adopt(file, desc.digest);
+    return { resumedFrom, fetched };
+  }
+
+  async function fail(msg: string): Promise<UnavailableError> {
+    await fs.promises.rm(file, { force: true });
+    return new UnavailableError(msg, { hint: 'the registry holds corrupt data; nothing of it was kept' });
+  }
+}
+
+/** A small blob (a config) read whole into memory and verified. */
+export async function fetchSmallBlob(s: RegistrySession, repo: string, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
+  const res = await s.request('GET', `/v2/${repo}/blobs/${desc.digest}`, { scope: `repository:${repo}:pull`, what: `blob ${desc.digest}`, signal });
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    n += (c as Buffer).length;
+    if (n > 8 << 20) {
+      res.body.destroy();
+      throw new UnavailableError(`config blob ${desc.digest} of ${repo} is over 8 MiB`, { hint: 'the image in the registry is malformed' });
+    }
+    chunks.push(c as Buffer);
+  }
+  const buf = Buffer.concat(chunks);
+  const got = `sha256:${createHash('sha256').update(buf).digest('hex')}`;
+  if (got !== desc.digest) throw corrupt(`blob ${desc.digest} of ${repo}`, got);
+  return buf;
+}

@@ -1,0 +1,203 @@
+import * as fs from 'node:fs';
+import { FailedPreconditionError, UnavailableError } from '../../../volumes/shared/errors';
+import { chainIDs, type ImageConfig } from '../config';
+import { familiarTagged, type Reference } from '../reference';
+import type { RegistrySession } from './client';
+import { fetchBlob, fetchSmallBlob, type BlobFetch } from './blobs';
+import { checkImageManifest, fetchManifest, isIndex, parsePlatform, pickFromIndex, type Descriptor } from './manifest';
+import type { PullOptions, PullResult, RegistryMessage } from './service';
+import type { RegistrySink } from './sink';
+
+/**
+ * One pull: manifest (through an index to this platform's entry), config, then the
+ * layers: downloaded `concurrency` at a time (3, as Docker), each unpacked as soon as it
+ * and the layers under it are in (each layer is its own snapshot, committed in order), and
+ * the image recorded last, in one transaction (sink.ts). Layers whose blob and snapshot
+ * are held are neither fetched nor unpacked ("Already exists"); a layer whose snapshot is
+ * held under another blob (the same diff id, compressed differently) is fetched, so the
+ * image can be saved and pushed byte for byte, but not unpacked again.
+ *
+ * Progress is Docker's JSON message stream, per layer (12 hex of the blob digest):
+ * Pulling fs layer, Waiting, Downloading {current,total}, Verifying Checksum, Download
+ * complete, Extracting {current,total}, Pull complete; then Digest and Status.
+ */
+
+export interface PullContext {
+  session: RegistrySession;
+  sink: RegistrySink;
+  /** Downloads in flight, by digest: two pulls of one blob share one download. */
+  inflight: Map<string, Promise<BlobFetch>>;
+  concurrency: number;
+  /** Bytes each pull needs free beyond its blobs and their unpacked size (tests set 0). */
+  reserve?: number;
+}
+
+export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOptions = {}): Promise<PullResult & { fetched: number }> {
+  const say = opts.progress ?? (() => undefined);
+  const { session, sink } = ctx;
+  const want = parsePlatform(opts.platform);
+  const tagOrDigest = ref.digest ?? ref.tag ?? 'latest';
+  say({ status: `Pulling from ${ref.path}`, id: ref.digest ? ref.digest : tagOrDigest });
+  const top = await fetchManifest(session, ref.path, tagOrDigest, opts.signal);
+  const display = ref.digest ? `${ref.repo}@${ref.digest}` : familiarTagged({ repo: ref.repo, tag: tagOrDigest });
+  const image = isIndex(top) ? await fetchManifest(session, ref.path, pickFromIndex(top, want, display).digest, opts.signal) : top;
+  const { config: configDesc, layers } = checkImageManifest(image, display);
+  const repoDigest = `${ref.repo}@${top.digest}`;
+  const name = ref.digest ? undefined : familiarTagged({ repo: ref.repo, tag: tagOrDigest });
+
+  const held = sink.find(name ?? repoDigest);
+  if (held && held.id === configDesc.digest && held.repoDigests.includes(repoDigest) && (await sink.content.has(configDesc.digest))) {
+    say({ status: `Digest: ${top.digest}` });
+    say({ status: `Status: Image is up to date for ${display}` });
+    return { id: held.id, digest: top.digest, updated: false, fetched: 0 };
+  }
+
+  const configBuf = await fetchSmallBlob(session, ref.path, configDesc, opts.signal);
+  const config = parseConfig(configBuf, display);
+  if (config.rootfs.diff_ids.length !== layers.length) {
+    throw new UnavailableError(`the config of ${display} lists ${config.rootfs.diff_ids.length} layers but its manifest ${layers.length}`, {
+      hint: 'the image in the registry is malformed',
+    });
+  }
+  if (!isIndex(top) && (config.os !== want.os || config.architecture !== want.architecture) && opts.platform) {
+    throw new FailedPreconditionError(`${display} is ${config.os}/${config.architecture}, not the ${opts.platform} asked for`, {
+      hint: 'pull it without --platform, or pick an image built for that platform',
+    });
+  }
+  const chains = chainIDs(config.rootfs.diff_ids);
+
+  return sink.hold(async () => {
+    // Which layers must come over the network, and which are held already.
+    const plan: Array<{ desc: Descriptor; fetch: boolean; unpack: boolean; id: string }> = [];
+    for (let i = 0; i < layers.length; i++) {
+      const haveLayer = await sink.hasLayer(chains[i]);
+      const haveBlob = await sink.content.has(layers[i].digest);
+      plan.push({ desc: layers[i], fetch: !haveBlob, unpack: !haveLayer, id: short(layers[i].digest) });
+    }
+    await checkSpace(sink.content.dir, plan.filter((p) => p.fetch || p.unpack).reduce((n, p) => n + p.desc.size * (p.fetch ? 3 : 2), 0) + (ctx.reserve ?? 64 << 20));
+    for (const p of plan) say(p.fetch || p.unpack ? { status: 'Pulling fs layer', progressDetail: {}, id: p.id } : { status: 'Already exists', progressDetail: {}, id: p.id });
+
+    let fetched = 0;
+    const throttled = perId(say);
+    const seen = new Set<string>();
+    const queue = plan.filter((p) => p.fetch && !seen.has(p.desc.digest) && seen.add(p.desc.digest));
+    for (const p of queue.slice(ctx.concurrency)) say({ status: 'Waiting', progressDetail: {}, id: p.id });
+    const downloads = new Map<string, Promise<void>>();
+    let next = 0;
+    const failures: unknown[] = [];
+    const controller = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, controller.signal]) : controller.signal;
+    const startOne = (): void => {
+      const p = queue[next++];
+      if (!p) return;
+      const run = download(ctx, ref.path, p.desc, signal, (done, total) => throttled({ status: 'Downloading', progressDetail: { current: done, total }, id: p.id }, done >= total))
+        .then((r) => {
+          fetched += r.fetched;
+          say({ status: 'Verifying Checksum', progressDetail: {}, id: p.id });
+          say({ status: 'Download complete', progressDetail: {}, id: p.id });
+        })
+        .catch((e) => {
+          failures.push(e);
+          controller.abort(e);
+          throw e;
+        })
+        .finally(startOne);
+      run.catch(() => undefined);
+      downloads.set(p.desc.digest, run);
+    };
+    for (let i = 0; i < ctx.concurrency; i++) startOne();
+    try {
+      for (let i = 0; i < plan.length; i++) {
+        const p = plan[i];
+        if (p.fetch) await waitFor(downloads, p.desc.digest);
+        if (!p.unpack) {
+          if (p.fetch) say({ status: 'Pull complete', progressDetail: {}, id: p.id });
+          continue;
+        }
+        let read = 0;
+        await sink.unpackLayer(
+          { digest: p.desc.digest, mediaType: p.desc.mediaType, diffID: config.rootfs.diff_ids[i], chainID: chains[i], parent: i ? chains[i - 1] : '' },
+          (n) => {
+            read += n;
+            throttled({ status: 'Extracting', progressDetail: { current: read, total: p.desc.size }, id: p.id }, read >= p.desc.size);
+          },
+        );
+        say({ status: 'Pull complete', progressDetail: {}, id: p.id });
+      }
+    } catch (e) {
+      controller.abort(e);
+      await Promise.allSettled(downloads.values());
+      throw failures[0] ?? e;
+    }
+    const id = await sink.recordPulled({
+      config: configBuf,
+      manifest: { bytes: image.bytes, mediaType: image.mediaType },
+      layers: layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, diffID: config.rootfs.diff_ids[i], chainID: chains[i] })),
+      name,
+      repoDigest,
+    });
+    say({ status: `Digest: ${top.digest}` });
+    say({ status: held?.id === id ? `Status: Image is up to date for ${display}` : `Status: Downloaded newer image for ${display}` });
+    return { id, digest: top.digest, updated: held?.id !== id, fetched };
+  });
+}
+
+async function waitFor(downloads: Map<string, Promise<void>>, digest: string): Promise<void> {
+  while (!downloads.has(digest)) await new Promise((r) => setTimeout(r, 5));
+  await downloads.get(digest);
+}
+
+/** One download per blob at a time, shared by every pull that wants it. */
+function download(ctx: PullContext, repo: string, desc: Descriptor, signal: AbortSignal, onBytes: (done: number, total: number) => void): Promise<BlobFetch> {
+  let p = ctx.inflight.get(desc.digest);
+  if (!p) {
+    p = fetchBlob(ctx.session, repo, desc, ctx.sink.content, onBytes, signal).finally(() => ctx.inflight.delete(desc.digest));
+    ctx.inflight.set(desc.digest, p);
+    return p;
+  }
+  return p.then(() => ({ resumedFrom: desc.size, fetched: 0 }));
+}
+
+function parseConfig(buf: Buffer, name: string): ImageConfig {
+  let c: ImageConfig;
+  try {
+    c = JSON.parse(buf.toString('utf8')) as ImageConfig;
+  } catch {
+    throw new UnavailableError(`the config of ${name} is not JSON`, { hint: 'the image in the registry is malformed' });
+  }
+  if (!c?.rootfs || !Array.isArray(c.rootfs.diff_ids) || c.rootfs.diff_ids.some((d) => !/^sha256:[0-9a-f]{64}$/.test(d))) {
+    throw new UnavailableError(`the config of ${name} has no valid rootfs.diff_ids`, { hint: 'the image in the registry is malformed' });
+  }
+  return c;
+}
+
+/** Refuse a pull the disk cannot hold, before a byte is fetched. */
+async function checkSpace(dir: string, need: number): Promise<void> {
+  const st = await fs.promises.statfs(dir);
+  const free = st.bavail * st.bsize;
+  if (free < need) {
+    throw new FailedPreconditionError(`not enough free disk space for this pull: it needs about ${mb(need)}, ${dir} has ${mb(free)} free`, {
+      hint: 'free space on the data root (berth image prune, berth system prune) and pull again',
+    });
+  }
+}
+
+function mb(n: number): string {
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+function short(digest: string): string {
+  return digest.replace(/^sha256:/, '').slice(0, 12);
+}
+
+/** At most one progress message per id per 100 ms; the last (final) one always. */
+export function perId(say: (m: RegistryMessage) => void): (m: RegistryMessage, final: boolean) => void {
+  const last = new Map<string, number>();
+  return (m, final) => {
+    const now = Date.now();
+    const k = m.id ?? '';
+    if (!final && now - (last.get(k) ?? 0) < 100) return;
+    last.set(k, now);
+    say(m);
+  };
+}

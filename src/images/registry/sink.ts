@@ -1,0 +1,58 @@
+import type { Readable } from 'node:stream';
+import type { ContentStore } from '../content';
+import type { Descriptor } from './manifest';
+
+/**
+ * What the registry client needs from the image store: the one small interface between
+ * this room and the store. The store implements it (ImageStore.registrySink); the client
+ * never sees images.json or the snapshotter.
+ *
+ * - Blobs go into `content` (downloads adopt their finished file there).
+ * - Everything a pull makes happens inside `hold`, so the store's garbage collection
+ *   does not take blobs and layers no image names yet.
+ * - `recordPulled` is the commit point: one metadata transaction writes the image and its
+ *   name. A pull killed before it leaves only garbage, collected at the next start, so no
+ *   half-pulled image is ever listed.
+ */
+export interface RegistrySink {
+  content: ContentStore;
+  hold<T>(fn: () => Promise<T>): Promise<T>;
+  /** A committed layer with this chain id exists. */
+  hasLayer(chainID: string): Promise<boolean>;
+  /** Unpack blob `digest` as layer `chainID` on `parent` ('' for the first), checking its diff id. */
+  unpackLayer(l: UnpackSpec, onBytes?: (n: number) => void): Promise<void>;
+  /** Record a pulled image and point `name` (a familiar tagged name) at it. Returns the id. */
+  recordPulled(img: PulledImage): Promise<string>;
+  /** The image a reference names now, if any. */
+  find(ref: string): { id: string; repoDigests: string[] } | undefined;
+  /** What a push sends for the image `ref` names. */
+  pushable(ref: string): Promise<PushableImage>;
+  /** Remember that `repoDigest` (repo@sha256:…) names image `id` (after a push). */
+  addRepoDigest(id: string, repoDigest: string): Promise<void>;
+}
+
+export interface UnpackSpec {
+  digest: string;
+  mediaType: string;
+  diffID: string;
+  chainID: string;
+  parent: string;
+}
+
+export interface PulledImage {
+  config: Buffer;
+  manifest: { bytes: Buffer; mediaType: string };
+  layers: Array<{ digest: string; mediaType: string; size: number; diffID: string; chainID: string }>;
+  /** Familiar tagged name to point at the image, if pulled by tag. */
+  name?: string;
+  /** repo@sha256:… */
+  repoDigest: string;
+}
+
+export interface PushableImage {
+  id: string;
+  manifest: Descriptor;
+  config: Descriptor;
+  layers: Descriptor[];
+  read(digest: string): Promise<Readable>;
+}
