@@ -8,6 +8,7 @@ import type { ContainerService, CreateBody, ExecConfig, OutputChunk, TtyService,
 import { randomUUID } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
 import type { EventBus } from '../engine/events';
+import { checkReadable } from '../engine/log-drivers';
 
 const RAW_STREAM = 'application/vnd.docker.raw-stream';
 const MUX_STREAM = 'application/vnd.docker.multiplexed-stream';
@@ -89,6 +90,8 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
     const stdout = qbool(query, 'stdout');
     const stderr = qbool(query, 'stderr');
     if (!stdout && !stderr) throw new InvalidArgumentError('you must choose at least one stream', { hint: 'pass stdout=1 and/or stderr=1' });
+    // engine.logs fails only once read, after the 200: what can fail is checked first.
+    checkReadable(info.HostConfig.LogConfig);
     const ac = new AbortController();
     res.on('close', () => ac.abort());
     const tail = query.get('tail');

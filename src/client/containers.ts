@@ -95,11 +95,13 @@ export class RemoteContainerService implements ContainerService {
   }
   async *logs(ref: string, opts: LogOptions): AsyncIterable<OutputChunk> {
     const info = await this.inspect(ref);
+    // As the engine reads LogOptions: neither stream named means both, else only those named.
+    const both = opts.stdout === undefined && opts.stderr === undefined;
     const res = await this.t.request('GET', `/containers/${id(ref)}/logs`, {
       query: {
         follow: opts.follow ? 1 : undefined,
-        stdout: opts.stdout === false ? 0 : 1,
-        stderr: opts.stderr === false ? 0 : 1,
+        stdout: both || opts.stdout ? 1 : 0,
+        stderr: both || opts.stderr ? 1 : 0,
         since: opts.since,
         until: opts.until,
         timestamps: opts.timestamps ? 1 : undefined,

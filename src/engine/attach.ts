@@ -15,7 +15,12 @@ async function* chunks(entries: AsyncIterable<{ stream: 'stdout' | 'stderr'; log
   for await (const e of entries) yield { stream: e.stream, data: e.log, time: e.time };
 }
 
-export function logs(ctx: EngineContext, ref: string, opts: LogOptions): AsyncIterable<OutputChunk> {
+/**
+ * The log as output chunks. Lazy, as the socket client's must be: a missing container or
+ * an unreadable log is the first read's error, not the call's (the API route checks both
+ * before it answers 200).
+ */
+export async function* logs(ctx: EngineContext, ref: string, opts: LogOptions): AsyncGenerator<OutputChunk> {
   ctx.checkOpen();
   const c = ctx.live(ref);
   checkReadable(c.rec.HostConfig.LogConfig);
@@ -33,7 +38,7 @@ export function logs(ctx: EngineContext, ref: string, opts: LogOptions): AsyncIt
     stop,
     signal: opts.signal,
   });
-  return chunks(entries);
+  yield* chunks(entries);
 }
 
 export interface AttachOptions {
