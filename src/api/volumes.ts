@@ -34,8 +34,8 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
   router.add('POST', new RegExp(`${V}/snapshots$`), async ({ res, params, query }) => {
     sendJSON(res, 201, await volumes.snapshot(params[0], query.get('name') || undefined, { pre: query.get('pre') || undefined, post: query.get('post') || undefined }));
   });
-  router.add('DELETE', new RegExp(`${V}/snapshots/([^/]+)$`), async ({ res, params }) => {
-    await volumes.removeSnapshot(params[0], params[1]);
+  router.add('DELETE', new RegExp(`${V}/snapshots/([^/]+)$`), async ({ res, params, query }) => {
+    await volumes.removeSnapshot(params[0], params[1], { force: qbool(query, 'force') });
     sendEmpty(res, 204);
   });
   router.add('POST', new RegExp(`${V}/restore$`), async ({ res, params, query }) => {

@@ -41,8 +41,8 @@ export class RemoteVolumeService implements VolumeService {
   snapshots(name: string): Promise<VolumeSnapshot[]> {
     return this.t.json('GET', `/berth/v1/volumes/${enc(name)}/snapshots`);
   }
-  async removeSnapshot(name: string, snap: string): Promise<void> {
-    (await this.t.request('DELETE', `/berth/v1/volumes/${enc(name)}/snapshots/${enc(snap)}`)).resume();
+  async removeSnapshot(name: string, snap: string, opts: { force?: boolean } = {}): Promise<void> {
+    (await this.t.request('DELETE', `/berth/v1/volumes/${enc(name)}/snapshots/${enc(snap)}`, { query: { force: opts.force ? '1' : undefined } })).resume();
   }
   async restore(name: string, snap: string): Promise<void> {
     (await this.t.request('POST', `/berth/v1/volumes/${enc(name)}/restore`, { query: { snapshot: snap } })).resume();

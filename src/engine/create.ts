@@ -16,6 +16,7 @@ import { portPlan } from './network-plan';
 import { checkTmpfsTargets } from './security-config';
 import type { CreateBody } from './service';
 import { ANONYMOUS_LABEL, anonymousName } from '../volumes/anonymous';
+import { CLONE_OF_LABEL } from '../volumes/mount-clones';
 
 /**
  * Making a container (`docker create`) and renaming it. A create reserves the name
@@ -46,7 +47,7 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
     warnings = portPlan(mode, plan).warnings;
     if (mode === 'host' && !body.Hostname) plan.Config.Hostname = os.hostname();
     madeVolumes = [];
-    const mounts = await makeMounts(ctx, plan.Config, plan.HostConfig, madeVolumes);
+    const mounts = await makeMounts(ctx, id, plan.Config, plan.HostConfig, madeVolumes);
     const mac = checkMacAddress(plan.Config.MacAddress, mode === 'bridge' && !!ctx.net);
     if (mac && network.Endpoint) network.Endpoint.MacAddress = mac;
     checkTmpfsTargets(plan.HostConfig, mounts);
@@ -90,7 +91,7 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
   } catch (e) {
     ctx.store.releaseName(n, id);
     ctx.net?.freeAll(network);
-    // Anonymous volumes made for this create go with it; a named one made on first use stays (as Docker's does).
+    // Anonymous volumes and clones made for this create go with it; a named one made on first use stays (as Docker's does).
     for (const v of madeVolumes) await ctx.opts.volumes?.remove(v, { force: true }).catch(() => undefined);
     throw e;
   }
@@ -101,15 +102,17 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
 
 /**
  * The container's mounts: volumes named on first use are made here, anonymous ones
- * (`-v /path`, an image VOLUME) get a fresh 64-hex name. `made` collects the anonymous
- * volumes made, so a failed create can remove them.
+ * (`-v /path`, an image VOLUME) get a fresh 64-hex name, and `VOL@SNAP` gets a fresh clone
+ * of the snapshot for container `id` (volumes/mount-clones.ts). `made` collects the
+ * anonymous volumes and clones made, so a failed create can remove them.
  */
-async function makeMounts(ctx: EngineContext, cfg: ContainerRecord['Config'], hc: ContainerRecord['HostConfig'], made: string[]): Promise<MountPoint[]> {
+async function makeMounts(ctx: EngineContext, id: string, cfg: ContainerRecord['Config'], hc: ContainerRecord['HostConfig'], made: string[]): Promise<MountPoint[]> {
   const reqs = planMounts(cfg, hc, (ref) => {
     const r = ctx.store.find(ref);
     return r.Mounts ?? bindPoints(r.HostConfig.Binds);
   });
   const out: MountPoint[] = [];
+  let clones = 0;
   for (const r of reqs) {
     if (!r.ensure) {
       out.push(r.point);
@@ -117,6 +120,13 @@ async function makeMounts(ctx: EngineContext, cfg: ContainerRecord['Config'], hc
     }
     const vols = ctx.opts.volumes;
     if (!vols) throw new FailedPreconditionError('this engine has no volume service', { hint: 'bind a host directory instead: -v /host/path:/container/path' });
+    if (r.ensure.clone) {
+      const { keep, ...ref } = r.ensure.clone;
+      const info = await vols.cloneForMount(ref, id, { index: clones++, keep, labels: r.ensure.labels });
+      made.push(info.name);
+      out.push({ ...r.point, Name: info.name, Source: info.mountpoint, CloneOf: info.labels[CLONE_OF_LABEL], ...(keep ? {} : { Owned: true }) });
+      continue;
+    }
     const name = r.ensure.anonymous ? anonymousName() : r.ensure.name;
     const labels = { ...(r.ensure.labels ?? {}), ...(r.ensure.anonymous ? { [ANONYMOUS_LABEL]: '' } : {}) };
     const { info, created } = await vols.ensure(name, labels);

@@ -353,17 +353,20 @@ export class Lifecycle {
       throw e;
     }
     ctx.emit(c.rec, 'destroy');
-    if (volumes || c.rec.HostConfig.AutoRemove) await this.removeAnonymousVolumes(c.rec);
+    await this.removeOwnedVolumes(c.rec, volumes || !!c.rec.HostConfig.AutoRemove);
     c.exited.fire(c.rec.State.ExitCode);
     c.removed.fire(c.rec.State.ExitCode);
   }
 
-  /** `rm -v`, `run --rm`: the container's anonymous volumes, unless another container uses them too. */
-  private async removeAnonymousVolumes(rec: ContainerRecord): Promise<void> {
+  /**
+   * The volumes that go with a container: its unkept clones made on mount always, its
+   * anonymous volumes on `rm -v` and `run --rm` — unless another container uses them too.
+   */
+  private async removeOwnedVolumes(rec: ContainerRecord, anonymous: boolean): Promise<void> {
     const vols = this.ctx.opts.volumes;
     if (!vols) return;
     for (const m of rec.Mounts ?? []) {
-      if (m.Type !== 'volume' || !m.Anonymous || !m.Name) continue;
+      if (m.Type !== 'volume' || !m.Name || !(m.Owned || (anonymous && m.Anonymous))) continue;
       await vols.remove(m.Name, { force: true }).catch((e) => {
         if (!(e instanceof NotFoundError) && !(e instanceof ConflictError)) this.ctx.log(`${rec.Id}: removing volume ${m.Name}: ${message(e)}`);
       });

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { isValidName } from '../../volumes/drivers/names';
+import { parseSnapshotRef, type SnapshotRef } from '../volumes/mount-clones';
 import type { CreateBody, HostConfig } from './service';
 
 /**
@@ -27,19 +28,34 @@ export interface MountPoint {
   CopyUp?: boolean;
   /** berth: tmpfs size and mode. */
   Tmpfs?: { SizeBytes?: number; Mode?: number };
+  /** berth: the volume is a clone made on mount of this `VOL@SNAP` (volumes/mount-clones.ts). */
+  CloneOf?: string;
+  /** berth: the volume goes with the container (an unkept clone made on mount). */
+  Owned?: boolean;
 }
 
 /** What a mount needs from the volume service, decided at create. */
 export interface MountRequest {
   point: MountPoint;
   /** Make the volume (named on first use, or anonymous). */
-  ensure?: { name: string; anonymous: boolean; labels?: Record<string, string>; nocopy: boolean };
+  ensure?: { name: string; anonymous: boolean; labels?: Record<string, string>; nocopy: boolean; clone?: SnapshotRef & { keep: boolean } };
 }
 
 const MODES = ['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'];
 
-/** One `-v` spec: `/host:/dst[:opts]` (bind) or `NAME:/dst[:opts]` (named volume). */
-export function parseVolumeSpec(spec: string): { kind: 'bind' | 'volume'; source: string; destination: string; readonly: boolean; nocopy: boolean; propagation: string } {
+/**
+ * One `-v` spec: `/host:/dst[:opts]` (bind), `NAME:/dst[:opts]` (named volume) or
+ * `VOL@SNAP:/dst[:opts]` (a clone of a snapshot made on mount: `clone`).
+ */
+export function parseVolumeSpec(spec: string): {
+  kind: 'bind' | 'volume';
+  source: string;
+  destination: string;
+  readonly: boolean;
+  nocopy: boolean;
+  propagation: string;
+  clone?: SnapshotRef;
+} {
   const parts = spec.split(':');
   if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) {
     throw new InvalidArgumentError(`invalid volume specification: '${spec}'`, { hint: 'use NAME:/container/path[:ro] or /host/path:/container/path[:ro]' });
@@ -55,6 +71,8 @@ export function parseVolumeSpec(spec: string): { kind: 'bind' | 'volume'; source
   const propagation = flags.find((f) => /private|shared|slave/.test(f)) ?? 'rprivate';
   const common = { destination: path.posix.normalize(destination), readonly: flags.includes('ro'), nocopy: flags.includes('nocopy'), propagation };
   if (path.isAbsolute(source)) return { kind: 'bind', source: path.resolve(source), ...common };
+  const clone = parseSnapshotRef(source);
+  if (clone) return { kind: 'volume', source, clone, ...common };
   if (!isValidName(source)) {
     throw new InvalidArgumentError(`invalid volume name '${source}' in '${spec}'`, {
       hint: 'a volume name is 2 to 255 characters from [a-zA-Z0-9_.-] starting with a letter or digit; a host path must be absolute',
@@ -68,9 +86,31 @@ interface ApiMount {
   Source?: string;
   Target?: string;
   ReadOnly?: boolean;
-  VolumeOptions?: { NoCopy?: boolean; Labels?: Record<string, string>; Subpath?: string };
+  VolumeOptions?: { NoCopy?: boolean; Labels?: Record<string, string>; Subpath?: string; DriverConfig?: { Name?: string; Options?: Record<string, string> } };
   TmpfsOptions?: { SizeBytes?: number; Mode?: number };
   BindOptions?: { Propagation?: string };
+}
+
+/**
+ * `--mount …,volume-driver=…,volume-opt=K=V` (VolumeOptions.DriverConfig): berth's one
+ * driver is `local`, and the one option is `keep=true|false` on a clone made on mount
+ * (VOL@SNAP): keep the clone when the container goes. Anything else is refused, not dropped.
+ */
+function driverOptions(dc: { Name?: string; Options?: Record<string, string> } | undefined, clone: boolean): boolean {
+  if (dc?.Name && dc.Name !== 'local') {
+    throw new InvalidArgumentError(`volume driver '${dc.Name}' is not available`, { hint: "this daemon's volumes use its own driver (it answers to 'local'); drop volume-driver" });
+  }
+  let keep = false;
+  for (const [k, v] of Object.entries(dc?.Options ?? {})) {
+    if (k === 'keep' && clone && ['true', 'false'].includes(v)) {
+      keep = v === 'true';
+      continue;
+    }
+    throw new InvalidArgumentError(`volume option '${k}=${v}' is not supported on a mount`, {
+      hint: clone ? 'the one option of a VOLUME@SNAPSHOT mount is volume-opt=keep=true (keep the clone after the container)' : 'create the volume first with its options: berth volume create -o size=10G NAME',
+    });
+  }
+  return keep;
 }
 
 function checkSubpath(sub: string | undefined): string | undefined {
@@ -104,7 +144,7 @@ export function planMounts(cfg: Pick<CreateBody, 'Volumes'>, hc: HostConfig, vol
     } else {
       add({
         point: { Type: 'volume', Name: s.source, Source: '', Destination: s.destination, Driver: 'local', Mode: mode || 'z', RW: !s.readonly, Propagation: '' },
-        ensure: { name: s.source, anonymous: false, nocopy: s.nocopy },
+        ensure: { name: s.source, anonymous: false, nocopy: s.nocopy, ...(s.clone ? { clone: { ...s.clone, keep: false } } : {}) },
       });
     }
   }
@@ -123,12 +163,14 @@ export function planMounts(cfg: Pick<CreateBody, 'Volumes'>, hc: HostConfig, vol
       case undefined: {
         const anonymous = !raw.Source;
         const name = raw.Source || '';
-        if (!anonymous && !isValidName(name)) {
+        const clone = anonymous ? undefined : parseSnapshotRef(name);
+        const keep = driverOptions(raw.VolumeOptions?.DriverConfig, !!clone);
+        if (!anonymous && !clone && !isValidName(name)) {
           throw new InvalidArgumentError(`invalid volume name '${name}'`, { hint: 'a volume name is 2 to 255 characters from [a-zA-Z0-9_.-] starting with a letter or digit' });
         }
         add({
           point: { Type: 'volume', Name: name, Source: '', Destination: dst, Driver: 'local', Mode: 'z', RW: rw, Propagation: '', Subpath: checkSubpath(raw.VolumeOptions?.Subpath), ...(anonymous ? { Anonymous: true } : {}) },
-          ensure: { name, anonymous, labels: raw.VolumeOptions?.Labels, nocopy: !!raw.VolumeOptions?.NoCopy },
+          ensure: { name, anonymous, labels: raw.VolumeOptions?.Labels, nocopy: !!raw.VolumeOptions?.NoCopy, ...(clone ? { clone: { ...clone, keep } } : {}) },
         });
         break;
       }
@@ -147,7 +189,7 @@ export function planMounts(cfg: Pick<CreateBody, 'Volumes'>, hc: HostConfig, vol
     for (const m of volumesFrom(name)) {
       if (m.Type === 'tmpfs' || taken.has(m.Destination)) continue;
       const rw = mode === 'ro' ? false : mode === 'rw' ? true : m.RW;
-      const { Anonymous: _a, CopyUp: _c, ...rest } = m;
+      const { Anonymous: _a, CopyUp: _c, Owned: _o, ...rest } = m;
       taken.add(m.Destination);
       out.push({ point: { ...rest, RW: rw, Mode: mode || m.Mode } });
     }

@@ -14,6 +14,7 @@ export function volumeHooks(store: ContainerStore, engine: Pick<ContainerService
         .all()
         .filter((r) => (r.Mounts ?? []).some((m) => m.Type === 'volume' && m.Name === volume))
         .map((r) => ({ id: r.Id, name: r.Name.slice(1), status: r.State.Status })),
+    exists: (id) => store.get(id) !== undefined,
     pause: (id) => engine.pause(id),
     unpause: (id) => engine.unpause(id),
     exec,

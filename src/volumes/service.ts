@@ -47,13 +47,17 @@ export interface VolumeService {
   list(filters?: Record<string, string[]>): Promise<{ Volumes: Volume[]; Warnings: string[] }>;
   create(body: VolumeCreateBody): Promise<Volume>;
   inspect(name: string): Promise<Volume>;
-  /** CONFLICT while any container (running or not) uses it; `force` also drops its snapshots. */
+  /**
+   * CONFLICT while any container (running or not) uses it; CONFLICT while clones made on
+   * mount of it exist unless `force`; `force` also drops its snapshots. `VOL@SNAP` is refused.
+   */
   remove(name: string, opts?: { force?: boolean }): Promise<void>;
   prune(filters?: Record<string, string[]>): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }>;
   rename(name: string, newName: string): Promise<Volume>;
   snapshot(name: string, snap?: string, opts?: SnapshotHooks): Promise<VolumeSnapshot>;
   snapshots(name: string): Promise<VolumeSnapshot[]>;
-  removeSnapshot(name: string, snap: string): Promise<void>;
+  /** CONFLICT while clones made on mount of it exist (mount-clones.ts), unless `force`. */
+  removeSnapshot(name: string, snap: string, opts?: { force?: boolean }): Promise<void>;
   /** CONFLICT while a running container uses it. */
   restore(name: string, snap: string): Promise<void>;
   clone(name: string, snap: string | undefined, newName: string): Promise<Volume>;

@@ -6,6 +6,7 @@ import { Lifecycle } from '../../volumes/shared/lifecycle';
 import { checkName } from '../../volumes/drivers/names';
 import type { SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
 import { ANONYMOUS_LABEL, anonymousName } from './anonymous';
+import { cloneForMount, clonesOf, orphanClones, parseSnapshotRef, refString, refuseWithClones, resolveSnapshot, type SnapshotRef } from './mount-clones';
 import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from './service';
 
 /**
@@ -38,6 +39,8 @@ export interface VolumeUser {
 /** What the volume service needs from the container engine (set once the engine is open). */
 export interface ContainerHooks {
   usersOf(volume: string): VolumeUser[];
+  /** Whether a container with this id exists (clones made on mount for one that does not are debris). */
+  exists(id: string): boolean;
   pause(id: string): Promise<void>;
   unpause(id: string): Promise<void>;
   /** Run `cmd` in a running container; its exit code and output (stdout and stderr). */
@@ -63,6 +66,7 @@ function sizeOpt(opts: Record<string, string> | undefined): number | undefined {
 export class Volumes implements VolumeService {
   private hooks: ContainerHooks = {
     usersOf: () => [],
+    exists: () => true,
     pause: async () => undefined,
     unpause: async () => undefined,
     exec: async () => {
@@ -72,6 +76,9 @@ export class Volumes implements VolumeService {
 
   private opening?: Promise<VolumeDriver>;
   private opened?: VolumeDriver;
+  private hooksSet = false;
+  /** The one collection of orphan clones, before the first use once the engine is open. */
+  private collected?: Promise<void>;
   private readonly life = new Lifecycle('volume service', 'restart the daemon');
 
   /**
@@ -97,12 +104,36 @@ export class Volumes implements VolumeService {
         throw e;
       },
     );
-    return this.opening;
+    const d = await this.opening;
+    if (this.hooksSet) await (this.collected ??= this.collectOrphanClones(d));
+    return d;
+  }
+
+  /**
+   * Remove clones made on mount for containers that do not exist: a daemon killed between
+   * a clone and its container's record leaves one. Lazily, at the first use after the engine
+   * is open, so a daemon that never sees a volume still never opens the driver.
+   */
+  private async collectOrphanClones(d: VolumeDriver): Promise<void> {
+    const all = await d.list().catch(() => []);
+    for (const name of orphanClones(all, (id) => this.hooks.exists(id))) {
+      if (this.hooks.usersOf(name).length) continue;
+      await d.remove(name, { force: true }).catch(() => undefined); // best effort: the next start tries again
+    }
   }
 
   /** The engine tells who uses which volume once it is open. */
   setHooks(h: ContainerHooks): void {
     this.hooks = h;
+    this.hooksSet = true;
+  }
+
+  /**
+   * Clone on mount (engine use): a fresh clone of `ref` (VOL@SNAP, or VOL@ for the latest
+   * snapshot) for container `owner`; see mount-clones.ts.
+   */
+  async cloneForMount(ref: SnapshotRef, owner: string, opts: { index: number; keep: boolean; labels?: Record<string, string> }): Promise<VolumeInfo> {
+    return cloneForMount(await this.driverNow(), ref, owner, opts);
   }
 
   /** The host directory to bind-mount (engine use). */
@@ -171,7 +202,31 @@ export class Volumes implements VolumeService {
   }
 
   async inspect(name: string): Promise<Volume> {
+    const ref = parseSnapshotRef(name);
+    if (ref) return this.snapshotView(ref);
     return this.view(await (await this.driverNow()).inspect(name));
+  }
+
+  /**
+   * `VOL@SNAP` (or `VOL@`) inspected: what a container mounting it would be cloned from.
+   * Compose checks that an `external` volume exists this way before it mounts it.
+   */
+  private async snapshotView(ref: SnapshotRef): Promise<Volume> {
+    const d = await this.driverNow();
+    const snap = await resolveSnapshot(d, ref);
+    const src = await d.inspect(ref.volume);
+    const labels = { ...src.labels };
+    delete labels[ANONYMOUS_LABEL];
+    return {
+      Name: refString(ref),
+      Driver: 'local',
+      Mountpoint: '',
+      CreatedAt: snap.created,
+      Labels: labels,
+      Scope: 'local',
+      Options: {},
+      Status: { Driver: d.name, Volume: ref.volume, Snapshot: snap.name, Clones: clonesOf(await d.list(), ref.volume, snap.name).length },
+    };
   }
 
   /** Bytes the volume takes, from its driver (btrfs qgroups, or a walk of the directory). */
@@ -180,6 +235,12 @@ export class Volumes implements VolumeService {
   }
 
   async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
+    const ref = parseSnapshotRef(name);
+    if (ref) {
+      throw new InvalidArgumentError(`${name} names a snapshot of volume ${ref.volume}, not a volume`, {
+        hint: `remove the snapshot with: berth volume snapshot rm ${ref.volume} ${ref.snapshot ?? 'SNAPSHOT'}`,
+      });
+    }
     try {
       await (await this.driverNow()).inspect(name);
     } catch (e) {
@@ -193,6 +254,7 @@ export class Volumes implements VolumeService {
         hint: `remove the container(s) that use it first: berth rm ${users.map((u) => u.name).join(' ')}`,
       });
     }
+    if (!opts.force) refuseWithClones(`volume ${name}`, clonesOf(await (await this.driverNow()).list(), name));
     await (await this.driverNow()).remove(name, { force: opts.force });
   }
 
@@ -204,14 +266,16 @@ export class Volumes implements VolumeService {
     for (const k of Object.keys(filters)) {
       if (!['label', 'label!', 'all'].includes(k)) throw new InvalidArgumentError(`invalid filter '${k}'`, { hint: 'prune filters on label, label! or all' });
     }
-    const all = ['1', 'true'].includes(filters.all?.[filters.all.length - 1] ?? '');
+    const pruneAll = ['1', 'true'].includes(filters.all?.[filters.all.length - 1] ?? '');
     const deleted: string[] = [];
     let space = 0;
-    for (const v of await (await this.driverNow()).list()) {
-      if (!all && !(ANONYMOUS_LABEL in v.labels)) continue;
+    const all = await (await this.driverNow()).list();
+    for (const v of all) {
+      if (!pruneAll && !(ANONYMOUS_LABEL in v.labels)) continue;
       if (filters.label?.length && !filters.label.every((l) => labelMatches(v.labels, l))) continue;
       if (filters['label!']?.length && filters['label!'].some((l) => labelMatches(v.labels, l))) continue;
       if (this.hooks.usersOf(v.name).length) continue;
+      if (clonesOf(all, v.name).length) continue; // a source of clones goes only when forced
       const size = await (await this.driverNow()).usage(v.name).then((u) => u.size, () => 0);
       try {
         await (await this.driverNow()).remove(v.name, { force: true });
@@ -305,8 +369,10 @@ export class Volumes implements VolumeService {
     return (await (await this.driverNow()).snapshots(name)).map(view);
   }
 
-  async removeSnapshot(name: string, snap: string): Promise<void> {
-    return (await this.driverNow()).removeSnapshot(name, snap);
+  async removeSnapshot(name: string, snap: string, opts: { force?: boolean } = {}): Promise<void> {
+    const d = await this.driverNow();
+    if (!opts.force) refuseWithClones(`snapshot ${name}@${snap}`, clonesOf(await d.list(), name, snap));
+    return d.removeSnapshot(name, snap);
   }
 
   async restore(name: string, snap: string): Promise<void> {

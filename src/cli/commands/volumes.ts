@@ -60,7 +60,7 @@ export function volumeCommands(program: Command): void {
     .command('rm <VOLUME...>')
     .alias('remove')
     .description('remove volumes (refused while a container uses one)')
-    .option('-f, --force', 'remove the volume with its snapshots')
+    .option('-f, --force', 'remove the volume with its snapshots, even if clones made on mount of it (VOLUME@SNAPSHOT) exist (they stay)')
     .action(async (names: string[], o: { force?: boolean }, cmd: Command) => {
       const ctx = await connect(cmd);
       let failed: unknown;
@@ -116,10 +116,11 @@ export function volumeCommands(program: Command): void {
     .command('rm <VOLUME> <SNAPSHOT...>')
     .alias('remove')
     .description('remove snapshots of a volume')
-    .action(async (name: string, snaps: string[], _o: object, cmd: Command) => {
+    .option('-f, --force', 'remove a snapshot even if clones made on mount of it (VOLUME@SNAPSHOT) exist; the clones stay')
+    .action(async (name: string, snaps: string[], o: { force?: boolean }, cmd: Command) => {
       const ctx = await connect(cmd);
       for (const s of snaps) {
-        await ctx.volumes.removeSnapshot(name, s);
+        await ctx.volumes.removeSnapshot(name, s, { force: o.force });
         process.stdout.write(s + '\n');
       }
     });
