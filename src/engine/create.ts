@@ -17,6 +17,7 @@ import { checkTmpfsTargets } from './security-config';
 import type { CreateBody } from './service';
 import { ANONYMOUS_LABEL, anonymousName } from '../volumes/anonymous';
 import { CLONE_OF_LABEL } from '../volumes/mount-clones';
+import { faultPoint } from '../../volumes/shared/fault';
 
 /**
  * Making a container (`docker create`) and renaming it. A create reserves the name
@@ -48,6 +49,7 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
     if (mode === 'host' && !body.Hostname) plan.Config.Hostname = os.hostname();
     madeVolumes = [];
     const mounts = await makeMounts(ctx, id, plan.Config, plan.HostConfig, madeVolumes);
+    faultPoint('container.create.mounts-made');
     const mac = checkMacAddress(plan.Config.MacAddress, mode === 'bridge' && !!ctx.net);
     if (mac && network.Endpoint) network.Endpoint.MacAddress = mac;
     checkTmpfsTargets(plan.HostConfig, mounts);

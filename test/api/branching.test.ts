@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import Docker from 'dockerode';
 import { TestDaemon, run } from '../helpers/daemon';
 import { dockerPy } from '../helpers/dockerpy';
+import { crashAt } from '../helpers/fault';
 
 /**
  * Database branching through unchanged Docker clients (issue 17): `VOL@SNAP` as a volume
@@ -218,4 +219,36 @@ test('docker-compose: an external volume named VOL@SNAP gives the service contai
   const down = await compose('down');
   t.is(down.code, 0, down.stderr);
   await threeThings(t, 'br-compose', ls);
+});
+
+/** Entries under `dir` (a few levels down) whose name starts with `prefix`: a volume's directory or record on disk. */
+function onDisk(dir: string, prefix: string, depth = 5): string[] {
+  if (depth < 0) return [];
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries.flatMap((e) => [
+    ...(e.name.startsWith(prefix) ? [path.join(dir, e.name)] : []),
+    ...(e.isDirectory() && !e.isSymbolicLink() ? onDisk(path.join(dir, e.name), prefix, depth - 1) : []),
+  ]);
+}
+
+// Serial: it restarts the file's daemon, before the concurrent tests begin.
+test.serial('SIGKILL between the clone and the container record leaves no orphan clone after restart', async (t) => {
+  await seed('br-crash');
+  await crashAt(
+    d,
+    'container.create.mounts-made',
+    () => d.docker(['create', '--name', 'br-crash-c', '-v', 'br-crash@seeded:/d', 'busybox', 'true']),
+    () => {
+      t.true(onDisk(d.root, 'br-crash.seeded.').length > 0, 'the clone was made before the crash');
+    },
+  );
+  t.deepEqual(await clonesOf('br-crash'), [], 'the orphan clone is collected at the first volume use');
+  t.deepEqual(onDisk(d.root, 'br-crash.seeded.'), [], 'and nothing of it is left on disk');
+  t.not((await d.docker(['inspect', 'br-crash-c'])).code, 0, 'no container was recorded');
+  t.is(await snapshotFiles('br-crash', 'seeded'), 'seed\nseed of br-crash\n');
 });

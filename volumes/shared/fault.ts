@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
  *   volume.snapshot.copied     a snapshot's copy is made (.new-* on dir, in place on btrfs); no record names it
  *   volume.restore.staged      a restore's new copy is whole (new-*); no journal yet
  *   volume.restore.after-rename  the old _data is renamed aside and the new copy not yet into place
+ *   container.create.mounts-made  a create's volumes (clones of VOL@SNAP, anonymous ones) exist; no container record yet
  */
 const ARMED: string | undefined = process.env.BERTH_FAULT || undefined;
 
