@@ -6,6 +6,7 @@ import { benchIdleMemory, benchRun } from './run-container';
 import { benchTty } from './tty';
 import { benchVolumes } from './volumes';
 import { benchCp, benchStats } from './cp-stats';
+import { benchBranching } from './branching';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -21,6 +22,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   tty: benchTty,
   cp: benchCp,
   stats: benchStats,
+  branching: benchBranching,
 };
 
 async function main(): Promise<void> {
