@@ -4,11 +4,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { TestDaemon, listTree, exec } from '../helpers/daemon';
-import { RemoteVolumeService } from '../../src/client/volumes';
+import type { RemoteVolumeService } from '../../src/client/volumes';
+import { crashAt } from '../helpers/fault';
+import { eventually } from '../helpers/eventually';
 
 /**
- * Crash safety of volumes through the daemon: SIGKILL berthd while it creates, snapshots,
- * clones, restores or imports a volume, start it again on the same root, and check that
+ * Crash safety of volumes through the daemon: SIGKILL berthd at each named step (fault
+ * points, volumes/shared/fault.ts) of creating, snapshotting, cloning, restoring or
+ * importing a volume, check that the step's debris was on disk, start it again on the
+ * same root, and check that
  * every volume and snapshot it lists is whole (the files written before the crash are
  * byte for byte there), that nothing half made is listed or left on disk, and that the
  * same operation then succeeds.
@@ -47,34 +51,10 @@ function leftovers(root: string): string[] {
   );
 }
 
-/**
- * Node's global agent keeps connections alive: right after a restart, a request can still
- * go out on a socket of the killed daemon (EPIPE, ECONNRESET). Such a request never
- * reached a daemon that lives, so it is sent again.
- */
-async function again<T>(f: () => Promise<T>): Promise<T> {
-  for (let i = 0; ; i++) {
-    try {
-      return await f();
-    } catch (e) {
-      if (i >= 3 || !['EPIPE', 'ECONNRESET'].includes((e as { code?: string }).code ?? '')) throw e;
-    }
-  }
-}
-
 class Vols {
-  /** The client for crashing operations: no retries. */
-  raw: RemoteVolumeService;
-  /** The client for everything else: resent once a stale connection fails. */
-  v: RemoteVolumeService;
+  readonly v: RemoteVolumeService;
   constructor(readonly d: TestDaemon) {
-    const raw = (this.raw = new RemoteVolumeService(d.transport));
-    this.v = new Proxy(raw, {
-      get(target, prop, recv) {
-        const f = Reflect.get(target, prop, recv);
-        return typeof f === 'function' ? (...a: unknown[]) => again(() => f.apply(target, a)) : f;
-      },
-    });
+    this.v = d.volumes;
   }
   async names(): Promise<string[]> {
     return (await this.v.list()).Volumes.map((x) => x.Name).sort();
@@ -95,16 +75,23 @@ class Vols {
   }
 }
 
-/** Start `op` without waiting for it, SIGKILL berthd after `delay` ms, start it again. */
-async function crashDuring(d: TestDaemon, delay: number, op: () => Promise<unknown>): Promise<void> {
-  const pending = op().then(
-    () => 'done',
-    () => 'failed',
-  );
-  await new Promise((r) => setTimeout(r, delay));
-  await d.kill();
-  await pending;
-  await d.restart();
+/** Paths under the volume driver's directories (the btrfs pool is mounted among them). */
+function onDisk(d: TestDaemon): string[] {
+  return listTree(path.join(d.root, 'volumes'));
+}
+
+/** Wait until the volume lock of `name` a killed daemon held is stale (no longer refreshed for 10 s), so a start would take it. */
+async function lockStale(d: TestDaemon, name: string): Promise<void> {
+  const key = createHash('sha256').update(name).digest('hex').slice(0, 32);
+  const lock = onDisk(d).find((p) => p.endsWith(`locks/${key}.lock`));
+  if (!lock) return; // released
+  const file = path.join(d.root, 'volumes', lock);
+  await eventually(() => !fs.existsSync(file) || Date.now() - fs.statSync(file).mtimeMs > 11_000, { message: `the lock of ${name} to go stale`, timeout: 60_000, interval: 250 });
+}
+
+/** Whether some path on disk matches `re`, for "the crash left this debris" checks. */
+function has(d: TestDaemon, re: RegExp): boolean {
+  return onDisk(d).some((p) => re.test(p));
 }
 
 /** Everything listed is whole: no staging names, and each snapshot list reads. */
@@ -117,12 +104,23 @@ async function assertConsistent(t: ExecutionContext, vols: Vols, allowed: string
   }
 }
 
-/** Once the operation ran again, nothing the crash left is on disk any more. */
+/**
+ * Once the operation ran again, nothing the crash left is on disk any more. (Not right
+ * after the restart: a crashed holder's volume lock looks held until it is stale, 10 s,
+ * and until then the debris waits for the next operation on that volume.)
+ */
 function assertNoDebris(t: ExecutionContext, d: TestDaemon): void {
   t.deepEqual(leftovers(d.root), [], 'what the crash left was cleaned up');
 }
 
-const DELAYS = [0, 3, 8, 15, 30, 60];
+/** The two steps of building a volume (create, clone, import) and what each leaves on disk for `name`. */
+const BUILD_STEPS = [
+  { step: 'volume.build.filled', debris: () => /(^|\/)staging\/new-[^/]+\/_data$/ },
+  { step: 'volume.build.renamed', debris: (name: string) => new RegExp(`(^|/)volumes/${name}/_data$`) },
+];
+
+/** The name a test gives the volume it crashes at `step`. */
+const at = (prefix: string, step: string): string => `${prefix}-${step.split('.').pop()}`;
 
 for (const driver of ['dir', 'btrfs'] as const) {
   const start = () => TestDaemon.start({ args: ['--volume-driver', driver] });
@@ -131,22 +129,21 @@ for (const driver of ['dir', 'btrfs'] as const) {
     const d = await start();
     t.teardown(() => d.stop());
     const vols = new Vols(d);
-    // The very first create also opens the driver (on btrfs: makes and mounts the pool).
-    for (const [i, delay] of DELAYS.entries()) {
-      const name = `c${i}`;
-      await crashDuring(d, delay, () => vols.raw.create({ Name: name, Labels: { n: String(i) } }));
-      const before = DELAYS.slice(0, i).map((_, j) => `c${j}`);
-      await assertConsistent(t, vols, [...before, name]);
-      const names = await vols.names();
-      for (const b of before) t.true(names.includes(b), `${b} survives`);
-      if (names.includes(name)) t.is((await vols.v.inspect(name)).Labels.n, String(i), 'a listed volume is whole, labels and all');
-      const v = await vols.v.create({ Name: name, Labels: { n: String(i) } });
-      t.is(v.Name, name);
-      t.is(v.Labels.n, String(i));
+    await vols.v.create({ Name: 'before' });
+    for (const { step, debris } of BUILD_STEPS) {
+      const name = at('c', step);
+      await crashAt(d, step, () => d.volumes.create({ Name: name, Labels: { n: name } }), () => {
+        t.true(has(d, debris(name)), `${step}: the crash left the half-made volume on disk`);
+      });
+      await assertConsistent(t, vols, ['before', ...BUILD_STEPS.map((s) => at('c', s.step))]);
+      t.false((await vols.names()).includes(name), `${step}: a volume with no record is not listed`);
+      t.true((await vols.names()).includes('before'), 'a volume made before the crash survives');
+      const v = await vols.v.create({ Name: name, Labels: { n: name } });
+      t.is(v.Labels.n, name);
       t.deepEqual(tree(v.Mountpoint), {});
       assertNoDebris(t, d);
     }
-    const info = await vols.v.inspect('c0');
+    const info = await vols.v.inspect('before');
     t.is((info.Status as { Driver: string }).Driver, driver);
   });
 
@@ -158,36 +155,31 @@ for (const driver of ['dir', 'btrfs'] as const) {
     const data = await fill(await vols.mountpoint('src'), 24, 'base');
     t.is((await vols.v.snapshot('src', 'base')).Name, 'base');
 
-    for (const [i, delay] of DELAYS.entries()) {
-      // Snapshot.
-      const snap = `s${i}`;
-      await crashDuring(d, delay, () => vols.raw.snapshot('src', snap));
-      await assertConsistent(t, vols, ['src', ...DELAYS.slice(0, i).map((_, j) => `k${j}`)]);
-      t.deepEqual(tree(await vols.mountpoint('src')), data, 'the volume is intact');
-      const snaps = await vols.snaps('src');
-      t.true(snaps.includes('base'));
-      t.deepEqual(
-        snaps.filter((s) => s !== 'base' && s !== snap),
-        DELAYS.slice(0, i).map((_, j) => `s${j}`),
-        'earlier snapshots survive, nothing else appears',
-      );
-      if (snaps.includes(snap)) {
-        t.deepEqual(await vols.snapTree('src', snap), data, `${snap}, listed after the crash, is whole`);
-      } else {
-        t.is((await vols.v.snapshot('src', snap)).Name, snap, 'the same snapshot then succeeds');
-      }
-      t.deepEqual(await vols.snapTree('src', snap), data);
+    // Snapshot: the copy is made (dir: .new-*, btrfs: in place) and no record names it.
+    const copy = /(^|\/)volumes\/src\/snapshots\/(\.new-[^/]+|s1)$/;
+    await crashAt(d, 'volume.snapshot.copied', () => d.volumes.snapshot('src', 's1'), () => {
+      t.true(has(d, copy), 'the crash left the unrecorded snapshot copy');
+    });
+    await assertConsistent(t, vols, ['src']);
+    t.deepEqual(tree(await vols.mountpoint('src')), data, 'the volume is intact');
+    t.deepEqual(await vols.snaps('src'), ['base'], 'the unrecorded snapshot is not listed');
+    t.is((await vols.v.snapshot('src', 's1')).Name, 's1', 'the same snapshot then succeeds');
+    t.false(has(d, /(^|\/)volumes\/src\/snapshots\/\.new-[^/]+$/), 'and the copy the crash left is gone');
+    t.deepEqual(await vols.snapTree('src', 's1'), data);
 
-      // Clone of a snapshot.
-      const clone = `k${i}`;
-      await crashDuring(d, delay, () => vols.raw.clone('src', 'base', clone));
-      await assertConsistent(t, vols, ['src', ...DELAYS.slice(0, i + 1).map((_, j) => `k${j}`)]);
-      if (!(await vols.names()).includes(clone)) {
-        t.is((await vols.v.clone('src', 'base', clone)).Name, clone, 'the same clone then succeeds');
-      }
+    // Clone of a snapshot, at each step of building the new volume.
+    for (const { step, debris } of BUILD_STEPS) {
+      const clone = at('k', step);
+      await crashAt(d, step, () => d.volumes.clone('src', 'base', clone), () => {
+        t.true(has(d, debris(clone)), `${step}: the crash left the half-made clone on disk`);
+      });
+      await assertConsistent(t, vols, ['src', ...BUILD_STEPS.map((s) => at('k', s.step))]);
+      t.false((await vols.names()).includes(clone), `${step}: the unrecorded clone is not listed`);
+      t.is((await vols.v.clone('src', 'base', clone)).Name, clone, 'the same clone then succeeds');
       t.deepEqual(tree(await vols.mountpoint(clone)), data, `${clone} is whole`);
       assertNoDebris(t, d);
     }
+    t.deepEqual(await vols.snaps('src'), ['base', 's1']);
     t.deepEqual(await vols.snapTree('src', 'base'), data, 'the source snapshot is untouched');
   });
 
@@ -204,20 +196,37 @@ for (const driver of ['dir', 'btrfs'] as const) {
     const now = await fill(mp, 8, 'now');
     await vols.v.snapshot('db', 'new');
 
-    // On dir a restore copies 24 MiB: the later delays land in the middle of it.
-    for (const delay of [...DELAYS, 120, 250]) {
-      await crashDuring(d, delay, () => vols.raw.restore('db', 'old'));
-      await assertConsistent(t, vols, ['db']);
-      t.deepEqual(await vols.snaps('db'), ['new', 'old'], 'both snapshots survive');
-      const got = tree(await vols.mountpoint('db'));
-      t.true(JSON.stringify(got) === JSON.stringify(old) || JSON.stringify(got) === JSON.stringify(now), `after a crash ${delay} ms in, db holds either file set whole`);
-      t.is(await vols.mountpoint('db'), mp, 'the mountpoint stays');
-      await vols.v.restore('db', 'old');
-      t.deepEqual(tree(mp), old, 'the same restore then succeeds');
-      assertNoDebris(t, d);
-      await vols.v.restore('db', 'new');
-      t.deepEqual(tree(mp), now);
-    }
+    // The copy is whole but no journal names it: restart drops it and db keeps its files.
+    await crashAt(d, 'volume.restore.staged', () => d.volumes.restore('db', 'old'), () => {
+      t.true(has(d, /(^|\/)volumes\/db\/new-[^/]+$/), 'the crash left the staged copy');
+    });
+    await assertConsistent(t, vols, ['db']);
+    t.deepEqual(await vols.snaps('db'), ['new', 'old'], 'both snapshots survive');
+    t.deepEqual(tree(mp), now, 'a restore that never reached its journal left the files as they were');
+    t.is(await vols.mountpoint('db'), mp, 'the mountpoint stays');
+
+    // Between the two renames _data is missing: the journal makes restart finish the swap.
+    // A dead holder's volume lock looks held until it is stale; wait for that, so that the
+    // restart itself (not a later operation on db) is what repairs the volume.
+    await crashAt(
+      d,
+      'volume.restore.after-rename',
+      () => d.volumes.restore('db', 'old'),
+      () => {
+        t.false(fs.existsSync(mp), 'the crash came while _data was renamed aside');
+        t.true(has(d, /(^|\/)volumes\/db\/rm-[^/]+$/), 'the old files are aside');
+        t.true(has(d, /(^|\/)volumes\/db\/new-[^/]+$/), 'the new copy is staged');
+      },
+      { afterKill: () => lockStale(d, 'db') },
+    );
+    await assertConsistent(t, vols, ['db']);
+    t.deepEqual(await vols.snaps('db'), ['new', 'old'], 'both snapshots survive');
+    t.deepEqual(tree(mp), old, 'restart rolled the journaled restore forward');
+    t.is(await vols.mountpoint('db'), mp, 'the mountpoint stays');
+    assertNoDebris(t, d);
+
+    await vols.v.restore('db', 'new');
+    t.deepEqual(tree(mp), now, 'restore works after the crashes');
     t.deepEqual(await vols.snapTree('db', 'old'), old);
     t.deepEqual(await vols.snapTree('db', 'new'), now);
   });
@@ -238,17 +247,26 @@ for (const driver of ['dir', 'btrfs'] as const) {
     await exec('tar', ['-C', src, '-cf', tar, '.']);
     const bytes = fs.readFileSync(tar);
 
-    for (const fraction of [0.1, 0.6]) {
-      const body = new PassThrough();
-      const pending = vols.raw.import('imp', body).catch(() => undefined);
-      body.write(bytes.subarray(0, Math.floor(bytes.length * fraction)));
-      await new Promise((r) => setTimeout(r, 700)); // let the daemon write some of it
-      await d.kill();
-      body.destroy();
-      await pending;
-      await d.restart();
+    // Mid-stream: part of the body sent, and the daemon has written some of it into staging.
+    const body = new PassThrough();
+    const pending = d.volumes.import('imp', body).catch(() => undefined);
+    body.write(bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    await eventually(() => has(d, /(^|\/)staging\/new-[^/]+\/_data\/sub\/imp-0$/), { message: 'the import to write its first file into staging' });
+    await d.kill();
+    body.destroy();
+    await pending;
+    await d.restart();
+    await assertConsistent(t, vols, ['keep']);
+    t.deepEqual(await vols.names(), ['keep'], 'no half volume after a crash mid-stream');
+    t.deepEqual(tree(await vols.mountpoint('keep')), kept);
+
+    // After the whole body: the volume is built but not yet recorded.
+    for (const { step, debris } of BUILD_STEPS) {
+      await crashAt(d, step, () => d.volumes.import('imp', fs.createReadStream(tar)), () => {
+        t.true(has(d, debris('imp')), `${step}: the crash left the half-made volume on disk`);
+      });
       await assertConsistent(t, vols, ['keep']);
-      t.deepEqual(await vols.names(), ['keep'], `no half volume after a crash ${fraction * 100}% in`);
+      t.deepEqual(await vols.names(), ['keep'], `${step}: no half volume`);
       t.deepEqual(tree(await vols.mountpoint('keep')), kept);
     }
 
@@ -256,7 +274,7 @@ for (const driver of ['dir', 'btrfs'] as const) {
     t.is(r.code, 0, r.stderr);
     t.deepEqual(await vols.names(), ['imp', 'keep']);
     t.deepEqual(tree(await vols.mountpoint('imp')), data, 'the same import then succeeds, byte for byte');
-    assertNoDebris(t, d);
+    assertNoDebris(t, d); // what all three crashes left, removed by the import that took the lock
     // And through a container, as a user would check it.
     const sum = await d.berth(['run', '--rm', '-v', 'imp:/d', 'busybox', 'sha256sum', '/d/imp.txt']);
     t.is(sum.code, 0, sum.stderr);

@@ -18,9 +18,15 @@ export async function atFault(output: () => string, step: string, timeout = 60_0
 /**
  * Crash `d` in the middle of `op`, at `step`: restart it with the step armed, start `op`,
  * wait until the daemon stopped there, run `debris` (assert what the crash is about to
- * leave), SIGKILL it, and start it again unarmed. Resolves once the new daemon answers.
+ * leave), SIGKILL it, run `afterKill`, and start it again unarmed. Resolves once the new daemon answers.
  */
-export async function crashAt(d: TestDaemon, step: string, op: () => Promise<unknown>, debris: () => void | Promise<void>): Promise<void> {
+export async function crashAt(
+  d: TestDaemon,
+  step: string,
+  op: () => Promise<unknown>,
+  debris: () => void | Promise<void>,
+  opts: { afterKill?: () => Promise<void> } = {},
+): Promise<void> {
   await d.terminate();
   const from = d.log().length;
   await d.restart(faultEnv(step));
@@ -36,5 +42,6 @@ export async function crashAt(d: TestDaemon, step: string, op: () => Promise<unk
   await debris();
   await d.kill();
   await pending;
+  await opts.afterKill?.();
   await d.restart();
 }
