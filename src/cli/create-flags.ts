@@ -14,6 +14,8 @@ import { windowSize } from './terminal';
 export function createOptions(c: Command): Command {
   return hostOptions(healthOptions(c))
     .option('--name <name>', 'assign a name to the container')
+    .option('--pull <policy>', 'pull the image before creating: always, missing (only when not held) or never', 'missing')
+    .option('--platform <os/arch>', 'the platform to pull when the image is pulled (default: this host\'s)')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (KEY alone takes it from your environment)', collect)
     .option('--env-file <file>', 'read environment variables from a file', collect)
     .option('-w, --workdir <dir>', 'working directory inside the container')
@@ -48,6 +50,8 @@ export function createOptions(c: Command): Command {
 }
 
 export interface CreateFlags extends HealthFlags, HostFlags {
+  pull?: string;
+  platform?: string;
   name?: string;
   env?: string[];
   envFile?: string[];

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { systemCommands } from './commands/system';
 import { imageCommands } from './commands/images';
+import { registryCommands } from './commands/registry';
 import { containerCommands } from './commands/containers';
 import { volumeCommands } from './commands/volumes';
 import { sideCommands } from './commands/side';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   systemCommands(program);
   containerCommands(program);
   imageCommands(program);
+  registryCommands(program);
   volumeCommands(program);
   sideCommands(program);
   networkCommands(program);

@@ -66,7 +66,7 @@ export function runVerb(v: Verbs): void {
         process.stdout.write((plan.Rules ?? []).map((r) => r + '\n').join(''));
         return;
       }
-      const id = await createContainer(ctx, body, o.name).catch(runError);
+      const id = await createContainer(ctx, body, o.name, o).catch(runError);
       if (o.detach) {
         await ctx.containers.start(id).catch(runError);
         process.stdout.write(id + '\n');
@@ -90,7 +90,7 @@ export function createVerb(v: Verbs): void {
       .action(async (image: string, args: string[], o: CreateFlags, cmd: Command) => {
         const body = createBody(image, args, { ...o, detach: true });
         const ctx = await connect(cmd);
-        process.stdout.write((await createContainer(ctx, body, o.name)) + '\n');
+        process.stdout.write((await createContainer(ctx, body, o.name, o)) + '\n');
       });
   }
 }

@@ -1,5 +1,6 @@
 import type { CliContext } from '../../context';
-import { BerthError, NotFoundError } from '../../../../volumes/shared/errors';
+import { BerthError, InvalidArgumentError, NotFoundError } from '../../../../volumes/shared/errors';
+import { pullWithProgress } from '../registry';
 import { attachTerminal, runTerminal, type TerminalStream } from '../../terminal';
 import type { CreateBody } from '../../../engine/service';
 import { pumpOutput } from './output';
@@ -10,14 +11,22 @@ import { pumpOutput } from './output';
  * (`run -it`, `attach` to a tty container).
  */
 
-export async function createContainer(ctx: CliContext, body: CreateBody, name?: string): Promise<string> {
+export async function createContainer(ctx: CliContext, body: CreateBody, name?: string, o: { pull?: string; platform?: string } = {}): Promise<string> {
+  const policy = o.pull ?? 'missing';
+  if (!['always', 'missing', 'never'].includes(policy)) {
+    throw new InvalidArgumentError(`invalid --pull ${JSON.stringify(policy)}`, { hint: 'use --pull always, missing or never' });
+  }
+  if (policy === 'always') await pullWithProgress(ctx, body.Image, { platform: o.platform });
   let made: { Id: string; Warnings: string[] };
   try {
     made = await ctx.containers.create(body, name);
   } catch (e) {
-    if (!(e instanceof NotFoundError) || !/image/i.test(e.message)) throw e;
+    if (!(e instanceof NotFoundError) || !/image/i.test(e.message) || policy === 'always') throw e;
+    if (policy === 'never') {
+      throw new NotFoundError(`No such image: ${body.Image}`, { hint: `pull it first (berth pull ${body.Image}), or drop --pull never` });
+    }
     process.stderr.write(`Unable to find image '${body.Image}' locally\n`);
-    await ctx.images.resolve(body.Image);
+    await pullWithProgress(ctx, body.Image, { platform: o.platform });
     made = await ctx.containers.create(body, name);
   }
   // As docker prints them (e.g. ports discarded on --network host).
