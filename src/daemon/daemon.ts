@@ -104,7 +104,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       events,
       volumes,
       openNetwork: (running, ownIds) =>
-        BridgeNetwork.open({ root: opts.root, defaultRoot: opts.root === DEFAULT_ROOT, ...opts.network, log: (m) => log.error(`network: ${m}`) }, running, ownIds),
+        BridgeNetwork.open({ root: opts.root, defaultRoot: opts.root === DEFAULT_ROOT, ...opts.network, log: (m) => log.error(`network: ${m}`), events: (e) => events.emit(e), engineId: id }, running, ownIds),
       log: (m) => log.error(m),
     });
     // Closing the engine stops watching containers; they keep running (live-restore).

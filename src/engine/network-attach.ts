@@ -56,9 +56,14 @@ function needNet(d: AttachDeps): BridgeNetwork {
   return d.net;
 }
 
+function dnsServers(r: ContainerRecord): string[] | undefined {
+  const dns = (r.HostConfig as { Dns?: unknown }).Dns;
+  return Array.isArray(dns) && dns.length ? dns.filter((x): x is string => typeof x === 'string') : undefined;
+}
+
 /** Hand the records to the network (embedded DNS, network inspect). */
 export function wireDirectory(d: AttachDeps): void {
-  d.net?.setDirectory(() => d.all().map((r) => ({ id: r.Id, name: r.Name.slice(1), running: running(r), network: r.Network })));
+  d.net?.setDirectory(() => d.all().map((r) => ({ id: r.Id, name: r.Name.slice(1), running: running(r), network: r.Network, dns: dnsServers(r) })));
 }
 
 /**
@@ -145,6 +150,9 @@ export function etcNetwork(
   const names = nameSettings(hc, net?.info().gateway);
   const links = linkHosts(parseLinks((hc as { Links?: unknown }).Links), cn, find);
   const address = net?.primaryAddress(cn) ?? Object.values(cn.Networks ?? {})[0]?.IPAddress;
+  // On a user-defined network the container keeps asking 127.0.0.11, and its --dns servers
+  // are where the embedded DNS forwards (Docker's way): names of containers keep resolving.
+  if (names.dns?.servers && Object.keys(cn.Networks ?? {}).length > 0) names.dns = { ...names.dns, servers: undefined };
   return {
     address,
     resolvConf: net && net.bridged(cn) ? net.resolvConfFor(cn) : undefined,

@@ -1,4 +1,4 @@
-import { checkPorts, networkMode, recordedAddress, type BridgeNetwork, type NetworkMode } from '../network/network';
+import { checkPorts, networkMode, recordedAddress, type BridgeNetwork, type EndpointSettings, type NetworkMode } from '../network/network';
 import { attachDeps, wireDirectory } from './network-attach';
 import type { ContainerRecord } from './container-record';
 import type { EngineContext } from './context';
@@ -21,11 +21,13 @@ export async function networkPlan(ctx: EngineContext, body: CreateBody): Promise
   ctx.checkOpen();
   const image = await ctx.opts.images.resolve(body?.Image);
   const plan = planCreate(body, image.config, '0'.repeat(64));
-  const mode = networkMode(plan.HostConfig.NetworkMode);
+  const endpoints = (body.NetworkingConfig as { EndpointsConfig?: Record<string, EndpointSettings> } | undefined)?.EndpointsConfig;
+  // A user-defined network is known to the network alone; without one, only the predefined modes exist.
+  const { mode, ip } = ctx.net ? ctx.net.peekEndpoint(plan.HostConfig.NetworkMode, endpoints) : { mode: networkMode(plan.HostConfig.NetworkMode), ip: undefined };
   const { requests, warnings } = portPlan(mode, plan);
-  if (!ctx.net || mode !== 'bridge') return { Rules: [], Warnings: warnings };
+  if (!ctx.net || mode !== 'bridge' || !ip) return { Rules: [], Warnings: warnings };
   const ports = requests.map((r) => ({ proto: r.proto, hostIp: r.hostIp, hostPort: r.hostPortLo, containerPort: r.containerPort }));
-  const rules = ctx.net.planFor(ctx.net.peekAddress(), ports).map((l) => l.replace(/--dport 0\b/, '--dport RANDOM'));
+  const rules = ctx.net.planFor(ip, ports).map((l) => l.replace(/--dport 0\b/, '--dport RANDOM'));
   return { Rules: rules, Warnings: warnings };
 }
 

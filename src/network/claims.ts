@@ -131,6 +131,20 @@ export async function checkClaims(c: ClaimCheck): Promise<void> {
   }
 }
 
+/** Every link on the host whose claim is `root`'s (its bridges, ours to clean after a crash). */
+export function claimedBy(root: string): string[] {
+  const me = `${ALIAS_PREFIX}${ownerTag(root)}`;
+  const out: string[] = [];
+  for (const name of fs.readdirSync('/sys/class/net')) {
+    try {
+      if (fs.readFileSync(`/sys/class/net/${name}/ifalias`, 'utf8').trim() === me) out.push(name);
+    } catch {
+      // gone meanwhile, or no alias support
+    }
+  }
+  return out;
+}
+
 /** Is the bridge still claimed by `root` (before a daemon removes it)? */
 export function ownsBridge(name: string, root: string): boolean {
   const b = bridgeOwner(name);

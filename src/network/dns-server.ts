@@ -10,11 +10,14 @@ import * as packet from 'dns-packet';
  *
  * It answers, for the container that asks, the names of containers on the networks it
  * shares with them: container names, network aliases and short ids (A), and their
- * addresses back to names (PTR), with only addresses on a shared network. The table is
+ * addresses back to names (PTR), with only addresses on a shared network; and the
+ * aliases of its own endpoint links (`--link target:alias` on a user-defined network),
+ * which only it resolves. The table is
  * read at every query from the daemon's records (`members`), so a start, stop, connect,
  * disconnect or rename shows at once. A known name of another type gets an empty answer;
- * an unknown single-label name NXDOMAIN; everything else goes to the host's resolvers
- * (berthd runs on the host, so a loopback stub such as 127.0.0.53 is used as it is).
+ * an unknown single-label name NXDOMAIN; everything else goes to the asker's own --dns
+ * servers if it has any, else to the host's resolvers (berthd runs on the host, so a
+ * loopback stub such as 127.0.0.53, or a loopback --dns, is used as it is).
  * Packets are parsed and written by dns-packet.
  */
 
@@ -23,6 +26,8 @@ export interface DnsEndpoint {
   net: string;
   ip: string;
   aliases: string[];
+  /** The endpoint's links (EndpointConfig.Links): `alias` names `target` on this network, for this container's own questions only. */
+  links?: Array<{ target: string; alias: string }>;
 }
 
 export interface DnsMember {
@@ -31,6 +36,8 @@ export interface DnsMember {
   /** Only running containers are answered for; any container may ask (one just starting is not running yet). */
   running: boolean;
   endpoints: DnsEndpoint[];
+  /** Its own DNS servers (--dns): what it asks that is not ours goes there instead of the host's, as in Docker. */
+  upstreams?: string[];
 }
 
 const TTL = 600;
@@ -159,10 +166,23 @@ export class EmbeddedDns {
         if (!owner) return reply('NXDOMAIN', []);
         return reply('NOERROR', [{ type: 'PTR', name: question.name, ttl: TTL, class: 'IN', data: owner.name }]);
       }
-      return this.forward(msg, tcp);
+      return this.forward(msg, tcp, asker?.upstreams);
     }
     const ips: string[] = [];
     let known = false;
+    // The asker's own link aliases first: Docker resolves them for the linking container alone.
+    for (const e of asker?.endpoints ?? []) {
+      for (const l of e.links ?? []) {
+        if (l.alias.toLowerCase() !== name) continue;
+        const target = l.target.toLowerCase();
+        const t = all.find((m) => m.running && (m.name.toLowerCase() === target || m.id === target || (target.length >= 12 && m.id.startsWith(target))));
+        const ip = t?.endpoints.find((x) => x.net === e.net)?.ip;
+        if (ip) {
+          known = true;
+          if (!ips.includes(ip)) ips.push(ip);
+        }
+      }
+    }
     for (const m of all) {
       if (!m.running) continue;
       const names = [m.name.toLowerCase(), m.id.slice(0, 12)];
@@ -179,12 +199,12 @@ export class EmbeddedDns {
       return reply('NOERROR', answers);
     }
     if (asker && !name.includes('.')) return reply('NXDOMAIN', []);
-    return this.forward(msg, tcp);
+    return this.forward(msg, tcp, asker?.upstreams);
   }
 
-  /** Ask the host's resolvers, in order, and relay the first answer as it came. */
-  private async forward(msg: Buffer, tcp: boolean): Promise<Buffer | undefined> {
-    for (const up of this.upstreams) {
+  /** Ask the asker's own servers if it has any, else the host's, in order, and relay the first answer as it came. */
+  private async forward(msg: Buffer, tcp: boolean, own: string[] | undefined): Promise<Buffer | undefined> {
+    for (const up of own?.length ? own : this.upstreams) {
       const out = await (tcp ? askTcp(up, msg) : askUdp(up, msg)).catch(() => undefined);
       if (out) return out;
     }

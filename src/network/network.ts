@@ -1,17 +1,19 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { isIPv4 } from 'node:net';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { writeFileAtomic } from '../../volumes/shared/atomic';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
 import { contains, formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';
-import { checkClaims, claimBridge, claimRule, ownsBridge, ownsChains, withHostLock } from './claims';
+import { checkClaims, claimBridge, claimRule, claimedBy, ownsBridge, ownsChains, withHostLock } from './claims';
 import { attach, deleteLink, ensureBridge, hasDefaultRoute, linkExists, linksOn, nextIfName, redirectDns } from './links';
 import { EmbeddedDns, type DnsMember } from './dns-server';
-import { NetworkSet, PREDEFINED, type UserNet } from './user-networks';
+import { NetworkSet, PREDEFINED, networkEvent, predefinedNetworkId, type NetworkEvent, type UserNet } from './user-networks';
 import { portRequests } from './mappings';
+import { parseLinks } from './container-links';
 import { containerResolvConf } from './resolv';
 import { PortReservations, type PortRequest } from './reservations';
 import { baseRules, chainsOf, isolationRules, jumps, ownChains, portRules, ruleLine, userNetworkRules, type BridgeSpec, type NetConfig, type PublishedPort, type Rule } from './rules';
@@ -55,6 +57,16 @@ export interface ContainerNetwork {
   Ports?: PublishedPort[];
 }
 
+/** A container as the network sees it (the engine's records, read when asked). */
+export interface DirectoryEntry {
+  id: string;
+  name: string;
+  running: boolean;
+  network?: ContainerNetwork;
+  /** Its --dns servers: on user-defined networks the embedded DNS forwards to them. */
+  dns?: string[];
+}
+
 export interface NetworkOptions {
   /** The daemon's data root (network.json is kept there). */
   root: string;
@@ -67,6 +79,9 @@ export interface NetworkOptions {
   resolvConfFiles?: string[];
   executor?: Executor;
   log?: (msg: string) => void;
+  /** Where network events go (`docker events`), and the engine id the default bridge's id derives from. */
+  events?: (e: NetworkEvent) => void;
+  engineId?: string;
 }
 
 export const DEFAULT_BRIDGE = 'berth0';
@@ -200,7 +215,11 @@ export class BridgeNetwork {
   /** User-defined networks (user-networks.ts). */
   users!: NetworkSet;
   readonly dns: EmbeddedDns;
-  private directory: () => Array<{ id: string; name: string; running: boolean; network?: ContainerNetwork }> = () => [];
+  private directory: () => DirectoryEntry[] = () => [];
+  private readonly emit: (e: NetworkEvent) => void;
+  /** Containers whose run is plugged in (started, or adopted at start): their stop is a disconnect event. */
+  private readonly plugged = new Set<string>();
+  private readonly bridgeId: string;
 
   private constructor(
     readonly config: NetConfig,
@@ -216,6 +235,8 @@ export class BridgeNetwork {
     // The claim comes first in the guard chain: whole-chain rewrites keep it.
     this.rules = [claimRule(config.suffix, opts.root), ...baseRules(config, this.dnsForward)];
     this.root = opts.root;
+    this.emit = opts.events ?? (() => undefined);
+    this.bridgeId = predefinedNetworkId(opts.engineId ?? '', 'bridge');
     this.dns = new EmbeddedDns(
       () => this.dnsMembers(),
       (ip) => this.users.all().some((n) => contains(n.subnet, ipToNum(ip))),
@@ -272,6 +293,7 @@ export class BridgeNetwork {
         dropBridge: (name) => withHostLock(async () => (ownsBridge(name, opts.root) ? deleteLink(name) : undefined)),
         rulesChanged: () => net.reapply(),
         dns: net.dns,
+        emit: net.emit,
         log: net.log,
       });
       await ensureBridge(config.bridge, `${config.gateway}/${config.subnet.prefix}`);
@@ -282,9 +304,31 @@ export class BridgeNetwork {
       throw e;
     });
     await net.users.open();
+    await net.dropOrphanBridges();
     if (net.users.all().length > 0) await net.reapply();
     await writeFileAtomic(path.join(opts.root, 'network.json'), JSON.stringify({ bridge: config.bridge, subnet: formatSubnet(config.subnet), suffix: config.suffix }, null, 2) + '\n');
     return net;
+  }
+
+  /**
+   * At start: bridges this root claims that no record names (a crash between making a
+   * network's bridge and writing its record, or between removing the record and the
+   * bridge) are removed when nothing is plugged into them. Only this root's claims are
+   * looked at: another daemon's bridges are never touched.
+   */
+  private async dropOrphanBridges(): Promise<void> {
+    const known = new Set([this.config.bridge, ...this.users.recordedBridges, ...this.users.all().map((n) => n.rec.bridge)]);
+    await withHostLock(async () => {
+      for (const name of claimedBy(this.root)) {
+        if (known.has(name)) continue;
+        const ports = await linksOn(name);
+        if (ports.length > 0) this.log(`bridge ${name} is claimed by this root but no network names it; left alone: ${ports.join(', ')} plugged in`);
+        else if (ownsBridge(name, this.root)) {
+          await deleteLink(name);
+          this.log(`bridge ${name} was left by a crash (no network names it): removed`);
+        }
+      }
+    });
   }
 
   /** The rules a daemon with these options installs at start (`berth daemon --dry-run`). */
@@ -335,6 +379,11 @@ export class BridgeNetwork {
     if (this.active.delete(id)) await this.sync().catch((e) => this.log(`${id}: removing its port rules: ${(e as Error).message}`));
     await deleteLink(vethName(id));
     await this.unplug(id, cn);
+    // A run that was plugged in (not a start that failed before) leaves each of its networks.
+    if (this.plugged.delete(id)) {
+      if (cn?.Endpoint) this.emit(networkEvent('disconnect', this.bridgeId, 'bridge', id));
+      for (const ep of Object.values(cn?.Networks ?? {})) this.emit(networkEvent('disconnect', ep.NetworkID, ep.NetworkName, id));
+    }
   }
 
   /**
@@ -342,11 +391,12 @@ export class BridgeNetwork {
    * by another tool) is made again, at the same address. Returns what it fixed.
    */
   async repair(id: string, pid: number, cn: ContainerNetwork): Promise<string[]> {
+    this.plugged.add(id);
     const fixed: string[] = [];
     const plugs: Array<{ hostIf: string; bridge: string; ep: Endpoint; internal: boolean }> = [];
     if (cn.Endpoint) plugs.push({ hostIf: vethName(id), bridge: this.config.bridge, ep: cn.Endpoint, internal: false });
     for (const ep of Object.values(cn.Networks ?? {})) {
-      const n = this.users.find(ep.NetworkID);
+      const n = this.networkOf(ep);
       plugs.push({ hostIf: userVethName(id, n.rec.Id), bridge: n.rec.bridge, ep, internal: n.rec.Internal });
     }
     for (const p of plugs) {
@@ -382,9 +432,20 @@ export class BridgeNetwork {
     return portRules(this.config, ip, ports).map((r) => ruleLine(r));
   }
 
-  /** The next address `allocate` would give, without taking it. */
-  peekAddress(): string {
-    return numToIp(this.ipam.peek());
+  /**
+   * What a create with this network mode would get, without taking anything (`run
+   * --dry-run`): the mode, and the address on the default bridge or on the named
+   * user-defined network (the --ip asked for, else the next free one).
+   */
+  peekEndpoint(networkMode: string | undefined, endpoints: Record<string, EndpointSettings> | undefined): { mode: NetworkMode; ip?: string } {
+    const m = networkMode || 'default';
+    if (PREDEFINED.includes(m) || m.startsWith('container:')) {
+      const mode = networkMode_(m);
+      return mode === 'bridge' ? { mode, ip: numToIp(this.ipam.peek()) } : { mode };
+    }
+    const n = this.users.find(m);
+    const want = (endpoints?.[m] ?? endpoints?.[n.rec.Name] ?? endpoints?.[n.rec.Id])?.IPAMConfig?.IPv4Address;
+    return { mode: 'bridge', ip: want || numToIp(n.ipam.peek()) };
   }
 
   /** /etc/resolv.conf for a bridged container (resolv.ts). */
@@ -418,7 +479,7 @@ export class BridgeNetwork {
   // ---- containers on user-defined networks ------------------------------------------------
 
   /** Who is where, for the embedded DNS and network inspect: the engine's records, read when asked. */
-  setDirectory(fn: () => Array<{ id: string; name: string; running: boolean; network?: ContainerNetwork }>): void {
+  setDirectory(fn: () => DirectoryEntry[]): void {
     this.directory = fn;
   }
 
@@ -432,7 +493,7 @@ export class BridgeNetwork {
   private dnsMembers(): DnsMember[] {
     return this.directory()
       .filter((c) => c.network?.Networks)
-      .map((c) => ({ id: c.id, name: c.name, running: c.running, endpoints: Object.values(c.network!.Networks!).map((e) => ({ net: e.NetworkID, ip: e.IPAddress, aliases: e.Aliases })) }));
+      .map((c) => ({ id: c.id, name: c.name, running: c.running, endpoints: Object.values(c.network!.Networks!).map((e) => ({ net: e.NetworkID, ip: e.IPAddress, aliases: e.Aliases, links: parseLinks(e.Links) })), upstreams: c.dns?.filter((ip) => isIPv4(ip)) }));
   }
 
   /**
@@ -480,7 +541,7 @@ export class BridgeNetwork {
       MacAddress: macOf(ip),
       Aliases: [...aliases, id.slice(0, 12)].filter((a, i, all) => all.indexOf(a) === i),
       IPAMConfig: want ? { IPv4Address: want } : null,
-      Links: cfg?.Links?.length ? cfg.Links : null,
+      Links: cfg?.Links?.length ? parseLinks(cfg.Links).map((l) => `${l.target}:${l.alias}`) : null,
     };
   }
 
@@ -520,12 +581,25 @@ export class BridgeNetwork {
       routed = true;
     }
     for (const ep of Object.values(cn.Networks ?? {})) {
-      const n = this.users.find(ep.NetworkID);
+      const n = this.networkOf(ep);
       const route: boolean = !routed && !n.rec.Internal;
       await attach({ hostIf: userVethName(id, n.rec.Id), bridge: n.rec.bridge, pid, address: ep.IPAddress, prefix: ep.IPPrefixLen, gateway: ep.Gateway, mac: ep.MacAddress, ifname: `eth${i++}`, route });
       routed ||= route;
     }
     await this.pointDns(pid, cn);
+    this.plugged.add(id);
+    // Docker's events: a start connects the container to each of its networks.
+    if (cn.Endpoint) this.emit(networkEvent('connect', this.bridgeId, 'bridge', id));
+    for (const ep of Object.values(cn.Networks ?? {})) this.emit(networkEvent('connect', ep.NetworkID, ep.NetworkName, id));
+  }
+
+  /** The network of a recorded endpoint; one removed while the container was stopped is NOT_FOUND by its name, as Docker says it. */
+  private networkOf(ep: UserEndpoint): UserNet {
+    const n = this.users.tryFind(ep.NetworkID);
+    if (n) return n;
+    throw new NotFoundError(`network ${ep.NetworkName} not found`, {
+      hint: `it was removed while the container was stopped: berth network disconnect --force ${ep.NetworkName} CONTAINER, then connect it to another network`,
+    });
   }
 
   /** 127.0.0.11 inside goes to the DNS server on its first user-defined network. */
@@ -556,6 +630,7 @@ export class BridgeNetwork {
         n.ipam.release(ipToNum(ep.IPAddress));
         throw e;
       }
+      this.emit(networkEvent('connect', n.rec.Id, n.rec.Name, id));
     }
     return ep;
   }
@@ -563,7 +638,8 @@ export class BridgeNetwork {
   /** `network disconnect`: the endpoint's veth goes (if it runs) and its address is freed. Returns the network's id. */
   async disconnectNetwork(id: string, name: string, pid: number | undefined, cn: ContainerNetwork, netRef: string, force: boolean): Promise<string> {
     const n = this.users.tryFind(netRef);
-    const netId = n?.rec.Id ?? Object.keys(cn.Networks ?? {}).find((k) => k === netRef || k.startsWith(netRef));
+    // A network removed meanwhile is found in the record by its id or its name.
+    const netId = n?.rec.Id ?? Object.entries(cn.Networks ?? {}).find(([k, e]) => k === netRef || k.startsWith(netRef) || e.NetworkName === netRef)?.[0];
     if (!netId || !cn.Networks?.[netId]) {
       if (force && !n) return netRef;
       throw new NotFoundError(`container ${name} is not connected to network ${netRef}`, { hint: 'berth inspect shows its networks' });
@@ -574,6 +650,7 @@ export class BridgeNetwork {
       const rest = { ...cn.Networks };
       delete rest[netId];
       await this.pointDns(pid, { ...cn, Networks: rest }).catch((e) => this.log(`${id}: dns redirect: ${(e as Error).message}`));
+      this.emit(networkEvent('disconnect', netId, ep.NetworkName, id));
     }
     n?.ipam.release(ipToNum(ep.IPAddress));
     return netId;

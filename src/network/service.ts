@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { BridgeNetwork, EndpointSettings } from './network';
-import type { CreateNetworkBody, UserNet } from './user-networks';
+import { predefinedNetworkId, type CreateNetworkBody, type UserNet } from './user-networks';
 
 /**
  * The networks service behind Docker's /networks routes: the three predefined networks
@@ -34,7 +33,7 @@ export class Networks {
   ) {}
 
   private predefinedId(name: string): string {
-    return createHash('sha256').update(`${this.engineId}/${name}`).digest('hex');
+    return predefinedNetworkId(this.engineId, name);
   }
 
   private predefinedNames(): Array<'bridge' | 'host' | 'none'> {
@@ -92,6 +91,15 @@ export class Networks {
     };
   }
 
+  /**
+   * The network's active endpoints: its running containers. As in Docker, a stopped
+   * container holds no endpoint, so it keeps no network from rm or prune (its start then
+   * fails with NOT_FOUND naming the network).
+   */
+  private active(n: UserNet): Array<{ id: string; name: string }> {
+    return this.net?.membersOf(n.rec.Id).filter((m) => m.running) ?? [];
+  }
+
   private users(): UserNet[] {
     return this.net?.users.all() ?? [];
   }
@@ -102,7 +110,7 @@ export class Networks {
     }
     const rows: Array<{ view: Record<string, unknown>; custom: boolean; dangling: boolean }> = [
       ...this.predefinedNames().map((n) => ({ view: this.predefinedView(n), custom: false, dangling: false })),
-      ...this.users().map((n) => ({ view: this.userView(n, true), custom: true, dangling: (this.net?.membersOf(n.rec.Id).length ?? 0) === 0 })),
+      ...this.users().map((n) => ({ view: this.userView(n, true), custom: true, dangling: this.active(n).length === 0 })),
     ];
     return rows
       .filter(({ view, custom, dangling }) => {
@@ -145,7 +153,7 @@ export class Networks {
     }
     if (!this.net) throw new NotFoundError(`network ${ref} not found`, { hint: 'berth network ls lists the networks' });
     const n = this.net.users.find(ref);
-    const members = this.net.membersOf(n.rec.Id);
+    const members = this.active(n);
     if (members.length > 0) {
       throw new ConflictError(`error while removing network: network ${n.rec.Name} id ${n.rec.Id} has active endpoints`, {
         hint: `disconnect or remove its containers first: ${members.map((m) => m.name).join(', ')}`,
@@ -162,7 +170,7 @@ export class Networks {
     const cutoff = until ? (/^\d+$/.test(until) ? Number(until) * 1000 : Date.now() - durationMs(until)) : Infinity;
     const deleted: string[] = [];
     for (const n of this.users()) {
-      if ((this.net?.membersOf(n.rec.Id).length ?? 0) > 0) continue;
+      if (this.active(n).length > 0) continue;
       if (filters.label?.length && !filters.label.every((l) => labelMatch(n.rec.Labels, l))) continue;
       if (filters['label!']?.length && filters['label!'].some((l) => labelMatch(n.rec.Labels, l))) continue;
       if (Date.parse(n.rec.Created) >= cutoff) continue;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
@@ -37,6 +37,22 @@ export interface UserNet {
 }
 
 export const PREDEFINED = ['bridge', 'host', 'none', 'default'];
+
+/** The id of a predefined network (bridge, host, none): fixed per engine, as a user-defined network's is per network. */
+export function predefinedNetworkId(engineId: string, name: string): string {
+  return createHash('sha256').update(`${engineId}/${name}`).digest('hex');
+}
+
+/** Docker's network events (`docker events`): create, connect, disconnect, destroy. */
+export interface NetworkEvent {
+  Type: 'network';
+  Action: 'create' | 'connect' | 'disconnect' | 'destroy';
+  Actor: { ID: string; Attributes: Record<string, string> };
+}
+
+export function networkEvent(action: NetworkEvent['Action'], id: string, name: string, container?: string): NetworkEvent {
+  return { Type: 'network', Action: action, Actor: { ID: id, Attributes: { ...(container ? { container } : {}), name, type: 'bridge' } } };
+}
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const BRIDGE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 const KNOWN_OPTIONS = new Set(['com.docker.network.bridge.name', 'com.docker.network.bridge.enable_ip_masquerade', 'com.docker.network.bridge.enable_icc', 'com.docker.network.driver.mtu']);
@@ -216,6 +232,8 @@ export interface NetworkSetDeps {
   /** After a network is made or removed: rewrite the daemon's rules. */
   rulesChanged: () => Promise<void>;
   dns: { listen(gateway: string): Promise<void>; close(gateway: string): void };
+  /** A network was created or destroyed. */
+  emit: (e: NetworkEvent) => void;
   log: (m: string) => void;
 }
 
@@ -223,6 +241,8 @@ export interface NetworkSetDeps {
 export class NetworkSet {
   private readonly nets = new Map<string, UserNet>();
   private readonly files: NetworkFiles;
+  /** The bridges the records on disk name (opened or not), at open. */
+  recordedBridges: string[] = [];
 
   constructor(private readonly deps: NetworkSetDeps) {
     this.files = new NetworkFiles(path.join(deps.root, 'networks'));
@@ -230,7 +250,9 @@ export class NetworkSet {
 
   /** At start: every recorded network's bridge up and claimed, its DNS served. */
   async open(): Promise<void> {
-    for (const rec of await this.files.load(this.deps.log)) {
+    const recs = await this.files.load(this.deps.log);
+    this.recordedBridges = recs.map((r) => r.bridge);
+    for (const rec of recs) {
       try {
         const n = userNet(rec);
         await this.deps.makeBridge(rec.bridge, `${rec.IPAM.Config[0].Gateway}/${n.subnet.prefix}`);
@@ -298,6 +320,7 @@ export class NetworkSet {
       await this.deps.rulesChanged().catch(() => undefined);
       throw e;
     }
+    this.deps.emit(networkEvent('create', rec.Id, rec.Name));
     return rec;
   }
 
@@ -308,6 +331,7 @@ export class NetworkSet {
     this.deps.dns.close(n.rec.IPAM.Config[0].Gateway);
     await this.deps.rulesChanged();
     await this.deps.dropBridge(n.rec.bridge);
+    this.deps.emit(networkEvent('destroy', n.rec.Id, n.rec.Name));
   }
 
   /** At daemon stop with nothing running: the bridges go (the records stay). */

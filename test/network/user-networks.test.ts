@@ -1,13 +1,25 @@
 import test from 'ava';
-import { TestDaemon } from '../helpers/daemon';
+import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import * as packet from 'dns-packet';
+import { TestDaemon, exec } from '../helpers/daemon';
 import { linkExists } from './netutil';
 import { userVethName } from '../../src/network/network';
+import { ownerTag } from '../../src/network/claims';
+import { contains, ipToNum, parseSubnet } from '../../src/network/ipv4';
 
 /**
  * User-defined networks with the real docker CLI against one daemon: the network verbs,
  * run --network/--network-alias/--ip, DNS by name and alias through 127.0.0.11, isolation
  * between networks, internal networks, hot-plug connect/disconnect, legacy links on the
- * default bridge, and the repair of a running container's deleted veth at daemon start.
+ * default bridge, endpoint links, DNS over TCP and forwarding to a container's own --dns,
+ * rename, network events, run --dry-run on a network, rm beside a stopped container, and
+ * at daemon start the repair of a running container's deleted veth and the removal of
+ * bridges a crash left.
  */
 
 let d: TestDaemon;
@@ -144,7 +156,7 @@ test.serial('--link on the default bridge gives the process Docker\'s link env v
   t.true(plain.some((e) => /^REDIS_NAME=\/[a-z]+_[a-z]+\/redis$/.test(e)), plain.join(' '));
 });
 
-test.serial('a running container whose veth was deleted by hand answers again after berthd restarts, at the same address', async (t) => {
+test.serial('a running container whose veth was deleted by hand answers again after berthd restarts, at the same address and by name', async (t) => {
   const i = JSON.parse(await docker(t, 'inspect', 'web'))[0];
   const ep = i.NetworkSettings.Networks.front;
   const veth = userVethName(i.Id, ep.NetworkID);
@@ -159,6 +171,13 @@ test.serial('a running container whose veth was deleted by hand answers again af
   t.is(await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'web'), ep.IPAddress);
   const got = await d.docker(['exec', 'other', 'wget', '-q', '-O', '-', `http://${ep.IPAddress}/hostname`]);
   t.is(got.stdout.trim(), i.Id.slice(0, 12), `${got.stderr}\n${d.log().split('\n').filter((l) => /network|dns/i.test(l)).slice(-8).join('\n')}`);
+  // DNS by name both ways after the repair: the repaired container is answered for, and it asks.
+  const byName = await d.docker(['exec', 'other', 'nslookup', 'www']);
+  t.deepEqual(addresses(byName.stdout), [ep.IPAddress], `${byName.stdout}${byName.stderr}`);
+  const otherIp = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'other');
+  const asks = await d.docker(['exec', 'web', 'nslookup', 'other']);
+  t.deepEqual(addresses(asks.stdout), [otherIp], `${asks.stdout}${asks.stderr}`);
+  t.is(await docker(t, 'exec', 'other', 'wget', '-q', '-O', '-', 'http://web/hostname'), i.Id.slice(0, 12));
 });
 
 test.serial('network rm, prune and the refusals: predefined networks, IPv6, overlapping subnets, unknown drivers', async (t) => {
@@ -175,4 +194,181 @@ test.serial('network rm, prune and the refusals: predefined networks, IPv6, over
   await docker(t, 'rm', '-f', 'db');
   await docker(t, 'network', 'rm', 'back');
   t.not((await d.docker(['network', 'inspect', 'back'])).code, 0);
+});
+
+/** A DNS query for `name` (A) from inside a container's network namespace, over TCP or UDP, answered through 127.0.0.11. */
+async function askInside(pid: number, name: string, tcp: boolean): Promise<{ rcode: string; ips: string[] }> {
+  const script = `
+    const packet = require(${JSON.stringify(require.resolve('dns-packet'))});
+    const q = packet.encode({ type: 'query', id: 7, flags: packet.RECURSION_DESIRED, questions: [{ type: 'A', name: ${JSON.stringify(name)} }] });
+    const done = (buf) => { const a = packet.decode(buf); console.log(JSON.stringify({ rcode: a.rcode, ips: a.answers.filter((x) => x.type === 'A').map((x) => x.data) })); process.exit(0); };
+    setTimeout(() => { console.error('no answer'); process.exit(2); }, 8000);
+    if (${tcp}) {
+      const s = require('node:net').connect({ host: '127.0.0.11', port: 53 }, () => { const h = Buffer.alloc(2); h.writeUInt16BE(q.length); s.write(Buffer.concat([h, q])); });
+      let b = Buffer.alloc(0);
+      s.on('data', (c) => { b = Buffer.concat([b, c]); if (b.length >= 2 && b.length >= 2 + b.readUInt16BE(0)) done(b.subarray(2, 2 + b.readUInt16BE(0))); });
+    } else {
+      const s = require('node:dgram').createSocket('udp4');
+      s.on('message', done);
+      s.send(q, 53, '127.0.0.11');
+    }`;
+  const { stdout } = await exec('nsenter', [`--net=/proc/${pid}/ns/net`, process.execPath, '-e', script]);
+  return JSON.parse(stdout);
+}
+
+/** A resolver the test runs on a loopback address of the host (no internet): `ext.example` is 192.0.2.55, over UDP and TCP. */
+async function fakeUpstream(t: { teardown: (fn: () => void) => void }): Promise<{ ip: string; asked: string[] }> {
+  const ip = `127.53.${randomBytes(1)[0]}.${1 + (randomBytes(1)[0] % 250)}`;
+  const asked: string[] = [];
+  const answer = (msg: Buffer, via: string) => {
+    const q = packet.decode(msg);
+    const name = q.questions![0].name;
+    asked.push(`${via} ${name}`);
+    const answers = name === 'ext.example' && q.questions![0].type === 'A' ? [{ type: 'A' as const, name, ttl: 60, class: 'IN' as const, data: '192.0.2.55' }] : [];
+    return packet.encode({ id: q.id, type: 'response', flags: name === 'ext.example' ? 0 : 3, questions: q.questions, answers });
+  };
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (m, r) => udp.send(answer(m, 'udp'), r.port, r.address));
+  await new Promise<void>((res) => udp.bind(53, ip, () => res()));
+  const tcp = net.createServer((sock) => {
+    let b = Buffer.alloc(0);
+    sock.on('data', (c) => {
+      b = Buffer.concat([b, c]);
+      if (b.length >= 2 && b.length >= 2 + b.readUInt16BE(0)) {
+        const out = answer(b.subarray(2, 2 + b.readUInt16BE(0)), 'tcp');
+        const h = Buffer.alloc(2);
+        h.writeUInt16BE(out.length);
+        sock.end(Buffer.concat([h, out]));
+      }
+    });
+  });
+  await new Promise<void>((res) => tcp.listen(53, ip, () => res()));
+  t.teardown(() => {
+    udp.close();
+    tcp.close();
+  });
+  return { ip, asked };
+}
+
+test.serial('DNS over TCP through 127.0.0.11; names not ours go to the container\'s own --dns resolver (UDP and TCP) while container names keep resolving', async (t) => {
+  const up = await fakeUpstream(t);
+  const webIp = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'web');
+  await docker(t, 'run', '-d', '--name', 'asker', '--network', 'front', '--dns', up.ip, '--dns-search', 'corp.example', 'busybox', 'sleep', '600');
+  const resolv = await docker(t, 'exec', 'asker', 'cat', '/etc/resolv.conf');
+  t.is(resolv.split('\n')[0], 'nameserver 127.0.0.11', 'the container keeps asking the embedded DNS');
+  t.regex(resolv, /^search corp\.example$/m);
+  const pid = Number(await docker(t, 'inspect', '-f', '{{.State.Pid}}', 'asker'));
+  t.deepEqual(await askInside(pid, 'web', true), { rcode: 'NOERROR', ips: [webIp] }, 'a container name over TCP');
+  t.deepEqual(await askInside(pid, 'nosuchname', true), { rcode: 'NXDOMAIN', ips: [] }, 'an unknown name over TCP');
+  t.deepEqual(await askInside(pid, 'ext.example', false), { rcode: 'NOERROR', ips: ['192.0.2.55'] }, 'forwarded over UDP');
+  t.deepEqual(await askInside(pid, 'ext.example', true), { rcode: 'NOERROR', ips: ['192.0.2.55'] }, 'forwarded over TCP');
+  t.deepEqual(up.asked, ['udp ext.example', 'tcp ext.example'], 'container names never went upstream');
+  const viaBusybox = await d.docker(['exec', 'asker', 'nslookup', 'ext.example']);
+  t.deepEqual(addresses(viaBusybox.stdout), ['192.0.2.55'], viaBusybox.stdout + viaBusybox.stderr);
+  await docker(t, 'rm', '-f', 'asker');
+});
+
+test.serial('rename: the new name resolves at once and the old one no longer does', async (t) => {
+  await docker(t, 'run', '-d', '--name', 'before', '--network', 'front', 'busybox', 'sleep', '600');
+  const ip = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'before');
+  t.deepEqual(addresses((await d.docker(['exec', 'other', 'nslookup', 'before'])).stdout), [ip]);
+  await docker(t, 'rename', 'before', 'after');
+  t.deepEqual(addresses((await d.docker(['exec', 'other', 'nslookup', 'after'])).stdout), [ip]);
+  const old = await d.docker(['exec', 'other', 'nslookup', 'before']);
+  t.regex(old.stdout + old.stderr, /NXDOMAIN/);
+  await docker(t, 'rm', '-f', 'after');
+});
+
+test.serial('endpoint links on a user-defined network: the link alias resolves for the linking container alone', async (t) => {
+  await docker(t, 'network', 'create', 'linked');
+  await docker(t, 'run', '-d', '--name', 'target', '--network', 'linked', ...HTTPD);
+  const ip = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.linked.IPAddress}}', 'target');
+  await docker(t, 'network', 'create', 'linker-net');
+  await docker(t, 'run', '-d', '--name', 'linker', '--network', 'linker-net', 'busybox', 'sleep', '600');
+  await docker(t, 'network', 'connect', '--link', 'target:site', 'linked', 'linker');
+  t.deepEqual(JSON.parse(await docker(t, 'inspect', '-f', '{{json .NetworkSettings.Networks.linked.Links}}', 'linker')), ['target:site']);
+  const got = await d.docker(['exec', 'linker', 'nslookup', 'site']);
+  t.deepEqual(addresses(got.stdout), [ip], got.stdout + got.stderr);
+  await docker(t, 'run', '-d', '--name', 'bystander', '--network', 'linked', 'busybox', 'sleep', '600');
+  const not = await d.docker(['exec', 'bystander', 'nslookup', 'site']);
+  t.deepEqual(addresses(not.stdout), [], 'another container on the network does not see the link alias');
+  // docker run --network NAME --link: the CLI sends the link in the endpoint's config.
+  const run = await d.docker(['run', '--rm', '--network', 'linked', '--link', 'target:shop', 'busybox', 'nslookup', 'shop']);
+  t.deepEqual(addresses(run.stdout), [ip], run.stdout + run.stderr);
+  await docker(t, 'rm', '-f', 'linker', 'bystander');
+  await docker(t, 'network', 'rm', 'linker-net');
+});
+
+test.serial('run --dry-run --network NAME plans the DNAT to the address that network gives next, and takes nothing', async (t) => {
+  const subnet = await docker(t, 'network', 'inspect', '-f', '{{(index .IPAM.Config 0).Subnet}}', 'linked');
+  const r = await d.berth(['run', '--dry-run', '--network', 'linked', '-p', '8080:80', 'busybox']);
+  t.is(r.code, 0, r.stderr);
+  const planned = /--to-destination (\S+):80/.exec(r.stdout)?.[1];
+  t.truthy(planned, r.stdout);
+  t.true(contains(parseSubnet(subnet), ipToNum(planned ?? '')), `${planned} in ${subnet}`);
+  const fixed = await d.berth(['run', '--dry-run', '--network', 'front', '--ip', '10.197.10.77', '-p', '8081:80', 'busybox']);
+  t.regex(fixed.stdout, /--to-destination 10\.197\.10\.77:80$/m, fixed.stdout + fixed.stderr);
+  t.not((await d.berth(['run', '--dry-run', '--network', 'nosuchnet', 'busybox'])).code, 0);
+  await docker(t, 'run', '-d', '--name', 'next', '--network', 'linked', 'busybox', 'sleep', '600');
+  t.is(await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.linked.IPAddress}}', 'next'), planned ?? '');
+  await docker(t, 'rm', '-f', 'next');
+});
+
+test.serial('network rm takes a network whose only container is stopped (it holds no endpoint, as in Docker); that container then fails to start with NOT_FOUND', async (t) => {
+  await docker(t, 'network', 'create', 'brief');
+  const id = await docker(t, 'run', '-d', '--name', 'sleeper', '--network', 'brief', 'busybox', 'sleep', '600');
+  t.not((await d.docker(['network', 'rm', 'brief'])).code, 0, 'refused while its container runs');
+  await docker(t, 'stop', '-t', '0', 'sleeper');
+  await docker(t, 'network', 'rm', 'brief');
+  const err = await t.throwsAsync(d.containers.start(id));
+  t.is((err as { code?: string }).code, 'NOT_FOUND');
+  await docker(t, 'network', 'disconnect', '--force', 'brief', 'sleeper');
+  t.false(Object.keys(JSON.parse(await docker(t, 'inspect', '-f', '{{json .NetworkSettings.Networks}}', 'sleeper'))).includes('brief'), 'the record no longer names the network');
+  await docker(t, 'rm', '-f', 'sleeper');
+});
+
+test.serial('network events: create, connect and disconnect (hot-plug, start and stop), destroy', async (t) => {
+  const since = (Date.now() / 1000 - 1).toFixed(3);
+  await docker(t, 'network', 'create', 'ev');
+  const netId = await docker(t, 'network', 'inspect', '-f', '{{.Id}}', 'ev');
+  const id = await docker(t, 'run', '-d', '--name', 'evc', '--network', 'ev', 'busybox', 'sleep', '600');
+  await docker(t, 'network', 'connect', 'front', 'evc');
+  await docker(t, 'network', 'disconnect', 'front', 'evc');
+  await docker(t, 'stop', '-t', '0', 'evc');
+  await docker(t, 'rm', 'evc');
+  await docker(t, 'network', 'rm', 'ev');
+  const want = [`create ev ${netId} `, `connect ev ${netId} ${id}`, `connect front  ${id}`, `disconnect front  ${id}`, `disconnect ev ${netId} ${id}`, `destroy ev ${netId} `];
+  let got: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const until = (Date.now() / 1000).toFixed(3);
+    const out = await docker(t, 'events', '--since', since, '--until', until, '--filter', 'type=network', '--format', '{{.Action}} {{.Actor.Attributes.name}} {{.Actor.ID}} {{index .Actor.Attributes "container"}}');
+    got = out
+      .split('\n')
+      .filter((l) => l.includes(netId) || l.endsWith(id))
+      .map((l) => (l.includes(' front ') ? l.replace(/ front [0-9a-f]{64} /, ' front  ') : l).trimEnd());
+    if (got.length >= want.length) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  t.deepEqual(got, want.map((l) => l.trimEnd()));
+});
+
+test.serial('at start, a bridge this root claims that no network names (left by a crash) is removed; one another root claims is not touched', async (t) => {
+  await d.kill();
+  const tag = randomBytes(3).toString('hex');
+  const mine = `br-orph${tag}`;
+  const theirs = `br-othr${tag}`;
+  const otherRoot = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-other-'));
+  t.teardown(async () => {
+    await exec('ip', ['link', 'del', 'dev', theirs]).catch(() => undefined);
+    await exec('ip', ['link', 'del', 'dev', mine]).catch(() => undefined);
+    await fs.promises.rm(otherRoot, { recursive: true, force: true });
+  });
+  for (const [name, root] of [[mine, d.root], [theirs, otherRoot]]) {
+    await exec('ip', ['link', 'add', 'name', name, 'type', 'bridge']);
+    await exec('ip', ['link', 'set', 'dev', name, 'alias', `berth-root=${ownerTag(root)}`]);
+  }
+  await d.restart();
+  t.false(await linkExists(mine), 'our crash-left bridge is gone');
+  t.true(await linkExists(theirs), "another root's bridge is left alone");
+  t.true(await linkExists((JSON.parse(await docker(t, 'network', 'inspect', 'front'))[0].Options as Record<string, string>)['com.docker.network.bridge.name']), 'recorded networks keep their bridges');
 });
