@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as packet from 'dns-packet';
 import { TestDaemon, exec } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 import { linkExists } from './netutil';
 import { userVethName } from '../../src/network/network';
 import { ownerTag } from '../../src/network/claims';
@@ -173,7 +174,7 @@ test.serial('a running container whose veth was deleted by hand answers again af
   t.is(got.stdout.trim(), i.Id.slice(0, 12), `${got.stderr}\n${d.log().split('\n').filter((l) => /network|dns/i.test(l)).slice(-8).join('\n')}`);
   // DNS by name both ways after the repair: the repaired container is answered for, and it asks.
   const byName = await d.docker(['exec', 'other', 'nslookup', 'www']);
-  t.deepEqual(addresses(byName.stdout), [ep.IPAddress], `${byName.stdout}${byName.stderr}`);
+  t.deepEqual(addresses(byName.stdout), [ep.IPAddress], `${byName.stdout}${byName.stderr}\n${d.log().split('\n').filter((l) => /network|dns/i.test(l)).slice(-12).join('\n')}`);
   const otherIp = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'other');
   const asks = await d.docker(['exec', 'web', 'nslookup', 'other']);
   t.deepEqual(addresses(asks.stdout), [otherIp], `${asks.stdout}${asks.stderr}`);
@@ -338,17 +339,16 @@ test.serial('network events: create, connect and disconnect (hot-plug, start and
   await docker(t, 'rm', 'evc');
   await docker(t, 'network', 'rm', 'ev');
   const want = [`create ev ${netId} `, `connect ev ${netId} ${id}`, `connect front  ${id}`, `disconnect front  ${id}`, `disconnect ev ${netId} ${id}`, `destroy ev ${netId} `];
-  let got: string[] = [];
-  for (let i = 0; i < 20; i++) {
+  const events = async () => {
     const until = (Date.now() / 1000).toFixed(3);
     const out = await docker(t, 'events', '--since', since, '--until', until, '--filter', 'type=network', '--format', '{{.Action}} {{.Actor.Attributes.name}} {{.Actor.ID}} {{index .Actor.Attributes "container"}}');
-    got = out
+    return out
       .split('\n')
       .filter((l) => l.includes(netId) || l.endsWith(id))
       .map((l) => (l.includes(' front ') ? l.replace(/ front [0-9a-f]{64} /, ' front  ') : l).trimEnd());
-    if (got.length >= want.length) break;
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  };
+  // The stop's disconnect comes with the exit's clean-up, which may follow `docker stop`'s answer.
+  const got = await eventually(async () => ((await events()).length >= want.length ? events() : undefined), { message: 'all six network events' });
   t.deepEqual(got, want.map((l) => l.trimEnd()));
 });
 
