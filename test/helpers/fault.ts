@@ -11,7 +11,7 @@ export function faultEnv(step: string): NodeJS.ProcessEnv {
 }
 
 /** Wait until the output read by `output()` (a daemon's log, a child's stderr) says the process stopped at `step`. */
-export async function atFault(output: () => string, step: string, timeout = 60_000): Promise<void> {
+export async function atFault(output: () => string, step: string, timeout = 180_000): Promise<void> {
   await eventually(() => output().includes(faultReachedLine(step)), { timeout, interval: 20, message: `the process to stop at fault point ${step}` });
 }
 

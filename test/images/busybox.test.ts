@@ -1,6 +1,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Readable, Writable } from 'node:stream';
 import { exec, mountImage, openEnv, snapshotNames } from './helpers';
 
 test('busybox is built on first use and its root filesystem runs sh', async (t) => {
@@ -42,6 +43,21 @@ test('inspect, history, tag and save of busybox make it too', async (t) => {
   t.is(h[0].CreatedBy, 'berth busybox: /bin/busybox --install');
   t.is((await env.store.inspect('busybox:latest')).Id, h[0].Id);
   t.is((await env.store.list()).length, 1);
+
+  const tagged = await openEnv(t);
+  await tagged.store.tag('busybox', 'mybox', '1');
+  t.deepEqual((await tagged.store.list()).map((i) => i.RepoTags.sort()), [['busybox:latest', 'mybox:1']], 'tag made busybox, then tagged it');
+
+  const saved = await openEnv(t);
+  const chunks: Buffer[] = [];
+  await saved.store.save(['busybox'], new Writable({ write: (c, _e, cb) => (chunks.push(c), cb()) }));
+  const [img] = await saved.store.list();
+  t.deepEqual(img.RepoTags, ['busybox:latest'], 'save made busybox');
+  // The archive holds it: it loads into an empty store as the same image.
+  const other = await openEnv(t);
+  const { loaded } = await other.store.load(Readable.from([Buffer.concat(chunks)]));
+  t.deepEqual(loaded, ['Loaded image: busybox:latest']);
+  t.is((await other.store.list())[0].Id, img.Id);
 });
 
 test('only busybox:latest is made on demand', async (t) => {

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import {
   buildSpec,
   CONTAINER_INIT_PATH,
@@ -116,7 +117,9 @@ test('specToJson writes RLIM_INFINITY as the exact integer 2^64-1', (t) => {
 
 test("readHostInfo reads this process's hard limits", (t) => {
   const info = readHostInfo();
-  t.is(typeof info.rlimits.RLIMIT_NOFILE, 'bigint');
+  // A child inherits our hard limit: the shell's ulimit says what it is.
+  const hard = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  t.is(info.rlimits.RLIMIT_NOFILE, hard === 'unlimited' ? RLIM_INFINITY : BigInt(hard));
   t.deepEqual(
     parseLimits('Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 20000                files     \nMax core file size        0                    unlimited            bytes     \n'),
     { RLIMIT_NOFILE: 20000n, RLIMIT_CORE: RLIM_INFINITY },
