@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { systemCommands } from './commands/system';
 import { imageCommands } from './commands/images';
 import { registryCommands } from './commands/registry';
+import { buildCommands } from './commands/build';
 import { containerCommands } from './commands/containers';
 import { volumeCommands } from './commands/volumes';
 import { sideCommands } from './commands/side';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   containerCommands(program);
   imageCommands(program);
   registryCommands(program);
+  buildCommands(program);
   volumeCommands(program);
   sideCommands(program);
   networkCommands(program);

@@ -24,6 +24,8 @@ import { Networks } from '../network/service';
 import { swarmRoutes } from '../api/swarm';
 import { BridgeNetwork } from '../network/network';
 import { sideRoutes } from '../api/side';
+import { buildRoutes } from '../api/build';
+import { openBuilder } from '../build/open';
 
 export interface DaemonOptions extends DaemonLocation {
   runtime?: string;
@@ -56,6 +58,7 @@ export interface RunningDaemon {
  *   volumes/          data volumes and their snapshots (volumes/drivers: btrfs or dir)
  *   runtime/          runc's state (--root) for this daemon's containers
  *   network.json      the bridge's name, subnet and iptables chain suffix
+ *   build/            the classic builder's cache index (build-cache.json)
  *   tmp/              scratch space, emptied at every start
  */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
@@ -120,6 +123,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     sideRoutes(router, engine.access(), engine, images, volumes);
     networkRoutes(router, new Networks(engine.network(), id, engine.networkAttach()));
     swarmRoutes(router);
+    buildRoutes(router, await openBuilder({ root: path.join(opts.root, 'build'), tmpDir, engine, images, registry }));
 
     const server = new ApiServer(router, log);
     await server.listen(opts.socket);

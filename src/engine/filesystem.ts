@@ -24,6 +24,10 @@ export interface CommitOptions {
   changes?: string[];
   pause?: boolean;
   config?: Partial<ImageConfigFields>;
+  /** The builder's: `config` is the image's whole config, not merged over the container's. */
+  replaceConfig?: boolean;
+  /** The builder's: the history entry's created_by (default: the container's command). */
+  createdBy?: string;
 }
 
 export async function commit(ctx: EngineContext, ref: string, opts: CommitOptions): Promise<{ Id: string }> {
@@ -32,7 +36,7 @@ export async function commit(ctx: EngineContext, ref: string, opts: CommitOption
   let names: string[] = [];
   if (opts.repo) names = [familiarTagged(parseRepoTag(opts.repo, opts.tag))];
   else if (opts.tag) throw new InvalidArgumentError('a tag needs a repository name', { hint: 'give repo:tag, e.g. myimage:v1' });
-  const config = applyChanges(commitConfig(c.rec, opts.config ?? {}), opts.changes ?? []);
+  const config = applyChanges(opts.replaceConfig ? structuredClone((opts.config ?? {}) as ImageConfigFields) : commitConfig(c.rec, opts.config ?? {}), opts.changes ?? []);
   const rt = ctx.runtimeFor(c.rec.Runtime);
   const { id } = await c.lock.run(async () => {
     const pause = opts.pause !== false && c.rec.State.Status === 'running';
@@ -43,7 +47,7 @@ export async function commit(ctx: EngineContext, ref: string, opts: CommitOption
         return await ctx.opts.images.commitImageLayer(c.rec.Image, tar, {
           names,
           config,
-          createdBy: [c.rec.Path, ...c.rec.Args].join(' '),
+          createdBy: opts.createdBy ?? [c.rec.Path, ...c.rec.Args].join(' '),
           comment: opts.comment,
           author: opts.author,
           container: c.id,

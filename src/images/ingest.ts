@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { packDir } from '../../volumes/archive/pack';
 import { applyChanges, goArch, goTime, type HistoryEntry, type ImageConfig } from './config';
 import type { ImageContext } from './context';
-import type { CommitLayerSpec, LayerImportSpec } from './layer-spec';
+import type { CommitLayerSpec, ConfigCommitSpec, LayerImportSpec } from './layer-spec';
 import { addLayer } from './layers';
 import { saveImage } from './record-writer';
 import { familiarTagged, parseRepoTag } from './reference';
@@ -149,5 +149,24 @@ function commitImageLayerOp(ctx: ImageContext, parentImageId: string, input: Rea
       drain(input);
       throw formatError(e, 'cannot commit the layer', "check the container's files and the space left on the data root");
     }
+  });
+}
+
+/**
+ * A new image with image `parentImageId`'s layers (none for null: FROM scratch) and no
+ * layer of its own: `spec.config` and a history entry marked empty_layer, as Docker's
+ * classic builder records ENV, CMD, LABEL and the other metadata steps.
+ */
+export function commitImageConfig(ctx: ImageContext, parentImageId: string | null, spec: ConfigCommitSpec): Promise<{ id: string }> {
+  return ctx.gate.op(async () => {
+    const parent = parentImageId === null ? undefined : (await ctx.lookup(parentImageId)).rec;
+    const parentConfig: ImageConfig = parent ? await ctx.config(parent) : { architecture: goArch(), os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, history: [] };
+    const layers = parent?.layers ?? [];
+    const now = goTime();
+    const history: HistoryEntry[] = parentConfig.history?.length || !parent ? [...(parentConfig.history ?? [])] : layers.map(() => ({ created: parent.created, created_by: '' }));
+    if (spec.createdBy !== undefined) history.push({ created: now, created_by: spec.createdBy, empty_layer: true });
+    const config: ImageConfig = { ...parentConfig, created: now, config: spec.config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) }, history };
+    delete config.container;
+    return { id: await saveImage(ctx, config, layers, spec.names) };
   });
 }

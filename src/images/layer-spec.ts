@@ -28,3 +28,13 @@ export interface CommitLayerSpec {
   /** That container's config (inspect's ContainerConfig). */
   containerConfig?: object;
 }
+
+/** What commitImageConfig makes: the parent's layers and no new one, with this config (the classic builder's metadata steps). */
+export interface ConfigCommitSpec {
+  /** Familiar tagged names to give the image. */
+  names: string[];
+  /** The new image's `config` (replaces the parent's). */
+  config: ImageConfigFields;
+  /** The history entry's created_by (marked empty_layer); none: no history entry (a scratch base). */
+  createdBy?: string;
+}

@@ -7,8 +7,8 @@ import { BaseImages } from './base-images';
 import { history, inspect, list, resolve } from './catalog';
 import { ContentStore } from './content';
 import { ImageContext, type ImageUsers } from './context';
-import { commitImageLayer, importDirectory, importLayer, importRootfs } from './ingest';
-import type { CommitLayerSpec, LayerImportSpec } from './layer-spec';
+import { commitImageConfig, commitImageLayer, importDirectory, importLayer, importRootfs } from './ingest';
+import type { CommitLayerSpec, ConfigCommitSpec, LayerImportSpec } from './layer-spec';
 import { remove, tag } from './names';
 import { EMPTY_DOC, type Doc } from './records';
 import type {
@@ -72,7 +72,7 @@ export interface ImageStoreOptions {
   busyboxPath?: string;
 }
 
-export type { CommitLayerSpec, LayerImportSpec } from './layer-spec';
+export type { CommitLayerSpec, ConfigCommitSpec, LayerImportSpec } from './layer-spec';
 export type { ImageUsers } from './context';
 
 export class ImageStore implements ImageService {
@@ -156,6 +156,11 @@ export class ImageStore implements ImageService {
 
   commitImageLayer(parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
     return commitImageLayer(this.ctx, parentImageId, input, spec);
+  }
+
+  /** The classic builder's metadata steps: the parent's layers (none: scratch) with a new config. */
+  commitImageConfig(parentImageId: string | null, spec: ConfigCommitSpec): Promise<{ id: string }> {
+    return commitImageConfig(this.ctx, parentImageId, spec);
   }
 
   load(input: Readable, opts: { progress?: Progress } = {}): Promise<{ loaded: string[] }> {

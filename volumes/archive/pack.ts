@@ -28,6 +28,8 @@ export { digestStream } from './digest';
 export interface PackOptions {
   /** Convert overlayfs whiteouts and opaque dirs to OCI `.wh.` entries. */
   overlayWhiteouts?: boolean;
+  /** Leave out the entry at `rel` (a directory with everything under it): a build context's .dockerignore. */
+  skip?: (rel: string, isDir: boolean) => boolean;
 }
 
 type Entry = Partial<tar.Header> & { name: string };
@@ -137,6 +139,7 @@ async function walk(dir: string, opts: PackOptions, pack: tar.Pack, room: () => 
     kids.sort((a, b) => (a.out < b.out ? -1 : a.out > b.out ? 1 : 0));
     for (const { out, st, kind } of kids) {
       const name = rel ? rel + '/' + out : out;
+      if (kind === 'plain' && opts.skip?.(name, st.isDirectory())) continue;
       if (kind === 'opaque') {
         await add({ ...header(name, st), type: 'file', mode: 0o100000 | (Number(st.mode) & 0o777), size: 0 });
         continue;

@@ -1,0 +1,53 @@
+import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
+import { BuildCache } from './cache';
+import type { StageState } from './instructions';
+import type { BuildImages, StepDeps } from './ports';
+
+/** What every step shares: the cache probe, the parent image for a step's container, short ids, the RUN failure. */
+
+/** A RUN that exited non-zero: its code travels as errorDetail.code, the CLI's exit status. */
+export class StepFailedError extends InvalidArgumentError {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message, { hint: "the step's output is above; fix the command and build again" });
+  }
+}
+
+/**
+ * Take the cached image of this step when there is one (not with --no-cache): the stage
+ * moves to it and the step is done (true). `key` is BuildCache.key's input after the parent.
+ */
+export async function useCache(d: Pick<StepDeps, 'cache' | 'images' | 'req' | 'say'>, st: StageState, key: string, silent = false): Promise<boolean> {
+  const hit = d.req.noCache ? undefined : await d.cache.probe(BuildCache.key(st.image, key), (id) => exists(d.images, id), d.req.cacheFrom);
+  if (!hit) return false;
+  if (!silent) d.say(` ---> Using cache\n ---> ${short(hit)}\n`);
+  st.image = hit;
+  return true;
+}
+
+/** Record the step's new image as the cache's answer for `key` on the old parent, and move the stage to it. */
+export async function advance(d: Pick<StepDeps, 'cache'>, st: StageState, key: string, id: string): Promise<void> {
+  await d.cache.record(BuildCache.key(st.image, key), id, st.image);
+  st.image = id;
+}
+
+/** The image a step's container starts from: the stage's, or an empty one for FROM scratch. */
+export async function stepBase(d: Pick<StepDeps, 'images'>, st: StageState): Promise<string> {
+  return st.image ?? (await d.images.commitImageConfig(null, { names: [], config: st.config })).id;
+}
+
+export async function exists(images: BuildImages, id: string): Promise<boolean> {
+  try {
+    await images.inspect(id);
+    return true;
+  } catch (e) {
+    if (e instanceof NotFoundError) return false;
+    throw e;
+  }
+}
+
+export function short(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
+}
