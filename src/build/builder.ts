@@ -188,8 +188,7 @@ class BuildRun {
       st.image = img.id;
       st.config = structuredClone(img.config ?? {});
     }
-    const shell = (st.config as { Shell?: string[] }).Shell;
-    if (Array.isArray(shell) && shell.length) st.shell = [...shell];
+    if (Array.isArray(st.config.Shell) && st.config.Shell.length) st.shell = [...st.config.Shell];
     return st;
   }
 

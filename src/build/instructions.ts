@@ -116,7 +116,7 @@ export function applyMetadata(st: StageState, step: Step): string | undefined {
       const exec = execForm(step.args);
       if (!exec || exec.length === 0) throw lineError(step.line, 'SHELL requires the arguments to be in JSON form', 'e.g. SHELL ["/bin/bash", "-c"]');
       st.shell = exec;
-      (c as { Shell?: string[] }).Shell = exec;
+      c.Shell = exec;
       break;
     }
     case 'WORKDIR': {

@@ -372,6 +372,8 @@ export function serializeConfig(c: ImageConfig): string {
             Retries: cfg.Healthcheck.Retries || undefined,
           }
         : undefined,
+      OnBuild: nonEmpty(cfg.OnBuild),
+      Shell: nonEmpty(cfg.Shell),
     },
     rootfs: { type: 'layers', diff_ids: c.rootfs.diff_ids },
     history: nonEmpty(

@@ -56,6 +56,8 @@ export interface ImageConfigFields {
   Volumes?: Record<string, object> | null;
   StopSignal?: string;
   OnBuild?: string[] | null;
+  /** SHELL: the shell of RUN/CMD/ENTRYPOINT's shell form in builds FROM this image. */
+  Shell?: string[] | null;
   /** HEALTHCHECK (see src/engine/health.ts). */
   Healthcheck?: HealthConfig | null;
 }
