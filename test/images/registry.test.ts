@@ -2,8 +2,10 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
+import { createHash } from 'node:crypto';
 import { TestDaemon, exec, listTree } from '../helpers/daemon';
 import { TestRegistry } from '../helpers/registry';
+import { RemoteRegistryService } from '../../src/client/registry';
 
 /**
  * Pull and push against a real registry (Debian's docker-registry, distribution 2.8) on
@@ -117,6 +119,121 @@ test.serial('docker push to another repository of the same registry mounts the b
   t.is(JSON.parse((await exec('skopeo', ['inspect', '--tls-verify=false', `docker://${name}`])).stdout).Layers.length, 2);
 });
 
+/** PUT a blob into the registry (one POST, one PUT), as a client of the distribution API. */
+async function putBlob(repo: string, data: Buffer): Promise<{ digest: string; size: number }> {
+  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const start = await fetch(`http://${reg.host}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  const loc = new URL(start.headers.get('location')!, `http://${reg.host}`);
+  loc.searchParams.set('digest', digest);
+  const put = await fetch(loc, { method: 'PUT', body: new Uint8Array(data), headers: { 'Content-Type': 'application/octet-stream' } });
+  if (put.status !== 201) throw new Error(`blob PUT: ${put.status}`);
+  return { digest, size: data.length };
+}
+
+async function putManifest(repo: string, ref: string, mediaType: string, doc: object): Promise<{ digest: string; size: number }> {
+  const body = Buffer.from(JSON.stringify(doc));
+  const res = await fetch(`http://${reg.host}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body: new Uint8Array(body), headers: { 'Content-Type': mediaType } });
+  if (res.status !== 201) throw new Error(`manifest PUT: ${res.status} ${await res.text()}`);
+  return { digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, size: body.length };
+}
+
+test.serial('a multi-arch index gives amd64 by default, --platform picks another entry, attestations are skipped', async (t) => {
+  const repo = 'test/made';
+  const raw = JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${made.name}`])).stdout);
+  const configRes = await fetch(`http://${reg.host}/v2/${repo}/blobs/${raw.config.digest}`);
+  const config = JSON.parse(await configRes.text());
+  const armConfig = await putBlob(repo, Buffer.from(JSON.stringify({ ...config, architecture: 'arm64', variant: 'v8' })));
+  const armManifest = await putManifest(repo, 'arm-only', raw.mediaType, { ...raw, config: { ...raw.config, ...armConfig } });
+  const amd = await putManifest(repo, 'amd-only', raw.mediaType, raw);
+  const attestation = await putManifest(repo, 'attest', 'application/vnd.oci.image.manifest.v1+json', {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await putBlob(repo, Buffer.from('{}'))) },
+    layers: [],
+  });
+  const index = await putManifest(repo, 'multi', 'application/vnd.oci.image.index.v1+json', {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { mediaType: raw.mediaType, ...armManifest, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...attestation, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': amd.digest } },
+      { mediaType: raw.mediaType, ...amd, platform: { os: 'linux', architecture: 'amd64' } },
+    ],
+  });
+  const name = `${reg.host}/${repo}:multi`;
+  const pull = await d.docker(['pull', name]);
+  t.is(pull.code, 0, pull.stderr);
+  t.regex(pull.stdout, new RegExp(`Digest: ${index.digest}`));
+  const img = await d.images.inspect(name);
+  t.is(img.Id, made.id);
+  t.is(img.Architecture, 'amd64');
+  t.true(img.RepoDigests.includes(`${reg.host}/${repo}@${index.digest}`));
+
+  const arm = await d.berth(['pull', '--platform', 'linux/arm64', name]);
+  t.is(arm.code, 0, arm.stderr);
+  const armImg = await d.images.inspect(name);
+  t.is(armImg.Id, armConfig.digest);
+  t.is(armImg.Architecture, 'arm64');
+  const none = await d.berth(['pull', '--platform', 'linux/s390x', name]);
+  t.not(none.code, 0);
+  t.regex(none.stderr, /no matching manifest for linux\/s390x/);
+});
+
+test.serial('docker search and berth search list a registry\'s repositories from its catalog', async (t) => {
+  const ds = await d.docker(['search', `${reg.host}/made`]);
+  t.is(ds.code, 0, ds.stderr);
+  t.regex(ds.stdout, new RegExp(`${reg.host}/test/made`));
+  t.notRegex(ds.stdout, /pushed\/app/);
+  const bs = await d.berth(['search', '--format', '{{.Name}}', `${reg.host}/app`]);
+  t.is(bs.code, 0, bs.stderr);
+  t.deepEqual(bs.stdout.trim().split('\n'), [`${reg.host}/pushed/app`]);
+  const bad = await d.berth(['search', '--filter', 'color=red', `${reg.host}/app`]);
+  t.not(bad.code, 0);
+});
+
+test.serial('a pull killed mid-layer lists nothing half-made, and the next pull resumes the layer from the bytes on disk', async (t) => {
+  // One big incompressible layer, so the download is still running when berthd is killed.
+  t.is((await d.docker(['run', '--name', 'big', 'busybox', 'sh', '-c', 'head -c 96000000 /dev/urandom > /big'])).code, 0);
+  t.is((await d.docker(['commit', 'big', 'big:v1'])).code, 0);
+  await d.docker(['rm', 'big']);
+  const bigId = (await d.images.inspect('big:v1')).Id;
+  const archive = path.join(d.root, 'big.tar');
+  t.is((await d.docker(['save', '-o', archive, 'big:v1'])).code, 0);
+  const name = `${reg.host}/test/big:v1`;
+  await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-compress-level', '1', `docker-archive:${archive}`, `docker://${name}`]);
+  fs.rmSync(archive);
+  t.is((await d.docker(['rmi', 'big:v1'])).code, 0);
+  const raw = JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${name}`])).stdout);
+  const layer = raw.layers[raw.layers.length - 1] as { digest: string; size: number };
+  const partial = path.join(d.root, 'images', 'content', 'partial', layer.digest.slice(7));
+
+  const pulling = d.docker(['pull', name]);
+  let seen = 0;
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+    seen = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
+    if (seen > 1_000_000) break;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await d.kill();
+  await pulling;
+  const kept = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
+  t.true(kept > 0 && kept < layer.size, `partial ${kept} of ${layer.size}`);
+
+  await d.restart();
+  t.false((await d.images.list()).some((i) => i.Id === bigId || i.RepoTags.includes(name)), 'a half-pulled image is listed');
+
+  const messages: Array<{ status?: string; id?: string; progressDetail?: { current?: number; total?: number } }> = [];
+  await new RemoteRegistryService(d.transport).pull(name, { progress: (m) => messages.push(m) });
+  const first = messages.find((m) => m.id === layer.digest.slice(7, 19) && m.status === 'Downloading');
+  t.truthy(first);
+  t.true(first!.progressDetail!.current! >= kept, 'the download started from the bytes on disk');
+  t.true(layer.size - first!.progressDetail!.current! < layer.size, 'fewer bytes than the layer were fetched');
+  t.is((await d.images.inspect(name)).Id, bigId);
+  t.false(fs.existsSync(partial));
+  await d.docker(['rmi', name]);
+});
+
+// Last: it corrupts a layer the other tests' images share in the registry's storage.
 test.serial('a blob corrupted on the registry\'s disk is refused and nothing of it is kept', async (t) => {
   const name = `${reg.host}/corrupt/made:v1`;
   await exec('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${made.name}`, `docker://${name}`]);
@@ -127,7 +244,8 @@ test.serial('a blob corrupted on the registry\'s disk is refused and nothing of 
   const bytes = fs.readFileSync(blob);
   bytes[Math.floor(bytes.length / 2)] ^= 0xff;
   fs.writeFileSync(blob, bytes);
-  await d.docker(['rmi', '-f', made.id]);
+  // Nothing local may hold the layer (the multi-arch test's images share it).
+  for (const img of await d.images.list()) if (!img.RepoTags.includes('busybox:latest')) await d.images.remove(img.Id, { force: true });
   const pull = await d.docker(['pull', name]);
   t.not(pull.code, 0);
   t.regex(pull.stderr, /failed verification/);
