@@ -3,13 +3,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { TestDaemon, CLI, run, unmountUnder } from '../helpers/daemon';
+import { TestDaemon, CLI, unmountUnder } from '../helpers/daemon';
 import { Transport } from '../../src/client/transport';
+import { runCommand } from '../helpers/proc';
 
 test('a second daemon on the same root exits with UNAVAILABLE naming the first', async (t) => {
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
-  const r = await run(process.execPath, [CLI, 'daemon', '--root', d.root, '--host', `unix://${d.root}/other.sock`], process.env);
+  const r = await runCommand(process.execPath, [CLI, 'daemon', '--root', d.root, '--host', `unix://${d.root}/other.sock`]);
   t.not(r.code, 0);
   t.regex(r.stderr, /^berth: /m);
   t.true(r.stderr.includes(String(d.child!.pid)), r.stderr);
@@ -65,11 +66,11 @@ test('_ping answers with and without the /v1.NN prefix and carries API-Version',
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
   for (const p of ['/_ping', '/v1.41/_ping', '/v1.24/_ping']) {
-    const r = await run('curl', ['-si', '--unix-socket', d.socket, `http://x${p}`], process.env);
+    const r = await runCommand('curl', ['-si', '--unix-socket', d.socket, `http://x${p}`]);
     t.regex(r.stdout, /^HTTP\/1\.1 200/);
     t.regex(r.stdout, /api-version: 1\.41/i);
   }
-  const r = await run('curl', ['-s', '--unix-socket', d.socket, 'http://x/nope'], process.env);
+  const r = await runCommand('curl', ['-s', '--unix-socket', d.socket, 'http://x/nope']);
   t.is(JSON.parse(r.stdout).code, 'NOT_FOUND');
 });
 
@@ -83,7 +84,7 @@ test('any berth command starts a daemon when none answers, with its log in the d
     await unmountUnder(root);
     await fs.promises.rm(root, { recursive: true, force: true });
   });
-  const r = await run(process.execPath, [CLI, '--root', root, '-H', `unix://${socket}`, 'images', '--format', 'json'], process.env);
+  const r = await runCommand(process.execPath, [CLI, '--root', root, '-H', `unix://${socket}`, 'images', '--format', 'json']);
   t.is(r.code, 0, r.stderr);
   t.true(fs.existsSync(path.join(root, 'berthd.log')));
   t.true(await new Transport(socket).ping());
@@ -92,14 +93,14 @@ test('any berth command starts a daemon when none answers, with its log in the d
 test('--no-autostart fails with UNAVAILABLE and a hint when no daemon answers', async (t) => {
   const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-noauto-'));
   t.teardown(() => fs.promises.rm(root, { recursive: true, force: true }));
-  const r = await run(process.execPath, [CLI, '--root', root, '-H', `unix://${root}/none.sock`, '--no-autostart', 'images'], process.env);
+  const r = await runCommand(process.execPath, [CLI, '--root', root, '-H', `unix://${root}/none.sock`, '--no-autostart', 'images']);
   t.is(r.code, 1);
   t.regex(r.stderr, /^berth: no berth daemon answers/m);
   t.regex(r.stderr, /^hint: /m);
 });
 
 test('a TCP host is refused: no listener without TLS', async (t) => {
-  const r = await run(process.execPath, [CLI, '-H', 'tcp://127.0.0.1:2375', '--no-autostart', 'images'], process.env);
+  const r = await runCommand(process.execPath, [CLI, '-H', 'tcp://127.0.0.1:2375', '--no-autostart', 'images']);
   t.is(r.code, 1);
   t.regex(r.stderr, /unix socket only/);
 });

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { TestDaemon, run } from '../helpers/daemon';
+import { TestDaemon } from '../helpers/daemon';
 
 test('docker events reports create, start, die and destroy of a run --rm', async (t) => {
   const d = await TestDaemon.start();
@@ -49,5 +49,4 @@ test('--runtime names another OCI runtime: berth drives whatever binary it is gi
   const log = fs.readFileSync(calls, 'utf8');
   t.regex(log, /\bcreate\b/);
   t.regex(log, /\bstart\b/);
-  void run;
 });

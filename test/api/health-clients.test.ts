@@ -1,8 +1,9 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { run, TestDaemon } from '../helpers/daemon';
+import { TestDaemon } from '../helpers/daemon';
 import { dockerPy } from '../helpers/dockerpy';
+import { runCommand } from '../helpers/proc';
 
 /**
  * Health checks as third-party clients use them against berthd: docker-py (Debian's
@@ -63,8 +64,8 @@ out({'first': first, 'healthy': healthy, 'unhealthy': unhealthy, 'filtered': fil
 });
 
 /** Run docker-compose 1.29 on `dir`'s docker-compose.yml against the daemon. */
-function compose(dir: string, args: string[]): ReturnType<typeof run> {
-  return run('docker-compose', ['-f', path.join(dir, 'docker-compose.yml'), ...args], d.env);
+function compose(dir: string, args: string[]): ReturnType<typeof runCommand> {
+  return runCommand('docker-compose', ['-f', path.join(dir, 'docker-compose.yml'), ...args], { env: d.env });
 }
 
 test("docker-compose 1.29: depends_on condition service_healthy starts the app once the db is healthy, and refuses an unhealthy db", async (t) => {

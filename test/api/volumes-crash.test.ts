@@ -1,5 +1,4 @@
 import test, { ExecutionContext } from 'ava';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -7,6 +6,7 @@ import { TestDaemon, listTree, exec } from '../helpers/daemon';
 import type { RemoteVolumeService } from '../../src/client/volumes';
 import { crashAt } from '../helpers/fault';
 import { eventually } from '../helpers/eventually';
+import { sha256 } from '../helpers/digest';
 
 /**
  * Crash safety of volumes through the daemon: SIGKILL berthd at each named step (fault
@@ -26,7 +26,7 @@ function tree(dir: string): Tree {
   for (const rel of listTree(dir)) {
     const p = path.join(dir, rel);
     const st = fs.lstatSync(p);
-    if (st.isFile()) out[rel] = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+    if (st.isFile()) out[rel] = sha256(fs.readFileSync(p));
     else if (st.isSymbolicLink()) out[rel] = 'link:' + fs.readlinkSync(p);
   }
   return out;
@@ -82,7 +82,7 @@ function onDisk(d: TestDaemon): string[] {
 
 /** Wait until the volume lock of `name` a killed daemon held is stale (no longer refreshed for 10 s), so a start would take it. */
 async function lockStale(d: TestDaemon, name: string): Promise<void> {
-  const key = createHash('sha256').update(name).digest('hex').slice(0, 32);
+  const key = sha256(name).slice(0, 32);
   const lock = onDisk(d).find((p) => p.endsWith(`locks/${key}.lock`));
   if (!lock) return; // released
   const file = path.join(d.root, 'volumes', lock);

@@ -6,7 +6,8 @@
 import test from 'ava';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { apply, assertRejected, fixture, makeTar, snapshot } from './helpers';
+import { apply, assertRejected, fixture, snapshot } from './helpers';
+import { makeTar } from '../helpers/tar';
 
 test('an absolute name is made relative and lands inside the layer', async (t) => {
   const fx = await fixture(t);

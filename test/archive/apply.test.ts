@@ -10,8 +10,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { applyLayer } from '../../volumes/archive/apply';
-import { apply, fixture, makeTar, sh } from './helpers';
+import { apply, fixture } from './helpers';
 import { sha256 } from '../helpers/digest';
+import { makeTar } from '../helpers/tar';
+import { stdoutOf } from '../helpers/proc';
 
 const T = (s: number) => new Date(s * 1000);
 
@@ -60,7 +62,7 @@ test('whiteouts become 0:0 char devices and .wh..wh..opq an opaque xattr', async
   t.true(gone.isCharacterDevice());
   t.deepEqual([gone.rdev, gone.mode & 0o7777, gone.uid, gone.gid], [0, 0, 5, 6]);
   for (const d of ['opq', 'implicit']) {
-    t.is(sh('getfattr', ['--only-values', '-n', 'trusted.overlay.opaque', d], fx.layer), 'y');
+    t.is(stdoutOf('getfattr', ['--only-values', '-n', 'trusted.overlay.opaque', d], { cwd: fx.layer }), 'y');
   }
   t.deepEqual((await fsp.readdir(fx.layer)).sort(), ['gone', 'implicit', 'opq']);
 });
@@ -172,8 +174,8 @@ test('user.* and security.capability pax xattrs are applied', async (t) => {
     [{ name: 'ping', mode: 0o755, pax: { 'SCHILY.xattr.security.capability': cap.toString('latin1'), 'SCHILY.xattr.user.k': 'v' } }, 'elf'],
   ]);
   await apply(tarball, fx.layer);
-  t.is(sh('getfattr', ['--only-values', '-n', 'user.k', 'ping'], fx.layer), 'v');
-  t.true(sh('getfattr', ['-e', 'hex', '-n', 'security.capability', 'ping'], fx.layer).includes('=0x' + cap.toString('hex')));
+  t.is(stdoutOf('getfattr', ['--only-values', '-n', 'user.k', 'ping'], { cwd: fx.layer }), 'v');
+  t.true(stdoutOf('getfattr', ['-e', 'hex', '-n', 'security.capability', 'ping'], { cwd: fx.layer }).includes('=0x' + cap.toString('hex')));
 });
 
 test('a hardlink to a fifo made earlier in the same layer links the fifo', async (t) => {

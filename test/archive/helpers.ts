@@ -1,6 +1,5 @@
 /**
- * Shared fixtures for the archive tests: tars built with tar-stream (so a test controls
- * every hostile name byte), a temp dir per test with `layer/` to apply into and a sibling
+ * Shared fixtures for the archive tests (tars come from ../helpers/tar): a temp dir per test with `layer/` to apply into and a sibling
  * `outside/` holding a canary, and tree snapshots to prove nothing outside changed.
  */
 import type { ExecutionContext } from 'ava';
@@ -9,12 +8,9 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import * as tar from 'tar-stream';
 import { sha256 } from '../helpers/digest';
 import { applyLayer } from '../../volumes/archive/apply';
 import { unquotePath } from '../../volumes/archive/tools';
-
-export type Entry = Partial<tar.Header> & { name: string };
 
 export interface Fixture {
   tmp: string;
@@ -33,28 +29,6 @@ export async function fixture(t: ExecutionContext): Promise<Fixture> {
   const canary = path.join(outside, 'canary');
   await fsp.writeFile(canary, 'canary\n');
   return { tmp, layer, outside, canary };
-}
-
-/** A tar from [header, data] pairs; data defaults to empty. */
-export async function makeTar(entries: Array<Entry | [Entry, string | Buffer]>): Promise<Buffer> {
-  const pack = tar.pack();
-  const out = collect(pack as unknown as AsyncIterable<Buffer>);
-  for (const e of entries) {
-    const [h, data] = Array.isArray(e) ? e : [e, undefined];
-    await new Promise<void>((resolve, reject) => {
-      const header = { mtime: new Date(1_000_000_000_000), ...h };
-      if (header.type === undefined || header.type === 'file') pack.entry(header, data ?? '', (err) => (err ? reject(err) : resolve()));
-      else pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    });
-  }
-  pack.finalize();
-  return out;
-}
-
-export async function collect(s: AsyncIterable<Buffer>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of s) chunks.push(Buffer.from(c));
-  return Buffer.concat(chunks);
 }
 
 export function apply(buf: Buffer, dir: string, opts?: Parameters<typeof applyLayer>[2]) {
@@ -127,8 +101,4 @@ export async function describeTree(root: string): Promise<Record<string, string>
   };
   await walk('');
   return out;
-}
-
-export function sh(cmd: string, args: string[], cwd?: string): string {
-  return execFileSync(cmd, args, { cwd }).toString();
 }

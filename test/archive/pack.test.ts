@@ -10,8 +10,10 @@ import * as tar from 'tar-stream';
 import { applyLayer } from '../../volumes/archive/apply';
 import { packDir, streamPack } from '../../volumes/archive/pack';
 import { eventually } from '../helpers/eventually';
-import { collect, describeTree, fixture, sh, type Fixture } from './helpers';
+import { describeTree, fixture, type Fixture } from './helpers';
 import { sha256 } from '../helpers/digest';
+import { collect } from '../helpers/tar';
+import { stdoutOf } from '../helpers/proc';
 
 const WEIRD = 'we ird\n\\dir'; // exercises getfattr/setfattr name quoting
 
@@ -30,11 +32,11 @@ async function makeTree(fx: Fixture): Promise<string> {
   await fsp.symlink('/nowhere', p('dangling'));
   await fsp.writeFile(p('opq/x'), 'x');
   await fsp.writeFile(p('suid'), '#!/bin/sh\n');
-  sh('mknod', [p('fifo'), 'p']);
-  sh('mknod', [p('gone'), 'c', '0', '0']);
-  sh('mknod', [p('d/sub/gone2'), 'c', '0', '0']);
-  sh('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', p('opq')]);
-  sh('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', p(WEIRD)]);
+  stdoutOf('mknod', [p('fifo'), 'p']);
+  stdoutOf('mknod', [p('gone'), 'c', '0', '0']);
+  stdoutOf('mknod', [p('d/sub/gone2'), 'c', '0', '0']);
+  stdoutOf('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', p('opq')]);
+  stdoutOf('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', p(WEIRD)]);
   await fsp.chmod(p('suid'), 0o4755);
   await fsp.chmod(p('d'), 0o1777);
   await fsp.chmod(p('d/empty'), 0);

@@ -12,6 +12,7 @@ import { RemoteImageService } from '../../src/client/images';
 import { RemoteContainerService } from '../../src/client/containers';
 import { RemoteVolumeService } from '../../src/client/volumes';
 import { mountsUnder } from './mounts';
+import { runCommand } from './proc';
 
 export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -135,12 +136,12 @@ export class TestDaemon {
 
   /** Run the berth CLI against this daemon. */
   berth(args: string[], opts: { input?: Buffer | string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-    return run(BERTH, args, this.env, opts.input);
+    return runCommand(BERTH, args, { env: this.env, input: opts.input });
   }
 
   /** Run the real docker CLI against this daemon. */
   docker(args: string[], opts: { input?: Buffer | string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-    return run('docker', args, this.env, opts.input);
+    return runCommand('docker', args, { env: this.env, input: opts.input });
   }
 
   async stop(): Promise<void> {
@@ -177,20 +178,6 @@ export class TestDaemon {
       if (name.startsWith('br-') && ownsBridge(name, this.root)) await exec('ip', ['link', 'del', 'dev', name]).catch(() => undefined);
     }
   }
-}
-
-export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, input?: Buffer | string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
-  });
 }
 
 export async function unmountUnder(dir: string): Promise<void> {

@@ -1,4 +1,5 @@
-import { run, type TestDaemon } from './daemon';
+import { type TestDaemon } from './daemon';
+import { runCommand } from './proc';
 
 /**
  * Drive docker-py (Debian's python3-docker) against a test daemon: `script` runs with
@@ -15,7 +16,7 @@ export async function dockerPy<T = Record<string, unknown>>(d: TestDaemon, scrip
     '    sys.stdout.write("\\n@@RESULT@@" + json.dumps(o, default=repr) + "\\n")',
     '',
   ].join('\n');
-  const r = await run('python3', ['-c', prelude + script], d.env);
+  const r = await runCommand('python3', ['-c', prelude + script], { env: d.env });
   const m = /\n@@RESULT@@(.*)\n/.exec(r.stdout);
   if (r.code !== 0 || !m) throw new Error(`docker-py script failed (exit ${r.code}):\n${r.stderr}\n${r.stdout}`);
   return JSON.parse(m[1]) as T;

@@ -4,9 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
-import { FIXTURES, makeTar, openEnv, removeRoot, snapshotNames, streamOf, type Env } from './helpers';
+import { FIXTURES, openEnv, removeRoot, snapshotNames, type Env } from './helpers';
 import { digest } from '../helpers/digest';
 import { atFault, faultEnv } from '../helpers/fault';
+import { makeTar, streamOf } from '../helpers/tar';
 
 const CHILD = path.join(__dirname, 'crash-child.js');
 

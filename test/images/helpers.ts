@@ -4,12 +4,10 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { digest } from '../helpers/digest';
 import { mountsUnder } from '../helpers/mounts';
+import { makeTar } from '../helpers/tar';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { gzipSync } from 'node:zlib';
-import { Readable } from 'node:stream';
 import type { ExecutionContext } from 'ava';
-import * as tar from 'tar-stream';
 import { OverlaySnapshotter } from '../../volumes/layers/overlay';
 import { mountAll, unmountAll } from '../../volumes/layers/mount';
 import { ImageStore } from '../../src/images/store';
@@ -69,51 +67,6 @@ export async function mountImage(t: ExecutionContext, env: Env, ref: string): Pr
   });
   await mountAll(mounts, dir);
   return dir;
-}
-
-export interface TarEntry {
-  name: string;
-  type?: 'file' | 'directory' | 'symlink' | 'link';
-  mode?: number;
-  data?: string | Buffer;
-  linkname?: string;
-}
-
-/** A tar archive (gzip with `gzip: true`) of the given entries. */
-export async function makeTar(entries: TarEntry[], opts: { gzip?: boolean } = {}): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: unknown) => {
-      chunks.push(c as Buffer);
-    });
-    pack.on('end', () => resolve());
-    pack.on('error', reject);
-  });
-  for (const e of entries) {
-    const type = e.type ?? 'file';
-    const header: Partial<tar.Header> & { name: string } = {
-      name: e.name,
-      type,
-      mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
-      mtime: new Date(1_700_000_000_000),
-      uid: 0,
-      gid: 0,
-      ...(e.linkname ? { linkname: e.linkname } : {}),
-    };
-    await new Promise<void>((resolve, reject) => {
-      if (type === 'file') pack.entry(header, e.data ?? '', (err) => (err ? reject(err) : resolve()));
-      else pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    });
-  }
-  pack.finalize();
-  await done;
-  const buf = Buffer.concat(chunks);
-  return opts.gzip ? gzipSync(buf) : buf;
-}
-
-export function streamOf(buf: Buffer): Readable {
-  return Readable.from([buf]);
 }
 
 /** A small root filesystem tar: a few files, a directory, a symlink. */

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
 import type { ImageService } from '../../src/images/service';
-import { makeTar, streamOf } from './helpers';
+
 import { rejects } from '../helpers/errors';
+import { makeTar, streamOf } from '../helpers/tar';
 
 /**
  * The image service conformance suite: the same named cases against every ImageService —

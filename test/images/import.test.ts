@@ -4,8 +4,9 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
-import { makeTar, openEnv, readTree, mountImage, sampleRootfs, snapshotNames, streamOf, waitFor, type Env } from './helpers';
+import { openEnv, readTree, mountImage, sampleRootfs, snapshotNames, waitFor, type Env } from './helpers';
 import { digest } from '../helpers/digest';
+import { makeTar, streamOf } from '../helpers/tar';
 
 /** Everything the store holds: to show that a failed import left nothing behind. */
 async function contents(env: Env) {

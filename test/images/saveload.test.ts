@@ -3,20 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
-import {
-  FIXTURES,
-  exec,
-  makeTar,
-  mountImage,
-  openEnv,
-  podmanEnv,
-  readTree,
-  sampleRootfs,
-  snapshotNames,
-  streamOf,
-  type Env,
-} from './helpers';
+import { FIXTURES, exec, mountImage, openEnv, podmanEnv, readTree, sampleRootfs, snapshotNames, type Env } from './helpers';
 import { digest } from '../helpers/digest';
+import { makeTar, streamOf } from '../helpers/tar';
 
 async function saveToFile(env: Env, refs: string[], file: string): Promise<void> {
   await env.store.save(refs, fs.createWriteStream(file));

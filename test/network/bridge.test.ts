@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { TestDaemon, run, BERTH } from '../helpers/daemon';
+import { TestDaemon, BERTH } from '../helpers/daemon';
 import { contains, parseSubnet } from '../../src/network/ipv4';
 import {
   canBind,
@@ -22,9 +22,9 @@ import {
   netOf,
   portOn,
   runOk,
-  sh,
   wgetIn,
 } from './netutil';
+import { runCommand } from '../helpers/proc';
 
 /**
  * The bridge network end to end: real daemons, real namespaces, real iptables. Traffic
@@ -105,7 +105,7 @@ test('neighbour host: reaches 0.0.0.0 ports, not 127.0.0.1 ones, and the CVE-202
   // The same from a container on the bridge, where route_localnet=1 and only the guard stands.
   await runOk(t, d, ['run', '-d', '--name', 'evil', 'busybox', 'sleep', '600']);
   const evil = await facts(d, 'evil');
-  const inEvil = (args: string[]) => sh('nsenter', [`--net=/proc/${evil.pid}/ns/net`, ...args], 10_000);
+  const inEvil = (args: string[]) => runCommand('nsenter', [`--net=/proc/${evil.pid}/ns/net`, ...args], { timeout: 10_000 });
   for (const c of hijackLoopback(netOf(d).gateway, 'eth0')) await inEvil(c);
   t.regex((await inEvil(['ip', 'route', 'get', '127.0.0.1'])).stdout, /via/);
   t.is(fs.readFileSync(`/proc/sys/net/ipv4/conf/${bridge}/route_localnet`, 'utf8').trim(), '1');
@@ -210,7 +210,7 @@ test('/etc/hosts and resolv.conf; --network none has only lo and refuses -p; --n
   t.is((await d.berth(['ps', '-aq'])).stdout.trim().split('\n').filter(Boolean).length, 1, 'the refused run made no container');
 
   // host: the host's links (its uplink and this daemon's bridge) and hostname.
-  const hostLinks = (JSON.parse((await sh('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string; link_type?: string }>).map((l) => l.ifname);
+  const hostLinks = (JSON.parse((await runCommand('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string; link_type?: string }>).map((l) => l.ifname);
   const hl = await d.berth(['run', '--rm', '--network', 'host', 'busybox', 'ip', '-o', 'link']);
   t.is(hl.code, 0, hl.stderr);
   const seen = hl.stdout.split('\n').filter(Boolean).map((l) => l.split(':')[1].trim().split('@')[0]);
@@ -277,8 +277,8 @@ test('stop/start keep the address and move the rule and veth; SIGKILL keeps the 
   t.not((await curl(`http://127.0.0.1:${hp2}/hostname`, [], 2)).code, 0, 'without the rule the port does not answer');
   const stale = `bv${idleId.slice(0, 12)}`;
   const foreign = `bx${hex(6)}`;
-  t.teardown(() => sh('ip', ['link', 'del', 'dev', stale]).then(() => undefined));
-  t.teardown(() => sh('ip', ['link', 'del', 'dev', foreign]).then(() => undefined));
+  t.teardown(() => runCommand('ip', ['link', 'del', 'dev', stale]).then(() => undefined));
+  t.teardown(() => runCommand('ip', ['link', 'del', 'dev', foreign]).then(() => undefined));
   for (const [end, peer] of [[stale, `bt${hex(6)}`], [foreign, `bt${hex(6)}`]]) {
     await must(t, 'ip', ['link', 'add', end, 'type', 'veth', 'peer', 'name', peer]);
     await must(t, 'ip', ['link', 'set', end, 'master', bridge]);
@@ -302,7 +302,7 @@ test('stop/start keep the address and move the rule and veth; SIGKILL keeps the 
   await runOk(t, d, ['rm', '-f', 'web', 'idle']);
   t.deepEqual(await chainRules('nat', dnat), []);
   t.is(await d.terminate(), 0, d.log());
-  const left = (await sh('iptables-save', [])).stdout.split('\n').filter((l) => l.includes(suffix));
+  const left = (await runCommand('iptables-save', [])).stdout.split('\n').filter((l) => l.includes(suffix));
   t.deepEqual(left, [], 'no rule or chain of the daemon is left');
   t.false(await linkExists(bridge), 'the bridge is gone');
   t.false(await linkExists(veth));
@@ -329,8 +329,8 @@ test('run --dry-run prints the DNAT rule and creates nothing; daemon --dry-run p
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-t-dry-'));
   t.teardown(() => fs.promises.rm(root, { recursive: true, force: true }));
   const mine = (text: string) => text.split('\n').filter((l) => l.includes(br) || l.includes(br.toUpperCase()) || l.includes('10.251.0.0/24'));
-  t.deepEqual(mine((await sh('iptables-save', [])).stdout), []);
-  const p = await run(BERTH, ['daemon', '--dry-run', '--root', root, '--bridge', br, '--subnet', '10.251.0.0/24'], process.env);
+  t.deepEqual(mine((await runCommand('iptables-save', [])).stdout), []);
+  const p = await runCommand(BERTH, ['daemon', '--dry-run', '--root', root, '--bridge', br, '--subnet', '10.251.0.0/24']);
   t.is(p.code, 0, p.stderr);
   const S = `-${br.toUpperCase()}`;
   const lines = p.stdout.split('\n');
@@ -338,7 +338,7 @@ test('run --dry-run prints the DNAT rule and creates nothing; daemon --dry-run p
   t.true(lines.includes(`-t raw -I PREROUTING -j BERTH-GUARD${S}`), p.stdout);
   t.true(lines.includes(`-t raw -A BERTH-GUARD${S} -d 127.0.0.0/8 ! -i lo -j DROP`), p.stdout);
   t.true(lines.includes(`-t nat -A BERTH-POST${S} -s 10.251.0.0/24 ! -o ${br} -j MASQUERADE`), p.stdout);
-  t.deepEqual(mine((await sh('iptables-save', [])).stdout), [], 'iptables unchanged');
+  t.deepEqual(mine((await runCommand('iptables-save', [])).stdout), [], 'iptables unchanged');
   t.false(await linkExists(br), 'no bridge');
   t.deepEqual(fs.readdirSync(root), [], 'nothing written to the root');
 });

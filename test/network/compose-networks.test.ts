@@ -1,7 +1,8 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { TestDaemon, run } from '../helpers/daemon';
+import { TestDaemon } from '../helpers/daemon';
+import { runCommand } from '../helpers/proc';
 import { eventually } from '../helpers/eventually';
 
 /**
@@ -27,7 +28,7 @@ function project(name: string, yml: string[]): (...args: string[]) => Promise<{ 
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'docker-compose.yml');
   fs.writeFileSync(file, [...yml, ''].join('\n'));
-  return (...args) => run('docker-compose', ['-p', name, '-f', file, ...args], { ...d.env, COMPOSE_INTERACTIVE_NO_CLI: '1' });
+  return (...args) => runCommand('docker-compose', ['-p', name, '-f', file, ...args], { env: { ...d.env, COMPOSE_INTERACTIVE_NO_CLI: '1' } });
 }
 
 async function ok(t: { is: (a: unknown, b: unknown, m?: string) => void }, r: Promise<{ code: number; stdout: string; stderr: string }>): Promise<string> {

@@ -2,11 +2,12 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TestDaemon, exec, run, BERTH } from '../helpers/daemon';
+import { TestDaemon, exec, BERTH } from '../helpers/daemon';
 import { BridgeNetwork, derivedBridge, vethName } from '../../src/network/network';
 import { bridgeOwner, ownerTag } from '../../src/network/claims';
 import { ConflictError } from '../../volumes/shared/errors';
-import { chainRules, linkExists, linksOn, netOf, sh } from './netutil';
+import { chainRules, linkExists, linksOn, netOf } from './netutil';
+import { runCommand } from '../helpers/proc';
 
 /**
  * Daemon isolation: a daemon never changes a bridge, veth or chain another daemon owns.
@@ -18,7 +19,7 @@ import { chainRules, linkExists, linksOn, netOf, sh } from './netutil';
 const REDIS = ['redis-server', '--port', '6379', '--save', '', '--protected-mode', 'no'];
 
 async function redisCli(port: number, ...args: string[]): Promise<string> {
-  const r = await sh('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], 10_000);
+  const r = await runCommand('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 });
   return (r.stdout + r.stderr).trim();
 }
 
@@ -66,7 +67,7 @@ test('daemons on other roots, with and without --bridge, start and stop beside a
     const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'));
     t.teardown(() => fs.promises.rm(root, { recursive: true, force: true }));
     const sock = `unix://${root}/berth.sock`;
-    const out = await run(BERTH, ['daemon', '--root', root, '--host', sock, ...extra], { ...process.env });
+    const out = await runCommand(BERTH, ['daemon', '--root', root, '--host', sock, ...extra]);
     t.not(out.code, 0, `a daemon with ${extra.join(' ')} started`);
     t.true(out.stderr.includes(first.root), `the refusal names the owner's root: ${out.stderr}`);
     await t.throwsAsync(BridgeNetwork.open({ root, bridge: extra[1], iptablesSuffix: extra[3], subnet: '10.199.77.0/24' }), { instanceOf: ConflictError });

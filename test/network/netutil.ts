@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import type { ExecutionContext } from 'ava';
 import { ipToNum, numToIp } from '../../src/network/ipv4';
 import { TestDaemon, testNetwork } from '../helpers/daemon';
+import { runCommand } from '../helpers/proc';
 
 /**
  * Helpers for the bridge network tests. Every packet they send goes to loopback, the
@@ -16,19 +17,9 @@ export interface Out {
   stderr: string;
 }
 
-/** Run a command, never throwing: its exit code, stdout and stderr. */
-export function sh(cmd: string, args: string[], timeoutMs = 20_000): Promise<Out> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? ((err as unknown as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout: stdout ?? '', stderr: stderr ?? '' });
-    });
-  });
-}
-
-/** sh(), failing the test (with the output) when the command fails. */
+/** runCommand(), failing the test (with the output) when the command fails. */
 export async function must(t: ExecutionContext, cmd: string, args: string[]): Promise<string> {
-  const r = await sh(cmd, args);
+  const r = await runCommand(cmd, args);
   if (r.code !== 0) t.fail(`${cmd} ${args.join(' ')} -> ${r.code}\n${r.stdout}${r.stderr}`);
   return r.stdout;
 }
@@ -44,7 +35,7 @@ export function netOf(d: TestDaemon): { bridge: string; suffix: string; subnet: 
 
 /** HTTP GET from the host with curl (exit code 0 and the body, or curl's failure). */
 export function curl(url: string, args: string[] = [], seconds = 3): Promise<Out> {
-  return sh('curl', ['-sS', '--noproxy', '*', '-m', String(seconds), ...args, url], (seconds + 5) * 1000);
+  return runCommand('curl', ['-sS', '--noproxy', '*', '-m', String(seconds), ...args, url], { timeout: (seconds + 5) * 1000 });
 }
 
 /**
@@ -82,13 +73,13 @@ export function portOn(ports: Array<{ ip: string; port: number }>, hostIp: strin
 
 /** The rules of one chain (`iptables -S`), '' lines dropped. */
 export async function chainRules(table: string, chain: string): Promise<string[]> {
-  const r = await sh('iptables', ['-w', '5', '-t', table, '-S', chain]);
+  const r = await runCommand('iptables', ['-w', '5', '-t', table, '-S', chain]);
   return r.stdout.split('\n').filter((l) => l.startsWith('-A '));
 }
 
 /** Packets dropped so far by every BERTH-GUARD chain's DROP rule, by chain (raw table). */
 export async function guardDrops(): Promise<Map<string, number>> {
-  const r = await sh('iptables-save', ['-c', '-t', 'raw']);
+  const r = await runCommand('iptables-save', ['-c', '-t', 'raw']);
   const m = new Map<string, number>();
   for (const l of r.stdout.split('\n')) {
     const x = /^\[(\d+):\d+\] -A (BERTH-GUARD\S*) .*-j DROP/.exec(l);
@@ -98,12 +89,12 @@ export async function guardDrops(): Promise<Map<string, number>> {
 }
 
 export function linkExists(name: string): Promise<boolean> {
-  return sh('ip', ['link', 'show', 'dev', name]).then((r) => r.code === 0);
+  return runCommand('ip', ['link', 'show', 'dev', name]).then((r) => r.code === 0);
 }
 
 /** The links enslaved to `bridge`. */
 export async function linksOn(bridge: string): Promise<string[]> {
-  const r = await sh('ip', ['-j', 'link', 'show', 'master', bridge]);
+  const r = await runCommand('ip', ['-j', 'link', 'show', 'master', bridge]);
   return (JSON.parse(r.stdout || '[]') as Array<{ ifname: string }>).map((l) => l.ifname);
 }
 
@@ -123,7 +114,7 @@ export const hex = (n: number) => randomBytes(n).toString('hex');
  * it, the neighbour .2.
  */
 export async function freeSlash30(): Promise<{ host: string; peer: string; cidr: string }> {
-  const routes = JSON.parse((await sh('ip', ['-j', '-4', 'route', 'show', 'table', 'all'])).stdout || '[]') as Array<{ dst: string }>;
+  const routes = JSON.parse((await runCommand('ip', ['-j', '-4', 'route', 'show', 'table', 'all'])).stdout || '[]') as Array<{ dst: string }>;
   // [first, last] address of every route's destination (default routes aside).
   const taken = routes
     .filter((r) => r.dst && r.dst !== 'default' && /^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(r.dst))
@@ -155,14 +146,14 @@ export async function neighbour(t: ExecutionContext): Promise<{ ns: string; host
   const peerIf = `bnp${tag}`;
   const a = await freeSlash30();
   t.teardown(async () => {
-    await sh('ip', ['netns', 'del', ns]);
-    await sh('ip', ['link', 'del', 'dev', hostIf]);
+    await runCommand('ip', ['netns', 'del', ns]);
+    await runCommand('ip', ['link', 'del', 'dev', hostIf]);
   });
   await must(t, 'ip', ['netns', 'add', ns]);
   await must(t, 'ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', peerIf, 'netns', ns]);
   await must(t, 'ip', ['addr', 'add', `${a.host}/30`, 'dev', hostIf]);
   await must(t, 'ip', ['link', 'set', hostIf, 'up']);
-  const exec = (args: string[], timeoutMs?: number) => sh('ip', ['netns', 'exec', ns, ...args], timeoutMs);
+  const exec = (args: string[], timeoutMs?: number) => runCommand('ip', ['netns', 'exec', ns, ...args], { timeout: timeoutMs });
   for (const c of [
     ['ip', 'addr', 'add', `${a.peer}/30`, 'dev', peerIf],
     ['ip', 'link', 'set', peerIf, 'up'],

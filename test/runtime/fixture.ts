@@ -1,5 +1,5 @@
 import type { ExecutionContext } from 'ava';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -8,6 +8,7 @@ import { monitorPath, monitorSourcePath, waitExit, type ExitRecord } from '../..
 import { OciRuntime, type CreateIO } from '../../src/runtime/runtime';
 import { buildSpec, type ContainerSpecInput } from '../../src/runtime/spec';
 import { alive } from '../../volumes/shared/process';
+import { mountsUnder } from '../helpers/mounts';
 
 /**
  * A real runc sandbox per test: a busybox rootfs, its own runc --root, its own cgroup
@@ -112,7 +113,7 @@ export async function sandbox(t: ExecutionContext): Promise<Sandbox> {
     for (const pid of monitors.filter(running)) process.kill(pid, 'SIGKILL');
     for (const d of cgroupDirs(cgroupPrefix)) removeCgroupTree(d);
     const leftovers = await rt.list();
-    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir));
+    const mounts = mountsUnder(dir);
     await fs.promises.rm(dir, { recursive: true, force: true });
     if (leftovers.length) throw new Error(`runc containers left: ${leftovers.map((c) => c.id).join(' ')}`);
     if (cgroupDirs(cgroupPrefix).length) throw new Error(`cgroups left under ${cgroupPrefix}`);
@@ -175,11 +176,4 @@ export function hostHardLimit(name: string): number | 'unlimited' {
   const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith(name));
   const hard = line?.slice(name.length).trim().split(/\s+/)[1]; // soft, hard, units
   return hard === 'unlimited' || hard === undefined ? 'unlimited' : Number(hard);
-}
-
-/** Run a command and return its stdout (for mkfifo and friends). */
-export function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
 }

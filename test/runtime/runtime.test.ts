@@ -2,7 +2,8 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { exitCodeOf } from '../../src/runtime/runtime';
-import { sandbox, sh } from './fixture';
+import { sandbox } from './fixture';
+import { stdoutOf } from '../helpers/proc';
 
 /** Collect a child's stdout and exit code. */
 function collect(child: import('node:child_process').ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -146,7 +147,7 @@ test('exec runs ls / in a running container and returns its output and exit code
 test('stdin comes from the fifo: what berthd writes, the container reads, then EOF', async (t) => {
   const sb = await sandbox(t);
   const fifo = path.join(sb.dir, 'stdin.fifo');
-  sh('mkfifo', [fifo]);
+  stdoutOf('mkfifo', [fifo]);
   const c = await sb.create(['sh', '-c', 'read a; echo "got $a"; cat >/dev/null; echo eof'], {}, { stdinFifo: fifo });
   const w = await fs.promises.open(fifo, 'w'); // the monitor holds the read end: no block
   await sb.rt.start(c.id);

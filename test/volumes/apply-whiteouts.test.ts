@@ -6,7 +6,8 @@
 import test from 'ava';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { apply, assertRejected, fixture, makeTar } from '../archive/helpers';
+import { apply, assertRejected, fixture } from '../archive/helpers';
+import { makeTar } from '../helpers/tar';
 
 const layer = () =>
   makeTar([

@@ -6,10 +6,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrfsDriver } from '../../volumes/drivers/btrfs/btrfs';
 import { POOL_FILE, POOL_MOUNT } from '../../volumes/drivers/btrfs/pool';
-import { collect, makeTar } from '../archive/helpers';
+
 import { sha256 } from '../helpers/digest';
 import { btrfsMountsUnder, cleanupHost, loopsOf, ls, MiB, random, readFile, setup, writeFile } from './helpers';
 import { volumeDriverSuite } from './volume-driver-suite';
+import { collect, makeTar } from '../helpers/tar';
 
 // The data root here is on ext4, so every case runs on its own loop-backed pool file.
 const POOL = 512 * MiB;

@@ -6,10 +6,12 @@ import { Readable } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
 import type { VolumeDriver } from '../../volumes/drivers/driver';
 import { lockKey } from '../../volumes/drivers/base/locks';
-import { collect, describeTree, makeTar, snapshot as treeSnapshot } from '../archive/helpers';
+import { describeTree, snapshot as treeSnapshot } from '../archive/helpers';
 import { sha256 } from '../helpers/digest';
 import { eventually } from '../helpers/eventually';
 import { Env, ls, MiB, random, readFile, setup, volumesDirOf, writeFile } from './helpers';
+import { collect, makeTar } from '../helpers/tar';
+import { stdoutOf } from '../helpers/proc';
 
 /**
  * The volume driver conformance suite, after containerd's `SnapshotterSuite(t, name,
@@ -286,7 +288,7 @@ export function volumeDriverSuite(
     await writeFile(mp, 'big-ids', 'x');
     await fsp.chown(path.join(mp, 'big-ids'), 3_000_000, 3_000_001);
     await writeFile(mp, '.wh.not-a-whiteout', 'plain file');
-    await run('mkfifo', [path.join(mp, 'pipe')]);
+    stdoutOf('mkfifo', [path.join(mp, 'pipe')]);
     await fsp.chown(mp, 1001, 1002);
     await fsp.chmod(mp, 0o750);
     await fsp.utimes(path.join(mp, 'a.txt'), 1_000_000, 1_000_000);
@@ -556,7 +558,7 @@ export function volumeDriverSuite(
     await writeFile(mp, 'big', random(4 * MiB));
     await writeFile(mp, 'small', 'x');
     await fsp.link(path.join(mp, 'big'), path.join(mp, 'big-again'));
-    await run('sync', ['-f', mp]);
+    stdoutOf('sync', ['-f', mp]);
     const after = await d.usage('grow');
     t.true(after.size >= before.size + 4 * MiB, `${before.size} -> ${after.size}`);
     t.true(after.size < before.size + 5 * MiB, 'a hardlinked file counts once');
@@ -624,12 +626,4 @@ async function assertNoDebris(t: ExecutionContext, env: Env): Promise<void> {
     t.deepEqual(await ls(path.join(volumes, n)), ['_data', 'snapshots']);
     t.deepEqual(await ls(path.join(volumes, n, 'snapshots')), (await env.d.snapshots(n)).map((s) => s.name).sort());
   }
-}
-
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: 'ignore' });
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}`))));
-  });
 }

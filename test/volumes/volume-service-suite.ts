@@ -4,8 +4,9 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
 import type { VolumeService } from '../../src/volumes/service';
-import { collect, makeTar } from '../archive/helpers';
+
 import { rejects } from '../helpers/errors';
+import { collect, makeTar } from '../helpers/tar';
 
 /**
  * The volume service conformance suite: one set of named cases that every VolumeService
