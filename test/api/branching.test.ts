@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Docker from 'dockerode';
-import { TestDaemon, run } from '../helpers/daemon';
+import { TestDaemon } from '../helpers/daemon';
+import { runCommand } from '../helpers/proc';
 import { dockerPy } from '../helpers/dockerpy';
 import { crashAt } from '../helpers/fault';
 
@@ -211,7 +212,7 @@ test('docker-compose: an external volume named VOL@SNAP gives the service contai
       '',
     ].join('\n'),
   );
-  const compose = (...args: string[]) => run('docker-compose', ['-p', 'branch', '-f', path.join(dir, 'docker-compose.yml'), ...args], { ...d.env, COMPOSE_INTERACTIVE_NO_CLI: '1' });
+  const compose = (...args: string[]) => runCommand('docker-compose', ['-p', 'branch', '-f', path.join(dir, 'docker-compose.yml'), ...args], { env: { ...d.env, COMPOSE_INTERACTIVE_NO_CLI: '1' } });
   const up = await compose('up', '-d');
   t.is(up.code, 0, up.stderr);
   const ls = await ok(d.docker(['exec', 'branch_db_1', 'sh', '-c', 'while [ ! -f /d/mine ]; do sleep 0.1; done; ls /d']));
