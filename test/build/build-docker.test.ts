@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import * as tarStream from 'tar-stream';
-import { run, TestDaemon } from '../helpers/daemon';
+import { TestDaemon } from '../helpers/daemon';
+import { runCommand } from '../helpers/proc';
 import { mountsUnder } from '../helpers/mounts';
 
 /**
@@ -39,7 +40,7 @@ function context(name: string, files: Record<string, string | null>): string {
   return dir;
 }
 
-const docker = (args: string[], env: NodeJS.ProcessEnv = { DOCKER_BUILDKIT: '0' }) => run('docker', args, { ...d.env, ...env });
+const docker = (args: string[], env: NodeJS.ProcessEnv = { DOCKER_BUILDKIT: '0' }) => runCommand('docker', args, { env: { ...d.env, ...env } });
 
 /** The containers, mounts and build scratch a build may leave behind: none. */
 async function leftovers(): Promise<{ containers: number; mounts: string[]; scratch: string[] }> {
