@@ -83,7 +83,11 @@ export async function runTerminal(t: TerminalStream, o: { stdin: boolean; afterA
   }
 }
 
-/** Output post-processing of the terminal on stdin, on or off (`stty [-]opost`). */
+/**
+ * Output post-processing of the terminal on stdin, on or off (`stty [-]opost`). Not through
+ * the host-tool runner, which is asynchronous: this runs in the process's exit handler, on
+ * our own terminal (stdin inherited), and a failure only leaves the setting as it was.
+ */
 function opost(on: boolean): void {
   spawnSync('stty', [on ? 'opost' : '-opost'], { stdio: ['inherit', 'ignore', 'ignore'] });
 }

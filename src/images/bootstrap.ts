@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import { FailedPreconditionError, InternalError, InvalidArgumentError, UnavailableError } from '../../volumes/shared/errors';
+import { InvalidArgumentError, UnavailableError } from '../../volumes/shared/errors';
+import { toolProcess, ToolError } from '../../volumes/shared/host-tool';
 import { DEFAULT_PATH } from './config';
 import { familiarTagged, parseRepoTag } from './reference';
 import type { BootstrapOptions } from './service';
@@ -54,44 +54,23 @@ export async function bootstrapImage(opts: BootstrapOptions, ctx: BuilderContext
   });
 }
 
-function debootstrap(args: string[], onLine: (line: string) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('debootstrap', args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' },
-    });
-    const tail: string[] = [];
-    const lines = (chunk: Buffer, buf: { s: string }) => {
-      buf.s += chunk.toString('utf8');
-      const parts = buf.s.split('\n');
-      buf.s = parts.pop() ?? '';
-      for (const l of parts) {
-        const t = l.trim();
-        if (!t) continue;
-        tail.push(t);
-        if (tail.length > 20) tail.shift();
-        onLine(t);
-      }
-    };
-    const out = { s: '' };
-    const err = { s: '' };
-    child.stdout.on('data', (c: Buffer) => lines(c, out));
-    child.stderr.on('data', (c: Buffer) => lines(c, err));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') reject(new FailedPreconditionError('debootstrap not found', { hint: 'install it: apt-get install debootstrap' }));
-      else reject(new InternalError(`debootstrap: ${e.message}`, { cause: e, hint: 'check that debootstrap runs: debootstrap --version' }));
-    });
-    child.on('close', (code, signal) => {
-      if (code === 0) return resolve();
-      const text = tail.join('\n');
-      const msg = `debootstrap ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${text}`;
-      if (/No such script/.test(text)) {
-        reject(new InvalidArgumentError(msg, { hint: 'name a Debian suite that exists, e.g. debian:bookworm or debian:trixie' }));
-      } else if (/Failed getting release|Couldn't download|couldn't download|Temporary failure|Could not resolve|Connection refused|Network is unreachable/i.test(text)) {
-        reject(new UnavailableError(msg, { hint: 'check the network, the mirror (--mirror) and that the suite exists on it, then try again' }));
-      } else {
-        reject(new InternalError(msg, { hint: 'see the debootstrap output above; it usually names the package or step that failed' }));
-      }
-    });
+async function debootstrap(args: string[], onLine: (line: string) => void): Promise<void> {
+  const run = toolProcess('debootstrap', args, {
+    env: { DEBIAN_FRONTEND: 'noninteractive' },
+    onLine,
+    hint: 'see the debootstrap output above; it usually names the package or step that failed',
   });
+  try {
+    await run.done;
+  } catch (e) {
+    if (!(e instanceof ToolError)) throw e; // not installed: FAILED_PRECONDITION naming the package
+    // ToolError's text is debootstrap's last lines: what they say decides the class.
+    if (/No such script/.test(e.stderr)) {
+      throw new InvalidArgumentError(e.message, { hint: 'name a Debian suite that exists, e.g. debian:bookworm or debian:trixie', cause: e });
+    }
+    if (/Failed getting release|Couldn't download|couldn't download|Temporary failure|Could not resolve|Connection refused|Network is unreachable/i.test(e.stderr)) {
+      throw new UnavailableError(e.message, { hint: 'check the network, the mirror (--mirror) and that the suite exists on it, then try again', cause: e });
+    }
+    throw e;
+  }
 }

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { isIPv4 } from 'node:net';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { writeFileAtomic } from '../../volumes/shared/atomic';
+import { tool } from '../../volumes/shared/host-tool';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
 import { contains, formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';
@@ -104,12 +104,15 @@ function* candidates(): Generator<string> {
 }
 
 /** Every IPv4 destination the host routes already (except default routes), with its device. */
-function hostRoutes(): Array<{ subnet: Subnet; dev: string }> {
-  let routes: Array<{ dst: string; dev?: string }> = [];
+async function hostRoutes(): Promise<Array<{ subnet: Subnet; dev: string }>> {
+  const text = await tool('ip', ['-j', '-4', 'route', 'show', 'table', 'all'], {
+    hint: 'berth reads the host routes to pick a free subnet; check that `ip -j -4 route show table all` works, or give the subnet yourself (--subnet)',
+  });
+  let routes: Array<{ dst?: string; dev?: string }> = [];
   try {
-    routes = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'table', 'all'], { encoding: 'utf8' }) || '[]');
+    routes = JSON.parse(text || '[]');
   } catch {
-    return [];
+    return []; // an ip without JSON output: no routes known to be in our way
   }
   const out: Array<{ subnet: Subnet; dev: string }> = [];
   for (const r of routes) {
@@ -124,8 +127,13 @@ function hostRoutes(): Array<{ subnet: Subnet; dev: string }> {
   return out;
 }
 
-function pickSubnet(bridge: string, also: Subnet[] = []): Subnet {
-  const taken = [...hostRoutes().filter((r) => r.dev !== bridge && r.subnet.base !== 0x7f000000).map((r) => r.subnet), ...also];
+/** The host's routed subnets but loopback's (and but those of `bridge`: ours to reuse). */
+async function hostSubnets(bridge = ''): Promise<Subnet[]> {
+  return (await hostRoutes()).filter((r) => r.dev !== bridge && r.subnet.base !== 0x7f000000).map((r) => r.subnet);
+}
+
+/** The first candidate subnet that overlaps none of `taken`. */
+function pickSubnet(taken: Subnet[]): Subnet {
   for (const c of candidates()) {
     const s = parseSubnet(c);
     if (!taken.some((r) => overlaps(r, s))) return s;
@@ -246,11 +254,11 @@ export class BridgeNetwork {
   }
 
   /** Work out the configuration (flags, else network.json, else defaults), without touching the host. */
-  static configure(opts: NetworkOptions): NetConfig {
-    return BridgeNetwork.read(opts).config;
+  static async configure(opts: NetworkOptions): Promise<NetConfig> {
+    return (await BridgeNetwork.read(opts)).config;
   }
 
-  private static read(opts: NetworkOptions): { config: NetConfig; saved: { bridge?: string; subnet?: string; suffix?: string } } {
+  private static async read(opts: NetworkOptions): Promise<{ config: NetConfig; saved: { bridge?: string; subnet?: string; suffix?: string } }> {
     const file = path.join(opts.root, 'network.json');
     let saved: { bridge?: string; subnet?: string; suffix?: string } = {};
     try {
@@ -267,7 +275,7 @@ export class BridgeNetwork {
       throw new InvalidArgumentError(`invalid iptables chain suffix ${JSON.stringify(suffix)}`, { hint: 'up to 16 letters, digits, _ or -' });
     }
     const subnetText = opts.subnet ?? (saved.bridge === bridge ? saved.subnet : undefined);
-    const subnet = subnetText ? parseSubnet(subnetText) : pickSubnet(bridge);
+    const subnet = subnetText ? parseSubnet(subnetText) : pickSubnet(await hostSubnets(bridge));
     return { config: { bridge, subnet, gateway: numToIp(gatewayOf(subnet)), suffix }, saved };
   }
 
@@ -276,7 +284,7 @@ export class BridgeNetwork {
    * DNAT rules of the containers still running (`running`), all in one rules transaction.
    */
   static async open(opts: NetworkOptions, running: Array<{ id: string; name: string; ip: string; ports: PublishedPort[] }> = [], ownIds: string[] = []): Promise<BridgeNetwork> {
-    const { config, saved } = BridgeNetwork.read(opts);
+    const { config, saved } = await BridgeNetwork.read(opts);
     const net = new BridgeNetwork(config, opts);
     for (const r of running) {
       for (const problem of await net.reservations.readopt(r.id, r.name, r.ports)) net.log(`${r.id}: ${problem}; its DNAT rule stays`);
@@ -287,8 +295,8 @@ export class BridgeNetwork {
       await checkClaims({ root: opts.root, bridge: config.bridge, suffix: config.suffix, recorded: saved, ownVeths: new Set(ownIds.map(vethName)), log: net.log });
       net.users = new NetworkSet({
         root: opts.root,
-        takenSubnets: () => [config.subnet, ...hostRoutes().map((r) => r.subnet).filter((r) => r.base !== 0x7f000000)],
-        pickSubnet: (taken) => pickSubnet('', taken),
+        takenSubnets: async () => [config.subnet, ...(await hostSubnets())],
+        pickSubnet,
         makeBridge: (name, cidr) => net.makeBridge(name, cidr),
         dropBridge: (name) => withHostLock(async () => (ownsBridge(name, opts.root) ? deleteLink(name) : undefined)),
         rulesChanged: () => net.reapply(),
@@ -332,8 +340,8 @@ export class BridgeNetwork {
   }
 
   /** The rules a daemon with these options installs at start (`berth daemon --dry-run`). */
-  static plan(opts: NetworkOptions): string[] {
-    const config = BridgeNetwork.configure(opts);
+  static async plan(opts: NetworkOptions): Promise<string[]> {
+    const config = await BridgeNetwork.configure(opts);
     const fwd = containerResolvConf(config.gateway, opts.resolvConfFiles).forwardTo;
     return [
       ...ownChains(config.suffix).map((c) => `-t ${c.table} -N ${c.chain}`),

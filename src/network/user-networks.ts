@@ -222,8 +222,8 @@ export function findNetwork(nets: Iterable<UserNet>, ref: string): UserNet {
 export interface NetworkSetDeps {
   root: string;
   /** Subnets already in use (host routes, the default bridge, other networks). */
-  takenSubnets: () => Subnet[];
-  /** A free subnet for a new network. */
+  takenSubnets: () => Promise<Subnet[]>;
+  /** A free subnet for a new network: one that overlaps none of `taken`. */
   pickSubnet: (taken: Subnet[]) => Subnet;
   /** Make and claim a bridge (with its gateway), under the host lock. */
   makeBridge: (name: string, gatewayCidr: string) => Promise<void>;
@@ -292,7 +292,7 @@ export class NetworkSet {
     const id = newNetworkId();
     const bridge = want.bridge ?? `br-${id.slice(0, 12)}`;
     if (this.all().some((n) => n.rec.bridge === bridge)) throw new ConflictError(`bridge ${bridge} is used by another network`, { hint: 'choose another com.docker.network.bridge.name' });
-    const taken = [...this.deps.takenSubnets(), ...this.all().map((n) => n.subnet)];
+    const taken = [...(await this.deps.takenSubnets()), ...this.all().map((n) => n.subnet)];
     const ipam = settleIpam(want.ipam[0], taken, () => this.deps.pickSubnet(taken));
     const rec: NetworkRecord = {
       Id: id,

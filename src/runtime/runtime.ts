@@ -1,5 +1,5 @@
 import type { IPty } from 'node-pty';
-import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,6 +13,7 @@ import {
   NotFoundError,
 } from '../../volumes/shared/errors';
 import { writeFileAtomic } from '../../volumes/shared/atomic';
+import { tool, ToolError } from '../../volumes/shared/host-tool';
 import { readExit, startMonitor, type ExitRecord } from './monitor';
 import { validateWorkdir } from './rootfs';
 import { DEFAULT_PATH_ENV, specToJson, type OciSpec, type OciUser } from './spec';
@@ -180,17 +181,14 @@ export class OciRuntime {
     this.root = path.resolve(opts.root);
   }
 
-  /** Run `runtime --root R <args>`; resolves with stdout, rejects with a mapped BerthError. */
-  private run(id: string, op: string, args: string[]): Promise<string> {
-    return new Promise((resolve, reject) => {
-      execFile(this.path, ['--root', this.root, '--log-format', 'json', ...args], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          return reject(new FailedPreconditionError(`the OCI runtime ${this.path} is not installed`, { hint: 'install it: apt-get install -y runc', cause: err }));
-        }
-        reject(mapRuncError(id, op, runcMessage(stderr) || err.message, err));
-      });
-    });
+  /** Run `runtime --root R <args>` (through the host-tool runner); resolves with stdout, rejects with a mapped BerthError. */
+  private async run(id: string, op: string, args: string[]): Promise<string> {
+    try {
+      return await tool(this.path, ['--root', this.root, '--log-format', 'json', ...args], { package: 'runc' });
+    } catch (e) {
+      if (!(e instanceof ToolError)) throw e; // not installed: FAILED_PRECONDITION, naming the package
+      throw mapRuncError(id, op, runcMessage(e.stderr) || e.message, e);
+    }
   }
 
   /** Write bundle/config.json atomically (a crash leaves the old file or the new one). */

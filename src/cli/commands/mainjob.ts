@@ -1,9 +1,9 @@
 import { Command } from 'commander';
-import { execFile } from 'node:child_process';
 import { CliContext, connect } from '../context';
 import { table, humanSize, ago, shortId } from '../format';
 import { createContainer, runAttached } from './container/session';
 import { NotFoundError } from '../../../volumes/shared/errors';
+import { tool } from '../../../volumes/shared/host-tool';
 
 /**
  * `npm start`: make sure a daemon runs (the CLI starts one when none answers), make sure
@@ -108,11 +108,9 @@ async function redisOnAVolume(ctx: CliContext): Promise<void> {
 
 /** The host's redis-cli, through the published port on localhost. */
 function cli(port: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('redis-cli', ['-h', '127.0.0.1', '-p', port, ...args], { timeout: 5000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`redis-cli: ${stderr || err.message}`));
-      else resolve(stdout);
-    });
+  return tool('redis-cli', ['-h', '127.0.0.1', '-p', port, ...args], {
+    timeoutMs: 5000,
+    hint: `check that Redis answers on 127.0.0.1:${port} (berth logs ${NAME})`,
   });
 }
 

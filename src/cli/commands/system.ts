@@ -34,7 +34,7 @@ export function systemCommands(program: Command): void {
       const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
       if (opts.dryRun) {
         const { BridgeNetwork } = require('../../network/network') as typeof import('../../network/network');
-        for (const line of BridgeNetwork.plan({ root: loc.root, defaultRoot: loc.root === DEFAULT_ROOT, ...network })) process.stdout.write(line + '\n');
+        for (const line of await BridgeNetwork.plan({ root: loc.root, defaultRoot: loc.root === DEFAULT_ROOT, ...network })) process.stdout.write(line + '\n');
         return;
       }
       // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.

@@ -9,9 +9,9 @@
  * `./` entry carrying them, which applyLayer applies to the root.
  */
 import { PassThrough, Readable } from 'node:stream';
-import { spawn } from 'node:child_process';
 import { applyLayer } from '../../archive/apply';
-import { InternalError, InvalidArgumentError } from '../../shared/errors';
+import { InvalidArgumentError } from '../../shared/errors';
+import { toolProcess } from '../../shared/host-tool';
 
 /**
  * A tar of `dir`, made by GNU tar: the export of a plain directory tree is exactly its job,
@@ -22,11 +22,12 @@ import { InternalError, InvalidArgumentError } from '../../shared/errors';
  * by its reader): the place to drop a private snapshot.
  */
 export function exportTree(dir: string, onClose?: () => Promise<void>): Readable {
-  const child = spawn('tar', ['-C', dir, '--numeric-owner', '--format=gnu', '--sort=name', '--blocking-factor=128', '-cf', '-', '.'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const tar = toolProcess('tar', ['-C', dir, '--numeric-owner', '--format=gnu', '--sort=name', '--blocking-factor=128', '-cf', '-', '.'], {
+    // 1 is GNU tar's "some files changed as we read them" (a live dir volume): the
+    // archive is whole, as `docker cp` of a live container would be.
+    okCodes: [1],
+    hint: "tar's own message says which file of the volume it could not read; check that file's permissions and the disk",
   });
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   let closed = false;
   const close = () => {
@@ -34,17 +35,13 @@ export function exportTree(dir: string, onClose?: () => Promise<void>): Readable
     closed = true;
     void onClose?.().catch(() => undefined); // best effort; what is left is debris for the next open
   };
-  child.stdout.pipe(out, { end: false });
-  child.on('error', (e) => out.destroy(e));
-  child.on('close', (code) => {
-    // 1 is GNU tar's "some files changed as we read them" (a live dir volume): the
-    // archive is whole, as `docker cp` of a live container would be.
-    if (code === 0 || code === 1) out.end();
-    else out.destroy(new InternalError(`tar failed on the volume (exit ${code}): ${stderr.trim().split('\n').pop() ?? ''}`));
-    close();
-  });
+  tar.stdout.pipe(out, { end: false });
+  tar.done.then(
+    () => out.end(),
+    (e: unknown) => out.destroy(e as Error),
+  ).finally(close);
   out.on('close', () => {
-    if (child.exitCode === null) child.kill('SIGKILL'); // the reader went away early
+    tar.kill(); // the reader went away early
     close();
   });
   return out;
