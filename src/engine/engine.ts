@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { attach, logs, type AttachOptions } from './attach';
+import { lendAccess } from './access';
 import type { ContainerAccess } from './container-access';
 import { ContainerStore } from './container-store';
 import { EngineContext, message, type EngineOptions } from './context';
@@ -14,7 +15,6 @@ import { attachDeps, networkAttach } from './network-attach';
 import type { NetworkAttach } from '../network/service';
 import { inspect, list, topOf, type ListOptions } from './queries';
 import { recover } from './recovery';
-import { withRootfs } from './rootfs-view';
 import type { ContainerInspect, ContainerService, ContainerSummary, CreateBody, ExecConfig, ExecInspect, ExecIO, LogOptions, OutputChunk, WaitCondition } from './service';
 import { isUp } from './state';
 import type { TopResult } from './top';
@@ -176,23 +176,7 @@ export class Engine implements ContainerService {
 
   /** What the side modules (archive, stats, update, changes, df) may use: see container-access.ts. */
   access(): ContainerAccess {
-    const ctx = this.ctx;
-    return {
-      record: (ref) => ctx.store.find(ref),
-      all: () => ctx.store.all(),
-      paths: (id) => ctx.store.paths(id),
-      cgroupsPath: (id) => ctx.cgroupsPath(id),
-      locked: (ref, fn) => {
-        const c = ctx.live(ref);
-        return c.lock.run(() => fn(c.rec));
-      },
-      save: (rec) => ctx.save(rec),
-      withRootfs: (ref, fn) => withRootfs(ctx.live(ref), ctx.store.paths(ctx.live(ref).id).rootfs, ctx.opts.snapshotter, fn),
-      runtimeFor: (rec) => ctx.runtimeFor(rec.Runtime),
-      emit: (rec, action, extra) => ctx.emit(rec, action, extra),
-      snapshotter: ctx.opts.snapshotter,
-      volumes: ctx.opts.volumes,
-    };
+    return lendAccess(this.ctx);
   }
 
   // ---- network-plan.ts ----

@@ -21,6 +21,7 @@
  */
 import fs, { constants as C } from 'node:fs';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../shared/errors';
+import { Lifecycle } from '../shared/lifecycle';
 
 /** openat(fd, name) as a path the kernel resolves to exactly that. */
 export function at(fd: number, name?: string): string {
@@ -68,7 +69,8 @@ export interface Location {
 
 export class RootedTree {
   private readonly owned = new Set<number>();
-  private closed = false;
+  /** Open until dispose(); opening or resolving after it is FAILED_PRECONDITION. */
+  private readonly life = new Lifecycle('container path tree', 'open the container path again');
 
   private constructor(
     private readonly rootFd: number,
@@ -109,6 +111,7 @@ export class RootedTree {
    * (or not there); the caller decides whether that is an error.
    */
   openChildDir(dir: Dir, name: string): Dir | undefined {
+    this.life.check();
     const p = [...dir.path, name];
     const mount = this.mounts.get(p.join('/'));
     let fd: number;
@@ -150,6 +153,7 @@ export class RootedTree {
    * it (the path names a directory). Missing intermediate directories are NOT_FOUND.
    */
   resolve(p: string, opts: { follow: boolean }): Location {
+    this.life.check();
     const trailing = /\/\.?$/.test(p) || p === '.' || p === '';
     const queue = splitPath(p);
     const stack: Dir[] = [this.root];
@@ -207,10 +211,11 @@ export class RootedTree {
 
   /** Close every fd this tree opened. Twice is harmless. */
   dispose(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const fd of this.owned) fs.closeSync(fd);
-    this.owned.clear();
+    // The release has no await: the fds are closed before close() returns.
+    void this.life.close(async () => {
+      for (const fd of this.owned) fs.closeSync(fd);
+      this.owned.clear();
+    }).catch(() => undefined); // an fd that will not close is not the caller's to mend
   }
 }
 
