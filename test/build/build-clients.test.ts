@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Docker from 'dockerode';
-import { run, TestDaemon } from '../helpers/daemon';
+import { TestDaemon } from '../helpers/daemon';
+import { runCommand } from '../helpers/proc';
 import { dockerPy } from '../helpers/dockerpy';
 
 /**
@@ -95,7 +96,7 @@ test('docker-compose 1.29 builds a service from its build: section, with its arg
     'app/Dockerfile': 'FROM busybox\nARG FLAVOUR\nRUN echo "$FLAVOUR" > /flavour\n',
   });
   const env = { ...d.env, COMPOSE_INTERACTIVE_NO_CLI: '1', DOCKER_BUILDKIT: '0', COMPOSE_DOCKER_CLI_BUILD: '0' };
-  const compose = (...args: string[]) => run('docker-compose', ['-p', 'buildtest', '-f', path.join(dir, 'docker-compose.yml'), ...args], env);
+  const compose = (...args: string[]) => runCommand('docker-compose', ['-p', 'buildtest', '-f', path.join(dir, 'docker-compose.yml'), ...args], { env });
   const b = await compose('build');
   t.is(b.code, 0, b.stderr + b.stdout);
   t.regex(b.stdout + b.stderr, /Successfully tagged composed:1/);
