@@ -1,5 +1,8 @@
 import { Router, Ctx } from './router';
-import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
+import { qbool, qfilters, qint, sendEmpty, sendJSON } from './http';
+import { readJSON } from './json-body';
+import { COMMIT_BODY, CREATE_BODY } from './schemas/create-body';
+import { EXEC_CREATE_BODY, EXEC_START_BODY } from './schemas/bodies';
 import { openRawStream, RawStream } from './hijack';
 import { frame, STDERR, STDOUT } from './stdcopy';
 import { errorResponse } from './errors';
@@ -17,17 +20,17 @@ const MUX_STREAM = 'application/vnd.docker.multiplexed-stream';
 export function containerRoutes(router: Router, engine: ContainerService & TtyService, events: EventBus): void {
   const C = '/containers/([^/]+)';
   router.add('POST', /^\/containers\/create$/, async ({ req, res, query }) => {
-    const body = await readJSON<CreateBody>(req, {} as CreateBody);
+    const body = await readJSON<CreateBody>(req, CREATE_BODY, {} as CreateBody);
     sendJSON(res, 201, await engine.create(body, query.get('name') || undefined));
   });
 
   // berth's extension: the rules `berth run --dry-run` prints.
   router.add('POST', /^\/berth\/v1\/network\/plan$/, async ({ req, res }) => {
-    sendJSON(res, 200, await engine.networkPlan(await readJSON<CreateBody>(req, {} as CreateBody)));
+    sendJSON(res, 200, await engine.networkPlan(await readJSON<CreateBody>(req, CREATE_BODY, {} as CreateBody)));
   });
   router.add('GET', /^\/containers\/json$/, async ({ res, query }) => {
-    const limit = query.get('limit');
-    sendJSON(res, 200, await engine.list({ all: qbool(query, 'all'), size: qbool(query, 'size'), limit: limit ? Number(limit) : undefined, filters: qfilters(query) }));
+    const limit = qint(query, 'limit', -1, 2 ** 31 - 1);
+    sendJSON(res, 200, await engine.list({ all: qbool(query, 'all'), size: qbool(query, 'size'), limit, filters: qfilters(query) }));
   });
   router.add('POST', /^\/containers\/prune$/, async ({ res, query }) => sendJSON(res, 200, await engine.prune(qfilters(query))));
   router.add('GET', re(`${C}/json`), async ({ res, params }) => sendJSON(res, 200, await engine.inspect(params[0])));
@@ -102,7 +105,7 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
       since: num(query.get('since')),
       until: num(query.get('until')),
       timestamps: qbool(query, 'timestamps'),
-      tail: tail && tail !== 'all' ? Number(tail) : undefined,
+      tail: tail && tail !== 'all' ? qint(query, 'tail', 0, 2 ** 31 - 1) : undefined,
       signal: ac.signal,
     });
     res.writeHead(200, { 'Content-Type': info.Config.Tty ? RAW_STREAM : MUX_STREAM });
@@ -164,11 +167,11 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
   });
 
   router.add('POST', re(`${C}/exec`), async ({ req, res, params }) => {
-    const body = await readJSON<ExecConfig>(req, {} as ExecConfig);
+    const body = await readJSON<ExecConfig>(req, EXEC_CREATE_BODY, {} as ExecConfig);
     sendJSON(res, 201, await engine.execCreate(params[0], body));
   });
   router.add('POST', /^\/exec\/([^/]+)\/start$/, async (ctx) => {
-    const body = await readJSON<{ Detach?: boolean; Tty?: boolean }>(ctx.req, {});
+    const body = await readJSON<{ Detach?: boolean; Tty?: boolean }>(ctx.req, EXEC_START_BODY, {});
     const id = ctx.params[0];
     const info = await engine.execInspect(id);
     if (body.Detach) {
@@ -208,7 +211,7 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
   router.add('POST', /^\/commit$/, async ({ req, res, query }) => {
     const container = query.get('container');
     if (!container) throw new InvalidArgumentError('commit needs a container', { hint: 'berth commit CONTAINER [REPOSITORY[:TAG]]' });
-    const config = await readJSON<Record<string, unknown>>(req, {});
+    const config = await readJSON<Record<string, unknown>>(req, COMMIT_BODY, {});
     const out = await engine.commit(container, {
       repo: query.get('repo') || undefined,
       tag: query.get('tag') || undefined,

@@ -2,6 +2,7 @@ import {
   BerthError,
   ErrorCode,
   errorFromCode,
+  InternalError,
   toBerthError,
 } from '../../volumes/shared/errors';
 
@@ -33,8 +34,28 @@ const codeByStatus: Record<number, ErrorCode> = {
   500: 'INTERNAL',
 };
 
-/** Server side: the status and the JSON body for anything thrown by a handler. */
-export function errorResponse(e: unknown): { status: number; body: { message: string; code: ErrorCode; hint?: string; exitCode?: number } } {
+/**
+ * JavaScript's own errors (a TypeError from `x.split` on a number, a stack overflow) are
+ * bugs or unchecked input, and their words mean nothing to a client: they are answered as a
+ * plain INTERNAL with a reference, and the details stay in the daemon's log.
+ */
+const JS_ERRORS = [TypeError, RangeError, ReferenceError, SyntaxError, EvalError, URIError];
+
+export function isJavaScriptInternal(e: unknown): boolean {
+  if (e instanceof BerthError) return e.code === 'INTERNAL' && e.cause !== undefined && isJavaScriptInternal(e.cause);
+  if (!(e instanceof Error)) return e !== undefined && e !== null && typeof e !== 'string';
+  return JS_ERRORS.some((C) => e instanceof C) && typeof (e as NodeJS.ErrnoException).code !== 'string';
+}
+
+let refs = 0;
+
+/** Server side: the status and the JSON body for anything thrown by a handler (`ref`: set when internals were hidden). */
+export function errorResponse(e: unknown): { status: number; body: { message: string; code: ErrorCode; hint?: string; exitCode?: number }; ref?: string } {
+  if (isJavaScriptInternal(e)) {
+    const ref = `${process.pid.toString(36)}-${(++refs).toString(36)}`;
+    const err = new InternalError(`berth hit an internal error (ref ${ref})`, { hint: `the daemon's log has the details under ref ${ref}; please report it with the request that caused it` });
+    return { status: 500, body: err.toJSON(), ref };
+  }
   const err: BerthError = toBerthError(e);
   // A start that failed for the command (126 not executable, 127 not found) carries the
   // exit code `docker run` must end with.

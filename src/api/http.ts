@@ -16,24 +16,6 @@ export function sendEmpty(res: ServerResponse, status: number): void {
   res.end();
 }
 
-/** Read a JSON request body (bounded: API bodies are small). Empty body → `empty`. */
-export async function readJSON<T>(req: IncomingMessage, empty: T, limit = 4 << 20): Promise<T> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  const upgraded = (req as IncomingMessage & { upgradeBody?: Buffer }).upgradeBody;
-  for await (const c of upgraded ? [upgraded] : req) {
-    n += (c as Buffer).length;
-    if (n > limit) throw new InvalidArgumentError(`request body over ${limit} bytes`, { hint: 'send a smaller body' });
-    chunks.push(c as Buffer);
-  }
-  if (n === 0) return empty;
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
-  } catch {
-    throw new InvalidArgumentError('request body is not valid JSON', { hint: 'send a JSON object' });
-  }
-}
-
 /** Read and discard the rest of a request body, for at most `ms`. */
 export function drainBody(req: IncomingMessage, ms: number): Promise<void> {
   return new Promise((resolve) => {
@@ -56,21 +38,40 @@ export function qbool(q: URLSearchParams, name: string, dflt = false): boolean {
   return !['0', 'false', 'False', 'FALSE', 'no'].includes(v);
 }
 
-/** Docker's `filters` query parameter: JSON {name: [values]} or {name: {value: true}}. */
+/**
+ * Docker's `filters` query parameter: JSON {name: [values]} or {name: {value: true}}.
+ * Anything else (null, a list, numbers) is refused by name, never read as internals.
+ */
 export function qfilters(q: URLSearchParams): Record<string, string[]> {
   const raw = q.get('filters');
   if (!raw) return {};
+  const bad = () => new InvalidArgumentError(`invalid filters: ${JSON.stringify(raw.length > 80 ? raw.slice(0, 80) + '…' : raw)}`, { hint: 'give filters as a JSON object of lists, e.g. {"label": ["app=db"]}; the CLI takes --filter key=value' });
+  if (raw.length > 64 << 10) throw bad();
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch {
-    throw new InvalidArgumentError('filters is not valid JSON', { hint: 'use --filter key=value' });
+    throw bad();
   }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw bad();
   const out: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
-    out[k] = Array.isArray(v) ? v.map(String) : Object.keys(v as object);
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[k] = v as string[];
+    else if (v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'boolean')) out[k] = Object.keys(v);
+    else throw bad();
   }
   return out;
+}
+
+/** A whole-number query parameter in [min, max]; absent or empty is undefined. */
+export function qint(q: URLSearchParams, name: string, min: number, max: number): number | undefined {
+  const v = q.get(name);
+  if (v === null || v === '') return undefined;
+  const n = Number(v);
+  if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new InvalidArgumentError(`invalid query parameter ${name}=${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`, { hint: `give a whole number from ${min} to ${max}` });
+  }
+  return n;
 }
 
 /**

@@ -1,5 +1,7 @@
 import { Router, Ctx } from './router';
-import { drainBody, JSONMessageStream, qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
+import { drainBody, JSONMessageStream, qbool, qfilters, sendEmpty, sendJSON } from './http';
+import { readJSON } from './json-body';
+import { IMAGE_BOOTSTRAP_BODY, IMAGE_VENDOR_BODY } from './schemas/bodies';
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ImageService } from '../images/service';
 import type { RegistryService } from '../images/registry/service';
@@ -78,7 +80,7 @@ export function imageRoutes(router: Router, images: ImageService, registry?: Reg
 
   // berth's own: images made from the host without any registry.
   router.add('POST', /^\/berth\/v1\/images\/vendor$/, async ({ req, res }) => {
-    const body = await readJSON<{ ref?: string; binaries?: string[]; cmd?: string[]; entrypoint?: string[] }>(req, {});
+    const body = await readJSON<{ ref?: string; binaries?: string[]; cmd?: string[]; entrypoint?: string[] }>(req, IMAGE_VENDOR_BODY, {});
     if (!body.ref || !Array.isArray(body.binaries) || body.binaries.length === 0) {
       throw new InvalidArgumentError('vendor needs a name and at least one binary', { hint: 'berth image vendor NAME[:TAG] /usr/bin/BINARY...' });
     }
@@ -88,7 +90,7 @@ export function imageRoutes(router: Router, images: ImageService, registry?: Reg
     out.end();
   });
   router.add('POST', /^\/berth\/v1\/images\/bootstrap$/, async ({ req, res }) => {
-    const body = await readJSON<{ ref?: string; mirror?: string }>(req, {});
+    const body = await readJSON<{ ref?: string; mirror?: string }>(req, IMAGE_BOOTSTRAP_BODY, {});
     if (!body.ref) throw new InvalidArgumentError('bootstrap needs an image name', { hint: 'berth image bootstrap debian:bookworm' });
     const out = new JSONMessageStream(res);
     const r = await images.bootstrap({ ref: body.ref, mirror: body.mirror, progress: out.progress() });

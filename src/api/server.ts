@@ -1,10 +1,11 @@
 import * as http from 'node:http';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Router, type Ctx } from './router';
 import { errorResponse } from './errors';
 import { drainBody } from './http';
 import { UnavailableError } from '../../volumes/shared/errors';
+import { bodyWindowMs, setBodyTimeout, watchBody } from './body-guard';
+import { prepareSocketDir, removeStaleSocket } from './socket-dir';
 
 export interface Logger {
   info(msg: string): void;
@@ -14,13 +15,15 @@ export interface Logger {
 /**
  * The HTTP server on the unix socket: the only place that turns requests into handler
  * calls and thrown errors into responses (via the one table in errors.ts).
- * The socket lives in a 0700 directory and is itself 0600: only root reaches it.
+ * The socket is 0600, in a directory berth made 0700 or one checked safe (socket-dir.ts).
+ * Request bodies must keep coming (body-guard.ts); JSON bodies are bounded (json-body.ts).
  */
 export class ApiServer {
   private server: http.Server;
   private sockets = new Set<import('node:net').Socket>();
 
-  constructor(private router: Router, private log: Logger) {
+  constructor(private router: Router, private log: Logger, opts: { bodyTimeoutSeconds?: number } = {}) {
+    if (opts.bodyTimeoutSeconds !== undefined) setBodyTimeout(opts.bodyTimeoutSeconds);
     this.server = http.createServer((req, res) => void this.handle(req, res));
     // Docker's attach and exec start upgrade the connection; route them like requests,
     // with a response bound to the socket so errors before the upgrade are plain HTTP.
@@ -40,22 +43,21 @@ export class ApiServer {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
-    // Long uploads (import, load) must not be cut by Node's default request timeout.
+    // Long uploads (import, load) must not be cut by Node's default request timeout; a body
+    // that stops coming is cut by watchBody instead.
     this.server.requestTimeout = 0;
     this.server.headersTimeout = 60_000;
   }
 
   async listen(socketPath: string): Promise<void> {
-    const dir = path.dirname(socketPath);
-    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-    await fs.promises.chmod(dir, 0o700);
+    await prepareSocketDir(socketPath);
     // A socket file left by a daemon that died is stale (the root lock proved no daemon
     // runs on our root); one that answers belongs to another daemon and we must not steal it.
     if (fs.existsSync(socketPath)) {
       if (await answers(socketPath)) {
         throw new UnavailableError(`another daemon is listening on ${socketPath}`, { hint: 'stop it, or give this daemon its own --host unix:///PATH' });
       }
-      await fs.promises.rm(socketPath, { force: true });
+      await removeStaleSocket(socketPath);
     }
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -78,13 +80,14 @@ export class ApiServer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse, upgrade?: { socket: import('node:net').Socket; head: Buffer }): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://berth');
     let ctx: Ctx | undefined;
+    if (!upgrade) watchBody(req, req.socket);
     try {
       const { handler, params } = this.router.match(req.method ?? 'GET', url.pathname);
       ctx = { req, res, params, query: url.searchParams, upgrade };
       await handler(ctx);
     } catch (e) {
-      const { status, body } = errorResponse(e);
-      if (status === 500) this.log.error(`${req.method} ${url.pathname}: ${(e as Error).stack ?? e}`);
+      const { status, body, ref } = errorResponse(e);
+      if (status === 500) this.log.error(`${req.method} ${url.pathname}${ref ? ` (ref ${ref})` : ''}: ${(e as Error)?.stack ?? String(e)}`);
       if (ctx?.hijacked) {
         // A raw stream now (the routes report their errors in its own framing): just close it.
         upgrade?.socket.end();
@@ -126,6 +129,7 @@ async function upgradeBody(req: http.IncomingMessage, socket: import('node:net')
   if (!(len > 0)) return head;
   if (len > 1 << 20) throw new Error('upgrade request body too large');
   let buf = head;
+  const deadline = Date.now() + 2 * bodyWindowMs();
   while (buf.length < len) {
     const chunk = await new Promise<Buffer>((resolve, reject) => {
       const onData = (d: Buffer) => {
@@ -136,7 +140,12 @@ async function upgradeBody(req: http.IncomingMessage, socket: import('node:net')
         cleanup();
         reject(new Error('connection closed in the request body'));
       };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error('request body not received in time'));
+      }, Math.max(0, deadline - Date.now()));
       const cleanup = () => {
+        clearTimeout(timer);
         socket.off('data', onData);
         socket.off('end', onEnd);
         socket.off('close', onEnd);

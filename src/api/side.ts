@@ -1,6 +1,8 @@
 import type { Router } from './router';
 import { archiveRoutes } from './archive';
-import { qbool, qfilters, readJSON, sendJSON } from './http';
+import { qbool, qfilters, sendJSON } from './http';
+import { readJSON } from './json-body';
+import { UPDATE_BODY } from './schemas/bodies';
 import { ContainerArchive } from '../engine/archive';
 import type { ContainerAccess } from '../engine/container-access';
 import { ContainerChanges } from '../engine/changes';
@@ -34,7 +36,7 @@ export function sideRoutes(router: Router, access: ContainerAccess, containers: 
 
   const update = new ContainerUpdate(access);
   router.add('POST', new RegExp(`${C}/update$`), async ({ req, res, params }) => {
-    sendJSON(res, 200, await update.update(params[0], await readJSON<UpdateBody>(req, {} as UpdateBody)));
+    sendJSON(res, 200, await update.update(params[0], await readJSON<UpdateBody>(req, UPDATE_BODY, {} as UpdateBody)));
   });
 
   const changes = new ContainerChanges(access);

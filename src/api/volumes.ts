@@ -1,6 +1,8 @@
 import { requestVersion, Router, versionBefore } from './router';
 import { API_VERSION } from '../version';
-import { qbool, qfilters, readJSON, sendEmpty, sendJSON } from './http';
+import { qbool, qfilters, sendEmpty, sendJSON } from './http';
+import { readJSON } from './json-body';
+import { VOLUME_CREATE_BODY } from './schemas/bodies';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { VolumeCreateBody, VolumeService } from '../volumes/service';
 
@@ -8,7 +10,7 @@ import type { VolumeCreateBody, VolumeService } from '../volumes/service';
 export function volumeRoutes(router: Router, volumes: VolumeService): void {
   router.add('GET', /^\/volumes$/, async ({ res, query }) => sendJSON(res, 200, await volumes.list(qfilters(query))));
   router.add('POST', /^\/volumes\/create$/, async ({ req, res }) => {
-    const body = await readJSON<VolumeCreateBody>(req, {});
+    const body = await readJSON<VolumeCreateBody>(req, VOLUME_CREATE_BODY, {});
     sendJSON(res, 201, await volumes.create(body));
   });
   router.add('POST', /^\/volumes\/prune$/, async ({ req, res, query }) => {

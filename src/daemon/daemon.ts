@@ -7,6 +7,7 @@ import { DEFAULT_ROOT, DaemonLocation } from './options';
 import { OverlaySnapshotter } from '../../volumes/layers/overlay';
 import { ImageStore } from '../images/store';
 import { Router } from '../api/router';
+import { prepareSocketDir } from '../api/socket-dir';
 import { ApiServer, Logger } from '../api/server';
 import { systemRoutes } from '../api/system';
 import { imageRoutes } from '../api/images';
@@ -37,6 +38,8 @@ export interface DaemonOptions extends DaemonLocation {
   insecureRegistries?: string[];
   /** Layers a pull downloads at once (default 3). */
   maxConcurrentDownloads?: number;
+  /** Seconds in which a request body must bring 16 KiB (default 30); a JSON body must be whole within twice that. */
+  bodyTimeoutSeconds?: number;
   log?: Logger;
 }
 
@@ -63,6 +66,8 @@ export interface RunningDaemon {
  */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.log ?? stderrLogger();
+  // An unsafe socket directory is refused before anything is opened or set up.
+  await prepareSocketDir(opts.socket);
   await fs.promises.mkdir(opts.root, { recursive: true, mode: 0o700 });
   const unlock = await lockRoot(opts.root, (e) => {
     log.error(`lost the lock on ${opts.root}: ${e.message}; shutting down`);
@@ -125,7 +130,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     swarmRoutes(router);
     buildRoutes(router, await openBuilder({ root: path.join(opts.root, 'build'), tmpDir, engine, images, registry }));
 
-    const server = new ApiServer(router, log);
+    const server = new ApiServer(router, log, { bodyTimeoutSeconds: opts.bodyTimeoutSeconds });
     await server.listen(opts.socket);
     closers.push(async () => {
       await server.close();

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { cleanAtomicLeftovers, fsyncDir, writeFileAtomic } from '../../volumes/shared/atomic';
+import { repairRecord } from './record-repair';
 import { containerPaths, type ContainerPaths, type ContainerRecord } from './container-record';
 
 const ID_RE = /^[0-9a-f]{64}$/;
@@ -31,6 +32,8 @@ export class ContainerStore {
     readonly leftovers: { creating: Array<{ id: string; dir: string }>; removing: Array<{ id: string; dir: string }> },
     /** Container directories whose record could not be read (kept, not touched). */
     readonly unreadable: string[],
+    /** Records whose values had the wrong types, and what was put right (record-repair.ts). */
+    readonly repaired: Array<{ id: string; fixes: string[] }> = [],
   ) {}
 
   static async open(root: string): Promise<ContainerStore> {
@@ -40,6 +43,7 @@ export class ContainerStore {
     const removing: Array<{ id: string; dir: string }> = [];
     const unreadable: string[] = [];
     const records: ContainerRecord[] = [];
+    const repaired: Array<{ id: string; fixes: string[] }> = [];
     for (const name of await fs.promises.readdir(dir)) {
       const full = path.join(dir, name);
       if (name.startsWith(NEW_PREFIX)) creating.push({ id: name.slice(NEW_PREFIX.length), dir: full });
@@ -48,14 +52,16 @@ export class ContainerStore {
         await cleanAtomicLeftovers(full);
         try {
           const rec = JSON.parse(await fs.promises.readFile(path.join(full, 'container.json'), 'utf8')) as ContainerRecord;
-          if (rec.Id !== name) throw new Error('id mismatch');
+          if (!rec || rec.Id !== name || typeof rec.Name !== 'string') throw new Error('id mismatch');
+          const fixes = repairRecord(rec);
+          if (fixes.length) repaired.push({ id: name, fixes });
           records.push(rec);
         } catch {
           unreadable.push(full);
         }
       }
     }
-    const store = new ContainerStore(dir, { creating, removing }, unreadable);
+    const store = new ContainerStore(dir, { creating, removing }, unreadable, repaired);
     for (const r of records) {
       store.byId.set(r.Id, r);
       store.names.set(r.Name.slice(1), r.Id);

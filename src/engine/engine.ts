@@ -58,6 +58,7 @@ export class Engine implements ContainerService {
     const ctx: EngineContext = new EngineContext(store, opts, (id, cmd, signal) => execCollect(ctx, id, cmd, { limit: MAX_OUTPUT, signal }));
     const engine = new Engine(ctx);
     for (const dir of store.unreadable) ctx.log(`cannot read the container record in ${dir}: left alone; move it away if it is debris`);
+    for (const r of store.repaired) ctx.log(`container ${r.id.slice(0, 12)}: its record had values of the wrong type, put right: ${r.fixes.join('; ')}`);
     ctx.net = await openNetwork(ctx);
     await recover(ctx, engine.life);
     opts.images.setInUse((imageId) => store.all().filter((r) => r.Image === imageId).map((r) => r.Id));

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { ConflictError } from '../../volumes/shared/errors';
-import { snapshotKey } from './container-record';
-import type { EngineContext } from './context';
+import { snapshotKey, type ContainerRecord } from './container-record';
+import { message as errText, type EngineContext } from './context';
 import { containerFilter } from './list-filter';
 import type { ContainerInspect, ContainerSummary } from './service';
 import { isActive, isUp } from './state';
@@ -24,13 +24,28 @@ export async function list(ctx: EngineContext, opts: ListOptions = {}): Promise<
     findContainer: (r) => ctx.store.find(r),
   });
   const limit = opts.limit && opts.limit > 0 ? opts.limit : 0;
-  let recs = ctx.store.all().filter((r) => (opts.all || limit > 0 || isActive(r)) && keep(r));
+  // One odd record must never fail a listing for everyone: it is left out, and logged.
+  const kept = (r: ContainerRecord) => {
+    try {
+      return keep(r);
+    } catch (e) {
+      ctx.log(`container ${r.Id.slice(0, 12)} left out of a listing: ${errText(e)}`);
+      return false;
+    }
+  };
+  let recs = ctx.store.all().filter((r) => (opts.all || limit > 0 || isActive(r)) && kept(r));
   recs.sort((a, b) => Date.parse(b.Created) - Date.parse(a.Created) || a.Id.localeCompare(b.Id));
   if (limit) recs = recs.slice(0, limit);
   const now = Date.now();
   const out: ContainerSummary[] = [];
   for (const r of recs) {
-    const s = toSummary(r, now);
+    let s: ContainerSummary;
+    try {
+      s = toSummary(r, now);
+    } catch (e) {
+      ctx.log(`container ${r.Id.slice(0, 12)} left out of a listing: ${errText(e)}`);
+      continue;
+    }
     if (opts.size) {
       s.SizeRw = await ctx.opts.snapshotter.usage(snapshotKey(r.Id)).then((u) => u.size, () => 0);
       s.SizeRootFs = s.SizeRw + (await ctx.opts.images.inspect(r.Image).then((i) => i.Size, () => 0));

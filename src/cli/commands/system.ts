@@ -24,12 +24,13 @@ export function systemCommands(program: Command): void {
     .option('--iptables-suffix <suffix>', "appended to berth's iptables chain names (default: '' for berth0, -<BRIDGE> otherwise); a bridge and a suffix belong to one data root: another root's are refused (CONFLICT)")
     .option('--insecure-registry <registry>', 'a registry (host[:port]) or network (CIDR) that may be reached over plain HTTP when HTTPS fails, beside 127.0.0.0/8; repeatable', (v: string, acc: string[]) => [...acc, checkInsecureEntry(v)], [] as string[])
     .option('--max-concurrent-downloads <n>', 'layers each pull downloads at once', (v: string) => positiveInt(v, '--max-concurrent-downloads'), 3)
+    .option('--body-timeout <seconds>', 'a request body must bring 16 KiB within this many seconds, a JSON body all of it within twice that, or its connection is closed (default 30)', (v: string) => positiveInt(v, '--body-timeout'))
     .option('--dry-run', 'print the iptables rules the daemon would install, and exit')
     .addHelpText(
       'after',
       '\nExamples:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock --bridge berth1 --subnet 10.201.0.0/24\n  berth daemon --dry-run        # the rules, nothing changed',
     )
-    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number }, cmd: Command) => {
+    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; bodyTimeout?: number }, cmd: Command) => {
       const loc = resolveLocation(cmd.optsWithGlobals());
       const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
       if (opts.dryRun) {
@@ -39,7 +40,7 @@ export function systemCommands(program: Command): void {
       }
       // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.
       const { startDaemon } = require('../../daemon/daemon') as typeof import('../../daemon/daemon');
-      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network, insecureRegistries: opts.insecureRegistry, maxConcurrentDownloads: opts.maxConcurrentDownloads });
+      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network, insecureRegistries: opts.insecureRegistry, maxConcurrentDownloads: opts.maxConcurrentDownloads, bodyTimeoutSeconds: opts.bodyTimeout });
       const stop = (sig: string) => {
         process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
         d.close().then(() => process.exit(0), () => process.exit(1));
