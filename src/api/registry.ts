@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { Router, Ctx } from './router';
-import { JSONMessageStream, qfilters, readJSON, sendJSON } from './http';
+import { JSONMessageStream, qfilters, qint, sendJSON } from './http';
+import { readJSON } from './json-body';
+import { AUTH_BODY } from './schemas/bodies';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ImageService } from '../images/service';
 import type { Credentials, RegistryMessage, RegistryService } from '../images/registry/service';
@@ -28,14 +30,14 @@ export function registryRoutes(router: Router, registry: RegistryService, images
   });
 
   router.add('POST', /^\/auth$/, async ({ req, res }) => {
-    const creds = await readJSON<Credentials>(req, {});
+    const creds = await readJSON<Credentials>(req, AUTH_BODY, {});
     sendJSON(res, 200, await registry.login(creds));
   });
 
   router.add('GET', /^\/images\/search$/, async ({ req, res, query }) => {
     const term = query.get('term');
     if (!term) throw new InvalidArgumentError('term is required', { hint: 'berth search TERM' });
-    const limit = query.get('limit') ? Number(query.get('limit')) : undefined;
+    const limit = qint(query, 'limit', 1, 100);
     sendJSON(res, 200, await registry.search(term, { limit, filters: qfilters(query), auth: registryAuth(req) }));
   });
 }

@@ -101,3 +101,18 @@ export const IMAGE_BOOTSTRAP_BODY: BodySpec = {
 };
 
 
+
+/** POST /auth: Docker's AuthConfig (credentials are never echoed in an error: only the field's path is). */
+export const AUTH_BODY: BodySpec = {
+  schema: obj({
+    username: str(),
+    password: str(64 << 10),
+    auth: str(64 << 10),
+    email: str(),
+    serveraddress: str(),
+    identitytoken: str(64 << 10),
+    registrytoken: str(64 << 10),
+  }),
+  what: 'auth body',
+  hints: { serveraddress: 'e.g. {"serveraddress": "registry.example.com", "username": "me", "password": "..."}' },
+};
