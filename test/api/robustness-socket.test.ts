@@ -7,7 +7,8 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CLI, TestDaemon, run, testNetwork } from '../helpers/daemon';
+import { CLI, TestDaemon, testNetwork } from '../helpers/daemon';
+import { runCommand } from '../helpers/proc';
 
 async function tempRoot(): Promise<string> {
   return fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-sock-'));
@@ -15,7 +16,7 @@ async function tempRoot(): Promise<string> {
 
 /** Start `berth daemon` with its socket in `dir`; it must refuse, and quickly (before any network or store). */
 async function refusedIn(t: import('ava').ExecutionContext, root: string, dir: string): Promise<void> {
-  const r = await run(process.execPath, [CLI, 'daemon', '--root', path.join(root, 'data'), '--host', `unix://${path.join(dir, 'berth.sock')}`, ...testNetwork(root)], process.env);
+  const r = await runCommand(process.execPath, [CLI, 'daemon', '--root', path.join(root, 'data'), '--host', `unix://${path.join(dir, 'berth.sock')}`, ...testNetwork(root)], { timeout: 120_000 });
   t.not(r.code, 0);
   t.regex(r.stderr, /hint: /, 'the refusal carries a hint');
   t.false(fs.existsSync(path.join(dir, 'berth.sock')));
@@ -75,7 +76,7 @@ test('a file that is not a socket at the --host path is not deleted', async (t) 
   await fs.promises.mkdir(dir, { mode: 0o700 });
   await fs.promises.writeFile(path.join(dir, 'berth.sock'), 'precious');
   try {
-    const r = await run(process.execPath, [CLI, 'daemon', '--root', path.join(root, 'data'), '--host', `unix://${path.join(dir, 'berth.sock')}`, ...testNetwork(root)], process.env);
+    const r = await runCommand(process.execPath, [CLI, 'daemon', '--root', path.join(root, 'data'), '--host', `unix://${path.join(dir, 'berth.sock')}`, ...testNetwork(root)], { timeout: 120_000 });
     t.not(r.code, 0);
     t.is(fs.readFileSync(path.join(dir, 'berth.sock'), 'utf8'), 'precious');
   } finally {
