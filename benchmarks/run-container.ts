@@ -38,6 +38,32 @@ export async function benchRun(work: string, rounds = 15): Promise<void> {
   }
 }
 
+/**
+ * `stop -t 1` of a container whose PID 1 ignores SIGTERM (`sleep` as PID 1 has no
+ * handler): berthd must SIGKILL it when the 1 s timeout runs out, not at the default 10 s.
+ * The tests assert only that it stops (137); the time is this row's claim.
+ * Target: within 1.5 s of the timeout plus one CLI call.
+ */
+export async function benchStop(work: string, rounds = 5): Promise<void> {
+  const d = await BenchDaemon.start(work);
+  try {
+    d.berth(['run', '--rm', 'busybox', 'true']); // makes busybox, warms caches
+    const rows: Row[] = [
+      { what: 'berth ps (one CLI call, for scale)', ms: [] },
+      { what: 'berth stop -t 1 (PID 1 ignores SIGTERM)', ms: [] },
+    ];
+    for (let i = 0; i < rounds; i++) {
+      d.berth(['run', '-d', '--name', `stop${i}`, 'busybox', 'sleep', '100000']);
+      rows[0].ms.push(timeIt(() => d.berth(['ps', '-q'])));
+      rows[1].ms.push(timeIt(() => d.berth(['stop', '-t', '1', `stop${i}`])));
+      d.berth(['rm', `stop${i}`]);
+    }
+    report('stop with a 1 s timeout', rows, 'stop ≤ 1 s + 1.5 s + one CLI call');
+  } finally {
+    await d.stop();
+  }
+}
+
 /** Memory: berthd and the monitors with 100 idle `sleep` containers, per container. */
 export async function benchIdleMemory(work: string, count = 100): Promise<void> {
   const d = await BenchDaemon.start(work);

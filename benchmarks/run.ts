@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { benchImport } from './import';
 import { benchNetwork } from './network';
-import { benchIdleMemory, benchRun } from './run-container';
+import { benchIdleMemory, benchRun, benchStop } from './run-container';
 import { benchTty } from './tty';
 import { benchVolumes } from './volumes';
 import { benchCp, benchStats } from './cp-stats';
@@ -16,6 +16,7 @@ import { benchBranching } from './branching';
 const benches: Record<string, (work: string) => Promise<void>> = {
   import: benchImport,
   run: benchRun,
+  stop: benchStop,
   memory: benchIdleMemory,
   volumes: benchVolumes,
   network: benchNetwork,

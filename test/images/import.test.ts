@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { openEnv, readTree, mountImage, sampleRootfs, snapshotNames, waitFor, type Env } from './helpers';
+import { goArch } from '../../src/images/config';
 import { digest } from '../helpers/digest';
 import { makeTar, streamOf } from '../helpers/tar';
 
@@ -37,7 +38,7 @@ test('an imported tarball is listed and inspected with its diff_id and config', 
   t.is(img.Id, id);
   t.deepEqual(img.RootFS, { Type: 'layers', Layers: [digest(tarball)] }); // uncompressed: diffID = sha256 of the tar
   t.is(img.Os, 'linux');
-  t.is(img.Architecture, process.arch === 'x64' ? 'amd64' : img.Architecture);
+  t.is(img.Architecture, goArch());
   t.true(Date.parse(img.Created) > Date.now() - 60_000);
 
   // The image id is the digest of the stored config, and the config is what we expect.

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { FIXTURES, exec, mountImage, openEnv, podmanEnv, readTree, sampleRootfs, snapshotNames, type Env } from './helpers';
+import { goArch } from '../../src/images/config';
 import { digest } from '../helpers/digest';
 import { makeTar, streamOf } from '../helpers/tar';
 
@@ -222,7 +223,8 @@ test('an OCI layout with a nested index and annotations loads', async (t) => {
   const layer = await sampleRootfs();
   const { gzipSync } = await import('node:zlib');
   const gz = gzipSync(layer);
-  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest(layer)] } });
+  // The host's own platform, so the index's one manifest is the one a load picks, on any host.
+  const config = JSON.stringify({ architecture: goArch(), os: 'linux', rootfs: { type: 'layers', diff_ids: [digest(layer)] } });
   const manifest = JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -233,7 +235,7 @@ test('an OCI layout with a nested index and annotations loads', async (t) => {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
     manifests: [
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest(manifest), size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest(manifest), size: manifest.length, platform: { os: 'linux', architecture: goArch() } },
     ],
   });
   const index = JSON.stringify({
@@ -252,7 +254,6 @@ test('an OCI layout with a nested index and annotations loads', async (t) => {
     blob(config),
     blob(gz),
   ]);
-  if (process.arch !== 'x64') return t.pass('the nested index names amd64 only');
   const { loaded } = await env.store.load(streamOf(archive));
   t.deepEqual(loaded, ['Loaded image: example.com/nested:v1', 'Loaded image: direct:v2']);
   const img = await env.store.inspect('direct:v2');
