@@ -3,6 +3,7 @@ import { PassThrough, Writable } from 'node:stream';
 import * as tar from 'tar-stream';
 import type { Readable } from 'node:stream';
 import { collectOutput, engineEnv } from './env';
+import { eventually } from '../helpers/eventually';
 
 async function tarNames(input: Readable): Promise<string[]> {
   const names: string[] = [];
@@ -23,9 +24,8 @@ async function tarNames(input: Readable): Promise<string[]> {
 
 test('commit makes an image whose new layer holds a created file and a whiteout for a deleted one', async (t) => {
   const env = await engineEnv(t);
-  const id = await env.run({ Cmd: ['sh', '-c', 'echo new > /created; rm /etc/group; sleep 1000'], Env: ['A=1'] });
-  await env.until(id, () => true);
-  await new Promise((r) => setTimeout(r, 300));
+  const id = await env.run({ Cmd: ['sh', '-c', 'echo new > /created; rm /etc/group; echo changed; sleep 1000'], Env: ['A=1'] });
+  await eventually(async () => (await collectOutput(env.engine.logs(id, { stdout: true }))).stdout === 'changed\n', { message: 'the container to make its changes' });
   const { Id: image } = await env.engine.commit(id, { repo: 'snap', tag: 'v1', comment: 'a note', author: 'me', changes: ['CMD ["cat", "/created"]'] });
   t.is((await env.inspect(id)).State.Status, 'running', 'unpaused after the commit');
   const info = await env.images.inspect('snap:v1');

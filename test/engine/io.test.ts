@@ -1,6 +1,7 @@
 import test from 'ava';
 import { PassThrough } from 'node:stream';
-import { collectOutput, engineEnv, sleep } from './env';
+import { collectOutput, engineEnv } from './env';
+import { eventually } from '../helpers/eventually';
 
 function sink(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();
@@ -87,7 +88,7 @@ test('attach with stdin pipes input to cat (OpenStdin, StdinOnce), then start, l
   const waited = env.engine.wait(Id, 'next-exit');
   await env.engine.start(Id);
   input.write('hello\n');
-  await sleep(100);
+  await eventually(async () => (await collectOutput(env.engine.logs(Id, { stdout: true }))).stdout === 'hello\n', { message: 'cat to echo the first line' });
   input.end('world\n');
   t.is((await waited).StatusCode, 0);
   t.is((await output).stdout, 'hello\nworld\n');
@@ -97,25 +98,28 @@ test('attach with stdin pipes input to cat (OpenStdin, StdinOnce), then start, l
 test('OpenStdin without an attached client: stdin stays open, the process keeps running', async (t) => {
   const env = await engineEnv(t);
   const id = await env.run({ Cmd: ['cat'], OpenStdin: true });
-  await sleep(400);
-  t.is((await env.inspect(id)).State.Status, 'running');
-  // a later attach feeds it; without StdinOnce the end of that client keeps stdin open
+  const logged = async () => (await collectOutput(env.engine.logs(id, { stdout: true }))).stdout;
+  // A later attach feeds it: stdin was open all the while no client was attached (cat
+  // would have read EOF and exited).
   const input = new PassThrough();
-  const ac = new AbortController();
-  const output = collectOutput(await env.engine.attach(id, { stdin: input, stdout: true, stream: true, signal: ac.signal }));
+  const output = collectOutput(await env.engine.attach(id, { stdin: input, stdout: true, stream: true }));
   input.end('late\n');
-  await env.until(id, () => true);
-  await sleep(300);
+  await eventually(async () => (await logged()) === 'late\n', { message: 'cat to echo what the first client sent' });
+  // Without StdinOnce, the end of that client keeps stdin open: a second client still reaches cat.
+  const again = new PassThrough();
+  const second = collectOutput(await env.engine.attach(id, { stdin: again, stdout: true, stream: true }));
+  again.end('again\n');
+  await eventually(async () => (await logged()) === 'late\nagain\n', { message: 'cat to echo what the second client sent' });
   t.is((await env.inspect(id)).State.Status, 'running');
   await env.engine.stop(id, { timeout: 1 });
-  t.is((await output).stdout, 'late\n');
+  t.is((await output).stdout, 'late\nagain\n');
+  t.is((await second).stdout, 'again\n');
 });
 
 test('attach without logs shows only new output; with logs the history too', async (t) => {
   const env = await engineEnv(t);
   const id = await env.run({ Cmd: ['sh', '-c', 'echo old; while [ ! -e /go ]; do sleep 0.05; done; echo new'] });
-  await env.until(id, () => true);
-  for (let i = 0; i < 100 && (await collectOutput(env.engine.logs(id, { stdout: true }))).stdout !== 'old\n'; i++) await sleep(50);
+  await eventually(async () => (await collectOutput(env.engine.logs(id, { stdout: true }))).stdout === 'old\n', { message: 'the first line in the log' });
   const live = collectOutput(await env.engine.attach(id, { stdout: true, stream: true }));
   const all = collectOutput(await env.engine.attach(id, { stdout: true, stream: true, logs: true }));
   const go = await env.engine.execCreate(id, { Cmd: ['touch', '/go'] });

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { isMountPoint } from '../../volumes/layers/mount';
-import { collectOutput, engineEnv, monitorsUnder, sleep } from './env';
+import { collectOutput, engineEnv, monitorsUnder } from './env';
+import { eventually } from '../helpers/eventually';
 
 /** Whether a process is gone (or a zombie: dead, not yet reaped). */
 function gone(pid: number): boolean {
@@ -18,13 +19,14 @@ function gone(pid: number): boolean {
 
 async function killAndWait(pid: number): Promise<void> {
   process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 200 && !gone(pid); i++) await sleep(25);
+  await eventually(() => gone(pid), { message: `pid ${pid} to be gone` });
 }
 
 test('a new engine adopts a running container (same pid): logs, exec, top and stop work on it', async (t) => {
   const env = await engineEnv(t);
-  const id = await env.run({ Cmd: ['sh', '-c', 'echo before; trap "echo bye; exit 0" TERM; while true; do sleep 0.1; done'] });
-  await env.until(id, () => true);
+  const id = await env.run({ Cmd: ['sh', '-c', 'trap "echo bye; exit 0" TERM; echo before; while true; do sleep 0.1; done'] });
+  // 'before' comes once the trap is set, so the stop below is answered with 'bye'.
+  await eventually(async () => (await collectOutput(env.engine.logs(id, { stdout: true }))).stdout === 'before\n', { message: 'the container to set its trap' });
   const pid = (await env.inspect(id)).State.Pid;
   await env.reopen(); // berthd gone without stopping anything, then back
   const i = await env.inspect(id);
@@ -66,7 +68,7 @@ test('a container that exited while the engine was away is recorded and cleaned 
   const id = await env.run({ Cmd: ['sleep', '1000'] });
   await env.reopen(async () => {
     await env.runtime.kill(id, 'SIGKILL'); // the monitor records it, nobody is watching
-    await sleep(300);
+    await eventually(async () => (await env.runtime.list()).find((c) => c.id === id)?.status === 'stopped', { message: 'runc to see the container stopped' });
   });
   const i = await env.until(id, (x) => x.State.Status === 'exited', 'exited');
   t.is(i.State.ExitCode, 137);
