@@ -105,14 +105,3 @@ export function obj<S extends Record<string, z.ZodType>>(shape: S) {
   for (const [k, v] of Object.entries(shape)) nullable[k] = v.nullish();
   return z.looseObject(nullable);
 }
-
-/** Check a query: each named parameter, when present, against its pattern. */
-export function validateQuery(query: URLSearchParams, rules: Record<string, { test: (v: string) => boolean; hint: string }>): void {
-  for (const [name, rule] of Object.entries(rules)) {
-    for (const v of query.getAll(name)) {
-      if (v.length > LIMITS.shortString || !rule.test(v)) {
-        throw new InvalidArgumentError(`invalid query parameter ${name}=${JSON.stringify(v.length > 60 ? v.slice(0, 60) + '…' : v)}`, { hint: rule.hint });
-      }
-    }
-  }
-}
