@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../../volumes/shared/errors';
-import { humanDuration } from '../engine/units';
+import { humanDuration } from '../units';
 
 /** Output helpers shaped like the docker CLI's: tables, sizes, ages and --format. */
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
-import { goDuration } from '../engine/units';
+import { goDuration } from '../units';
 import type { HealthConfig } from '../images/service';
 
 /** `run`/`create`'s health check flags, as the docker CLI has them. */

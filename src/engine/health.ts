@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { HealthConfig } from '../images/service';
 import type { ContainerRecord } from './container-record';
 import type { HealthResult, HealthState } from './service';
-import { formatGoDuration } from './units';
+import { formatGoDuration } from '../units';
 
 /**
  * Health checks, as Docker runs them (moby daemon/health.go).

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { ContainerRecord } from './container-record';
-import { goDuration } from './units';
+import { goDuration } from '../units';
 import { HEALTH_FILTER_VALUES, healthFilterValue } from './health';
 
 /**

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, UnimplementedError } from '../../volumes/shared/errors';
 import type { HostConfig } from './service';
-import { parseSize } from './units';
+import { parseSize } from '../units';
 
 /**
  * Logging drivers as Docker 20.10 reads HostConfig.LogConfig. berth-monitor writes every

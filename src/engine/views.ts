@@ -5,7 +5,7 @@ import type { ContainerInspect, ContainerSummary } from './service';
 import { bindPoints, mountView } from './mounts';
 import { portsView, summaryPorts } from '../network/mappings';
 import { healthSuffix } from './health';
-import { humanDuration } from './units';
+import { humanDuration } from '../units';
 
 /**
  * The Docker API's views of a container record: the `docker ps` summary with its Status

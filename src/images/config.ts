@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import type { HealthConfig, ImageConfigFields } from './service';
-import { goDuration } from '../engine/units';
+import { goDuration } from '../units';
 
 /**
  * The OCI/Docker image config document (the blob whose digest is the image id), and the

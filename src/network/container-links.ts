@@ -1,6 +1,6 @@
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import type { ExtraHost } from './dns-options';
-import type { ContainerNetwork } from './network';
+import type { ContainerNetwork } from './endpoints';
 
 /**
  * Docker's legacy links (`--link name:alias`, compose `links:`): the linking container

@@ -14,6 +14,7 @@ import { EmbeddedDns, type DnsMember } from './dns-server';
 import { NetworkSet, PREDEFINED, networkEvent, predefinedNetworkId, type NetworkEvent, type UserNet } from './user-networks';
 import { portRequests } from './mappings';
 import { parseLinks } from './container-links';
+import type { ContainerNetwork, Endpoint, NetworkMode, UserEndpoint } from './endpoints';
 import { containerResolvConf } from './resolv';
 import { PortReservations, type PortRequest } from './reservations';
 import { baseRules, chainsOf, isolationRules, jumps, ownChains, portRules, ruleLine, userNetworkRules, type BridgeSpec, type NetConfig, type PublishedPort, type Rule } from './rules';
@@ -25,37 +26,7 @@ import { baseRules, chainsOf, isolationRules, jumps, ownChains, portRules, ruleL
  * <root>/network.json; flags given to a later start win.
  */
 
-export type NetworkMode = 'bridge' | 'none' | 'host';
-
-export interface Endpoint {
-  IPAddress: string;
-  IPPrefixLen: number;
-  Gateway: string;
-  MacAddress: string;
-}
-
-/** A container's endpoint on a user-defined network, kept for its life on that network. */
-export interface UserEndpoint extends Endpoint {
-  NetworkID: string;
-  /** The network's name (names never change), for inspect's NetworkSettings.Networks. */
-  NetworkName: string;
-  /** Network-scoped names (--network-alias, compose's service name). */
-  Aliases: string[];
-  /** What was asked for (--ip), shown by inspect. */
-  IPAMConfig?: { IPv4Address?: string } | null;
-  Links?: string[] | null;
-}
-
-/** What a container record keeps about its network. */
-export interface ContainerNetwork {
-  Mode: NetworkMode;
-  /** Its address on the default bridge, for life (bridge mode, on the default network). */
-  Endpoint?: Endpoint;
-  /** Its user-defined networks, by network id, in the order it joined them. */
-  Networks?: Record<string, UserEndpoint>;
-  /** The host ports of the current run (empty when it is not running). */
-  Ports?: PublishedPort[];
-}
+export type { ContainerNetwork, Endpoint, NetworkMode, UserEndpoint } from './endpoints';
 
 /** A container as the network sees it (the engine's records, read when asked). */
 export interface DirectoryEntry {

@@ -2,7 +2,7 @@ import test from 'ava';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { applyChanges, serializeConfig } from '../../src/images/config';
 import { checkHealthConfig, mergeHealthConfig, probeCommand } from '../../src/engine/health';
-import { formatGoDuration, goDuration } from '../../src/engine/units';
+import { formatGoDuration, goDuration } from '../../src/units';
 import { healthcheckFromFlags } from '../../src/cli/health-flags';
 
 /** The pure parts of health checks: HEALTHCHECK changes, the create body's checks, the merge, the CLI flags. */

@@ -1,4 +1,6 @@
-import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { InvalidArgumentError } from '../volumes/shared/errors';
+
+/** Units every layer reads and writes as Docker does (sizes, Go durations, human durations): below the engine, the images and the CLI alike. */
 
 /**
  * Docker's size strings (go-units RAMInBytes): a number with an optional unit b, k, m, g,
