@@ -49,8 +49,18 @@ export function formatItems(format: string, items: object[]): string {
   return out.join('\n') + (out.length ? '\n' : '');
 }
 
+const ACTION = /\{\{\s*(json\s+)?\.([\w.]*)\s*\}\}/g;
+
 export function render(tpl: string, item: object): string {
-  return tpl.replace(/\{\{\s*(json\s+)?\.([\w.]*)\s*\}\}/g, (_m, json: string | undefined, field: string) => {
+  // Anything between {{ }} outside the subset (functions, pipes, range/if, literals) is
+  // refused: printing it as is would silently ignore what the user asked for.
+  const other = tpl.replace(ACTION, '').match(/\{\{.*?\}\}/);
+  if (other) {
+    throw new InvalidArgumentError(`template: ${other[0]} is not supported`, {
+      hint: 'berth supports {{.Field}}, {{.A.B}}, {{json .}}, {{json .Field}} and a leading "table "; use --format json and a JSON tool for more',
+    });
+  }
+  return tpl.replace(ACTION, (_m, json: string | undefined, field: string) => {
     let v: unknown = item;
     for (const part of field ? field.split('.') : []) {
       if (v === null || typeof v !== 'object' || !(part in (v as object))) {
