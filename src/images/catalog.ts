@@ -24,8 +24,11 @@ export async function list(ctx: ImageContext, opts: { all?: boolean; filters?: R
   const before = filters.before?.length ? Date.parse(ctx.find(doc, filters.before[0]).created) : undefined;
   const since = filters.since?.length ? Date.parse(ctx.find(doc, filters.since[0]).created) : undefined;
   const out: ImageSummary[] = [];
+  const parents = new Set(Object.values(doc.images).map((r) => r.parent));
   for (const rec of Object.values(doc.images)) {
     const tags = tagsOf(doc, rec.id);
+    // Docker's list hides intermediate images (untagged, with a child) unless asked for all.
+    if (!opts.all && tags.length === 0 && parents.has(rec.id)) continue;
     const config = await ctx.config(rec);
     const labels = config.config?.Labels ?? null;
     if (filters.dangling?.length) {
@@ -39,7 +42,7 @@ export async function list(ctx: ImageContext, opts: { all?: boolean; filters?: R
     const size = sizeOf(rec);
     out.push({
       Id: rec.id,
-      ParentId: '',
+      ParentId: rec.parent && doc.images[rec.parent] ? rec.parent : '',
       RepoTags: tags.length ? tags : ['<none>:<none>'],
       RepoDigests: rec.repoDigests?.length ? rec.repoDigests : tags.length ? [] : ['<none>@<none>'],
       Created: unixSeconds(rec.created),
@@ -62,7 +65,7 @@ export async function inspect(ctx: ImageContext, ref: string): Promise<ImageInsp
     Id: rec.id,
     RepoTags: tagsOf(doc, rec.id),
     RepoDigests: rec.repoDigests ?? [],
-    Parent: '',
+    Parent: rec.parent && doc.images[rec.parent] ? rec.parent : '',
     Comment: config.comment ?? config.history?.[config.history.length - 1]?.comment ?? '',
     Created: config.created ?? rec.created,
     Container: rec.container ?? config.container ?? '',

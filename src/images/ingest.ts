@@ -143,7 +143,7 @@ function commitImageLayerOp(ctx: ImageContext, parentImageId: string, input: Rea
       delete config.container;
       if (spec.author) config.author = spec.author;
       if (spec.comment) config.comment = spec.comment;
-      const from = spec.container ? { container: spec.container, ...(spec.containerConfig ? { containerConfig: spec.containerConfig } : {}) } : {};
+      const from = { parent: parent.id, ...(spec.container ? { container: spec.container, ...(spec.containerConfig ? { containerConfig: spec.containerConfig } : {}) } : {}) };
       return { id: await saveImage(ctx, config, [...parent.layers, layer], spec.names, from) };
     } catch (e) {
       drain(input);
@@ -167,6 +167,6 @@ export function commitImageConfig(ctx: ImageContext, parentImageId: string | nul
     if (spec.createdBy !== undefined) history.push({ created: now, created_by: spec.createdBy, empty_layer: true });
     const config: ImageConfig = { ...parentConfig, created: now, config: spec.config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) }, history };
     delete config.container;
-    return { id: await saveImage(ctx, config, layers, spec.names) };
+    return { id: await saveImage(ctx, config, layers, spec.names, parent ? { parent: parent.id } : {}) };
   });
 }

@@ -16,7 +16,7 @@ export async function saveImage(
   config: ImageConfig,
   layers: LayerRecord[],
   names: string[],
-  from: Pick<ImageRecord, 'container' | 'containerConfig'> = {},
+  from: Pick<ImageRecord, 'container' | 'containerConfig' | 'parent'> = {},
 ): Promise<string> {
   const configText = serializeConfig(config);
   const rec = { ...(await makeRecord(ctx, Buffer.from(configText), JSON.parse(configText) as ImageConfig, layers)), ...from };

@@ -33,6 +33,12 @@ export interface ImageRecord {
    */
   container?: string;
   containerConfig?: object;
+  /**
+   * The image this one was made on by a commit or a build step (Docker's Parent). A list
+   * without `all` hides untagged images that are some image's parent: a build's
+   * intermediate images, kept for its cache.
+   */
+  parent?: string;
   /** 'repo@sha256:…': the manifests (or indexes) this image was pulled by or pushed as. */
   repoDigests?: string[];
 }

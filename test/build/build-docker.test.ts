@@ -138,7 +138,7 @@ test.serial('docker build with the CLI default (no buildx plugin) falls back to 
   t.is(ping['builder-version'], '1');
 });
 
-test.serial('a rebuild of an unchanged context is all cache hits; changing one copied file re-runs from that step only', async (t) => {
+test.serial('a rebuild of an unchanged context is all cache hits; changing one copied file re-runs from that step only; docker images hides the cached steps', async (t) => {
   const dir = context('cache', {
     Dockerfile: 'FROM busybox\nENV A=1\nRUN echo first > /first\nCOPY one.txt /one.txt\nRUN cat /one.txt > /derived\nCOPY two.txt /two.txt\nRUN date +%s%N > /stamp\n',
     'one.txt': 'one\n',
@@ -175,6 +175,12 @@ test.serial('a rebuild of an unchanged context is all cache hits; changing one c
 
   const nocache = await docker(['build', '--no-cache', dir]);
   t.notRegex(nocache.stdout, /Using cache/);
+
+  // The steps' images are the cache: `docker images` hides them (untagged, with a child), -a lists them.
+  const intermediate = /Step 2\/7 : ENV A=1\n ---> Using cache\n ---> ([0-9a-f]{12})/.exec(again.stdout)?.[1] ?? 'missing';
+  t.false((await docker(['images', '-q'])).stdout.split('\n').includes(intermediate));
+  t.true((await docker(['images', '-a', '-q'])).stdout.split('\n').includes(intermediate));
+  t.regex(JSON.parse((await docker(['image', 'inspect', 'cache:1'])).stdout)[0].Parent, /^sha256:[0-9a-f]{64}$/);
 });
 
 test.serial('.dockerignore keeps excluded files out of the context, with ! exceptions, as Docker reads it', async (t) => {
