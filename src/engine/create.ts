@@ -10,7 +10,7 @@ import type { EngineContext } from './context';
 import { planCreate } from './create-config';
 import { writeEtcFiles } from './etc-files';
 import { LiveContainer } from './live-container';
-import { bindPoints, planMounts, type MountPoint } from './mounts';
+import { bindPoints, planMounts, type MountPoint, type MountRequest } from './mounts';
 import { newContainerId, randomName, validateName } from './names';
 import { portPlan } from './network-plan';
 import { checkTmpfsTargets } from './security-config';
@@ -44,52 +44,62 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
     network = ctx.net
       ? ctx.net.endpointsFor(plan.HostConfig.NetworkMode, (body.NetworkingConfig as { EndpointsConfig?: Record<string, never> } | undefined)?.EndpointsConfig, id, n)
       : { Mode: networkMode(plan.HostConfig.NetworkMode), Ports: [] };
-    const mode = network.Mode;
+    const net = network;
+    const mode = net.Mode;
     warnings = portPlan(mode, plan).warnings;
     if (mode === 'host' && !body.Hostname) plan.Config.Hostname = os.hostname();
     madeVolumes = [];
-    const mounts = await makeMounts(ctx, id, plan.Config, plan.HostConfig, madeVolumes);
-    faultPoint('container.create.mounts-made');
-    const mac = checkMacAddress(plan.Config.MacAddress, mode === 'bridge' && !!ctx.net);
-    if (mac && network.Endpoint) network.Endpoint.MacAddress = mac;
-    checkTmpfsTargets(plan.HostConfig, mounts);
-    rec = {
-      version: 1,
-      Id: id,
-      Name: `/${n}`,
-      Created: new Date().toISOString(),
-      Image: image.id,
-      Path: plan.Path,
-      Args: plan.Args,
-      Config: plan.Config,
-      HostConfig: plan.HostConfig,
-      State: newState(),
-      RestartCount: 0,
-      ManualStop: false,
-      MonitorPid: 0,
-      Runtime: ctx.runtimePath(plan.HostConfig.Runtime),
-      Mounts: mounts,
-      Network: network,
-    };
-    const key = snapshotKey(id);
-    // The snapshot first, then the directory: a crash in between leaves a snapshot
-    // without a directory, which open() removes.
-    await ctx.opts.snapshotter.prepare(key, image.topLayer, { labels: { 'berth.container/id': id } });
-    try {
-      await ctx.store.create(rec, async (p) => {
-        await fs.promises.mkdir(p.rootfs, { mode: 0o755 });
-        await writeEtcFiles(p, {
-          hostname: rec.Config.Hostname,
-          name: n,
-          ...etcNetwork(ctx.net, network!, rec.HostConfig, (ref) => findRecord(ctx, ref)),
-          hostNetwork: mode === 'host',
+    const reqs = planMounts(plan.Config, plan.HostConfig, (ref) => {
+      const r = ctx.store.find(ref);
+      return r.Mounts ?? bindPoints(r.HostConfig.Binds);
+    });
+    // Under the gates of the volumes it names: a `volume rm` or `restore` now either sees this
+    // container (its record exists when the gates open) or acts before its mounts are made.
+    rec = await gatedVolumes(ctx, reqs, async () => {
+      const mounts = await makeMounts(ctx, id, reqs, madeVolumes);
+      faultPoint('container.create.mounts-made');
+      const mac = checkMacAddress(plan.Config.MacAddress, mode === 'bridge' && !!ctx.net);
+      if (mac && net.Endpoint) net.Endpoint.MacAddress = mac;
+      checkTmpfsTargets(plan.HostConfig, mounts);
+      const made: ContainerRecord = {
+        version: 1,
+        Id: id,
+        Name: `/${n}`,
+        Created: new Date().toISOString(),
+        Image: image.id,
+        Path: plan.Path,
+        Args: plan.Args,
+        Config: plan.Config,
+        HostConfig: plan.HostConfig,
+        State: newState(),
+        RestartCount: 0,
+        ManualStop: false,
+        MonitorPid: 0,
+        Runtime: ctx.runtimePath(plan.HostConfig.Runtime),
+        Mounts: mounts,
+        Network: net,
+      };
+      const key = snapshotKey(id);
+      // The snapshot first, then the directory: a crash in between leaves a snapshot
+      // without a directory, which open() removes.
+      await ctx.opts.snapshotter.prepare(key, image.topLayer, { labels: { 'berth.container/id': id } });
+      try {
+        await ctx.store.create(made, async (p) => {
+          await fs.promises.mkdir(p.rootfs, { mode: 0o755 });
+          await writeEtcFiles(p, {
+            hostname: made.Config.Hostname,
+            name: n,
+            ...etcNetwork(ctx.net, net, made.HostConfig, (ref) => findRecord(ctx, ref)),
+            hostNetwork: mode === 'host',
+          });
+          if (made.Config.OpenStdin && !made.Config.Tty) await tool('mkfifo', ['-m', '600', p.stdin]);
         });
-        if (rec.Config.OpenStdin && !rec.Config.Tty) await tool('mkfifo', ['-m', '600', p.stdin]);
-      });
-    } catch (e) {
-      await ctx.opts.snapshotter.remove(key).catch(() => undefined);
-      throw e;
-    }
+      } catch (e) {
+        await ctx.opts.snapshotter.remove(key).catch(() => undefined);
+        throw e;
+      }
+      return made;
+    });
   } catch (e) {
     ctx.store.releaseName(n, id);
     ctx.net?.freeAll(network);
@@ -108,11 +118,7 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
  * of the snapshot for container `id` (volumes/mount-clones.ts). `made` collects the
  * anonymous volumes and clones made, so a failed create can remove them.
  */
-async function makeMounts(ctx: EngineContext, id: string, cfg: ContainerRecord['Config'], hc: ContainerRecord['HostConfig'], made: string[]): Promise<MountPoint[]> {
-  const reqs = planMounts(cfg, hc, (ref) => {
-    const r = ctx.store.find(ref);
-    return r.Mounts ?? bindPoints(r.HostConfig.Binds);
-  });
+async function makeMounts(ctx: EngineContext, id: string, reqs: MountRequest[], made: string[]): Promise<MountPoint[]> {
   const out: MountPoint[] = [];
   let clones = 0;
   for (const r of reqs) {
@@ -142,6 +148,13 @@ async function makeMounts(ctx: EngineContext, id: string, cfg: ContainerRecord['
     });
   }
   return out;
+}
+
+/** Run `fn` under the gates of the named volumes and clone sources that `reqs` mount. */
+function gatedVolumes<T>(ctx: EngineContext, reqs: MountRequest[], fn: () => Promise<T>): Promise<T> {
+  const vols = ctx.opts.volumes;
+  const names = reqs.flatMap((r) => (r.ensure?.clone ? [r.ensure.clone.volume] : r.ensure && !r.ensure.anonymous ? [r.ensure.name] : r.point.Type === 'volume' && r.point.Name ? [r.point.Name] : []));
+  return vols && names.length ? vols.gate.run(names, fn) : fn();
 }
 
 export async function renameContainer(ctx: EngineContext, ref: string, newName: string): Promise<void> {

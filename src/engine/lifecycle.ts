@@ -48,7 +48,7 @@ export class Lifecycle {
     this.ctx.checkOpen();
     const c = this.ctx.live(ref);
     let failed: unknown;
-    const started = await c.lock.run(async () => {
+    const started = await this.gated(c, () => c.lock.run(async () => {
       const s = c.rec.State.Status;
       if (c.removing) throw new ConflictError(`container ${c.id} is being removed`, { hint: 'create a new container' });
       if (s === 'running') return false;
@@ -68,12 +68,23 @@ export class Lifecycle {
         failed = e;
       }
       return true;
-    });
+    }));
     if (failed) {
       if (c.rec.HostConfig.AutoRemove) await this.removeLive(c).catch(() => undefined);
       throw failed;
     }
     return started;
+  }
+
+  /**
+   * A start under the gates of the container's volumes (volumes/gate.ts), taken before the
+   * container's lock: a start waits for a snapshot, restore or removal of one of them in
+   * progress, and those see it running once it has started.
+   */
+  private gated<T>(c: LiveContainer, fn: () => Promise<T>): Promise<T> {
+    const vols = this.ctx.opts.volumes;
+    const names = (c.rec.Mounts ?? []).flatMap((m) => (m.Type === 'volume' && m.Name ? [m.Name] : []));
+    return vols && names.length ? vols.gate.run(names, fn) : fn();
   }
 
   /** One run (lock held): launch.ts, then watch its exit. */
@@ -160,12 +171,12 @@ export class Lifecycle {
     if (ctx.closed) return;
     c.restartTimer = setTimeout(() => {
       c.restartTimer = undefined;
-      void c.lock
-        .run(async () => {
+      void this.gated(c, () =>
+        c.lock.run(async () => {
           if (ctx.closed || c.removing || c.canceled || c.rec.State.Status !== 'restarting') return;
           await this.launch(c);
-        })
-        .catch((e) => ctx.log(`${c.id}: restart failed: ${message(e)}`));
+        }),
+      ).catch((e) => ctx.log(`${c.id}: restart failed: ${message(e)}`));
     }, delay);
   }
 

@@ -6,6 +6,7 @@ import { Lifecycle } from '../../volumes/shared/lifecycle';
 import { checkName } from '../../volumes/drivers/names';
 import type { SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
 import { ANONYMOUS_LABEL, anonymousName } from './anonymous';
+import { VolumeGate } from './gate';
 import { cloneForMount, clonesOf, orphanClones, parseSnapshotRef, refString, refuseWithClones, resolveSnapshot, type SnapshotRef } from './mount-clones';
 import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from './service';
 
@@ -80,6 +81,11 @@ export class Volumes implements VolumeService {
   /** The one collection of orphan clones, before the first use once the engine is open. */
   private collected?: Promise<void>;
   private readonly life = new Lifecycle('volume service', 'restart the daemon');
+  /**
+   * Per-volume gates (gate.ts): remove, restore, rename, snapshot and snapshot removal check
+   * their users under the volume's gate; the engine makes a container a user under it.
+   */
+  readonly gate = new VolumeGate();
 
   /**
    * `open` opens the driver on first use, not at daemon start: a daemon that never sees a
@@ -241,21 +247,23 @@ export class Volumes implements VolumeService {
         hint: `remove the snapshot with: berth volume snapshot rm ${ref.volume} ${ref.snapshot ?? 'SNAPSHOT'}`,
       });
     }
-    try {
-      await (await this.driverNow()).inspect(name);
-    } catch (e) {
-      if (opts.force && e instanceof NotFoundError) return; // Docker: rm -f of a missing volume is no error
-      throw e;
-    }
-    const users = this.hooks.usersOf(name);
-    if (users.length) {
-      // Docker refuses a volume in use even with force: its data is what the container runs on.
-      throw new ConflictError(`remove ${name}: volume is in use - [${users.map((u) => u.id).join(', ')}]`, {
-        hint: `remove the container(s) that use it first: berth rm ${users.map((u) => u.name).join(' ')}`,
-      });
-    }
-    if (!opts.force) refuseWithClones(`volume ${name}`, clonesOf(await (await this.driverNow()).list(), name));
-    await (await this.driverNow()).remove(name, { force: opts.force });
+    return this.gate.run([name], async () => {
+      try {
+        await (await this.driverNow()).inspect(name);
+      } catch (e) {
+        if (opts.force && e instanceof NotFoundError) return; // Docker: rm -f of a missing volume is no error
+        throw e;
+      }
+      const users = this.hooks.usersOf(name);
+      if (users.length) {
+        // Docker refuses a volume in use even with force: its data is what the container runs on.
+        throw new ConflictError(`remove ${name}: volume is in use - [${users.map((u) => u.id).join(', ')}]`, {
+          hint: `remove the container(s) that use it first: berth rm ${users.map((u) => u.name).join(' ')}`,
+        });
+      }
+      if (!opts.force) refuseWithClones(`volume ${name}`, clonesOf(await (await this.driverNow()).list(), name));
+      await (await this.driverNow()).remove(name, { force: opts.force });
+    });
   }
 
   /**
@@ -274,16 +282,18 @@ export class Volumes implements VolumeService {
       if (!pruneAll && !(ANONYMOUS_LABEL in v.labels)) continue;
       if (filters.label?.length && !filters.label.every((l) => labelMatches(v.labels, l))) continue;
       if (filters['label!']?.length && filters['label!'].some((l) => labelMatches(v.labels, l))) continue;
-      if (this.hooks.usersOf(v.name).length) continue;
       if (clonesOf(all, v.name).length) continue; // a source of clones goes only when forced
-      const size = await (await this.driverNow()).usage(v.name).then((u) => u.size, () => 0);
-      try {
-        await (await this.driverNow()).remove(v.name, { force: true });
-        deleted.push(v.name);
-        space += size;
-      } catch {
-        // removed meanwhile, or busy: prune is best effort, as Docker's is
-      }
+      await this.gate.run([v.name], async () => {
+        if (this.hooks.usersOf(v.name).length) return;
+        const size = await (await this.driverNow()).usage(v.name).then((u) => u.size, () => 0);
+        try {
+          await (await this.driverNow()).remove(v.name, { force: true });
+          deleted.push(v.name);
+          space += size;
+        } catch {
+          // removed meanwhile, or busy: prune is best effort, as Docker's is
+        }
+      });
     }
     return { VolumesDeleted: deleted, SpaceReclaimed: space };
   }
@@ -293,44 +303,48 @@ export class Volumes implements VolumeService {
    * dir). Snapshots do not follow (a clone has none), so a volume with snapshots is refused.
    */
   async rename(name: string, newName: string): Promise<Volume> {
-    checkName(newName, 'volume');
-    const info = await (await this.driverNow()).inspect(name);
-    const users = this.hooks.usersOf(name);
-    if (users.length) {
-      throw new ConflictError(`volume ${name} is in use by ${users.map((u) => u.name).join(', ')}`, { hint: 'remove the containers that use it first' });
-    }
-    if (info.snapshots > 0) {
-      throw new ConflictError(`volume ${name} has ${info.snapshots} snapshot(s), which cannot be renamed with it`, {
-        hint: `clone it instead (berth volume clone ${name} ${newName}), or remove its snapshots first`,
-      });
-    }
-    const v = await (await this.driverNow()).clone(name, undefined, newName, { labels: info.labels });
-    await (await this.driverNow()).remove(name);
-    return this.view(v);
+    return this.gate.run([name, newName], async () => {
+      checkName(newName, 'volume');
+      const info = await (await this.driverNow()).inspect(name);
+      const users = this.hooks.usersOf(name);
+      if (users.length) {
+        throw new ConflictError(`volume ${name} is in use by ${users.map((u) => u.name).join(', ')}`, { hint: 'remove the containers that use it first' });
+      }
+      if (info.snapshots > 0) {
+        throw new ConflictError(`volume ${name} has ${info.snapshots} snapshot(s), which cannot be renamed with it`, {
+          hint: `clone it instead (berth volume clone ${name} ${newName}), or remove its snapshots first`,
+        });
+      }
+      const v = await (await this.driverNow()).clone(name, undefined, newName, { labels: info.labels });
+      await (await this.driverNow()).remove(name);
+      return this.view(v);
+    });
   }
 
   async snapshot(name: string, snap?: string, opts: SnapshotHooks = {}): Promise<VolumeSnapshot> {
-    const snapName = snap || timestampName();
-    checkName(snapName, 'snapshot');
-    const mountpoint = await (await this.driverNow()).mountpoint(name);
-    const running = this.hooks.usersOf(name).filter((u) => u.status === 'running');
-    // --pre in every running user first; a failure aborts before anything is frozen or taken.
-    const hooked: VolumeUser[] = [];
-    if (opts.pre) {
-      for (const u of running) {
-        const r = await this.hooks.exec(u.id, ['sh', '-c', opts.pre]).catch((e: Error) => ({ code: -1, output: e.message }));
-        if (r.code !== 0) {
-          await this.postHooks(hooked, opts.post);
-          throw new HookFailedError(u.name, r.code, opts.pre, r.output);
+    return this.gate.run([name], async () => {
+      const snapName = snap || timestampName();
+      checkName(snapName, 'snapshot');
+      const mountpoint = await (await this.driverNow()).mountpoint(name);
+      const running = this.hooks.usersOf(name).filter((u) => u.status === 'running');
+      // --pre in every running user first; a failure aborts before anything is frozen or taken.
+      const hooked: VolumeUser[] = [];
+      if (opts.pre) {
+        for (const u of running) {
+          const r = await this.hooks.exec(u.id, ['sh', '-c', opts.pre]).catch((e: Error) => ({ code: -1, output: e.message }));
+          if (r.code !== 0) {
+            await this.postHooks(hooked, opts.post);
+            throw new HookFailedError(u.name, r.code, opts.pre, r.output);
+          }
+          hooked.push(u);
         }
-        hooked.push(u);
       }
-    }
-    try {
-      return await this.freezeAndTake(name, snapName, mountpoint, running, opts, hooked);
-    } finally {
-      await this.postHooks(opts.pre ? hooked : running, opts.post);
-    }
+      try {
+        return await this.freezeAndTake(name, snapName, mountpoint, running, opts, hooked);
+      } finally {
+        await this.postHooks(opts.pre ? hooked : running, opts.post);
+      }
+    });
   }
 
   /** --post after the thaw, best effort: the snapshot is taken (or failed) already. */
@@ -370,20 +384,24 @@ export class Volumes implements VolumeService {
   }
 
   async removeSnapshot(name: string, snap: string, opts: { force?: boolean } = {}): Promise<void> {
-    const d = await this.driverNow();
-    if (!opts.force) refuseWithClones(`snapshot ${name}@${snap}`, clonesOf(await d.list(), name, snap));
-    return d.removeSnapshot(name, snap);
+    return this.gate.run([name], async () => {
+      const d = await this.driverNow();
+      if (!opts.force) refuseWithClones(`snapshot ${name}@${snap}`, clonesOf(await d.list(), name, snap));
+      return d.removeSnapshot(name, snap);
+    });
   }
 
   async restore(name: string, snap: string): Promise<void> {
-    await (await this.driverNow()).inspect(name);
-    const up = this.hooks.usersOf(name).filter(isUp);
-    if (up.length) {
-      throw new ConflictError(`volume ${name} is in use by running container(s) ${up.map((u) => u.name).join(', ')}`, {
-        hint: `stop them first (berth stop ${up.map((u) => u.name).join(' ')}), restore, then start them again`,
-      });
-    }
-    await (await this.driverNow()).restore(name, snap);
+    return this.gate.run([name], async () => {
+      await (await this.driverNow()).inspect(name);
+      const up = this.hooks.usersOf(name).filter(isUp);
+      if (up.length) {
+        throw new ConflictError(`volume ${name} is in use by running container(s) ${up.map((u) => u.name).join(', ')}`, {
+          hint: `stop them first (berth stop ${up.map((u) => u.name).join(' ')}), restore, then start them again`,
+        });
+      }
+      await (await this.driverNow()).restore(name, snap);
+    });
   }
 
   async clone(name: string, snap: string | undefined, newName: string): Promise<Volume> {
