@@ -82,6 +82,10 @@ test('docker sees berth errors: unknown image, bad name', async (t) => {
   const r = await d.docker(['image', 'inspect', 'nosuchimage']);
   t.not(r.code, 0);
   t.regex(r.stderr, /nosuchimage/);
-  const bad = await d.docker(['rmi', 'nosuch:tag']);
+  // An invalid reference (upper case is not allowed in a repository name) is refused as
+  // such by berthd, not looked up and reported missing.
+  const bad = await d.docker(['rmi', 'Bad/Name:tag']);
   t.not(bad.code, 0);
+  t.regex(bad.stderr, /invalid reference format/i, bad.stderr);
+  t.notRegex(bad.stderr, /no such image/i, 'a bad name is not a missing image');
 });
