@@ -7,6 +7,7 @@ import { benchTty } from './tty';
 import { benchVolumes } from './volumes';
 import { benchCp, benchStats } from './cp-stats';
 import { benchBranching } from './branching';
+import { benchRegistry } from './registry';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -24,6 +25,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   cp: benchCp,
   stats: benchStats,
   branching: benchBranching,
+  registry: benchRegistry,
 };
 
 async function main(): Promise<void> {
