@@ -2,13 +2,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readExit, type ExitRecord } from '../runtime/monitor';
 
+/** watchExit's rejection when the monitor died (kill -9, OOM) and no exit record will come. */
+export class MonitorGoneError extends Error {}
+
 /**
  * Wait for a container's exit record (the monitor writes it atomically: temp file, then
  * rename). Unlike a plain directory watch this wakes only for the exit file's own name,
  * so a chatty container appending to its log next to it costs nothing; a slow poll covers
- * missed events. Rejects (with the signal's reason) when `signal` aborts.
+ * missed events. Rejects (with the signal's reason) when `signal` aborts, and with
+ * MonitorGoneError when `monitorGone` (asked at every poll) says the monitor is dead and
+ * still no record is there.
  */
-export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 1000): Promise<ExitRecord> {
+export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 1000, monitorGone?: () => Promise<boolean>): Promise<ExitRecord> {
   const name = path.basename(exitFile);
   let wake: (() => void) | undefined;
   let pending = false;
@@ -35,6 +40,12 @@ export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 
       const rec = await readExit(exitFile);
       if (rec) return rec;
       if (pending || signal.aborted) continue;
+      // The monitor writes the record and then exits: gone without one, it never will.
+      if (monitorGone && (await monitorGone())) {
+        const last = await readExit(exitFile);
+        if (last) return last;
+        throw new MonitorGoneError(`the container's monitor died without recording an exit (${exitFile})`);
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => poke(), pollMs);
         wake = () => {

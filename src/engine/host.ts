@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { cgroupDirs } from '../runtime/cgroups';
+
+export { cgroupDirs };
 
 /**
  * What the engine asks the host directly: cgroup paths (one parent per data root, so
@@ -8,24 +11,9 @@ import * as path from 'node:path';
  * still lives.
  */
 
-const CGROUP_FS = '/sys/fs/cgroup';
-
 /** `/berth-<8 hex of sha256(data root)>`: the cgroup parent of one daemon's containers. */
 export function cgroupParent(dataRoot: string): string {
   return `/berth-${createHash('sha256').update(path.resolve(dataRoot)).digest('hex').slice(0, 8)}`;
-}
-
-/** The cgroup directories of `cgroupsPath` on this host (v1: one per hierarchy; v2: one). */
-export function cgroupDirs(cgroupsPath: string): string[] {
-  const rel = cgroupsPath.replace(/^\/+/, '');
-  if (fs.existsSync(path.join(CGROUP_FS, 'cgroup.controllers'))) return [path.join(CGROUP_FS, rel)];
-  let names: fs.Dirent[];
-  try {
-    names = fs.readdirSync(CGROUP_FS, { withFileTypes: true });
-  } catch {
-    return [];
-  }
-  return names.filter((d) => d.isDirectory()).map((d) => path.join(CGROUP_FS, d.name, rel));
 }
 
 /**

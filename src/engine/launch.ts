@@ -86,6 +86,7 @@ async function startRun(
   };
   // Host ports first: a port someone holds fails the start before anything runs.
   const ports = primary ? await net!.publish(id, rec.Name.slice(1), portPlan(mode, rec).requests) : [];
+  undo.push(() => ctx.removeCgroups(id)); // a create that failed or timed out may leave its cgroup
   const created = await createInRuntime(rt, id, p.bundle, io);
 
   let stdin: StdinPipe | undefined;

@@ -5,7 +5,8 @@ import { unmountAll } from '../../volumes/layers/mount';
 import type { ExitRecord } from '../runtime/monitor';
 import { snapshotKey, type ContainerRecord } from './container-record';
 import { message, type EngineContext } from './context';
-import { watchExit } from './exit-watch';
+import { MonitorGoneError, watchExit } from './exit-watch';
+import { monitorAlive } from './host';
 import { launch } from './launch';
 import { pruneFilter } from './list-filter';
 import type { LiveContainer } from './live-container';
@@ -103,13 +104,22 @@ export class Lifecycle {
     c.watch?.abort();
     c.watch = ac;
     const exitFile = this.ctx.store.paths(c.id).exitFile;
-    c.runEnded = watchExit(exitFile, ac.signal).then(
+    const monitorGone = async (): Promise<boolean> => !(await monitorAlive(c.rec.MonitorPid, c.id));
+    c.runEnded = watchExit(exitFile, ac.signal, 1000, monitorGone).then(
       (exit) => {
         if (c.run === run) c.outputEnded.fire();
         return this.onExit(c, run, exit);
       },
-      (e) => {
+      async (e) => {
         if (ac.signal.aborted) return;
+        if (e instanceof MonitorGoneError) {
+          // Nobody holds the container's stdio or will record its exit: finish it (kill
+          // its init through runc and its cgroup), then clean up as for any exit.
+          this.ctx.log(`${c.id}: ${e.message}; killing the container`);
+          if (c.run === run) c.outputEnded.fire();
+          await this.ctx.runtimeFor(c.rec.Runtime).reap(c.id, this.ctx.cgroupsPath(c.id));
+          return this.onExit(c, run, unknownExit());
+        }
         // An unreadable exit record: the run is over, its status unknown.
         this.ctx.log(`${c.id}: ${message(e)}`);
         return this.onExit(c, run, unknownExit());

@@ -54,6 +54,15 @@ export interface MonitorArgs {
   tty?: { consoleSocket: string; attachSocket: string; rows?: number; cols?: number };
 }
 
+/** How long a container's create may take: $BERTH_CREATE_TIMEOUT_MS, else 120 s. */
+export function createTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.BERTH_CREATE_TIMEOUT_MS);
+  return Number.isSafeInteger(v) && v > 0 ? v : 120_000;
+}
+
+/** The monitor gave no answer in time; the monitor and its runtime process were killed. */
+export class MonitorTimeoutError extends InternalError {}
+
 /** What the monitor said on fd 3. */
 export type MonitorReply = { pid: number; monitorPid: number } | { error: string; monitorPid: number };
 
@@ -61,7 +70,7 @@ export type MonitorReply = { pid: number; monitorPid: number } | { error: string
  * Start a monitor (detached: its own session, stdio on /dev/null, so it outlives berthd)
  * and wait for its one line on fd 3. Resolves with the container's pid or runc's error.
  */
-export function startMonitor(a: MonitorArgs, timeoutMs = 120_000): Promise<MonitorReply> {
+export function startMonitor(a: MonitorArgs, timeoutMs = createTimeoutMs()): Promise<MonitorReply> {
   const bin = monitorPath();
   if (!fs.existsSync(bin)) {
     return Promise.reject(
@@ -99,8 +108,16 @@ export function startMonitor(a: MonitorArgs, timeoutMs = 120_000): Promise<Monit
       else resolve(reply as MonitorReply);
     };
     const timer = setTimeout(() => {
-      finish(new InternalError(`the container monitor for ${a.id} did not answer within ${timeoutMs} ms`, {
-        hint: `see the runtime log ${a.runtimeLog}`,
+      // Nothing it started may outlive the timeout: the monitor leads its own process
+      // group (setsid), and `runc create` runs in it. The container's init is in its
+      // cgroup, which the caller empties (runtime.ts create).
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL');
+      } catch {
+        // gone already
+      }
+      finish(new MonitorTimeoutError(`the container monitor for ${a.id} did not answer within ${timeoutMs} ms; it and the runtime were killed`, {
+        hint: `see the runtime log ${a.runtimeLog}; a start this slow is often a huge environment or a slow disk`,
       }));
     }, timeoutMs);
     child.on('error', (e) => finish(new FailedPreconditionError(`cannot start the container monitor ${bin}: ${e.message}`, { hint: 'rebuild it with npm run setup', cause: e })));

@@ -14,7 +14,8 @@ import {
 } from '../../volumes/shared/errors';
 import { writeFileAtomic } from '../../volumes/shared/atomic';
 import { tool, ToolError } from '../../volumes/shared/host-tool';
-import { readExit, startMonitor, type ExitRecord } from './monitor';
+import { killCgroup } from './cgroups';
+import { MonitorTimeoutError, readExit, startMonitor, type ExitRecord } from './monitor';
 import { validateWorkdir } from './rootfs';
 import { DEFAULT_PATH_ENV, specToJson, type OciSpec, type OciUser } from './spec';
 
@@ -172,6 +173,9 @@ function createError(id: string, msg: string, runtimeLog: string): BerthError {
   return err;
 }
 
+/** A runc command (other than create, which the monitor runs) that takes longer is killed. */
+const RUNC_TIMEOUT_MS = 120_000;
+
 export class OciRuntime {
   readonly path: string;
   readonly root: string;
@@ -181,10 +185,10 @@ export class OciRuntime {
     this.root = path.resolve(opts.root);
   }
 
-  /** Run `runtime --root R <args>` (through the host-tool runner); resolves with stdout, rejects with a mapped BerthError. */
+  /** Run `runtime --root R <args>` (through the host-tool runner; killed after RUNC_TIMEOUT_MS); resolves with stdout, rejects with a mapped BerthError. */
   private async run(id: string, op: string, args: string[]): Promise<string> {
     try {
-      return await tool(this.path, ['--root', this.root, '--log-format', 'json', ...args], { package: 'runc' });
+      return await tool(this.path, ['--root', this.root, '--log-format', 'json', ...args], { package: 'runc', timeoutMs: RUNC_TIMEOUT_MS });
     } catch (e) {
       if (!(e instanceof ToolError)) throw e; // not installed: FAILED_PRECONDITION, naming the package
       throw mapRuncError(id, op, runcMessage(e.stderr) || e.message, e);
@@ -227,11 +231,29 @@ export class OciRuntime {
       stdinFifo: io.stdinFifo,
       cgroupPath: io.cgroupPath,
       tty: io.tty,
+    }).catch(async (e: unknown) => {
+      // The monitor and `runc create` are dead (startMonitor killed them); what runc made
+      // may remain: its state, and the container's init waiting in the cgroup.
+      if (e instanceof MonitorTimeoutError) await this.reap(id, io.cgroupPath);
+      throw e;
     });
     if ('pid' in reply) return reply;
     const err = createError(id, reply.error, io.runtimeLog);
     if (err.code !== 'ALREADY_EXISTS') await this.delete(id, true).catch(() => undefined); // runc usually cleans up; be sure
     throw err;
+  }
+
+  /**
+   * End everything of a container whose monitor is gone: runc's kill and delete (when runc
+   * has state for it), then SIGKILL to whatever is still in its cgroup (an init runc never
+   * recorded, processes that escaped runc's kill). Never throws; logs nothing: the caller
+   * decides what to say.
+   */
+  async reap(id: string, cgroupPath?: string): Promise<void> {
+    await this.kill(id, 'SIGKILL', true).catch(() => undefined);
+    if (cgroupPath) await killCgroup(cgroupPath);
+    await this.delete(id, true).catch(() => undefined);
+    if (cgroupPath) await killCgroup(cgroupPath);
   }
 
   /** Let the created container's process run. */
