@@ -3,6 +3,7 @@ import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { UnpackGuard } from '../../volumes/shared/unpack-guard';
 import { ContentStore, digestOf } from './content';
 import { compressionOf, drain, formatError, peek } from './streams';
 import type { Progress } from './service';
@@ -97,8 +98,14 @@ export async function readArchive(input: Readable, content: ContentStore, opts: 
       });
     }
     const extract = tar.extract();
-    const source = kind === 'gzip' ? stream.pipe(createGunzip()) : stream;
-    if (kind === 'gzip') stream.on('error', (e) => source.destroy(e));
+    let compressed = 0;
+    stream.on('data', (c: Buffer) => (compressed += c.length));
+    const unpacked = kind === 'gzip' ? stream.pipe(createGunzip()) : stream;
+    if (kind === 'gzip') stream.on('error', (e) => unpacked.destroy(e));
+    // Stops an archive that would fill the host (or expands past the daemon's ratio) early.
+    const guard = new UnpackGuard({ dir: content.dir, what: 'the image archive', compressedBytes: () => compressed });
+    unpacked.on('error', (e) => guard.destroy(e));
+    const source = unpacked.pipe(guard);
     source.on('error', (e) => extract.destroy(e));
     source.pipe(extract);
     try {
@@ -108,6 +115,7 @@ export async function readArchive(input: Readable, content: ContentStore, opts: 
         if (h.type === 'file' || h.type === 'contiguous-file') {
           const expected = blobPathDigest(p);
           const size = h.size ?? 0;
+          guard.declare(size);
           if (size <= SMALL && inMemory + size <= MEMORY_BUDGET) {
             inMemory += size;
             const chunks: Buffer[] = [];
@@ -138,6 +146,7 @@ export async function readArchive(input: Readable, content: ContentStore, opts: 
     } finally {
       extract.destroy();
       source.destroy();
+      unpacked.destroy();
       stream.destroy(); // (gunzip does not pass it on) lets go of the input, see peek
     }
   } catch (e) {

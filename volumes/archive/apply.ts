@@ -20,6 +20,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { BerthError, FailedPreconditionError, InvalidArgumentError, toBerthError } from '../shared/errors';
+import { UnpackGuard } from '../shared/unpack-guard';
 import { digestStream } from './digest';
 import { badLayer, checkRawName, classifyWhiteout, cleanPath, WHITEOUT_PREFIX, WhiteoutKind } from './paths';
 import { mknodBatch, NodeSpec, setXattrs } from './tools';
@@ -37,6 +38,10 @@ export interface ApplyOptions {
    * device (dropped unless allowDevices). 'reject': any `.wh.` name rejects the tar.
    */
   whiteouts?: WhiteoutMode;
+  /** What is unpacked, for the size checks' messages (default 'the layer'). */
+  what?: string;
+  /** Whose filesystem the size checks watch (default `dir`'s). */
+  spaceDir?: string;
 }
 
 export type WhiteoutMode = 'overlay' | 'plain' | 'reject';
@@ -54,7 +59,11 @@ export interface ApplyResult {
 
 export async function applyLayer(input: Readable, dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const root = await layerRoot(dir);
-  const { head, body } = await sniff(input, opts.onBytes);
+  let compressed = 0;
+  const { head, body } = await sniff(input, (n) => {
+    compressed += n;
+    opts.onBytes?.(n);
+  });
   const format = compression(head);
   if (format !== 'tar' && format !== 'gzip' && format !== 'zstd') {
     input.destroy();
@@ -64,8 +73,10 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   }
   const digest = digestStream();
   const extract = tar.extract();
+  // Stops a stream that would fill the host (or expands past the daemon's ratio) early.
+  const guard = new UnpackGuard({ dir: opts.spaceDir ?? root, what: opts.what ?? 'the layer', compressedBytes: () => compressed });
   const stages: NodeJS.ReadWriteStream[] =
-    format === 'gzip' ? [createGunzip(), digest.stream] : format === 'zstd' ? [createZstdDecompress(), digest.stream] : [digest.stream];
+    format === 'gzip' ? [createGunzip(), guard, digest.stream] : format === 'zstd' ? [createZstdDecompress(), guard, digest.stream] : [guard, digest.stream];
   pipeline([Readable.from(body, { objectMode: false }), ...stages], (err) => {
     if (err) extract.destroy(err);
   });
@@ -76,6 +87,8 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   const w = new LayerWriter(root, opts.allowDevices ?? false, opts.whiteouts ?? 'overlay');
   try {
     for await (const entry of extract) {
+      // A size the header declares is checked before a byte of it is written.
+      if (entry.header.size) guard.declare(entry.header.size);
       // Our own failures become BerthErrors here; anything else below came from the
       // tar parser or zlib, i.e. the input is not a (complete) tar.
       await w.write(entry.header, readFailures(entry as unknown as AsyncIterable<Buffer>)).catch((e) => {

@@ -49,11 +49,12 @@ export function exportTree(dir: string, onClose?: () => Promise<void>): Readable
 
 /**
  * Unpack an untrusted tar (plain or gzip) into the empty directory `dir`. A hostile or
- * broken tar is INVALID_ARGUMENT; the caller discards `dir` whole on any error.
+ * broken tar is INVALID_ARGUMENT; the caller discards `dir` whole on any error. The size
+ * checks (unpack-guard.ts) watch the filesystem of `spaceDir` (default `dir`).
  */
-export async function importTree(input: Readable, dir: string): Promise<void> {
+export async function importTree(input: Readable, dir: string, spaceDir?: string): Promise<void> {
   try {
-    await applyLayer(input, dir, { whiteouts: 'plain' });
+    await applyLayer(input, dir, { whiteouts: 'plain', what: 'the volume archive', spaceDir });
   } catch (e) {
     if (e instanceof InvalidArgumentError) {
       throw new InvalidArgumentError(`volume archive rejected: ${e.message}`, {

@@ -463,7 +463,7 @@ export abstract class VolumeStore implements VolumeDriver {
       await this.checkSpace();
       const rec = await this.build(name, { labels, size: opts.size }, async (dir) => {
         await this.makeData(dir);
-        await importTree(input, dir);
+        await importTree(input, dir, this.root); // room is checked on the host's filesystem (a pool file grows on it)
       });
       return this.info(rec);
     });
