@@ -28,6 +28,16 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
     sendEmpty(res, 204);
   });
 
+  router.add('GET', /^\/berth\/v1\/volume-pool$/, async ({ res }) => sendJSON(res, 200, await volumes.pool()));
+  router.add('POST', /^\/berth\/v1\/volume-pool\/grow$/, async ({ res, query }) => {
+    const raw = required(query.get('size'), 'size', 'berth volume pool --grow SIZE');
+    const size = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(size)) {
+      throw new InvalidArgumentError(`invalid pool size ${JSON.stringify(raw)}`, { hint: 'give the new total size in bytes' });
+    }
+    sendJSON(res, 200, await volumes.growPool(size));
+  });
+
   const V = '^/berth/v1/volumes/([^/]+)';
   router.add('POST', new RegExp(`${V}/rename$`), async ({ res, params, query }) => {
     sendJSON(res, 200, await volumes.rename(params[0], required(query.get('name'), 'name', 'berth volume rename OLD NEW')));

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Transport } from './transport';
-import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from '../volumes/service';
+import type { SnapshotHooks, Volume, VolumeCreateBody, VolumePool, VolumeService, VolumeSnapshot } from '../volumes/service';
 
 const enc = encodeURIComponent;
 
@@ -31,6 +31,12 @@ export class RemoteVolumeService implements VolumeService {
     // API's default depends on the version a client speaks.
     const f = { ...filters, all: filters.all?.length ? filters.all : ['false'] };
     return this.t.json('POST', '/volumes/prune', { query: { filters: JSON.stringify(f) } });
+  }
+  pool(): Promise<VolumePool | null> {
+    return this.t.json('GET', '/berth/v1/volume-pool');
+  }
+  growPool(size: number): Promise<VolumePool> {
+    return this.t.json('POST', '/berth/v1/volume-pool/grow', { query: { size } });
   }
   rename(name: string, newName: string): Promise<Volume> {
     return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/rename`, { query: { name: newName } });

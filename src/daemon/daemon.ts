@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { lockRoot } from './lock';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { configureUnpackLimits } from '../../volumes/shared/unpack-guard';
 import { DEFAULT_ROOT, DaemonLocation } from './options';
 import { OverlaySnapshotter } from '../../volumes/layers/overlay';
 import { ImageStore } from '../images/store';
@@ -28,10 +29,17 @@ import { sideRoutes } from '../api/side';
 import { buildRoutes } from '../api/build';
 import { openBuilder } from '../build/open';
 
+/** How often the daemon checks whether the volume pool needs to grow. */
+const POOL_CHECK_MS = 1000;
+
 export interface DaemonOptions extends DaemonLocation {
   runtime?: string;
   /** The volume driver for a new data root (default: the best this host supports). */
   volumeDriver?: DriverName;
+  /** Volume pool and limits (btrfs driver): the size of a new pool, the size limit of a volume made without one. */
+  volumePool?: { size?: number; defaultVolumeSize?: number };
+  /** Unpacking (import, load, volume import) refuses output past this many times its compressed input. */
+  maxDecompressionRatio?: number;
   /** The bridge network's name, subnet and iptables chain suffix (default: berth0, chosen, ''). */
   network?: { bridge?: string; subnet?: string; iptablesSuffix?: string };
   /** Registries (host[:port] or CIDR) that may be reached over plain HTTP, beside 127.0.0.0/8. */
@@ -88,11 +96,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const images = await ImageStore.open({ root: path.join(opts.root, 'images'), snapshotter, tmpDir });
     closers.push(() => images.close());
 
+    configureUnpackLimits({ maxRatio: opts.maxDecompressionRatio });
     const volumeRoot = path.join(opts.root, 'volumes');
     const planned = await plannedDriver(volumeRoot, opts.volumeDriver);
+    if (planned !== 'btrfs' && (opts.volumePool?.size !== undefined || opts.volumePool?.defaultVolumeSize !== undefined)) {
+      throw new InvalidArgumentError(`the ${planned} volume driver has no pool and cannot limit a volume's size`, {
+        hint: 'drop --volume-pool-size and --volume-default-size, or use the btrfs driver on a new data root',
+      });
+    }
     // Opened on first use: a daemon without volumes mounts no btrfs pool.
     const volumes = new Volumes(async () => {
-      const d = await openDriver(volumeRoot, { driver: opts.volumeDriver });
+      const d = await openDriver(volumeRoot, {
+        driver: opts.volumeDriver,
+        poolSize: opts.volumePool?.size,
+        defaultSize: opts.volumePool?.defaultVolumeSize,
+        autoGrowMs: POOL_CHECK_MS,
+      });
       log.info(`volume driver ${d.name} open on ${volumeRoot}`);
       return d;
     }, planned);

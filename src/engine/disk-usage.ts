@@ -4,7 +4,7 @@ import type { ImageStore } from '../images/store';
 import type { ContainerAccess } from './container-access';
 import { parseUntil } from './list-filter';
 import type { ContainerService, ContainerSummary } from './service';
-import type { Volume } from '../volumes/service';
+import type { Volume, VolumePool } from '../volumes/service';
 import type { Volumes } from '../volumes/volumes';
 
 export interface DiskUsage {
@@ -13,6 +13,8 @@ export interface DiskUsage {
   Containers: ContainerSummary[];
   Volumes: Volume[];
   BuildCache: [];
+  /** berth's: the btrfs pool the volumes live in (absent without one). */
+  VolumePool?: VolumePool;
 }
 
 /**
@@ -41,7 +43,8 @@ export class DiskUsageService {
         return { ...v, UsageData: { Size: size, RefCount: refs } };
       }),
     );
-    return { LayersSize: images.reduce((a, i) => a + i.Size, 0), Images: images, Containers: containers, Volumes: vols, BuildCache: [] };
+    const pool = await this.volumes.pool().catch(() => null);
+    return { LayersSize: images.reduce((a, i) => a + i.Size, 0), Images: images, Containers: containers, Volumes: vols, BuildCache: [], ...(pool ? { VolumePool: pool } : {}) };
   }
 
   /**

@@ -38,6 +38,31 @@ export interface VolumeSnapshot {
   Metadata: SnapshotMetadata;
 }
 
+/**
+ * GET /berth/v1/volume-pool: the loop-backed btrfs pool the volumes live in (bytes). Null
+ * when there is none (the dir driver, or a data root on btrfs itself).
+ */
+export interface VolumePool {
+  File: string;
+  Mountpoint: string;
+  /** The pool's filesystem: its size, its bytes in use, and what is still free for data. */
+  Size: number;
+  Used: number;
+  Free: number;
+  /** The pool file's apparent size and the host bytes it takes (it is sparse). */
+  FileSize: number;
+  Allocated: number;
+  /** The host's filesystem under the pool file. */
+  HostSize: number;
+  HostFree: number;
+  /** How much more the pool may grow on this host (its reserve kept). */
+  GrowRoom: number;
+  /** Whether the daemon grows it by itself before it fills. */
+  AutoGrow: boolean;
+  /** Why the last automatic grow failed, until one works. */
+  GrowError?: string;
+}
+
 export interface VolumeService {
   /**
    * The real driver's name ('btrfs', 'dir'); Docker clients see `local`. It is known before
@@ -64,6 +89,10 @@ export interface VolumeService {
   export(name: string, snap?: string): Promise<Readable>;
   /** A new volume `name` from a tar (a volume export, or any plain tar), with `labels`. */
   import(name: string, input: Readable, opts?: { labels?: Record<string, string> }): Promise<Volume>;
+  /** The volume pool, or null when volumes are not in a pool file. */
+  pool(): Promise<VolumePool | null>;
+  /** Grow the pool file to `size` bytes (its new total); FAILED_PRECONDITION without a pool or past the host's room. */
+  growPool(size: number): Promise<VolumePool>;
   close(): Promise<void>;
 }
 

@@ -4,11 +4,11 @@ import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundE
 import { tool } from '../../volumes/shared/host-tool';
 import { Lifecycle } from '../../volumes/shared/lifecycle';
 import { checkName } from '../../volumes/drivers/names';
-import type { SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
+import type { PoolStatus, SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
 import { ANONYMOUS_LABEL, anonymousName } from './anonymous';
 import { VolumeGate } from './gate';
 import { cloneForMount, clonesOf, orphanClones, parseSnapshotRef, refString, refuseWithClones, resolveSnapshot, type SnapshotRef } from './mount-clones';
-import type { SnapshotHooks, Volume, VolumeCreateBody, VolumeService, VolumeSnapshot } from './service';
+import type { SnapshotHooks, Volume, VolumeCreateBody, VolumePool, VolumeService, VolumeSnapshot } from './service';
 
 /**
  * The in-process VolumeService (the contract is service.ts): Docker's volumes over one
@@ -235,6 +235,23 @@ export class Volumes implements VolumeService {
     };
   }
 
+  async pool(): Promise<VolumePool | null> {
+    const d = await this.driverNow();
+    const p = d.poolInfo ? await d.poolInfo() : null;
+    return p && poolView(p);
+  }
+
+  async growPool(size: number): Promise<VolumePool> {
+    const d = await this.driverNow();
+    if (!d.grow || !(await d.poolInfo?.())) {
+      throw new FailedPreconditionError(`the ${d.name} volume driver here keeps no pool file to grow`, {
+        hint: 'volumes use the host filesystem directly: grow that filesystem instead',
+      });
+    }
+    await d.grow(size);
+    return (await this.pool()) as VolumePool;
+  }
+
   /** Bytes the volume takes, from its driver (btrfs qgroups, or a walk of the directory). */
   async usage(name: string): Promise<number> {
     return (await (await this.driverNow()).usage(name)).size;
@@ -455,4 +472,21 @@ function labelMatches(labels: Record<string, string>, filter: string): boolean {
   const i = filter.indexOf('=');
   if (i < 0) return filter in labels;
   return labels[filter.slice(0, i)] === filter.slice(i + 1);
+}
+
+function poolView(p: PoolStatus): VolumePool {
+  return {
+    File: p.file,
+    Mountpoint: p.mountpoint,
+    Size: p.size,
+    Used: p.used,
+    Free: p.free,
+    FileSize: p.fileSize,
+    Allocated: p.allocated,
+    HostSize: p.hostSize,
+    HostFree: p.hostFree,
+    GrowRoom: p.growRoom,
+    AutoGrow: p.autoGrow,
+    ...(p.growError ? { GrowError: p.growError } : {}),
+  };
 }

@@ -153,6 +153,13 @@ export interface VolumeDriver {
   usage(name: string): Promise<VolumeUsage>;
 
   /**
+   * Optional, for drivers that keep volumes in a pool of fixed size (btrfs on a loop file):
+   * its numbers, and growing it to a new total size.
+   */
+  poolInfo?(): Promise<PoolStatus | null>;
+  grow?(size: number): Promise<unknown>;
+
+  /**
    * Take a read-only, point-in-time snapshot of the volume as it is now. Later writes to
    * the volume are not seen in it. O(1) on btrfs; a copy on dir. NOT_FOUND for a missing
    * volume, ALREADY_EXISTS if the volume already has a snapshot of that name,
@@ -207,4 +214,27 @@ export interface VolumeDriver {
    * calling it again retries.
    */
   close(): Promise<void>;
+}
+
+/** A volume pool's numbers, in bytes (see btrfs/pool.ts). */
+export interface PoolStatus {
+  /** The pool file, and where it is mounted (the driver's data directory). */
+  file: string;
+  mountpoint: string;
+  /** The pool's filesystem: its size, what is still free for data, and its bytes in use (metadata included). */
+  size: number;
+  free: number;
+  used: number;
+  /** The pool file's apparent size, and the host bytes it takes (it is sparse). */
+  fileSize: number;
+  allocated: number;
+  /** The host filesystem under the pool file: its size and free bytes. */
+  hostSize: number;
+  hostFree: number;
+  /** Bytes the pool may still grow by on this host (its reserve kept): 0 when the host is near full. */
+  growRoom: number;
+  /** Whether the driver grows the pool by itself before it fills. */
+  autoGrow: boolean;
+  /** Why the last automatic grow failed, until one works. */
+  growError?: string;
 }

@@ -21,6 +21,10 @@ export interface OpenDriverOptions {
   driver?: DriverName;
   /** btrfs only: size of the pool file, if one has to be made. */
   poolSize?: number;
+  /** btrfs only: grow the pool automatically, checking every this many ms (BtrfsOptions). */
+  autoGrowMs?: number;
+  /** btrfs only: the size limit of a volume created without one. */
+  defaultSize?: number;
 }
 
 export interface DriverChoice {
@@ -63,7 +67,7 @@ export async function openDriver(root: string, opts: OpenDriverOptions = {}): Pr
   }
   const name = recorded || opts.driver || (await bestDriver(dir)).driver;
   if (name === 'btrfs') await requireBtrfs(dir);
-  const driver = name === 'btrfs' ? await BtrfsDriver.open(dir, { poolSize: opts.poolSize }) : await DirDriver.open(dir);
+  const driver = name === 'btrfs' ? await BtrfsDriver.open(dir, { poolSize: opts.poolSize, autoGrowMs: opts.autoGrowMs, defaultSize: opts.defaultSize }) : await DirDriver.open(dir);
   if (!recorded) {
     // Only once the driver has opened: a root whose first open failed is not tied to it.
     await writeFileAtomic(marker, name + '\n', 0o644).catch(async (e) => {

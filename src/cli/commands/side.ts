@@ -3,6 +3,7 @@ import { collect, connect, type CliContext } from '../context';
 import { humanSize, shortId, table } from '../format';
 import { parseBytes, parseCpus, parseFilters, parseRestart } from '../parse';
 import { cpCommand } from './cp';
+import { poolText } from './volumes';
 import { RemoteContainerTools } from '../../client/container-tools';
 import type { StatsSample } from '../../engine/stats';
 import type { UpdateBody } from '../../engine/update';
@@ -180,6 +181,7 @@ async function dfText(ctx: CliContext, verbose: boolean): Promise<string> {
     ['Local Volumes', String(du.Volumes.length), String(du.Volumes.filter((v) => (v.UsageData?.RefCount ?? 0) > 0).length), humanSize(volSize), pct(volReclaim, volSize)],
     ['Build Cache', '0', '0', '0B', '0B'],
   ]);
+  if (du.VolumePool) out += '\nVolume pool:\n\n' + poolText(du.VolumePool);
   if (verbose) {
     out += '\nImages space usage:\n\n' + table(['REPOSITORY:TAG', 'IMAGE ID', 'SIZE', 'CONTAINERS'], du.Images.map((i) => [i.RepoTags.join(', '), shortId(i.Id), humanSize(i.Size), String(i.Containers)]));
     out += '\nContainers space usage:\n\n' + table(['CONTAINER ID', 'IMAGE', 'SIZE', 'STATUS', 'NAMES'], du.Containers.map((c) => [shortId(c.Id), c.Image, humanSize(c.SizeRw ?? 0), c.Status, c.Names.map((n) => n.slice(1)).join(',')]));

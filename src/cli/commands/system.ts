@@ -10,6 +10,7 @@ function positiveInt(v: string, flag: string): number {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`invalid ${flag} ${JSON.stringify(v)}`, { hint: `${flag} takes a whole number of at least 1` });
   return n;
 }
+import { parseBytes } from '../parse';
 
 export function systemCommands(program: Command): void {
   program
@@ -25,12 +26,15 @@ export function systemCommands(program: Command): void {
     .option('--insecure-registry <registry>', 'a registry (host[:port]) or network (CIDR) that may be reached over plain HTTP when HTTPS fails, beside 127.0.0.0/8; repeatable', (v: string, acc: string[]) => [...acc, checkInsecureEntry(v)], [] as string[])
     .option('--max-concurrent-downloads <n>', 'layers each pull downloads at once', (v: string) => positiveInt(v, '--max-concurrent-downloads'), 3)
     .option('--body-timeout <seconds>', 'a request body must bring 16 KiB within this many seconds, a JSON body all of it within twice that, or its connection is closed (default 30)', (v: string) => positiveInt(v, '--body-timeout'))
+    .option('--volume-pool-size <size>', "btrfs volume pool: its size when it is made (default 10% of the host's free space); it grows by itself before it fills")
+    .option('--volume-default-size <size>', 'btrfs: the size limit of a volume created without -o size (default: none; the pool and the host bound it)')
+    .option('--max-decompression-ratio <n>', 'refuse an import, load or volume import that expands past N times its compressed size (default: no cap; free space is always checked)')
     .option('--dry-run', 'print the iptables rules the daemon would install, and exit')
     .addHelpText(
       'after',
       '\nExamples:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock --bridge berth1 --subnet 10.201.0.0/24\n  berth daemon --dry-run        # the rules, nothing changed',
     )
-    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; bodyTimeout?: number }, cmd: Command) => {
+    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; bodyTimeout?: number; volumePoolSize?: string; volumeDefaultSize?: string; maxDecompressionRatio?: string }, cmd: Command) => {
       const loc = resolveLocation(cmd.optsWithGlobals());
       const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
       if (opts.dryRun) {
@@ -40,7 +44,15 @@ export function systemCommands(program: Command): void {
       }
       // Loaded here, not at the top: the daemon's modules cost every other command ~70 ms.
       const { startDaemon } = require('../../daemon/daemon') as typeof import('../../daemon/daemon');
-      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network, insecureRegistries: opts.insecureRegistry, maxConcurrentDownloads: opts.maxConcurrentDownloads, bodyTimeoutSeconds: opts.bodyTimeout });
+      const ratio = opts.maxDecompressionRatio === undefined ? undefined : Number(opts.maxDecompressionRatio);
+      if (ratio !== undefined && !(Number.isFinite(ratio) && ratio >= 1)) {
+        throw new InvalidArgumentError(`invalid --max-decompression-ratio ${JSON.stringify(opts.maxDecompressionRatio)}`, { hint: 'give a number of at least 1, e.g. 100' });
+      }
+      const volumePool = {
+        size: opts.volumePoolSize === undefined ? undefined : parseBytes(opts.volumePoolSize, '--volume-pool-size'),
+        defaultVolumeSize: opts.volumeDefaultSize === undefined ? undefined : parseBytes(opts.volumeDefaultSize, '--volume-default-size'),
+      };
+      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network, insecureRegistries: opts.insecureRegistry, maxConcurrentDownloads: opts.maxConcurrentDownloads, bodyTimeoutSeconds: opts.bodyTimeout, volumePool, maxDecompressionRatio: ratio });
       const stop = (sig: string) => {
         process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
         d.close().then(() => process.exit(0), () => process.exit(1));

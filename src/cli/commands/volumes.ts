@@ -4,14 +4,25 @@ import { pipeline } from 'node:stream/promises';
 import { collect, connect } from '../context';
 import { readWithProgress, writeArchive } from '../progress';
 import { formatItems, humanSize, table } from '../format';
-import { parseFilters, parseKeyValues, parseLabels } from '../parse';
+import { parseBytes, parseFilters, parseKeyValues, parseLabels } from '../parse';
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
-import type { VolumeSnapshot } from '../../volumes/service';
+import type { VolumePool, VolumeSnapshot } from '../../volumes/service';
 
 /** `VOL@SNAP` → [VOL, SNAP]; `VOL` → [VOL, undefined]. */
 function splitAt(ref: string): [string, string | undefined] {
   const i = ref.indexOf('@');
   return i < 0 ? [ref, undefined] : [ref.slice(0, i), ref.slice(i + 1) || undefined];
+}
+
+/** `berth volume pool` (and `system df`): the pool's numbers in words. */
+export function poolText(p: VolumePool): string {
+  return [
+    `Pool file:   ${p.File} (mounted at ${p.Mountpoint})`,
+    `Size:        ${humanSize(p.Size)} (used ${humanSize(p.Used)}, free ${humanSize(p.Free)})`,
+    `On the host: ${humanSize(p.Allocated)} written of a ${humanSize(p.FileSize)} sparse file`,
+    `Host free:   ${humanSize(p.HostFree)} of ${humanSize(p.HostSize)}; the pool may grow by ${humanSize(p.GrowRoom)}`,
+    `Auto-grow:   ${p.AutoGrow ? 'on' : 'off'}${p.GrowError ? ` (last attempt failed: ${p.GrowError})` : ''}`,
+  ].join('\n') + '\n';
 }
 
 export function volumeCommands(program: Command): void {
@@ -74,6 +85,19 @@ export function volumeCommands(program: Command): void {
         }
       }
       if (failed) throw failed;
+    });
+
+  volume
+    .command('pool')
+    .description("show the btrfs pool the volumes live in (its size, use and the host's free space), or grow it")
+    .option('--grow <size>', 'grow the pool file to this new total size (e.g. 20g)')
+    .option('-f, --format <format>', "'json' or a Go-style template")
+    .action(async (o: { grow?: string; format?: string }, cmd: Command) => {
+      const ctx = await connect(cmd);
+      const p = o.grow ? await ctx.volumes.growPool(parseBytes(o.grow, '--grow')) : await ctx.volumes.pool();
+      if (o.format) return void process.stdout.write(formatItems(o.format, [p ?? {}]));
+      if (!p) return void process.stdout.write('no volume pool: volumes live on the host filesystem directly\n');
+      process.stdout.write(poolText(p));
     });
 
   volume

@@ -26,6 +26,7 @@ import * as path from 'node:path';
 import { BerthError, FailedPreconditionError } from '../../shared/errors';
 import { isNoSpace, tool } from '../../shared/host-tool';
 import { VolumeStore } from '../base/volume-store';
+import type { CreateOptions, PoolStatus, RemoveOptions, VolumeInfo } from '../driver';
 import { LoopPool, PoolInfo } from './pool';
 import { recordToken, self } from '../../shared/process';
 import { createSubvolume, deleteSubvolume, enableQuota, isSubvolume, limitSubvolume, snapshotSubvolume } from './subvolumes';
@@ -37,6 +38,14 @@ const MiB = 1024 * 1024;
 export interface BtrfsOptions {
   /** Size in bytes of the pool file, if one has to be made (default: pool.ts defaultPoolSize). */
   poolSize?: number;
+  /**
+   * Check the pool every this many ms and grow it before it fills while the host has room
+   * (pool-growth.ts); also checked before each snapshot, clone, restore and import.
+   * Undefined or 0: the pool keeps its size unless grown by hand.
+   */
+  autoGrowMs?: number;
+  /** The size limit (qgroup) of a volume created without one; undefined: none. */
+  defaultSize?: number;
 }
 
 export class BtrfsDriver extends VolumeStore {
@@ -44,14 +53,23 @@ export class BtrfsDriver extends VolumeStore {
   protected readonly enforcesSize = true;
   protected override readonly copiesAreAtomic = true;
   private quotaOn = false;
+  private growTimer?: NodeJS.Timeout;
+  private growing?: Promise<unknown>;
+  /** The last automatic grow's failure, shown by poolInfo until one works. */
+  private growError?: string;
 
   private constructor(
     root: string,
     data: string,
     /** The loop-backed pool, or null when the data root is itself on btrfs. */
     private readonly pool: LoopPool | null,
+    private readonly opts: BtrfsOptions,
   ) {
     super(root, data);
+    if (pool && opts.autoGrowMs) {
+      this.growTimer = setInterval(() => void this.autoGrow().catch(() => undefined), opts.autoGrowMs);
+      this.growTimer.unref();
+    }
   }
 
   /**
@@ -63,7 +81,7 @@ export class BtrfsDriver extends VolumeStore {
     await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
     const onBtrfs = (await fs.promises.statfs(dir)).type === BTRFS_MAGIC;
     const pool = onBtrfs ? null : await LoopPool.open(dir, opts.poolSize);
-    const d = new BtrfsDriver(dir, pool ? pool.mountpoint : dir, pool);
+    const d = new BtrfsDriver(dir, pool ? pool.mountpoint : dir, pool, opts);
     try {
       await d.init();
     } catch (e) {
@@ -74,8 +92,54 @@ export class BtrfsDriver extends VolumeStore {
   }
 
   /** The pool file and its size and free space; null when volumes live directly on a btrfs root. */
-  async poolInfo(): Promise<PoolInfo | null> {
-    return this.pool ? this.pool.info() : null;
+  async poolInfo(): Promise<PoolStatus | null> {
+    if (!this.pool) return null;
+    return { ...(await this.pool.info()), autoGrow: !!this.opts.autoGrowMs, ...(this.growError ? { growError: this.growError } : {}) };
+  }
+
+  /** One automatic check (one at a time): grow the pool if it is nearly full and the host has room. */
+  private autoGrow(): Promise<unknown> {
+    if (!this.pool || !this.opts.autoGrowMs) return Promise.resolve();
+    const pool = this.pool;
+    this.growing ??= pool
+      .autoGrow()
+      .then(
+        () => (this.growError = undefined),
+        (e: Error) => (this.growError = e.message),
+      )
+      .finally(() => (this.growing = undefined));
+    return this.growing;
+  }
+
+  override create(name: string, opts: CreateOptions = {}): Promise<VolumeInfo> {
+    return super.create(name, { ...opts, size: opts.size ?? this.opts.defaultSize });
+  }
+
+  /**
+   * Remove, then wait for btrfs's cleaner to free the deleted subvolumes' blocks, so the
+   * space is back when remove returns (it would come back some 20 s later by itself).
+   */
+  override async remove(name: string, opts: RemoveOptions = {}): Promise<void> {
+    await super.remove(name, opts);
+    await tool('btrfs', ['subvolume', 'sync', this.data]).catch(() => undefined);
+  }
+
+  override async removeSnapshot(name: string, snap: string): Promise<void> {
+    await super.removeSnapshot(name, snap);
+    await tool('btrfs', ['subvolume', 'sync', this.data]).catch(() => undefined);
+  }
+
+  /** A pool that is nearly full and cannot grow because the host is nearly full: refuse new writes, naming both. */
+  private async refuseWhenHostFull(): Promise<void> {
+    if (!this.pool || !this.opts.autoGrowMs) return;
+    await this.autoGrow();
+    const info = await this.pool.info();
+    const headroom = Math.min(Math.max(info.size * 0.01, 4 * MiB), 256 * MiB);
+    if (info.free < headroom && info.growRoom < 16 * MiB) {
+      throw new FailedPreconditionError(`the volume pool ${this.pool.file} is full and the host's filesystem under it is nearly full (${info.hostFree} bytes free)`, {
+        hint: 'free space on the host or remove volumes and snapshots you no longer need; berth volume pool shows the numbers',
+      });
+    }
   }
 
   /** Grow the pool file to `size` bytes (its new total). Not possible without a pool file. */
@@ -89,6 +153,7 @@ export class BtrfsDriver extends VolumeStore {
   }
 
   protected async makeData(dest: string): Promise<void> {
+    await this.refuseWhenHostFull(); // a new volume is new writes
     await createSubvolume(dest);
   }
 
@@ -130,6 +195,7 @@ export class BtrfsDriver extends VolumeStore {
    * cleanly, and a snapshot taken then pins every block the volume rewrites next.
    */
   protected override async checkSpace(): Promise<void> {
+    await this.refuseWhenHostFull();
     const st = await fs.promises.statfs(this.data);
     const headroom = Math.min(Math.max(st.blocks * st.bsize * 0.01, 4 * MiB), 256 * MiB);
     if (st.bavail * st.bsize < headroom) throw this.noSpace(undefined);
@@ -160,6 +226,8 @@ export class BtrfsDriver extends VolumeStore {
   }
 
   protected override async release(): Promise<void> {
+    clearInterval(this.growTimer);
+    await this.growing?.catch(() => undefined);
     await this.pool?.close();
   }
 }

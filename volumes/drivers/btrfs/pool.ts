@@ -31,6 +31,9 @@ import { tool, ToolError } from '../../shared/host-tool';
 import { alive, formatRecord, parseRecord, self } from '../../shared/process';
 import { writeFileAtomic } from '../../shared/atomic';
 import { Lifecycle } from '../../shared/lifecycle';
+import { spaceOf as hostSpace } from '../../shared/unpack-guard';
+import type { PoolStatus } from '../driver';
+import { growRoom, growthPlan, type GrowthPlan, type PoolSpace } from './pool-growth';
 
 export const POOL_FILE = 'pool.btrfs';
 export const POOL_MOUNT = 'pool';
@@ -41,15 +44,8 @@ export const MIN_POOL_SIZE = 64 * MiB;
 /** Below 1 GiB, data and metadata share block groups (mkfs --mixed): btrfs's advice for small filesystems. */
 const MIXED_BELOW = GiB;
 
-export interface PoolInfo {
-  /** The pool file. */
-  file: string;
-  /** Where it is mounted: the driver's data directory. */
-  mountpoint: string;
-  /** The filesystem's size and what is still free for data, in bytes. */
-  size: number;
-  free: number;
-}
+/** The pool's numbers (bytes; see PoolStatus in driver.ts), less what only the driver knows. */
+export type PoolInfo = Omit<PoolStatus, 'autoGrow' | 'growError'>;
 
 export class LoopPool {
   private readonly life = new Lifecycle('volume pool', 'open the driver again');
@@ -94,7 +90,10 @@ export class LoopPool {
     );
   }
 
-  /** Grow the pool to `size` bytes (its new total size): the file, the loop device, then btrfs. */
+  /**
+   * Grow the pool to `size` bytes (its new total size): the file, the loop device, then
+   * btrfs. Refused (FAILED_PRECONDITION) past what the host can hold (growRoom).
+   */
   async grow(size: number): Promise<PoolInfo> {
     this.life.check();
     return withPoolLock(this.root, async () => {
@@ -104,18 +103,65 @@ export class LoopPool {
           hint: `give a new total size larger than ${current} bytes (a pool cannot shrink)`,
         });
       }
-      await fs.promises.truncate(this.file, size); // still sparse: no host space is used until written
-      const dev = (await mountedAt(this.mountpoint))?.source;
-      if (!dev) throw new FailedPreconditionError(`the volume pool is not mounted at ${this.mountpoint}`, { hint: 'open the driver again' });
-      await tool('losetup', ['-c', dev]);
-      await tool('btrfs', ['filesystem', 'resize', 'max', this.mountpoint]);
+      const room = growRoom(await this.space(), hostSpace(this.root));
+      if (size - current > room) {
+        throw new FailedPreconditionError(`the volume pool ${this.file} cannot grow to ${size} bytes: the host has room for ${Math.max(room, 0)} more`, {
+          hint: `grow it by at most ${Math.max(room, 0)} bytes, or free space on the filesystem of ${this.root}`,
+        });
+      }
+      await this.resize(size);
       return this.info();
     });
   }
 
+  /**
+   * Grow the pool if it is nearly full and the host has room (pool-growth.ts decides).
+   * Resolves with the plan it followed.
+   */
+  async autoGrow(): Promise<GrowthPlan> {
+    this.life.check();
+    const plan = growthPlan(await this.space(), hostSpace(this.root));
+    if (!('grow' in plan)) return plan;
+    return withPoolLock(this.root, async () => {
+      // Under the lock, with fresh numbers: another process may have grown it meanwhile.
+      const now = growthPlan(await this.space(), hostSpace(this.root));
+      if ('grow' in now) await this.resize(now.grow);
+      return now;
+    });
+  }
+
+  /** The file, the loop device, then btrfs, to `size` bytes (lock held). */
+  private async resize(size: number): Promise<void> {
+    await fs.promises.truncate(this.file, size); // still sparse: no host space is used until written
+    const dev = (await mountedAt(this.mountpoint))?.source;
+    if (!dev) throw new FailedPreconditionError(`the volume pool is not mounted at ${this.mountpoint}`, { hint: 'open the driver again' });
+    await tool('losetup', ['-c', dev]);
+    await tool('btrfs', ['filesystem', 'resize', 'max', this.mountpoint]);
+  }
+
   async info(): Promise<PoolInfo> {
+    const sp = await this.space();
+    const host = hostSpace(this.root);
     const st = await fs.promises.statfs(this.mountpoint);
-    return { file: this.file, mountpoint: this.mountpoint, size: st.blocks * st.bsize, free: st.bavail * st.bsize };
+    return {
+      file: this.file,
+      mountpoint: this.mountpoint,
+      size: sp.size,
+      free: sp.free,
+      used: (st.blocks - st.bfree) * st.bsize,
+      fileSize: sp.fileSize,
+      allocated: sp.allocated,
+      hostSize: host.size,
+      hostFree: host.free,
+      growRoom: Math.max(growRoom(sp, host), 0),
+    };
+  }
+
+  /** The pool's filesystem and its file, as the growth plan reads them. */
+  private async space(): Promise<PoolSpace> {
+    const st = await fs.promises.statfs(this.mountpoint);
+    const f = await fs.promises.stat(this.file);
+    return { size: st.blocks * st.bsize, free: st.bavail * st.bsize, fileSize: f.size, allocated: f.blocks * 512 };
   }
 }
 
