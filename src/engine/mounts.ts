@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { isValidName } from '../../volumes/drivers/names';
@@ -156,6 +157,10 @@ export function planMounts(cfg: Pick<CreateBody, 'Volumes'>, hc: HostConfig, vol
     switch (raw.Type) {
       case 'bind': {
         if (!raw.Source || !path.isAbsolute(raw.Source)) throw new InvalidArgumentError(`invalid bind source '${raw.Source ?? ''}'`, { hint: 'a bind source is an absolute host path' });
+        // Unlike -v (Binds), which makes a missing host directory, --mount refuses it, as Docker does.
+        if (!fs.existsSync(raw.Source)) {
+          throw new InvalidArgumentError(`invalid mount config for type "bind": bind source path does not exist: ${raw.Source}`, { hint: 'create the host path first, or use -v HOST:CONTAINER, which makes a missing directory' });
+        }
         add({ point: { Type: 'bind', Source: path.resolve(raw.Source), Destination: dst, Mode: '', RW: rw, Propagation: raw.BindOptions?.Propagation || 'rprivate' } });
         break;
       }
