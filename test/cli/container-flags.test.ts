@@ -104,7 +104,8 @@ test("import - reads a rootfs from stdin, --change sets STOPSIGNAL, and stop use
   await ok(d.berth(['rmi', 'stopsig:1']));
 });
 
-test('ps -n N and -l list the last created (stopped ones included), -s adds a SIZE column', async (t) => {
+// Serial (ava runs serial tests first, alone): "the last created" must not see the other tests' containers.
+test.serial('ps -n N and -l list the last created (stopped ones included), -s adds a SIZE column', async (t) => {
   const ids: string[] = [];
   for (const n of ['ps-a', 'ps-b', 'ps-c']) ids.push((await ok(d.berth(['create', '--name', n, 'busybox', 'sh', '-c', 'echo hi > /f']))).trim());
   const short = ids.map((i) => i.slice(0, 12));
