@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { benchImport } from './import';
 import { benchNetwork } from './network';
+import { benchUserNetworks } from './user-networks';
 import { benchIdleMemory, benchRun, benchStop } from './run-container';
 import { benchTty } from './tty';
 import { benchVolumes } from './volumes';
@@ -21,6 +22,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   memory: benchIdleMemory,
   volumes: benchVolumes,
   network: benchNetwork,
+  'user-networks': benchUserNetworks,
   tty: benchTty,
   cp: benchCp,
   stats: benchStats,

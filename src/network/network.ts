@@ -7,17 +7,22 @@ import { writeFileAtomic } from '../../volumes/shared/atomic';
 import { tool } from '../../volumes/shared/host-tool';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
-import { contains, formatSubnet, gatewayOf, ipToNum, numToIp, overlaps, parseSubnet, subnetOf, type Subnet } from './ipv4';
+import { contains, formatSubnet, gatewayOf, ipToNum, numToIp, parseSubnet } from './ipv4';
 import { checkClaims, claimBridge, claimRule, claimedBy, ownsBridge, ownsChains, withHostLock } from './claims';
 import { attach, deleteLink, ensureBridge, hasDefaultRoute, linkExists, linksOn, nextIfName, redirectDns } from './links';
 import { EmbeddedDns, type DnsMember } from './dns-server';
 import { NetworkSet, PREDEFINED, networkEvent, predefinedNetworkId, type NetworkEvent, type UserNet } from './user-networks';
-import { portRequests } from './mappings';
 import { parseLinks } from './container-links';
-import type { ContainerNetwork, Endpoint, NetworkMode, UserEndpoint } from './endpoints';
 import { containerResolvConf } from './resolv';
 import { PortReservations, type PortRequest } from './reservations';
+import type { ContainerNetwork, Endpoint, NetworkMode, UserEndpoint } from './endpoints';
+import { checkPorts, macOf, networkMode, recordedAddress, userVethName, vethName, type DirectoryEntry, type EndpointSettings } from './modes';
+import { hostSubnets, pickSubnet } from './subnets';
 import { baseRules, chainsOf, isolationRules, jumps, ownChains, portRules, ruleLine, userNetworkRules, type BridgeSpec, type NetConfig, type PublishedPort, type Rule } from './rules';
+
+// The endpoint types (endpoints.ts), the modes and veth names (modes.ts): callers keep importing them from here.
+export { checkPorts, networkMode, recordedAddress, userVethName, vethName };
+export type { ContainerNetwork, DirectoryEntry, Endpoint, EndpointSettings, NetworkMode, UserEndpoint };
 
 /**
  * The daemon's bridge network: one bridge, a veth per container, addresses from the
@@ -25,18 +30,6 @@ import { baseRules, chainsOf, isolationRules, jumps, ownChains, portRules, ruleL
  * rules, all rules in the daemon's own chains. Chosen once per data root and kept in
  * <root>/network.json; flags given to a later start win.
  */
-
-export type { ContainerNetwork, Endpoint, NetworkMode, UserEndpoint } from './endpoints';
-
-/** A container as the network sees it (the engine's records, read when asked). */
-export interface DirectoryEntry {
-  id: string;
-  name: string;
-  running: boolean;
-  network?: ContainerNetwork;
-  /** Its --dns servers: on user-defined networks the embedded DNS forwards to them. */
-  dns?: string[];
-}
 
 export interface NetworkOptions {
   /** The daemon's data root (network.json is kept there). */
@@ -67,113 +60,6 @@ export function derivedBridge(root: string): string {
   return `berth-${createHash('sha256').update(root).digest('hex').slice(0, 6)}`;
 }
 
-/** Docker's default-bridge candidates, then smaller private ranges. */
-function* candidates(): Generator<string> {
-  for (let b = 17; b <= 31; b++) yield `172.${b}.0.0/16`;
-  for (let c = 0; c < 256; c += 16) yield `192.168.${c}.0/20`;
-  for (let b = 89; b < 256; b++) yield `10.${b}.0.0/16`;
-}
-
-/** Every IPv4 destination the host routes already (except default routes), with its device. */
-async function hostRoutes(): Promise<Array<{ subnet: Subnet; dev: string }>> {
-  const text = await tool('ip', ['-j', '-4', 'route', 'show', 'table', 'all'], {
-    hint: 'berth reads the host routes to pick a free subnet; check that `ip -j -4 route show table all` works, or give the subnet yourself (--subnet)',
-  });
-  let routes: Array<{ dst?: string; dev?: string }> = [];
-  try {
-    routes = JSON.parse(text || '[]');
-  } catch {
-    return []; // an ip without JSON output: no routes known to be in our way
-  }
-  const out: Array<{ subnet: Subnet; dev: string }> = [];
-  for (const r of routes) {
-    if (!r.dst || r.dst === 'default') continue;
-    const [ip, p] = r.dst.split('/');
-    try {
-      out.push({ subnet: subnetOf(ipToNum(ip), p === undefined ? 32 : Number(p)), dev: r.dev ?? '' });
-    } catch {
-      // not an address we understand (multicast names): not in our way
-    }
-  }
-  return out;
-}
-
-/** The host's routed subnets but loopback's (and but those of `bridge`: ours to reuse). */
-async function hostSubnets(bridge = ''): Promise<Subnet[]> {
-  return (await hostRoutes()).filter((r) => r.dev !== bridge && r.subnet.base !== 0x7f000000).map((r) => r.subnet);
-}
-
-/** The first candidate subnet that overlaps none of `taken`. */
-function pickSubnet(taken: Subnet[]): Subnet {
-  for (const c of candidates()) {
-    const s = parseSubnet(c);
-    if (!taken.some((r) => overlaps(r, s))) return s;
-  }
-  throw new InvalidArgumentError('no free private subnet for the bridge', { hint: 'give the daemon one with --subnet, e.g. --subnet 10.200.0.0/24' });
-}
-
-function macOf(ip: number): string {
-  return ['02', '42', ...[ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].map((b) => b.toString(16).padStart(2, '0'))].join(':');
-}
-
-/** The host end of a container's veth pair on the default bridge. */
-export function vethName(id: string): string {
-  return `bv${id.slice(0, 12)}`;
-}
-
-/** The address a running container's published ports go to, from its record (at start, before networks are open). */
-export function recordedAddress(cn: ContainerNetwork | undefined): string | undefined {
-  return cn?.Endpoint?.IPAddress ?? Object.values(cn?.Networks ?? {})[0]?.IPAddress;
-}
-
-/** The host end of a container's veth pair on a user-defined network. */
-export function userVethName(id: string, netId: string): string {
-  return `bu${id.slice(0, 7)}${netId.slice(0, 6)}`;
-}
-
-/** Docker's EndpointSettings (NetworkingConfig.EndpointsConfig[name], connect's EndpointConfig), the parts berth reads. */
-export interface EndpointSettings {
-  Aliases?: string[] | null;
-  Links?: string[] | null;
-  IPAMConfig?: { IPv4Address?: string; IPv6Address?: string; LinkLocalIPs?: string[] } | null;
-}
-
-export function networkMode(mode: string | undefined): NetworkMode {
-  return networkMode_(mode);
-}
-
-function networkMode_(mode: string | undefined): NetworkMode {
-  const m = mode || 'default';
-  if (m === 'default' || m === 'bridge') return 'bridge';
-  if (m === 'none' || m === 'host') return m;
-  if (m.startsWith('container:')) {
-    throw new InvalidArgumentError(`network mode ${m} is not supported`, { hint: 'use --network bridge (the default), host or none' });
-  }
-  throw new NotFoundError(`network ${m} not found`, { hint: 'berth has the networks bridge (the default), host and none' });
-}
-
-/**
- * Check a create body's ports against the network mode: the reservation requests, and
- * Docker's warnings. Publishing on `none` is an error; on `host` the ports are ignored
- * with Docker's warning (the container uses the host's ports directly).
- */
-export function checkPorts(
-  mode: NetworkMode,
-  exposed: Record<string, unknown> | null | undefined,
-  bindings: Parameters<typeof portRequests>[1],
-  publishAll: boolean,
-): { requests: PortRequest[]; warnings: string[] } {
-  const requests = portRequests(exposed, bindings, publishAll);
-  const explicit = requests.length > 0 && Object.keys(bindings ?? {}).length > 0;
-  if (mode === 'none' && explicit) {
-    throw new InvalidArgumentError('ports cannot be published with --network none', { hint: 'drop -p, or use --network bridge (the default)' });
-  }
-  if (mode !== 'bridge') {
-    const warnings = explicit ? ['Published ports are discarded when using host network mode'] : [];
-    return { requests: [], warnings };
-  }
-  return { requests, warnings: [] };
-}
 
 export class BridgeNetwork {
   readonly reservations = new PortReservations();
@@ -268,6 +154,7 @@ export class BridgeNetwork {
         root: opts.root,
         takenSubnets: async () => [config.subnet, ...(await hostSubnets())],
         pickSubnet,
+        routesBesides: (bridge) => hostSubnets(bridge),
         makeBridge: (name, cidr) => net.makeBridge(name, cidr),
         dropBridge: (name) => withHostLock(async () => (ownsBridge(name, opts.root) ? deleteLink(name) : undefined)),
         rulesChanged: () => net.reapply(),
@@ -416,10 +303,10 @@ export class BridgeNetwork {
    * --dry-run`): the mode, and the address on the default bridge or on the named
    * user-defined network (the --ip asked for, else the next free one).
    */
-  peekEndpoint(networkMode: string | undefined, endpoints: Record<string, EndpointSettings> | undefined): { mode: NetworkMode; ip?: string } {
-    const m = networkMode || 'default';
+  peekEndpoint(modeName: string | undefined, endpoints: Record<string, EndpointSettings> | undefined): { mode: NetworkMode; ip?: string } {
+    const m = modeName || 'default';
     if (PREDEFINED.includes(m) || m.startsWith('container:')) {
-      const mode = networkMode_(m);
+      const mode = networkMode(m);
       return mode === 'bridge' ? { mode, ip: numToIp(this.ipam.peek()) } : { mode };
     }
     const n = this.users.find(m);
@@ -479,10 +366,10 @@ export class BridgeNetwork {
    * A create's network: the mode and, on a user-defined network (`networkMode` names one),
    * its endpoint with the aliases and address EndpointsConfig asks for. Addresses are taken.
    */
-  endpointsFor(networkMode: string | undefined, endpoints: Record<string, EndpointSettings> | undefined, id: string, name: string): ContainerNetwork {
-    const m = networkMode || 'default';
+  endpointsFor(modeName: string | undefined, endpoints: Record<string, EndpointSettings> | undefined, id: string, name: string): ContainerNetwork {
+    const m = modeName || 'default';
     if (PREDEFINED.includes(m) || m.startsWith('container:')) {
-      const mode = networkMode_(m);
+      const mode = networkMode(m);
       const cfg = endpoints?.[m === 'default' ? 'bridge' : m] ?? endpoints?.bridge;
       if (cfg?.Aliases?.length && mode === 'bridge') {
         throw new InvalidArgumentError('network-scoped aliases are only supported for user-defined networks', { hint: 'create a network (berth network create NAME) and run with --network NAME' });
@@ -659,11 +546,14 @@ export class BridgeNetwork {
     return p;
   }
 
-  /** Make (or adopt) a user-defined network's bridge and claim it, as the daemon's own. */
-  private makeBridge(name: string, gatewayCidr: string): Promise<void> {
+  /**
+   * Make (or adopt) a user-defined network's bridge and claim it, as the daemon's own. A
+   * function for the address is called under the lock (a new network's subnet is chosen there).
+   */
+  private makeBridge(name: string, gatewayCidr: string | (() => Promise<string>)): Promise<void> {
     return withHostLock(async () => {
       await checkClaims({ root: this.root, bridge: name, suffix: this.config.suffix, recorded: { suffix: this.config.suffix }, ownVeths: new Set(), log: this.log, bridgeOnly: true });
-      await ensureBridge(name, gatewayCidr);
+      await ensureBridge(name, typeof gatewayCidr === 'function' ? await gatewayCidr() : gatewayCidr);
       await claimBridge(name, this.root);
     });
   }

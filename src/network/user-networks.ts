@@ -223,10 +223,12 @@ export interface NetworkSetDeps {
   root: string;
   /** Subnets already in use (host routes, the default bridge, other networks). */
   takenSubnets: () => Promise<Subnet[]>;
+  /** The subnets the host routes through any interface but `bridge` (and not loopback's). */
+  routesBesides: (bridge: string) => Promise<Subnet[]>;
   /** A free subnet for a new network: one that overlaps none of `taken`. */
   pickSubnet: (taken: Subnet[]) => Subnet;
   /** Make and claim a bridge (with its gateway), under the host lock. */
-  makeBridge: (name: string, gatewayCidr: string) => Promise<void>;
+  makeBridge: (name: string, gatewayCidr: string | (() => Promise<string>)) => Promise<void>;
   /** Remove a bridge if this root still claims it. */
   dropBridge: (name: string) => Promise<void>;
   /** After a network is made or removed: rewrite the daemon's rules. */
@@ -255,7 +257,12 @@ export class NetworkSet {
     for (const rec of recs) {
       try {
         const n = userNet(rec);
-        await this.deps.makeBridge(rec.bridge, `${rec.IPAM.Config[0].Gateway}/${n.subnet.prefix}`);
+        await this.deps.makeBridge(rec.bridge, async () => {
+          // Its subnet may have been taken while its bridge was down (this daemon stopped).
+          const clash = (await this.deps.routesBesides(rec.bridge)).find((r) => overlaps(r, n.subnet));
+          if (clash) throw new ConflictError(`subnet ${formatSubnet(n.subnet)} overlaps ${formatSubnet(clash)}, which another interface routes now`, { hint: 'remove that network or interface, or remove this network and create it again' });
+          return `${rec.IPAM.Config[0].Gateway}/${n.subnet.prefix}`;
+        });
         this.nets.set(rec.Id, n);
         await this.deps.dns.listen(rec.IPAM.Config[0].Gateway).catch((e) => this.deps.log(`network ${rec.Name}: embedded DNS: ${(e as Error).message}`));
       } catch (e) {
@@ -292,22 +299,29 @@ export class NetworkSet {
     const id = newNetworkId();
     const bridge = want.bridge ?? `br-${id.slice(0, 12)}`;
     if (this.all().some((n) => n.rec.bridge === bridge)) throw new ConflictError(`bridge ${bridge} is used by another network`, { hint: 'choose another com.docker.network.bridge.name' });
-    const taken = [...(await this.deps.takenSubnets()), ...this.all().map((n) => n.subnet)];
-    const ipam = settleIpam(want.ipam[0], taken, () => this.deps.pickSubnet(taken));
-    const rec: NetworkRecord = {
-      Id: id,
-      Name: want.Name,
-      Created: new Date().toISOString(),
-      Driver: 'bridge',
-      Internal: want.Internal,
-      Attachable: want.Attachable,
-      Labels: want.Labels,
-      Options: want.Options,
-      IPAM: { Driver: 'default', Options: {}, Config: [ipam] },
-      bridge,
-    };
+    // The subnet is chosen and its bridge made under the host-wide lock, with the host's
+    // routes read inside it: two daemons creating networks at once never take one subnet
+    // (the second would find the first's gateway address, and its DNS port, taken).
+    let rec!: NetworkRecord;
+    await this.deps.makeBridge(bridge, async () => {
+      const taken = [...(await this.deps.takenSubnets()), ...this.all().map((n) => n.subnet)];
+      const ipam = settleIpam(want.ipam[0], taken, () => this.deps.pickSubnet(taken));
+      rec = {
+        Id: id,
+        Name: want.Name,
+        Created: new Date().toISOString(),
+        Driver: 'bridge',
+        Internal: want.Internal,
+        Attachable: want.Attachable,
+        Labels: want.Labels,
+        Options: want.Options,
+        IPAM: { Driver: 'default', Options: {}, Config: [ipam] },
+        bridge,
+      };
+      return `${ipam.Gateway}/${parseSubnet(ipam.Subnet).prefix}`;
+    });
     const n = userNet(rec);
-    await this.deps.makeBridge(bridge, `${ipam.Gateway}/${n.subnet.prefix}`);
+    const ipam = rec.IPAM.Config[0];
     try {
       await this.files.save(rec);
       this.nets.set(id, n);
