@@ -4,7 +4,6 @@ import { isIPv4 } from 'node:net';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { writeFileAtomic } from '../../volumes/shared/atomic';
-import { tool } from '../../volumes/shared/host-tool';
 import { IptablesExecutor, type Executor } from './iptables';
 import { Ipam } from './ipam';
 import { contains, formatSubnet, gatewayOf, ipToNum, numToIp, parseSubnet } from './ipv4';
