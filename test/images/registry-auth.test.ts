@@ -50,8 +50,11 @@ test.serial('htpasswd over TLS: docker login through POST /auth, push and pull w
   await exec('htpasswd', ['-Bbc', htpasswd, USER, PASSWORD]);
   const reg = await TestRegistry.start({ htpasswd, tls: { cert: certs.cert, key: certs.key } });
   const certsDir = `/etc/docker/certs.d/${reg.host}`;
+  // Leave /etc as found: remove the parents this test makes, not ones that were there.
+  const made = ['/etc/docker', '/etc/docker/certs.d'].filter((p) => !fs.existsSync(p));
   t.teardown(async () => {
     fs.rmSync(certsDir, { recursive: true, force: true });
+    for (const p of made.reverse()) fs.rmSync(p, { recursive: true, force: true });
     await reg.stop();
   });
 
