@@ -9,6 +9,7 @@ import { benchVolumes } from './volumes';
 import { benchCp, benchStats } from './cp-stats';
 import { benchBranching } from './branching';
 import { benchRegistry } from './registry';
+import { benchBuild } from './build';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -28,6 +29,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   stats: benchStats,
   branching: benchBranching,
   registry: benchRegistry,
+  build: benchBuild,
 };
 
 async function main(): Promise<void> {
