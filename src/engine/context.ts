@@ -12,7 +12,7 @@ import type { ContainerStore } from './container-store';
 import type { EventBus } from './events';
 import { ExecStore } from './execs';
 import { HealthChecks, type HealthHooks } from './health';
-import { cgroupParent, removeCgroup, removeCgroupParent } from './host';
+import { cgroupParent, removeCgroup } from './host';
 import { LiveContainer } from './live-container';
 import type { Volumes } from '../volumes/volumes';
 
@@ -128,9 +128,12 @@ export class EngineContext {
     return `${this.cgroupBase}/${id}`;
   }
 
-  /** A container's cgroups, and the daemon's parent cgroup once it is empty. */
+  /**
+   * A container's cgroups. Not the daemon's parent cgroup, even when it is empty: removing it
+   * here raced with runc creating another container's cgroup under it (mkdir …/berth-X/<id>:
+   * ENOENT, seen with many containers starting at once). The engine's close removes it.
+   */
   async removeCgroups(id: string): Promise<void> {
     await removeCgroup(this.cgroupsPath(id));
-    await removeCgroupParent(this.cgroupBase);
   }
 }
