@@ -134,7 +134,18 @@ export class ContentStore {
   async write(input: AsyncIterable<Buffer | string> | Iterable<Buffer>, opts: WriteOptions = {}): Promise<BlobInfo> {
     if (opts.expected !== undefined) hexOf(opts.expected);
     const tmp = path.join(this.dir, 'ingest', randomBytes(12).toString('hex'));
-    const fh = await fs.promises.open(tmp, 'wx', 0o600);
+    // An input stream that fails while the file opens (a client gone) must not emit an
+    // unhandled 'error' (that kills the process): hold it until the loop below reads it.
+    const emitter = typeof (input as Partial<NodeJS.EventEmitter>).on === 'function' ? (input as unknown as NodeJS.EventEmitter) : undefined;
+    const hold = (): void => undefined;
+    emitter?.on('error', hold);
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(tmp, 'wx', 0o600);
+    } catch (e) {
+      emitter?.off('error', hold);
+      throw e;
+    }
     const hash = createHash('sha256');
     let size = 0;
     let renamed = false;
@@ -151,6 +162,7 @@ export class ContentStore {
         }
         await fh.sync();
       } finally {
+        emitter?.off('error', hold);
         await fh.close();
       }
       const digest = `sha256:${hash.digest('hex')}`;

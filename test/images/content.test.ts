@@ -50,8 +50,17 @@ test('a failing input stream leaves no blob and no ingest file', async (t) => {
   const p = cs.write(input);
   input.write(Buffer.alloc(1000, 1));
   setTimeout(() => input.destroy(new Error('connection reset')), 20);
-  await t.throwsAsync(p);
+  await t.throwsAsync(p, { message: 'connection reset' });
   t.deepEqual(await cs.list(), []);
+  t.deepEqual(await cs.ingests(), []);
+});
+
+test('an input that fails while the ingest file opens is an error of the write, not an uncaught one', async (t) => {
+  const { cs } = await tempStore(t);
+  const input = new PassThrough();
+  const p = cs.write(input);
+  input.destroy(new Error('client gone')); // before the write's file is open: nothing reads the stream yet
+  await t.throwsAsync(p, { message: 'client gone' });
   t.deepEqual(await cs.ingests(), []);
 });
 
