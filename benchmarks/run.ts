@@ -8,6 +8,7 @@ import { benchTty } from './tty';
 import { benchVolumes } from './volumes';
 import { benchCp, benchStats } from './cp-stats';
 import { benchBranching } from './branching';
+import { benchSoak } from './soak';
 import { benchRegistry } from './registry';
 import { benchBuild } from './build';
 
@@ -28,6 +29,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   cp: benchCp,
   stats: benchStats,
   branching: benchBranching,
+  soak: benchSoak,
   registry: benchRegistry,
   build: benchBuild,
 };
