@@ -105,7 +105,8 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
       since: num(query.get('since')),
       until: num(query.get('until')),
       timestamps: qbool(query, 'timestamps'),
-      tail: tail && tail !== 'all' ? qint(query, 'tail', 0, 2 ** 31 - 1) : undefined,
+      // Docker: "all", or a number; a negative one means all (testcontainers sends tail=-1).
+      tail: tail && tail !== 'all' && !/^\s*-\d+\s*$/.test(tail) ? qint(query, 'tail', 0, 2 ** 31 - 1) : undefined,
       signal: ac.signal,
     });
     res.writeHead(200, { 'Content-Type': info.Config.Tty ? RAW_STREAM : MUX_STREAM });
