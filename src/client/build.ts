@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import ignore from '@balena/dockerignore';
 import * as tar from 'tar-stream';
-import { errorFromCode, InvalidArgumentError } from '../../volumes/shared/errors';
+import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { packDir } from '../../volumes/archive/pack';
 import type { Transport } from './transport';
 
@@ -106,24 +106,9 @@ export async function build(t: Transport, ctx: { tar: Readable; name: string }, 
     body: ctx.tar,
   });
   let id = '';
-  let rest = '';
-  const handle = (line: string) => {
-    if (!line.trim()) return;
-    const m = JSON.parse(line) as { stream?: string; aux?: { ID?: string }; error?: string; errorDetail?: { message?: string; code?: number }; code?: string; hint?: string };
-    if (m.error || m.errorDetail) {
-      const err = errorFromCode(m.code ?? 'INTERNAL', m.errorDetail?.message ?? m.error ?? 'build failed', m.hint);
-      if (typeof m.errorDetail?.code === 'number') Object.assign(err, { exitCode: m.errorDetail.code });
-      throw err;
-    }
-    if (m.aux?.ID) id = m.aux.ID;
+  await t.messages(res, (m) => {
+    if (typeof m.aux?.ID === 'string') id = m.aux.ID;
     if (m.stream) onStream(m.stream);
-  };
-  for await (const chunk of res) {
-    rest += (chunk as Buffer).toString('utf8');
-    const lines = rest.split('\n');
-    rest = lines.pop() ?? '';
-    lines.forEach(handle);
-  }
-  handle(rest);
+  });
   return id;
 }

@@ -122,7 +122,11 @@ export class Transport {
     const handle = (line: string) => {
       if (!line.trim()) return;
       const m = JSON.parse(line) as JSONMessage;
-      if (m.error || m.errorDetail) throw errorFromCode(m.code ?? 'INTERNAL', m.errorDetail?.message ?? m.error ?? 'error', m.hint);
+      if (m.error || m.errorDetail) {
+        const err = errorFromCode(m.code ?? 'INTERNAL', m.errorDetail?.message ?? m.error ?? 'error', m.hint);
+        if (typeof m.errorDetail?.code === 'number') Object.assign(err, { exitCode: m.errorDetail.code });
+        throw err;
+      }
       all.push(m);
       onMessage(m);
     };
@@ -154,7 +158,8 @@ export interface JSONMessage {
   progressDetail?: { current?: number; total?: number };
   aux?: Record<string, unknown>;
   error?: string;
-  errorDetail?: { message: string };
+  /** `code`: a failed build step's exit code (the docker CLI exits with it). */
+  errorDetail?: { message: string; code?: number };
   code?: string;
   hint?: string;
 }

@@ -1,3 +1,5 @@
+import { KeyedQueue } from '../../volumes/shared/keyed-queue';
+
 /**
  * The volume service's per-volume gate: a check of who uses a volume and the act that
  * depends on it happen under the volume's gate, and so do the engine's steps that make a
@@ -10,29 +12,16 @@
  * overlapping sets cannot deadlock.
  */
 export class VolumeGate {
-  private readonly tails = new Map<string, Promise<void>>();
+  private readonly queue = new KeyedQueue();
 
   async run<T>(names: Iterable<string>, fn: () => Promise<T>): Promise<T> {
     const sorted = [...new Set(names)].sort();
     const releases: (() => void)[] = [];
     try {
-      for (const n of sorted) releases.push(await this.acquire(n));
+      for (const n of sorted) releases.push(await this.queue.acquire(n));
       return await fn();
     } finally {
       for (const r of releases.reverse()) r();
     }
-  }
-
-  private async acquire(name: string): Promise<() => void> {
-    const before = this.tails.get(name) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = before.then(() => mine);
-    this.tails.set(name, tail);
-    await before;
-    return () => {
-      release();
-      if (this.tails.get(name) === tail) this.tails.delete(name);
-    };
   }
 }

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { ConflictError } from '../../shared/errors';
+import { KeyedQueue } from '../../shared/keyed-queue';
 
 export type Release = () => Promise<void>;
 
@@ -25,7 +26,7 @@ export function lockKey(name: string): string {
 }
 
 export class VolumeLocks {
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queues = new KeyedQueue();
 
   constructor(private readonly dir: string) {}
 
@@ -53,7 +54,7 @@ export class VolumeLocks {
    */
   async tryLockKey(key: string): Promise<Release | 'busy' | null> {
     if (!/^[0-9a-f]{32}$/.test(key)) return null;
-    if (this.queues.has(key)) return 'busy';
+    if (this.queues.busy(key)) return 'busy';
     return this.acquire(key, false).catch((e) => {
       if (e instanceof ConflictError) return 'busy' as const;
       throw e;
@@ -61,7 +62,7 @@ export class VolumeLocks {
   }
 
   private async acquire(key: string, wait: boolean): Promise<Release> {
-    const local = await this.local(key);
+    const local = await this.queues.acquire(key);
     const file = path.join(this.dir, key);
     try {
       const unlock = await lockfile.lock(file, {
@@ -88,17 +89,4 @@ export class VolumeLocks {
     }
   }
 
-  /** The in-process queue: resolves when every earlier holder of `key` has released it. */
-  private async local(key: string): Promise<() => void> {
-    const prev = this.queues.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = prev.then(() => mine);
-    this.queues.set(key, tail);
-    await prev;
-    return () => {
-      release();
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    };
-  }
 }
