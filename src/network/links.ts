@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { FailedPreconditionError } from '../../volumes/shared/errors';
 import { tool } from '../../volumes/shared/host-tool';
@@ -31,15 +32,41 @@ export async function ensureBridge(name: string, gatewayCidr: string): Promise<v
       throw new FailedPreconditionError(`${name} exists and is not a bridge`, { hint: 'give the daemon another --bridge name' });
     }
   } else {
-    await tool('ip', ['link', 'add', 'name', name, 'type', 'bridge']);
+    // A MAC of its own, set once: a bridge left to itself takes the lowest MAC of its ports,
+    // so it changed whenever a veth came or went (a repaired one, say), and every container's
+    // ARP entry for the gateway pointed nowhere until it went stale — DNS to the gateway timed
+    // out for 15 s and more. Docker sets a random one too.
+    await tool('ip', ['link', 'add', 'name', name, 'address', randomMac(), 'type', 'bridge']);
   }
-  await tool('ip', ['-batch', '-'], { input: `addr replace ${gatewayCidr} dev ${name}\nlink set ${name} up\n` });
+  await tool('ip', ['-batch', '-'], { input: `${pinnedMac(name)}addr replace ${gatewayCidr} dev ${name}\nlink set ${name} up\n` });
   // Packets from 127.0.0.1, DNATed to a container, leave through the bridge: the kernel
   // must not call them martian there. The raw-table guard keeps this from opening
   // localhost to the bridge (CVE-2020-8558).
   await fs.promises.writeFile(`/proc/sys/net/ipv4/conf/${name}/route_localnet`, '1\n');
   // Containers reach the outside and each other's published ports through the host.
   await fs.promises.writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+}
+
+/** A random locally administered unicast MAC. */
+export function randomMac(): string {
+  const b = crypto.randomBytes(6);
+  b[0] = (b[0] & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * For a bridge made before its MAC was set (an older berth's, adopted at start): the batch
+ * line that pins the address it has now (addr_assign_type 3 is NET_ADDR_SET), so it stops
+ * following its ports while containers hold it in their ARP caches. Nothing for one pinned.
+ */
+function pinnedMac(name: string): string {
+  try {
+    if (fs.readFileSync(`/sys/class/net/${name}/addr_assign_type`, 'utf8').trim() === '3') return '';
+    const mac = fs.readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim();
+    return /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) ? `link set dev ${name} address ${mac}\n` : '';
+  } catch {
+    return '';
+  }
 }
 
 export async function deleteLink(name: string): Promise<void> {

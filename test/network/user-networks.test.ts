@@ -162,6 +162,10 @@ test.serial('a running container whose veth was deleted by hand answers again af
   const ep = i.NetworkSettings.Networks.front;
   const veth = userVethName(i.Id, ep.NetworkID);
   t.true(await linkExists(veth));
+  // The bridge keeps its own MAC while ports come and go: containers hold it in their ARP
+  // caches, and a bridge that took its lowest port's MAC left them asking a gone address.
+  const bridge = (JSON.parse(await docker(t, 'network', 'inspect', 'front'))[0].Options as Record<string, string>)['com.docker.network.bridge.name'];
+  const mac = fs.readFileSync(`/sys/class/net/${bridge}/address`, 'utf8').trim();
   await d.terminate(); // containers live on
   await d.docker(['version']).catch(() => undefined);
   const { execFile } = await import('node:child_process');
@@ -169,6 +173,7 @@ test.serial('a running container whose veth was deleted by hand answers again af
   t.false(await linkExists(veth));
   await d.restart();
   t.true(await linkExists(veth), 'the veth is back');
+  t.is(fs.readFileSync(`/sys/class/net/${bridge}/address`, 'utf8').trim(), mac, "the bridge's MAC did not follow its ports");
   t.is(await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'web'), ep.IPAddress);
   const got = await d.docker(['exec', 'other', 'wget', '-q', '-O', '-', `http://${ep.IPAddress}/hostname`]);
   t.is(got.stdout.trim(), i.Id.slice(0, 12), `${got.stderr}\n${d.log().split('\n').filter((l) => /network|dns/i.test(l)).slice(-8).join('\n')}`);
