@@ -95,6 +95,18 @@ def drain(s, secs):
     except socket.timeout:
         pass
     return got.decode('utf-8', 'replace')
+def until(s, want, secs=30):
+    # Read until the wanted bytes came (not for a fixed idle time: a loaded machine is slow to redraw).
+    s.settimeout(secs)
+    got = b''
+    try:
+        while want not in got:
+            chunk = s.recv(65536)
+            if not chunk: break
+            got += chunk
+    except socket.timeout:
+        pass
+    return got.decode('utf-8', 'replace')
 res = {}
 s = api.attach_socket('box', params={'stdin': 1, 'stdout': 0, 'stderr': 0, 'stream': 1})
 sock = s._sock
@@ -104,7 +116,7 @@ sock.close()
 e = api.exec_create('box', ['cat', '/tmp/attach-input'])
 res['reached'] = api.exec_start(e['Id']).decode()
 s = api.attach_socket('box', params={'stdin': 1, 'stdout': 1, 'stderr': 1, 'stream': 1})
-res['withStdout'] = drain(s._sock, 1.5)
+res['withStdout'] = until(s._sock, b'echo typed-in')
 s._sock.close()
 out(res)
 `,
