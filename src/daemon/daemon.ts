@@ -21,6 +21,8 @@ import { OciRuntime } from '../runtime/runtime';
 import { bestDriver, openDriver, type DriverName } from '../../volumes/drivers/select';
 import { Volumes } from '../volumes/volumes';
 import { volumeRoutes } from '../api/volumes';
+import { VolumeScheduler } from '../volumes/scheduler';
+import { volumeScheduleRoutes } from '../api/volume-schedules';
 import { networkRoutes } from '../api/networks';
 import { Networks } from '../network/service';
 import { swarmRoutes } from '../api/swarm';
@@ -67,6 +69,7 @@ export interface RunningDaemon {
  *   images/           the image store (content blobs + image metadata)
  *   containers/<id>/  container records, bundles, rootfs mount points, logs, exit records
  *   volumes/          data volumes and their snapshots (volumes/drivers: btrfs or dir)
+ *   volume-schedules.json  scheduled snapshots and their last runs (src/volumes/scheduler.ts)
  *   runtime/          runc's state (--root) for this daemon's containers
  *   network.json      the bridge's name, subnet and iptables chain suffix
  *   build/            the classic builder's cache index (build-cache.json)
@@ -136,10 +139,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     });
     // Closing the engine stops watching containers; they keep running (live-restore).
     closers.push(() => engine.close());
+    // After the engine (a run freezes containers), closed before it: a run under way ends first.
+    const schedules = await VolumeScheduler.open({ file: path.join(opts.root, 'volume-schedules.json'), volumes, log });
+    closers.push(() => schedules.close());
 
     const router = new Router();
     systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date(), volumeDriver: planned, network: () => engine.networkInfo() }, images, engine);
     volumeRoutes(router, volumes);
+    volumeScheduleRoutes(router, schedules);
     const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads });
     imageRoutes(router, images, registry);
     registryRoutes(router, registry, images);

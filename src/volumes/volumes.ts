@@ -4,7 +4,7 @@ import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundE
 import { tool } from '../../volumes/shared/host-tool';
 import { Lifecycle } from '../../volumes/shared/lifecycle';
 import { checkName } from '../../volumes/drivers/names';
-import type { PoolStatus, SnapshotInfo, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
+import type { PoolStatus, SnapshotInfo, SnapshotMetadata, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
 import { ANONYMOUS_LABEL, anonymousName } from './anonymous';
 import { VolumeGate } from './gate';
 import { cloneForMount, clonesOf, orphanClones, parseSnapshotRef, refString, refuseWithClones, resolveSnapshot, type SnapshotRef } from './mount-clones';
@@ -86,6 +86,8 @@ export class Volumes implements VolumeService {
    * their users under the volume's gate; the engine makes a container a user under it.
    */
   readonly gate = new VolumeGate();
+  /** Told, under the volume's gate, when a volume is removed or renamed (the scheduler drops or moves its schedule). */
+  private readonly removalWatchers: ((name: string, renamedTo?: string) => Promise<void>)[] = [];
 
   /**
    * `open` opens the driver on first use, not at daemon start: a daemon that never sees a
@@ -125,6 +127,19 @@ export class Volumes implements VolumeService {
     for (const name of orphanClones(all, (id) => this.hooks.exists(id))) {
       if (this.hooks.usersOf(name).length) continue;
       await d.remove(name, { force: true }).catch(() => undefined); // best effort: the next start tries again
+    }
+  }
+
+  /** `fn` runs under the volume's gate after a volume is removed (or renamed: `renamedTo`). */
+  watchRemovals(fn: (name: string, renamedTo?: string) => Promise<void>): void {
+    this.removalWatchers.push(fn);
+  }
+
+  private async removed(name: string, renamedTo?: string): Promise<void> {
+    for (const fn of this.removalWatchers) {
+      // The volume is gone already: a watcher's failure must not make its removal look failed
+      // (the scheduler sweeps schedules of missing volumes at its next start).
+      await fn(name, renamedTo).catch((e: Error) => process.emitWarning(`berth: after removing volume ${name}: ${e.message}`));
     }
   }
 
@@ -280,6 +295,7 @@ export class Volumes implements VolumeService {
       }
       if (!opts.force) refuseWithClones(`volume ${name}`, clonesOf(await (await this.driverNow()).list(), name));
       await (await this.driverNow()).remove(name, { force: opts.force });
+      await this.removed(name);
     });
   }
 
@@ -306,6 +322,7 @@ export class Volumes implements VolumeService {
         try {
           await (await this.driverNow()).remove(v.name, { force: true });
           deleted.push(v.name);
+          await this.removed(v.name);
           space += size;
         } catch {
           // removed meanwhile, or busy: prune is best effort, as Docker's is
@@ -334,11 +351,13 @@ export class Volumes implements VolumeService {
       }
       const v = await (await this.driverNow()).clone(name, undefined, newName, { labels: info.labels });
       await (await this.driverNow()).remove(name);
+      await this.removed(name, newName);
       return this.view(v);
     });
   }
 
-  async snapshot(name: string, snap?: string, opts: SnapshotHooks = {}): Promise<VolumeSnapshot> {
+  /** `mark`: extra metadata recorded with the snapshot (in-process: the scheduler marks its own). */
+  async snapshot(name: string, snap?: string, opts: SnapshotHooks = {}, mark: SnapshotMetadata = {}): Promise<VolumeSnapshot> {
     return this.gate.run([name], async () => {
       const snapName = snap || timestampName();
       checkName(snapName, 'snapshot');
@@ -357,7 +376,7 @@ export class Volumes implements VolumeService {
         }
       }
       try {
-        return await this.freezeAndTake(name, snapName, mountpoint, running, opts, hooked);
+        return await this.freezeAndTake(name, snapName, mountpoint, running, opts, hooked, mark);
       } finally {
         await this.postHooks(opts.pre ? hooked : running, opts.post);
       }
@@ -370,7 +389,7 @@ export class Volumes implements VolumeService {
     for (const u of users) await this.hooks.exec(u.id, ['sh', '-c', post]).catch(() => undefined);
   }
 
-  private async freezeAndTake(name: string, snapName: string, mountpoint: string, running: VolumeUser[], opts: SnapshotHooks, hooked: VolumeUser[]): Promise<VolumeSnapshot> {
+  private async freezeAndTake(name: string, snapName: string, mountpoint: string, running: VolumeUser[], opts: SnapshotHooks, hooked: VolumeUser[], mark: SnapshotMetadata): Promise<VolumeSnapshot> {
     // Freeze the writers so the snapshot is one instant of the files (crash-consistent: as
     // if the power went out), flush what the kernel holds, then take it and thaw.
     const frozen: string[] = [];
@@ -382,6 +401,7 @@ export class Volumes implements VolumeService {
       await tool('sync', ['-f', mountpoint]);
       const info = await (await this.driverNow()).snapshot(name, snapName, {
         metadata: {
+          ...mark,
           consistency: opts.pre && hooked.length ? 'application-consistent' : frozen.length ? 'crash-consistent' : 'clean',
           created: new Date().toISOString(),
           frozen,

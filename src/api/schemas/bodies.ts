@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LIMITS } from '../limits';
-import { bool, obj, str, strList, strMap, strSlice } from '../validate';
+import { bool, int, obj, str, strList, strMap, strSlice } from '../validate';
 import { consoleSize, endpointSettings, envList, labels, resources, RESOURCE_HINTS, restartPolicy, type BodySpec } from './common';
 
 /** The JSON bodies berth takes besides container create (schemas/create-body.ts). */
@@ -115,4 +115,24 @@ export const AUTH_BODY: BodySpec = {
   }),
   what: 'auth body',
   hints: { serveraddress: 'e.g. {"serveraddress": "registry.example.com", "username": "me", "password": "..."}' },
+};
+
+/** PUT /berth/v1/volumes/{name}/schedule (berth's own: unknown members are refused, not passed over). */
+export const VOLUME_SCHEDULE_BODY: BodySpec = {
+  schema: z.strictObject({
+    Every: str(64),
+    Keep: int(),
+    KeepDaily: int().nullish(),
+    Pre: str(4096).nullish(),
+    Post: str(4096).nullish(),
+    Push: str(LIMITS.shortString).nullish(),
+  }),
+  what: 'volume schedule body',
+  hints: {
+    Every: 'give the interval as a Go duration, e.g. {"Every": "15m", "Keep": 24}',
+    Keep: 'give how many of its newest snapshots the schedule keeps, e.g. {"Every": "15m", "Keep": 24}',
+    KeepDaily: 'give how many days keep their newest snapshot, e.g. "KeepDaily": 7',
+    Pre: 'give a shell command, run in the containers that use the volume before each snapshot',
+    Post: 'give a shell command, run in those containers after each snapshot',
+  },
 };

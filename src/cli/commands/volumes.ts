@@ -7,6 +7,7 @@ import { formatItems, humanSize, table } from '../format';
 import { parseBytes, parseFilters, parseKeyValues, parseLabels } from '../parse';
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
 import type { VolumePool, VolumeSnapshot } from '../../volumes/service';
+import { volumeScheduleCommands } from './volume-schedule';
 
 /** `VOL@SNAP` → [VOL, SNAP]; `VOL` → [VOL, undefined]. */
 function splitAt(ref: string): [string, string | undefined] {
@@ -148,6 +149,8 @@ export function volumeCommands(program: Command): void {
         process.stdout.write(s + '\n');
       }
     });
+
+  volumeScheduleCommands(volume);
 
   volume
     .command('snapshots <VOLUME>')
