@@ -104,14 +104,75 @@ export async function unpack(
   }
 }
 
+/** A layer unpacked into an extract snapshot of its own, not yet committed. */
+export interface UnpackedLayer {
+  /** Commit it as its chain id on its parent (which must be committed by now). */
+  commit(): Promise<void>;
+  /** Throw it away (a failed pull). */
+  discard(): Promise<void>;
+}
+
+/**
+ * Unpack layer `chainID` into an extract snapshot of its own, prepared on nothing, so
+ * layers of one image unpack side by side and before their parents are in; commit() puts
+ * it on `parent` afterwards (the snapshotter's reparenting commit). `input` is the blob's
+ * bytes as they arrive (a download teed); without it the stored blob is read. The diff
+ * id is checked here; the blob's digest is the caller's to check before it commits.
+ */
+export async function unpackApart(
+  ctx: ImageContext,
+  l: { digest: string; mediaType: string; diffID: string; chainID: string; parent: string },
+  input?: Readable,
+  onBytes?: (n: number) => void,
+): Promise<UnpackedLayer> {
+  const { snapshotter, content } = ctx;
+  const key = extractKey();
+  const drop = () => snapshotter.remove(key).catch(() => undefined);
+  try {
+    await snapshotter.prepare(key, '');
+  } catch (e) {
+    input?.destroy(e as Error);
+    throw e;
+  }
+  let ownRoot: boolean;
+  try {
+    const applied = await applyLayer(input ?? (await content.reader(l.digest)), await snapshotter.upperDir(key), { onBytes });
+    if (applied.diffID !== l.diffID) throw diffMismatch(l.digest, l.diffID, applied.diffID);
+    ownRoot = applied.rootSet;
+  } catch (e) {
+    input?.destroy(e as Error);
+    await drop();
+    throw e;
+  }
+  let done = false;
+  return {
+    commit: async () => {
+      if (done) return;
+      done = true;
+      try {
+        faultPoint('image.layer.applied');
+        await commitLayer(ctx, l.chainID, key, l.diffID, l.digest, { parent: l.parent, ownRoot });
+      } catch (e) {
+        await drop();
+        throw e;
+      }
+    },
+    discard: async () => {
+      if (done) return;
+      done = true;
+      await drop();
+    },
+  };
+}
+
 function extractKey(): string {
   return `${EXTRACT_PREFIX}${randomBytes(8).toString('hex')}`;
 }
 
 /** Commit an extract snapshot as layer `chainID`; someone else committing it first is fine. */
-async function commitLayer(ctx: ImageContext, chainID: string, key: string, diffID: string, blob: string): Promise<void> {
+async function commitLayer(ctx: ImageContext, chainID: string, key: string, diffID: string, blob: string, at?: { parent: string; ownRoot: boolean }): Promise<void> {
   try {
-    await ctx.snapshotter.commit(chainID, key, { labels: { [LABEL_DIFF_ID]: diffID, [LABEL_BLOB]: blob } });
+    await ctx.snapshotter.commit(chainID, key, { labels: { [LABEL_DIFF_ID]: diffID, [LABEL_BLOB]: blob }, ...at });
   } catch (e) {
     if (!(e instanceof AlreadyExistsError)) throw e;
     await ctx.snapshotter.remove(key);

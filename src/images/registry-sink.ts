@@ -1,6 +1,6 @@
 import type { ImageConfig } from './config';
 import type { ImageContext } from './context';
-import { hasLayer, unpack } from './layers';
+import { hasLayer, unpackApart } from './layers';
 import { findImage, setTag, type LayerRecord } from './records';
 import { makeRecord } from './record-writer';
 import type { PulledImage, RegistrySink } from './registry/sink';
@@ -15,7 +15,7 @@ export function registrySink(ctx: ImageContext): RegistrySink {
     content: ctx.content,
     hold: (fn) => ctx.gate.op(fn),
     hasLayer: (chainID) => hasLayer(ctx, chainID),
-    unpackLayer: (l, onBytes) => unpack(ctx, l.digest, l.mediaType, l.diffID, l.chainID, l.parent, onBytes),
+    unpackLayer: (l, input, onBytes) => unpackApart(ctx, l, input, onBytes),
     recordPulled: (img) => recordPulled(ctx, img),
     find: (ref) => {
       const rec = findImage(ctx.db.read(), ref);

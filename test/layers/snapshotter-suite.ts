@@ -49,6 +49,34 @@ export function snapshotterSuite(test: TestFn, name: string, factory: (root: str
     t.deepEqual(await names(env.sn), []);
   });
 
+  it('a layer prepared on nothing commits on a parent given at commit, taking its root mode unless it set its own', async (t, env) => {
+    await env.layer('base', '', async (dir) => {
+      await writeFile(dir, 'foo', 'foo\n');
+      await fs.promises.chmod(dir, 0o710);
+    });
+    // Two layers unpacked apart (as a pull does, in parallel), before they know their parent.
+    await env.sn.prepare('apart-1', '');
+    await writeFile(await env.sn.upperDir('apart-1'), 'bar', 'bar\n');
+    await env.sn.prepare('apart-2', '');
+    await fs.promises.chmod(await env.sn.upperDir('apart-2'), 0o750);
+    await t.throwsAsync(env.sn.commit('two', 'apart-2', { parent: 'one' }), { code: 'NOT_FOUND' }, 'the parent must be there');
+    await env.sn.commit('one', 'apart-1', { parent: 'base' });
+    await env.sn.commit('two', 'apart-2', { parent: 'one', ownRoot: true });
+    t.like(await env.sn.stat('one'), { parent: 'base', kind: 'committed' });
+    t.like(await env.sn.stat('two'), { parent: 'one', kind: 'committed' });
+    const dir = await env.mount(await env.sn.view('look', 'two'), 'look');
+    t.deepEqual((await fs.promises.readdir(dir)).sort(), ['bar', 'foo']);
+    t.is((await fs.promises.stat(dir)).mode & 0o7777, 0o750, 'the top layer set / itself');
+    await env.unmount(dir);
+    await env.sn.remove('look');
+    const one = await env.mount(await env.sn.view('look-one', 'one'), 'look-one');
+    t.is((await fs.promises.stat(one)).mode & 0o7777, 0o710, 'a layer that did not set / has its parent\'s');
+    await env.unmount(one);
+    // Only a snapshot prepared on nothing can be given a parent.
+    await env.sn.prepare('on-base', 'base');
+    await t.throwsAsync(env.sn.commit('other', 'on-base', { parent: 'one' }), { code: 'FAILED_PRECONDITION' });
+  });
+
   it('stat of an active snapshot reports kind active, its parent and labels', async (t, env) => {
     await env.layer('base', '', async () => undefined);
     await env.sn.prepare('ctr-1', 'base', { labels: { app: 'web' } });

@@ -55,6 +55,8 @@ export interface ApplyResult {
   entries: number;
   /** Device nodes dropped because allowDevices was off. */
   devicesDropped: number;
+  /** The tar had an entry for `/` itself (its mode and owner are the layer's own). */
+  rootSet: boolean;
 }
 
 export async function applyLayer(input: Readable, dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
@@ -103,7 +105,7 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
     const cause = (parseError ?? e) as Error;
     throw badLayer(`not a valid (or a truncated) layer tarball: ${cause?.message ?? cause}`);
   }
-  return { diffID: digest.digest(), size: digest.size(), entries: w.entries, devicesDropped: w.devicesDropped };
+  return { diffID: digest.digest(), size: digest.size(), entries: w.entries, devicesDropped: w.devicesDropped, rootSet: w.rootSet() };
 }
 
 /** Marks an error from reading an entry's data (truncated tar, bad gzip, input failure)
@@ -217,6 +219,10 @@ class LayerWriter {
 
   private abs(rel: string): string {
     return rel === '' ? this.root : this.root + '/' + rel;
+  }
+
+  rootSet(): boolean {
+    return this.dirTimes.has('');
   }
 
   async write(h: tar.Header, body: AsyncIterable<Buffer>): Promise<void> {

@@ -9,7 +9,7 @@ import {
 } from '../shared/errors';
 import { JsonStore, fsyncDir } from '../shared/atomic';
 import { Lifecycle } from '../shared/lifecycle';
-import type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './snapshotter';
+import type { CommitOptions, Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './snapshotter';
 
 /** One snapshot's record in metadata.json. Its files live in `snapshots/<id>/`. */
 interface SnapshotRecord {
@@ -119,9 +119,20 @@ export class OverlaySnapshotter implements Snapshotter {
    * Labels: `opts.labels` when given replaces the active snapshot's labels, otherwise they
    * carry over. The key's directory becomes the committed layer as is: no copying.
    */
-  async commit(name: string, key: string, opts: SnapshotOptions = {}): Promise<void> {
+  async commit(name: string, key: string, opts: CommitOptions = {}): Promise<void> {
     this.life.check();
     validateKey(name);
+    const reparent = opts.parent !== undefined && opts.parent !== this.get(key).parent;
+    if (reparent) {
+      const rec = this.get(key);
+      if (rec.kind !== 'active' || rec.parent !== '') {
+        throw new FailedPreconditionError(`snapshot ${key} cannot be committed on ${opts.parent}: it was prepared on ${rec.parent || 'nothing'}`, {
+          hint: 'only an active snapshot prepared without a parent can be given one at commit',
+        });
+      }
+      this.checkCreate(this.db.read(), name, opts.parent as string);
+      if (!opts.ownRoot) await copyModeAndOwner(this.fsDir(this.get(opts.parent as string).id), this.fsDir(rec.id));
+    }
     const id = await this.db.update((doc) => {
       const rec = this.get(key, doc);
       if (rec.kind !== 'active') {
@@ -130,9 +141,11 @@ export class OverlaySnapshotter implements Snapshotter {
         });
       }
       if (doc.snapshots[name]) throw taken(name);
+      const parent = reparent ? (opts.parent as string) : rec.parent;
+      if (reparent) this.checkCreate(doc, name, parent);
       delete doc.snapshots[key];
       const now = new Date().toISOString();
-      doc.snapshots[name] = { ...rec, kind: 'committed', labels: { ...(opts.labels ?? rec.labels) }, updated: now };
+      doc.snapshots[name] = { ...rec, parent, kind: 'committed', labels: { ...(opts.labels ?? rec.labels) }, updated: now };
       return rec.id;
     });
     // A committed layer is only ever a lowerdir: its workdir is dead weight. Best effort;

@@ -59,6 +59,18 @@ export interface SnapshotOptions {
   labels?: Record<string, string>;
 }
 
+export interface CommitOptions extends SnapshotOptions {
+  /**
+   * Commit on this committed parent instead of the one it was prepared on. Only for an
+   * active snapshot prepared on '' and never mounted (a layer unpacked into its own
+   * directory before its parent was in, as a pull does, layers in parallel). The root
+   * directory then takes the parent's mode and owner, as prepare on it would have given,
+   * unless `ownRoot` (the layer set `/` itself).
+   */
+  parent?: string;
+  ownRoot?: boolean;
+}
+
 export interface Snapshotter {
   /** Info about one snapshot. NotFoundError if there is none. */
   stat(key: string): Promise<SnapshotInfo>;
@@ -80,7 +92,7 @@ export interface Snapshotter {
    * Commit active snapshot `key` as `name`. The key stops existing; `name` is committed.
    * The caller must have unmounted it. AlreadyExistsError if `name` is taken.
    */
-  commit(name: string, key: string, opts?: SnapshotOptions): Promise<void>;
+  commit(name: string, key: string, opts?: CommitOptions): Promise<void>;
   /** Remove a snapshot. ConflictError if a committed snapshot still has children. */
   remove(key: string): Promise<void>;
   /** Every snapshot, in no particular order. */

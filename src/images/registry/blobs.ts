@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { UnavailableError } from '../../../volumes/shared/errors';
 import type { ContentStore } from '../content';
 import type { RegistrySession } from './client';
@@ -21,7 +23,18 @@ export interface BlobFetch {
   resumedFrom: number;
   /** Bytes this download read from the network. */
   fetched: number;
+  /** Every byte of the blob also went through the stream `tee` gave (a fresh download). */
+  teed: boolean;
 }
+
+/**
+ * Asked once, when a download starts from byte 0, for a stream to copy the blob's bytes
+ * into as they arrive (a layer unpacks while it downloads). It is ended when the last
+ * byte came, destroyed if the download fails; the digest is checked after it ended, so
+ * whoever reads it commits nothing before this download's promise resolves. A reader that
+ * stops (destroys it) is left behind; the download goes on and `teed` is false.
+ */
+export type Tee = () => Writable | undefined;
 
 export async function fetchBlob(
   s: RegistrySession,
@@ -30,6 +43,7 @@ export async function fetchBlob(
   content: ContentStore,
   onBytes: (done: number, total: number) => void,
   signal?: AbortSignal,
+  tee?: Tee,
 ): Promise<BlobFetch> {
   const file = content.partialPath(desc.digest);
   const hash = createHash('sha256');
@@ -62,6 +76,8 @@ export async function fetchBlob(
 
   async function stream(r: typeof res, start: number, h: ReturnType<typeof createHash>): Promise<BlobFetch> {
     const fh = await fs.promises.open(file, start > 0 ? 'a' : 'w', 0o600);
+    let out = start === 0 ? tee?.() : undefined;
+    const teeing = out !== undefined;
     let done = start;
     let fetched = 0;
     try {
@@ -73,8 +89,17 @@ export async function fetchBlob(
           throw await fail(`blob ${desc.digest} is longer than the ${desc.size} bytes its descriptor says`);
         }
         h.update(buf);
+        // The file and the tee are written side by side; the slower sets the pace. A reader
+        // that fails (a corrupt layer) is dropped, and the download goes on, so the digest
+        // can tell a corrupt blob from a valid one that is not a layer.
+        const copied = out
+          ? copyTo(out, buf, signal).catch(() => {
+              out = undefined;
+            })
+          : undefined;
         let off = 0;
         while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+        await copied;
         done += buf.length;
         fetched += buf.length;
         onBytes(done, desc.size);
@@ -85,7 +110,11 @@ export async function fetchBlob(
           hint: 'pull again: the download resumes where it stopped',
         });
       }
+      out?.end();
       await fh.sync();
+    } catch (e) {
+      out?.destroy(e as Error);
+      throw e;
     } finally {
       await fh.close();
     }
@@ -95,13 +124,29 @@ export async function fetchBlob(
       throw corrupt(`blob ${desc.digest} of ${repo}`, got);
     }
     await content.adopt(file, desc.digest);
-    return { resumedFrom, fetched };
+    return { resumedFrom, fetched, teed: teeing && out !== undefined };
   }
 
   async function fail(msg: string): Promise<UnavailableError> {
     await fs.promises.rm(file, { force: true });
     return new UnavailableError(msg, { hint: 'the registry holds corrupt data; nothing of it was kept' });
   }
+}
+
+/** Write `buf` to `out`, waiting for room; a reader that gave up fails the download. */
+async function copyTo(out: Writable, buf: Buffer, signal?: AbortSignal): Promise<void> {
+  if (out.destroyed) throw out.errored ?? new UnavailableError('the layer being unpacked stopped reading', { hint: 'pull again' });
+  if (out.write(buf)) return;
+  const ac = new AbortController();
+  const opts = { signal: signal ? AbortSignal.any([signal, ac.signal]) : ac.signal };
+  try {
+    await Promise.race([once(out, 'drain', opts), once(out, 'close', opts)]);
+  } catch (e) {
+    throw out.errored ?? e;
+  } finally {
+    ac.abort();
+  }
+  if (out.destroyed) throw out.errored ?? new UnavailableError('the layer being unpacked stopped reading', { hint: 'pull again' });
 }
 
 /** A small blob (a config) read whole into memory and verified. */

@@ -1,12 +1,13 @@
 import * as fs from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { FailedPreconditionError, UnavailableError } from '../../../volumes/shared/errors';
 import { chainIDs, type ImageConfig } from '../config';
 import { familiarTagged, type Reference } from '../reference';
 import type { RegistrySession } from './client';
-import { fetchBlob, fetchSmallBlob, type BlobFetch } from './blobs';
+import { fetchBlob, fetchSmallBlob, type BlobFetch, type Tee } from './blobs';
 import { checkImageManifest, fetchManifest, isIndex, parsePlatform, pickFromIndex, type Descriptor } from './manifest';
 import type { PullOptions, PullResult, RegistryMessage } from './service';
-import type { RegistrySink } from './sink';
+import type { RegistrySink, UnpackedLayer, UnpackSpec } from './sink';
 
 /**
  * One pull: manifest (through an index to this platform's entry), config, then the
@@ -79,54 +80,113 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
 
     let fetched = 0;
     const throttled = perId(say);
-    const seen = new Set<string>();
-    const queue = plan.filter((p) => p.fetch && !seen.has(p.desc.digest) && seen.add(p.desc.digest));
-    for (const p of queue.slice(ctx.concurrency)) say({ status: 'Waiting', progressDetail: {}, id: p.id });
-    const downloads = new Map<string, Promise<void>>();
-    let next = 0;
-    const failures: unknown[] = [];
     const controller = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, controller.signal]) : controller.signal;
-    const startOne = (): void => {
-      const p = queue[next++];
-      if (!p) return;
-      const run = download(ctx, ref.path, p.desc, signal, (done, total) => throttled({ status: 'Downloading', progressDetail: { current: done, total }, id: p.id }, done >= total))
-        .then((r) => {
-          fetched += r.fetched;
-          say({ status: 'Verifying Checksum', progressDetail: {}, id: p.id });
-          say({ status: 'Download complete', progressDetail: {}, id: p.id });
-        })
-        .catch((e) => {
-          failures.push(e);
-          controller.abort(e);
+    // The first layer with a blob downloads it; a later layer with the same blob waits for it.
+    const firstFetch = new Map<string, number>();
+    plan.forEach((p, i) => p.fetch && !firstFetch.has(p.desc.digest) && firstFetch.set(p.desc.digest, i));
+    const jobs = plan.map((_, i) => i).filter((i) => plan[i].unpack || firstFetch.get(plan[i].desc.digest) === i);
+    jobs.slice(ctx.concurrency).forEach((i) => plan[i].fetch && say({ status: 'Waiting', progressDetail: {}, id: plan[i].id }));
+    const blobIn = new Map<string, Promise<unknown>>();
+    const spec = (i: number): UnpackSpec => ({
+      digest: plan[i].desc.digest,
+      mediaType: plan[i].desc.mediaType,
+      diffID: config.rootfs.diff_ids[i],
+      chainID: chains[i],
+      parent: i ? chains[i - 1] : '',
+    });
+
+    /** Layer i: its blob downloaded (unless held), and unpacked into a place of its own. */
+    const job = async (i: number): Promise<UnpackedLayer | undefined> => {
+      const p = plan[i];
+      let extracting = false;
+      let read = 0;
+      const onUnpacked = (n: number) => {
+        read += n;
+        if (extracting) throttled({ status: 'Extracting', progressDetail: { current: read, total: p.desc.size }, id: p.id }, read >= p.desc.size);
+      };
+      if (p.fetch && firstFetch.get(p.desc.digest) === i) {
+        // A fresh download is teed into the unpacker: the layer unpacks as it arrives.
+        let teeing: Promise<UnpackedLayer> | undefined;
+        const tee = p.unpack
+          ? () => {
+              const pass = new PassThrough({ highWaterMark: 1 << 20 });
+              teeing = sink.unpackLayer(spec(i), pass, onUnpacked);
+              teeing.catch(() => undefined);
+              return pass;
+            }
+          : undefined;
+        const downloading = download(ctx, ref.path, p.desc, signal, (done, total) => throttled({ status: 'Downloading', progressDetail: { current: done, total }, id: p.id }, done >= total), tee);
+        blobIn.set(p.desc.digest, downloading);
+        try {
+          fetched += (await downloading).fetched;
+        } catch (e) {
+          // The digest did not verify, or the download failed: nothing of it is committed.
+          await (await teeing?.catch(() => undefined))?.discard();
           throw e;
-        })
-        .finally(startOne);
-      run.catch(() => undefined);
-      downloads.set(p.desc.digest, run);
+        }
+        say({ status: 'Verifying Checksum', progressDetail: {}, id: p.id });
+        say({ status: 'Download complete', progressDetail: {}, id: p.id });
+        if (!p.unpack) {
+          say({ status: 'Pull complete', progressDetail: {}, id: p.id });
+          return undefined;
+        }
+        extracting = true;
+        if (teeing) {
+          if (read > 0) throttled({ status: 'Extracting', progressDetail: { current: read, total: p.desc.size }, id: p.id }, false);
+          return teeing;
+        }
+      } else if (p.fetch) {
+        await blobIn.get(p.desc.digest);
+      }
+      extracting = true;
+      return sink.unpackLayer(spec(i), undefined, onUnpacked);
     };
-    for (let i = 0; i < ctx.concurrency; i++) startOne();
+
+    const results = new Map<number, Promise<UnpackedLayer | undefined>>();
+    const failures: unknown[] = [];
+    const started: Array<() => void> = [];
+    let running = 0;
+    const startNext = (): void => {
+      while (running < ctx.concurrency && started.length > 0) {
+        running++;
+        (started.shift() as () => void)();
+      }
+    };
+    for (const i of jobs) {
+      results.set(
+        i,
+        new Promise<UnpackedLayer | undefined>((resolve, reject) => {
+          started.push(() => {
+            const run = signal.aborted ? Promise.reject(signal.reason) : job(i);
+            run.then(resolve, reject).finally(() => {
+              running--;
+              startNext();
+            });
+          });
+        }),
+      );
+      results.get(i)?.catch((e) => {
+        failures.push(e);
+        controller.abort(e);
+      });
+    }
+    startNext();
+    // Commit in chain order, each layer as soon as it and the ones under it are in.
     try {
       for (let i = 0; i < plan.length; i++) {
-        const p = plan[i];
-        if (p.fetch) await waitFor(downloads, p.desc.digest);
-        if (!p.unpack) {
-          if (p.fetch) say({ status: 'Pull complete', progressDetail: {}, id: p.id });
+        if (!plan[i].unpack) {
+          await results.get(i);
           continue;
         }
-        let read = 0;
-        await sink.unpackLayer(
-          { digest: p.desc.digest, mediaType: p.desc.mediaType, diffID: config.rootfs.diff_ids[i], chainID: chains[i], parent: i ? chains[i - 1] : '' },
-          (n) => {
-            read += n;
-            throttled({ status: 'Extracting', progressDetail: { current: read, total: p.desc.size }, id: p.id }, read >= p.desc.size);
-          },
-        );
-        say({ status: 'Pull complete', progressDetail: {}, id: p.id });
+        const u = await results.get(i);
+        await u?.commit();
+        say({ status: 'Pull complete', progressDetail: {}, id: plan[i].id });
       }
     } catch (e) {
       controller.abort(e);
-      await Promise.allSettled(downloads.values());
+      const settled = await Promise.allSettled(results.values());
+      for (const r of settled) if (r.status === 'fulfilled') await r.value?.discard();
       throw failures[0] ?? e;
     }
     const id = await sink.recordPulled({
@@ -142,20 +202,15 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
   });
 }
 
-async function waitFor(downloads: Map<string, Promise<void>>, digest: string): Promise<void> {
-  while (!downloads.has(digest)) await new Promise((r) => setTimeout(r, 5));
-  await downloads.get(digest);
-}
-
 /** One download per blob at a time, shared by every pull that wants it. */
-function download(ctx: PullContext, repo: string, desc: Descriptor, signal: AbortSignal, onBytes: (done: number, total: number) => void): Promise<BlobFetch> {
+function download(ctx: PullContext, repo: string, desc: Descriptor, signal: AbortSignal, onBytes: (done: number, total: number) => void, tee?: Tee): Promise<BlobFetch> {
   let p = ctx.inflight.get(desc.digest);
   if (!p) {
-    p = fetchBlob(ctx.session, repo, desc, ctx.sink.content, onBytes, signal).finally(() => ctx.inflight.delete(desc.digest));
+    p = fetchBlob(ctx.session, repo, desc, ctx.sink.content, onBytes, signal, tee).finally(() => ctx.inflight.delete(desc.digest));
     ctx.inflight.set(desc.digest, p);
     return p;
   }
-  return p.then(() => ({ resumedFrom: desc.size, fetched: 0 }));
+  return p.then(() => ({ resumedFrom: desc.size, fetched: 0, teed: false }));
 }
 
 function parseConfig(buf: Buffer, name: string): ImageConfig {

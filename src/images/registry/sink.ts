@@ -19,8 +19,13 @@ export interface RegistrySink {
   hold<T>(fn: () => Promise<T>): Promise<T>;
   /** A committed layer with this chain id exists. */
   hasLayer(chainID: string): Promise<boolean>;
-  /** Unpack blob `digest` as layer `chainID` on `parent` ('' for the first), checking its diff id. */
-  unpackLayer(l: UnpackSpec, onBytes?: (n: number) => void): Promise<void>;
+  /**
+   * Unpack blob `digest` (from `input` as it downloads, else from the content store) as
+   * layer `chainID`, checking its diff id, into a place of its own; commit() later puts it
+   * on `parent` ('' for the first), which must be committed by then. Layers unpack in
+   * parallel; they commit in chain order.
+   */
+  unpackLayer(l: UnpackSpec, input?: Readable, onBytes?: (n: number) => void): Promise<UnpackedLayer>;
   /** Record a pulled image and point `name` (a familiar tagged name) at it. Returns the id. */
   recordPulled(img: PulledImage): Promise<string>;
   /** The image a reference names now, if any. */
@@ -29,6 +34,11 @@ export interface RegistrySink {
   pushable(ref: string): Promise<PushableImage>;
   /** Remember that `repoDigest` (repo@sha256:…) names image `id` (after a push). */
   addRepoDigest(id: string, repoDigest: string): Promise<void>;
+}
+
+export interface UnpackedLayer {
+  commit(): Promise<void>;
+  discard(): Promise<void>;
 }
 
 export interface UnpackSpec {
