@@ -31,7 +31,7 @@ test('a schedule fires every interval and prunes its own snapshots to --keep; ma
   await d.volumes.create({ Name: 'sfire' });
   await d.volumes.snapshot('sfire', 'manual');
   await d.volumes.snapshot('sfire', 'auto-20200101-000000'); // a manual snapshot with a schedule-like name
-  const out = await berthOk(['volume', 'schedule', 'sfire', '--every', '1s', '--keep', '2']);
+  const out = await berthOk(['volume', 'schedule', 'sfire', '--every', '1s', '--keep', '2', '--pre', 'true']);
   t.regex(out, /^sfire: every 1s, keep 2; next run /);
 
   const first = await eventually(async () => own(await d.volumes.snapshots('sfire'))[0], { message: 'the first scheduled snapshot' });
@@ -51,9 +51,10 @@ test('a schedule fires every interval and prunes its own snapshots to --keep; ma
   t.true(after.some((s) => s.Name === 'auto-20200101-000000'), 'an unmarked auto- snapshot is not the schedule\'s');
   const auto = after.find((s) => s.Metadata.scheduled === true) as VolumeSnapshot;
   t.is(auto.Metadata.consistency, 'clean', 'the same snapshot path as volume snapshot: nothing running, nothing frozen');
+  t.deepEqual(auto.Metadata.hooks, { pre: 'true', containers: [] }, '--pre runs in containers only, and the snapshot says it ran in none');
 
   const s = await schedules.get('sfire');
-  t.like(s, { Volume: 'sfire', Every: '1s', Keep: 2, KeepDaily: 0 });
+  t.like(s, { Volume: 'sfire', Every: '1s', Keep: 2, KeepDaily: 0, Pre: 'true' });
   t.truthy(s.LastRun);
   t.is(s.LastError, undefined);
 
@@ -76,6 +77,7 @@ test('--pre runs in the running containers that use the volume before each snaps
   const snap = await eventually(async () => (await d.volumes.snapshots('spre')).find((s) => s.Metadata.scheduled === true), { message: 'a scheduled snapshot of spre' });
   t.is(snap.Metadata.consistency, 'application-consistent');
   t.deepEqual(snap.Metadata.hooks, { pre: 'echo ran >> /data/pre.log', containers: ['sprew'] });
+  t.is((snap.Metadata.frozen as string[]).length, 1, 'the container was frozen for the snapshot, as volume snapshot does');
   // The --pre ran before the freeze: the snapshot holds what it wrote.
   await berthOk(['volume', 'clone', `spre@${snap.Name}`, 'spre-copy']);
   const log = await berthOk(['run', '--rm', '--network', 'none', '-v', 'spre-copy:/d', 'busybox', 'cat', '/d/pre.log']);
