@@ -60,7 +60,7 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
   });
   router.add('GET', new RegExp(`${V}/export$`), async ({ res, params, query }) => {
     // Open the stream before the 200 goes out, so a missing volume is a proper error status.
-    const tar = await volumes.export(params[0], query.get('snapshot') || undefined);
+    const tar = await volumes.export(params[0], query.get('snapshot') || undefined, { since: query.get('since') || undefined });
     res.writeHead(200, { 'Content-Type': 'application/x-tar' });
     res.on('close', () => tar.destroy());
     tar.on('error', () => res.destroy());

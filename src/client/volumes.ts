@@ -56,8 +56,8 @@ export class RemoteVolumeService implements VolumeService {
   clone(name: string, snap: string | undefined, newName: string): Promise<Volume> {
     return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/clone`, { query: { snapshot: snap, name: newName } });
   }
-  export(name: string, snap?: string): Promise<Readable> {
-    return this.t.request('GET', `/berth/v1/volumes/${enc(name)}/export`, { query: { snapshot: snap } });
+  export(name: string, snap?: string, opts: { since?: string } = {}): Promise<Readable> {
+    return this.t.request('GET', `/berth/v1/volumes/${enc(name)}/export`, { query: { snapshot: snap, since: opts.since } });
   }
   import(name: string, input: Readable, opts: { labels?: Record<string, string> } = {}): Promise<Volume> {
     const labels = opts.labels && Object.keys(opts.labels).length ? JSON.stringify(opts.labels) : undefined;

@@ -86,8 +86,17 @@ export interface VolumeService {
   /** CONFLICT while a running container uses it. */
   restore(name: string, snap: string): Promise<void>;
   clone(name: string, snap: string | undefined, newName: string): Promise<Volume>;
-  export(name: string, snap?: string): Promise<Readable>;
-  /** A new volume `name` from a tar (a volume export, or any plain tar), with `labels`. */
+  /**
+   * A tar of the volume or its snapshot; with `since` (which needs `snap`), only what
+   * changed from snapshot `since` to `snap`: a changeset (volumes/archive/changeset.ts).
+   */
+  export(name: string, snap?: string, opts?: { since?: string }): Promise<Readable>;
+  /**
+   * A new volume `name` from a tar (a volume export, or any plain tar), with `labels`. A
+   * changeset (`export --since`) is applied instead to the existing volume `name`, on top
+   * of its base snapshot (FAILED_PRECONDITION if the volume's files are not that snapshot's;
+   * CONFLICT while a running container uses it), and adds the changeset's snapshot.
+   */
   import(name: string, input: Readable, opts?: { labels?: Record<string, string> }): Promise<Volume>;
   /** The volume pool, or null when volumes are not in a pool file. */
   pool(): Promise<VolumePool | null>;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { tool } from '../../volumes/shared/host-tool';
+import { readChangesetHeader } from '../../volumes/archive/changeset';
 import { Lifecycle } from '../../volumes/shared/lifecycle';
 import { checkName } from '../../volumes/drivers/names';
 import type { PoolStatus, SnapshotInfo, SnapshotMetadata, VolumeDriver, VolumeInfo } from '../../volumes/drivers/driver';
@@ -448,12 +449,38 @@ export class Volumes implements VolumeService {
     return this.view(await (await this.driverNow()).clone(name, snap || undefined, newName, { labels }));
   }
 
-  async export(name: string, snap?: string): Promise<Readable> {
+  async export(name: string, snap?: string, opts: { since?: string } = {}): Promise<Readable> {
+    if (opts.since) {
+      if (!snap) {
+        throw new InvalidArgumentError('--since needs the newer snapshot named: VOLUME@SNAPSHOT', {
+          hint: `snapshot the volume first (berth volume snapshot ${name}), then export ${name}@SNAPSHOT --since ${opts.since}`,
+        });
+      }
+      return (await this.driverNow()).exportChanges(name, snap, opts.since);
+    }
     return (await this.driverNow()).export(name, snap || undefined);
   }
 
   async import(name: string, input: Readable, opts: { labels?: Record<string, string> } = {}): Promise<Volume> {
-    return this.view(await (await this.driverNow()).import(name, input, { labels: opts.labels }));
+    const { header, stream } = await readChangesetHeader(input);
+    if (!header) return this.view(await (await this.driverNow()).import(name, stream, { labels: opts.labels }));
+    if (opts.labels && Object.keys(opts.labels).length) {
+      throw new InvalidArgumentError('labels cannot be set when importing a changeset', {
+        hint: 'a changeset adds to an existing volume, which keeps its labels; import without --label',
+      });
+    }
+    return this.gate.run([name], async () => {
+      const d = await this.driverNow();
+      await d.inspect(name);
+      const up = this.hooks.usersOf(name).filter(isUp);
+      if (up.length) {
+        throw new ConflictError(`volume ${name} is in use by running container(s) ${up.map((u) => u.name).join(', ')}`, {
+          hint: `stop them first (berth stop ${up.map((u) => u.name).join(' ')}), import, then start them again`,
+        });
+      }
+      await d.applyChanges(name, stream);
+      return this.view(await d.inspect(name));
+    });
   }
 
   /** Close the driver if it was opened. Twice is harmless. */

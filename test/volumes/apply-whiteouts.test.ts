@@ -71,3 +71,18 @@ test("whiteouts: 'reject' refuses a tar with any .wh. name", async (t) => {
   await apply(await makeTar([[{ name: 'ok' }, 'x']]), fx.layer, { whiteouts: 'reject' });
   t.is(await fsp.readFile(path.join(fx.layer, 'ok'), 'utf8'), 'x');
 });
+
+test("whiteouts: 'delete' (a volume changeset) removes the named files and trees, refuses opaque markers, and never deletes through a symlink", async (t) => {
+  const fx = await fixture(t);
+  await fsp.writeFile(path.join(fx.layer, 'gone'), 'x');
+  await fsp.mkdir(path.join(fx.layer, 'tree/deep'), { recursive: true });
+  await fsp.writeFile(path.join(fx.layer, 'tree/deep/f'), 'x');
+  await fsp.writeFile(path.join(fx.layer, 'kept'), 'old');
+  await apply(await makeTar([[{ name: '.wh.gone' }, ''], [{ name: '.wh.tree' }, ''], [{ name: '.wh.never-there' }, ''], [{ name: 'kept' }, 'new']]), fx.layer, { whiteouts: 'delete' });
+  t.deepEqual((await fsp.readdir(fx.layer)).sort(), ['kept']);
+  t.is(await fsp.readFile(path.join(fx.layer, 'kept'), 'utf8'), 'new');
+  await t.throwsAsync(apply(await makeTar([{ name: 'd/', type: 'directory' }, [{ name: 'd/.wh..wh..opq' }, '']]), fx.layer, { whiteouts: 'delete' }), { code: 'INVALID_ARGUMENT' });
+  await fsp.symlink(fx.outside, path.join(fx.layer, 'out'));
+  await t.throwsAsync(apply(await makeTar([[{ name: 'out/.wh.canary' }, '']]), fx.layer, { whiteouts: 'delete' }), { code: 'INVALID_ARGUMENT' });
+  t.is(await fsp.readFile(fx.canary, 'utf8'), 'canary\n');
+});

@@ -267,6 +267,73 @@ export function volumeDriverSuite(
     t.is(await readFile(c.mountpoint, 'f'), 'clone writes', 'the clone outlives the snapshot and its volume');
   });
 
+  it('a changeset between two snapshots, imported on a copy of the base, gives the newer tree, deletions included', async (t, { d }) => {
+    const mp = (await d.create('src')).mountpoint;
+    await writeFile(mp, 'a.txt', 'one\n');
+    await writeFile(mp, 'keep.bin', random(2 * MiB));
+    await writeFile(mp, 'sub/b', 'b');
+    await writeFile(mp, 'sub/c', 'c');
+    await writeFile(mp, 'gone/x', 'x');
+    await writeFile(mp, 'gone/deep/y', 'y');
+    await writeFile(mp, 'becomes-dir', 'f');
+    await writeFile(mp, 'mode', 'm');
+    await fsp.symlink('a.txt', path.join(mp, 'link'));
+    await fsp.link(path.join(mp, 'sub/b'), path.join(mp, 'b-hard'));
+    await fsp.chown(mp, 1001, 1002);
+    await d.snapshot('src', 's1');
+    const dst = await importExport(d, 'src', 's1', 'dst');
+    await d.snapshot('dst', 's1');
+
+    await writeFile(mp, 'a.txt', 'two, longer\n');
+    await fsp.rm(path.join(mp, 'sub/c'));
+    await fsp.rm(path.join(mp, 'gone'), { recursive: true });
+    await fsp.rm(path.join(mp, 'becomes-dir'));
+    await writeFile(mp, 'becomes-dir/inner', 'i');
+    await fsp.chmod(path.join(mp, 'mode'), 0o600);
+    await fsp.chown(path.join(mp, 'mode'), 999, 998);
+    await fsp.rm(path.join(mp, 'link'));
+    await fsp.symlink('sub/b', path.join(mp, 'link'));
+    await writeFile(mp, 'new/file', 'n');
+    await fsp.link(path.join(mp, 'keep.bin'), path.join(mp, 'new/keep-link'));
+    await writeFile(mp, 'sub/b2', 'b2');
+    stdoutOf('mkfifo', [path.join(mp, 'sub/pipe')]);
+    await fsp.chmod(mp, 0o750);
+    await d.snapshot('src', 's2');
+
+    const delta = await collect(await d.exportChanges('src', 's2', 's1'));
+    // keep.bin is in it once (a new name was linked to it), but nothing else of size is.
+    t.true(delta.length < 2 * MiB + 64 * 1024, `the changeset holds only what changed (${delta.length} bytes)`);
+    await d.applyChanges('dst', Readable.from([delta]));
+    t.deepEqual(await describeTree(dst), await describeTree(mp), 'the copy now equals the newer snapshot');
+    t.deepEqual((await d.snapshots('dst')).map((s) => s.name), ['s1', 's2'], 'and holds it as a snapshot');
+    const [a, b] = [await fsp.stat(mp), await fsp.stat(dst)];
+    t.deepEqual([b.mode, b.uid, b.gid], [a.mode, a.uid, a.gid], 'the root keeps its mode and owner');
+
+    // A small change makes a small changeset, with nothing of the unchanged 2 MiB file.
+    await writeFile(mp, 'a.txt', 'three\n');
+    await d.snapshot('src', 's3');
+    const small = await collect(await d.exportChanges('src', 's3', 's2'));
+    t.true(small.length < 64 * 1024, `a one-file change is a small changeset (${small.length} bytes)`);
+
+    // Refusals, each leaving the volume as it was.
+    await t.throwsAsync(d.applyChanges('dst', Readable.from([delta])), { code: 'ALREADY_EXISTS' }, 'its snapshot is taken');
+    await writeFile(dst, 'local', 'edit');
+    const before = await describeTree(dst);
+    await t.throwsAsync(d.applyChanges('dst', Readable.from([small])), { code: 'FAILED_PRECONDITION' }, 'the volume changed since its base');
+    t.deepEqual(await describeTree(dst), before);
+    await d.create('other');
+    await t.throwsAsync(d.applyChanges('other', Readable.from([small])), { code: 'FAILED_PRECONDITION' }, 'no base snapshot');
+    await d.snapshot('other', 's2');
+    await t.throwsAsync(d.applyChanges('other', Readable.from([small])), { code: 'FAILED_PRECONDITION' }, 'a base of the same name but other files');
+    await t.throwsAsync(d.applyChanges('other', Readable.from([await collect(await d.export('src', 's1'))])), { code: 'INVALID_ARGUMENT' }, 'a full export is no changeset');
+    await t.throwsAsync(d.exportChanges('src', 's2', 'nope'), { code: 'NOT_FOUND' });
+    await fsp.rm(path.join(dst, 'local'));
+    await d.restore('dst', 's2');
+    await d.applyChanges('dst', Readable.from([small]));
+    t.is(await readFile(dst, 'a.txt'), 'three\n', 'after a restore to the base, the next changeset applies');
+    await assertNoDebris(t, { d } as Env);
+  });
+
   it('export and import round-trip contents, modes, owners, symlinks, hardlinks and the root', async (t, { d }) => {
     const mp = (await d.create('rich')).mountpoint;
     await writeFile(mp, 'a.txt', 'hello\n');

@@ -159,6 +159,30 @@ export function volumeServiceSuite(test: TestFn, title: string, factory: (t: Exe
     await rejects(t, svc.export(n, 'nope'), 'NOT_FOUND');
   });
 
+  it('export --since writes a changeset that import applies on the base, with a deletion; a changed base is refused', async (t, { svc, name, label }) => {
+    const n = name('v');
+    const v = await svc.create({ Name: n, Labels: label });
+    await fsp.writeFile(path.join(v.Mountpoint, 'stays'), 'same');
+    await fsp.writeFile(path.join(v.Mountpoint, 'goes'), 'bye');
+    await svc.snapshot(n, 's1');
+    const copy = await svc.import(name('copy'), streamOf(await collect(await svc.export(n, 's1'))), { labels: label });
+    await svc.snapshot(copy.Name, 's1');
+    await fsp.rm(path.join(v.Mountpoint, 'goes'));
+    await fsp.writeFile(path.join(v.Mountpoint, 'new'), 'hello');
+    await svc.snapshot(n, 's2');
+    await rejects(t, svc.export(n, undefined, { since: 's1' }), 'INVALID_ARGUMENT', '--since needs VOLUME@SNAPSHOT');
+    const delta = await collect(await svc.export(n, 's2', { since: 's1' }));
+    await rejects(t, svc.import(copy.Name, streamOf(delta), { labels: { a: 'b' } }), 'INVALID_ARGUMENT', 'labels with a changeset');
+    await fsp.writeFile(path.join(copy.Mountpoint, 'local'), 'edit');
+    await rejects(t, svc.import(copy.Name, streamOf(delta)), 'FAILED_PRECONDITION', 'the copy changed since s1');
+    await fsp.rm(path.join(copy.Mountpoint, 'local'));
+    const after = await svc.import(copy.Name, streamOf(delta));
+    t.is(after.Name, copy.Name);
+    t.deepEqual((await fsp.readdir(copy.Mountpoint)).sort(), ['new', 'stays']);
+    t.is(await fsp.readFile(path.join(copy.Mountpoint, 'new'), 'utf8'), 'hello');
+    t.deepEqual((await svc.snapshots(copy.Name)).map((s) => s.Name), ['s1', 's2']);
+  });
+
   it('says which driver holds the volumes', async (t, { svc, driver, name, label }) => {
     t.is(await svc.driver(), driver);
     t.is((await svc.create({ Name: name('v'), Labels: label })).Status?.Driver, driver);

@@ -36,6 +36,8 @@ export interface ApplyOptions {
    * overlayfs ones. 'plain' (a volume archive is not a layer): they are ordinary names,
    * kept as the files or directories the tar says, and a 0:0 char device is just a
    * device (dropped unless allowDevices). 'reject': any `.wh.` name rejects the tar.
+   * 'delete' (a volume changeset applied on a copy of its base): `.wh.NAME` deletes NAME
+   * (a directory with all under it) there and then; an opaque marker is refused.
    */
   whiteouts?: WhiteoutMode;
   /** What is unpacked, for the size checks' messages (default 'the layer'). */
@@ -44,7 +46,7 @@ export interface ApplyOptions {
   spaceDir?: string;
 }
 
-export type WhiteoutMode = 'overlay' | 'plain' | 'reject';
+export type WhiteoutMode = 'overlay' | 'plain' | 'reject' | 'delete';
 
 export interface ApplyResult {
   /** `sha256:<hex>` of the uncompressed tar stream: the layer's diffID. */
@@ -230,19 +232,28 @@ class LayerWriter {
     const parts = cleanPath(h.name);
     if (h.linkname) checkRawName(h.linkname, 'link name');
     const overlay = this.whiteouts === 'overlay';
+    const layered = overlay || this.whiteouts === 'delete';
     if (this.whiteouts !== 'plain') {
       parts.forEach((p, i) => {
         if (!p.startsWith(WHITEOUT_PREFIX)) return;
-        if (!overlay) throw badLayer(`whiteout names are not allowed here: ${JSON.stringify(h.name)}`);
+        if (!layered) throw badLayer(`whiteout names are not allowed here: ${JSON.stringify(h.name)}`);
         if (i < parts.length - 1) throw badLayer(`whiteout used as a directory: ${JSON.stringify(h.name)}`);
       });
     }
     const meta = metaOf(h);
-    const wo: WhiteoutKind = overlay ? classifyWhiteout(parts[parts.length - 1] ?? '') : { kind: 'none' };
+    const wo: WhiteoutKind = layered ? classifyWhiteout(parts[parts.length - 1] ?? '') : { kind: 'none' };
     if (h.type === 'file' || h.type === 'contiguous-file') {
       if (wo.kind === 'none') return this.file(parts, meta, paxXattrs(h), body);
     }
     for await (const _ of body); // other entries' data (if any) is not ours to keep
+    if (wo.kind === 'opaque' && !overlay) throw badLayer(`opaque directory markers are not allowed in a volume changeset: ${JSON.stringify(h.name)}`);
+    if (wo.kind === 'whiteout' && !overlay) {
+      // The ancestors are checked like any entry's (never through a symlink), then the
+      // name is removed; a name that is not there is already deleted.
+      const rel = await this.prepare([...parts.slice(0, -1), wo.name]);
+      await this.clear(rel, false);
+      return;
+    }
     if (wo.kind === 'opaque') {
       const dir = parts.slice(0, -1);
       await this.parents([...dir, '_']); // the directory itself must be real too

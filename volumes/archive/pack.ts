@@ -32,7 +32,7 @@ export interface PackOptions {
   skip?: (rel: string, isDir: boolean) => boolean;
 }
 
-type Entry = Partial<tar.Header> & { name: string };
+export type Entry = Partial<tar.Header> & { name: string };
 
 /** tar-stream's ustar header holds 6 octal digits of uid/gid; larger ids go in pax. */
 const MAX_USTAR_ID = 0o777777;
@@ -105,26 +105,7 @@ async function walk(dir: string, opts: PackOptions, pack: tar.Pack, room: () => 
   const opaque = opts.overlayWhiteouts ? await findXattr(dir, 'trusted.overlay.opaque', 'y') : new Set<string>();
   const seen = new Map<string, string>(); // "dev:ino" → first name, for hardlinks
 
-  /** One tar entry; file data read whole (small files) or streamed from `file`. */
-  const add = async (header: Entry, file?: string): Promise<void> => {
-    await room();
-    const size = header.size ?? 0;
-    const data = file && size > 0 && size <= SMALL_FILE ? fs.readFileSync(file) : null;
-    await new Promise<void>((resolve, reject) => {
-      const done = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (data) {
-        if (data.length !== size) return reject(new ConflictError(`${file} changed while being packed`));
-        return void pack.entry(header, data, done);
-      }
-      const sink = pack.entry(header, done);
-      if (!file || !size) return void sink.end(undefined);
-      // A file that changes size while packed fails the entry ("Size mismatch"), never
-      // yields a corrupt tar: the range is fixed to the size in the header.
-      const rs = createReadStream(file, { start: 0, end: size - 1 });
-      rs.on('error', (e) => sink.destroy(e));
-      rs.pipe(sink as unknown as NodeJS.WritableStream);
-    });
-  };
+  const add = (header: Entry, file?: string) => addEntry(pack, room, header, file);
 
   const visit = async (rel: string, dirSt: BigIntStats): Promise<void> => {
     const kids: Kid[] = opaque.has(rel) ? [{ out: OPAQUE_MARKER, st: dirSt, kind: 'opaque' }] : [];
@@ -173,7 +154,29 @@ async function walk(dir: string, opts: PackOptions, pack: tar.Pack, room: () => 
   await visit('', fs.lstatSync(dir, { bigint: true }));
 }
 
-function header(name: string, st: BigIntStats): Entry {
+/** One tar entry once `room()` allows; file data read whole (small files) or streamed from `file`. */
+export async function addEntry(pack: tar.Pack, room: () => Promise<void>, header: Entry, file?: string): Promise<void> {
+  await room();
+  const size = header.size ?? 0;
+  const data = file && size > 0 && size <= SMALL_FILE ? fs.readFileSync(file) : null;
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    if (data) {
+      if (data.length !== size) return reject(new ConflictError(`${file} changed while being packed`));
+      return void pack.entry(header, data, done);
+    }
+    const sink = pack.entry(header, done);
+    if (!file || !size) return void sink.end(undefined);
+    // A file that changes size while packed fails the entry ("Size mismatch"), never
+    // yields a corrupt tar: the range is fixed to the size in the header.
+    const rs = createReadStream(file, { start: 0, end: size - 1 });
+    rs.on('error', (e) => sink.destroy(e));
+    rs.pipe(sink as unknown as NodeJS.WritableStream);
+  });
+}
+
+/** A tar header for `name` from its lstat: full mode, numeric owner (pax past ustar's range), whole-second mtime. */
+export function header(name: string, st: BigIntStats): Entry {
   const uid = Number(st.uid);
   const gid = Number(st.gid);
   const big = uid > MAX_USTAR_ID || gid > MAX_USTAR_ID;

@@ -207,6 +207,21 @@ export interface VolumeDriver {
    * name, a full pool) leaves `input` unread: disposing of it is the caller's business.
    */
   import(name: string, input: Readable, opts?: ImportOptions): Promise<VolumeInfo>;
+  /**
+   * What changed from snapshot `since` to snapshot `snap` of the volume, as a changeset tar
+   * (volumes/archive/changeset.ts: changed entries, `.wh.` whiteouts for deletions, a header
+   * naming the base). NOT_FOUND for a missing volume or snapshot.
+   */
+  exportChanges(name: string, snap: string, since: string): Promise<Readable>;
+  /**
+   * Apply a changeset from `exportChanges` to volume `name`, which must hold the base
+   * snapshot the changeset names, unchanged since (its files equal the snapshot's, and the
+   * snapshot's tree is the one the changeset was made on): otherwise FAILED_PRECONDITION,
+   * with nothing changed. The result becomes the volume's files and a new snapshot of the
+   * changeset's snapshot name (ALREADY_EXISTS if taken), in one crash-safe swap as restore
+   * does. A damaged or hostile changeset is INVALID_ARGUMENT and changes nothing.
+   */
+  applyChanges(name: string, input: Readable): Promise<SnapshotInfo>;
 
   /**
    * Refuse new calls, wait for running operations, end unfinished exports, release the

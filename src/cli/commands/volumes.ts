@@ -186,17 +186,18 @@ export function volumeCommands(program: Command): void {
 
   volume
     .command('export <SOURCE>')
-    .description('write VOLUME or VOLUME@SNAPSHOT as a tar stream')
+    .description('write VOLUME or VOLUME@SNAPSHOT as a tar stream (with --since, only what changed since an older snapshot)')
     .option('-o, --output <file>', 'write to a file instead of standard output')
-    .action(async (src: string, o: { output?: string }, cmd: Command) => {
+    .option('--since <snapshot>', 'write a changeset: what changed from this older snapshot to VOLUME@SNAPSHOT')
+    .action(async (src: string, o: { output?: string; since?: string }, cmd: Command) => {
       const [name, snap] = splitAt(src);
       const ctx = await connect(cmd);
-      await writeArchive('Exporting', o.output, async (out) => pipeline(await ctx.volumes.export(name, snap), out));
+      await writeArchive('Exporting', o.output, async (out) => pipeline(await ctx.volumes.export(name, snap, { since: o.since }), out));
     });
 
   volume
     .command('import <NAME> [FILE]')
-    .description("make a new volume from a tar (a file, or '-' / nothing for standard input)")
+    .description("make a new volume from a tar (a file, or '-' / nothing for standard input); a changeset (export --since) is applied to the existing volume instead")
     .option('-l, --label <k=v>', 'set a label', collect)
     .action(async (name: string, file: string | undefined, o: { label?: string[] }, cmd: Command) => {
       if (file && file !== '-' && !fs.existsSync(file)) throw new NotFoundError(`no such file: ${file}`, { hint: "check the path, or pass '-' to read standard input" });

@@ -63,6 +63,8 @@ import {
 import { fsyncDir } from '../../shared/atomic';
 import { Lifecycle } from '../../shared/lifecycle';
 import { exportTree, importTree } from './tree-archive';
+import { applyLayer } from '../../archive/apply';
+import { diffTrees, packChangeset, readChangesetHeader } from '../../archive/changeset';
 import { isNoSpace, isOverQuota, tool } from '../../shared/host-tool';
 import { lockKey, VolumeLocks } from './locks';
 import { Records, SnapshotRecord, VolumeRecord } from './records';
@@ -358,18 +360,26 @@ export abstract class VolumeStore implements VolumeDriver {
         await this.removeData(path.join(vol, staged)).catch(() => undefined);
         throw this.fsError(e);
       }
-      // The journal: a crash from here on is finished by the next repair (roll forward).
-      rec.restoring = { snapshot: snap, staged, aside: `rm-${rand()}` };
-      await this.records.write(rec);
-      try {
-        await this.finishRestore(rec);
-      } catch (e) {
-        // An error, not a crash (a full btrfs refusing a rename): the caller is told the
-        // restore failed, so undo it, unless the old data cannot be put back.
-        await this.undoRestore(rec).catch(() => undefined);
-        throw this.fsError(e);
-      }
+      await this.swapIn(rec, snap, staged);
     });
+  }
+
+  /**
+   * Journal the swap of the complete copy `staged` (in the volume's directory) for `_data`
+   * in the record (with whatever else `rec` now says, in the same write), then do it. A
+   * crash from the write on is finished by the next repair (roll forward).
+   */
+  private async swapIn(rec: VolumeRecord, snap: string, staged: string): Promise<void> {
+    rec.restoring = { snapshot: snap, staged, aside: `rm-${rand()}` };
+    await this.records.write(rec);
+    try {
+      await this.finishRestore(rec);
+    } catch (e) {
+      // An error, not a crash (a full btrfs refusing a rename): the caller is told it
+      // failed, so undo it, unless the old data cannot be put back.
+      await this.undoRestore(rec).catch(() => undefined);
+      throw this.fsError(e);
+    }
   }
 
   /**
@@ -441,16 +451,101 @@ export abstract class VolumeStore implements VolumeDriver {
       } else {
         src = await this.liveExportSource(name);
       }
-      const stream = exportTree(src.dir);
-      // 'close' comes however the stream ends: read to the end, failed, or destroyed.
-      const ended = new Promise<void>((resolve) =>
-        stream.once('close', () => {
-          this.exports.delete(stream);
-          void (src.done?.() ?? Promise.resolve()).catch(() => undefined).then(resolve);
-        }),
-      );
-      this.exports.set(stream, ended);
-      return stream;
+      return this.track(exportTree(src.dir), src.done);
+    });
+  }
+
+  /** Keep `stream` until it closes (close() ends it), then run `done`. */
+  private track(stream: Readable, done?: () => Promise<void>): Readable {
+    // 'close' comes however the stream ends: read to the end, failed, or destroyed.
+    const ended = new Promise<void>((resolve) =>
+      stream.once('close', () => {
+        this.exports.delete(stream);
+        void (done?.() ?? Promise.resolve()).catch(() => undefined).then(resolve);
+      }),
+    );
+    this.exports.set(stream, ended);
+    return stream;
+  }
+
+  async exportChanges(name: string, snap: string, since: string): Promise<Readable> {
+    checkName(name, 'volume');
+    checkName(snap, 'snapshot');
+    checkName(since, 'snapshot');
+    if (snap === since) {
+      throw new InvalidArgumentError(`a changeset from ${since} to itself is empty`, { hint: 'name an older snapshot with --since' });
+    }
+    return this.op([name], async () => {
+      const rec = await this.need(name);
+      const s = this.needSnapshot(rec, snap);
+      this.needSnapshot(rec, since);
+      // The walk runs under the lock (a few seconds for a million files): the snapshots
+      // cannot be removed while they are compared.
+      const plan = await diffTrees(this.snapDir(name, since), this.snapDir(name, snap));
+      const header = { volume: name, base: since, snapshot: snap, created: s.created, baseFingerprint: plan.oldFingerprint };
+      return this.track(packChangeset(this.snapDir(name, snap), plan, header));
+    });
+  }
+
+  async applyChanges(name: string, input: Readable): Promise<SnapshotInfo> {
+    checkName(name, 'volume');
+    return this.op([name], async () => {
+      const rec = await this.need(name);
+      const { header, stream } = await readChangesetHeader(input);
+      if (!header) {
+        throw new InvalidArgumentError('not a volume changeset', {
+          hint: 'make one with `berth volume export VOL@SNAP --since BASE` (uncompressed); a full export imports into a new volume',
+        });
+      }
+      checkName(header.base, 'snapshot');
+      checkName(header.snapshot, 'snapshot');
+      if (!Object.hasOwn(rec.snapshots, header.base)) {
+        throw new FailedPreconditionError(`volume ${name} has no snapshot ${header.base}, the base this changeset applies on`, {
+          hint: `import the changesets in order, starting from a full export of ${header.volume}@${header.base}`,
+        });
+      }
+      if (Object.hasOwn(rec.snapshots, header.snapshot)) throw taken('snapshot', header.snapshot, name);
+      const base = this.snapDir(name, header.base);
+      const live = await diffTrees(base, this.dataDir(name), { ignoreDirTimes: true });
+      if (live.oldFingerprint !== header.baseFingerprint) {
+        throw new FailedPreconditionError(`snapshot ${header.base} of volume ${name} is not the tree this changeset was made on`, {
+          hint: `the changeset comes from ${header.volume}@${header.base}; import it into a copy of that snapshot`,
+        });
+      }
+      if (live.changes.size > 0) {
+        const some = [...live.changes.keys()].slice(0, 3).map((p) => p || '/').join(', ');
+        throw new FailedPreconditionError(`volume ${name} has changed since its snapshot ${header.base} (${live.changes.size} paths, e.g. ${some})`, {
+          hint: `restore it first (berth volume restore ${name}@${header.base}), or snapshot the changes and clone the volume`,
+        });
+      }
+      await this.checkSpace();
+      const vol = this.volDir(name);
+      const staged = `new-${rand()}`;
+      const dest = this.snapDir(name, header.snapshot);
+      const snapStage = this.copiesAreAtomic ? dest : this.snapDir(name, `.new-${rand()}`);
+      try {
+        await this.copyData(base, path.join(vol, staged), 'writable');
+        if (rec.size !== undefined && this.enforcesSize) await this.limit(path.join(vol, staged), rec.size);
+        await applyLayer(stream, path.join(vol, staged), { whiteouts: 'delete', what: 'the volume changeset', spaceDir: this.root });
+        await this.copyData(path.join(vol, staged), snapStage, 'snapshot');
+        if (snapStage !== dest) await fs.promises.rename(snapStage, dest);
+        await this.sync(vol); // whole on disk before the record names it
+      } catch (e) {
+        for (const p of [path.join(vol, staged), snapStage, dest]) await this.removeData(p).catch(() => undefined);
+        if (e instanceof InvalidArgumentError) {
+          throw new InvalidArgumentError(`volume changeset rejected: ${e.message}`, { hint: 'the changeset is damaged or hostile; make it again from a source you trust', cause: e });
+        }
+        throw this.fsError(e);
+      }
+      const s: SnapshotRecord = {
+        created: new Date().toISOString(),
+        metadata: { changeset: { volume: header.volume, snapshot: header.snapshot, base: header.base, created: header.created } },
+      };
+      rec.snapshots[header.snapshot] = s;
+      // One record write names the new snapshot and journals the swap: a crash after it is
+      // rolled forward by repair, one before it leaves debris that repair removes.
+      await this.swapIn(rec, header.snapshot, staged);
+      return snapInfo(name, header.snapshot, s);
     });
   }
 
