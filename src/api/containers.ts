@@ -12,15 +12,18 @@ import { randomUUID } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
 import type { EventBus } from '../engine/events';
 import { checkReadable } from '../engine/log-drivers';
+import type { ImageService } from '../images/service';
+import { checkCreatePlatform } from './create-platform';
 
 const RAW_STREAM = 'application/vnd.docker.raw-stream';
 const MUX_STREAM = 'application/vnd.docker.multiplexed-stream';
 
 /** Docker's /containers, /exec, /commit and /events routes. */
-export function containerRoutes(router: Router, engine: ContainerService & TtyService, events: EventBus): void {
+export function containerRoutes(router: Router, engine: ContainerService & TtyService, events: EventBus, images: Pick<ImageService, 'inspect'>): void {
   const C = '/containers/([^/]+)';
   router.add('POST', /^\/containers\/create$/, async ({ req, res, query }) => {
     const body = await readJSON<CreateBody>(req, CREATE_BODY, {} as CreateBody);
+    await checkCreatePlatform(images, body.Image, query.get('platform'));
     sendJSON(res, 201, await engine.create(body, query.get('name') || undefined));
   });
 

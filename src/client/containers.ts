@@ -21,8 +21,9 @@ const id = encodeURIComponent;
 export class RemoteContainerService implements ContainerService {
   constructor(private t: Transport) {}
 
-  create(body: CreateBody, name?: string): Promise<{ Id: string; Warnings: string[] }> {
-    return this.t.json('POST', '/containers/create', { query: { name }, body });
+  /** `platform`: the image must be held for it (else NOT_FOUND, and the caller pulls it). */
+  create(body: CreateBody, name?: string, opts: { platform?: string } = {}): Promise<{ Id: string; Warnings: string[] }> {
+    return this.t.json('POST', '/containers/create', { query: { name, platform: opts.platform }, body });
   }
   /** berth's extension: the iptables rules a container made from `body` would get; creates nothing. */
   networkPlan(body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }> {

@@ -150,7 +150,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads });
     imageRoutes(router, images, registry);
     registryRoutes(router, registry, images);
-    containerRoutes(router, engine, events);
+    containerRoutes(router, engine, events, images);
     sideRoutes(router, engine.access(), engine, images, volumes);
     networkRoutes(router, new Networks(engine.network(), id, engine.networkAttach()));
     swarmRoutes(router);

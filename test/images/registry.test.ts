@@ -177,6 +177,44 @@ test.serial('a multi-arch index gives amd64 by default, --platform picks another
   const none = await d.berth(['pull', '--platform', 'linux/s390x', name]);
   t.not(none.code, 0);
   t.regex(none.stderr, /no matching manifest for linux\/s390x/);
+
+  // create?platform=: the image held is arm64, so amd64 is not found (and the CLIs pull it).
+  await t.throwsAsync(d.containers.create({ Image: name }, undefined, { platform: 'linux/amd64' }), { code: 'NOT_FOUND' });
+  await t.throwsAsync(d.containers.create({ Image: name }, undefined, { platform: 'linux' }), { code: 'INVALID_ARGUMENT' });
+  const heldArm = await d.containers.create({ Image: name }, undefined, { platform: 'linux/arm64' });
+  await d.containers.remove(heldArm.Id, { force: true });
+  const never = await d.berth(['create', '--pull', 'never', '--platform', 'linux/amd64', name]);
+  t.not(never.code, 0);
+  t.is((await d.images.inspect(name)).Architecture, 'arm64', '--pull never pulls nothing');
+  const amdCreate = await d.berth(['create', '--platform', 'linux/amd64', name]);
+  t.is(amdCreate.code, 0, amdCreate.stderr);
+  t.is((await d.images.inspect(name)).Id, made.id, 'berth create --platform pulled the amd64 entry');
+  const armCreate = await d.docker(['create', '--platform', 'linux/arm64', name]);
+  t.is(armCreate.code, 0, armCreate.stderr);
+  t.is((await d.images.inspect(name)).Id, armConfig.digest, 'docker create --platform: the CLI pulled on the 404 and created again');
+  for (const id of [amdCreate.stdout.trim(), armCreate.stdout.trim()]) await d.containers.remove(id, { force: true });
+});
+
+test.serial('run and create --pull: missing pulls an image not held, always pulls again, never refuses to pull', async (t) => {
+  await d.images.remove(made.name, { force: true }).catch(() => undefined);
+  const never = await d.berth(['create', '--pull', 'never', made.name]);
+  t.not(never.code, 0);
+  t.regex(never.stderr, /No such image/);
+  await t.throwsAsync(d.images.inspect(made.name), { code: 'NOT_FOUND' });
+  const bad = await d.berth(['create', '--pull', 'sometimes', made.name]);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /--pull/);
+  const missing = await d.berth(['run', '--rm', made.name, 'cat', '/hello']);
+  t.is(missing.code, 0, missing.stderr);
+  t.is(missing.stdout.trim(), 'pulled-content');
+  t.regex(missing.stderr, /Unable to find image/);
+  t.is((await d.images.inspect(made.name)).Id, made.id);
+  const always = await d.berth(['run', '--rm', '--pull', 'always', made.name, 'true']);
+  t.is(always.code, 0, always.stderr);
+  t.regex(always.stdout + always.stderr, /Image is up to date/);
+  const held = await d.berth(['run', '--rm', made.name, 'true']);
+  t.is(held.code, 0, held.stderr);
+  t.notRegex(held.stdout + held.stderr, /Unable to find image|Image is up to date/, 'missing: an image held is not pulled');
 });
 
 test.serial('docker search and berth search list a registry\'s repositories from its catalog', async (t) => {

@@ -19,15 +19,16 @@ export async function createContainer(ctx: CliContext, body: CreateBody, name?: 
   if (policy === 'always') await pullWithProgress(ctx, body.Image, { platform: o.platform });
   let made: { Id: string; Warnings: string[] };
   try {
-    made = await ctx.containers.create(body, name);
+    made = await ctx.containers.create(body, name, { platform: o.platform });
   } catch (e) {
     if (!(e instanceof NotFoundError) || !/image/i.test(e.message) || policy === 'always') throw e;
     if (policy === 'never') {
+      if (o.platform) throw e; // held, but for another platform: the daemon's error says which
       throw new NotFoundError(`No such image: ${body.Image}`, { hint: `pull it first (berth pull ${body.Image}), or drop --pull never` });
     }
     process.stderr.write(`Unable to find image '${body.Image}' locally\n`);
     await pullWithProgress(ctx, body.Image, { platform: o.platform });
-    made = await ctx.containers.create(body, name);
+    made = await ctx.containers.create(body, name, { platform: o.platform });
   }
   // As docker prints them (e.g. ports discarded on --network host).
   for (const w of made.Warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
