@@ -39,11 +39,11 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
   router.add('GET', re(`${C}/json`), async ({ res, params }) => sendJSON(res, 200, await engine.inspect(params[0])));
   router.add('POST', re(`${C}/start`), async ({ res, params }) => sendEmpty(res, (await engine.start(params[0])) ? 204 : 304));
   router.add('POST', re(`${C}/stop`), async ({ res, params, query }) => {
-    const changed = await engine.stop(params[0], { timeout: num(query.get('t')), signal: query.get('signal') || undefined });
+    const changed = await engine.stop(params[0], { timeout: stopTimeout(query), signal: query.get('signal') || undefined });
     sendEmpty(res, changed ? 204 : 304);
   });
   router.add('POST', re(`${C}/restart`), async ({ res, params, query }) => {
-    await engine.restart(params[0], { timeout: num(query.get('t')) });
+    await engine.restart(params[0], { timeout: stopTimeout(query) });
     sendEmpty(res, 204);
   });
   router.add('POST', re(`${C}/kill`), async ({ res, params, query }) => {
@@ -66,6 +66,11 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
   });
   router.add('GET', re(`${C}/top`), async ({ res, params, query }) => sendJSON(res, 200, await engine.top(params[0], query.get('ps_args') || undefined)));
   router.add('DELETE', re(C), async ({ res, params, query }) => {
+    if (qbool(query, 'link')) {
+      throw new InvalidArgumentError('removing a legacy link (link=1, `docker rm --link`) is not supported', {
+        hint: 'remove or recreate the container that has the --link instead; user-defined networks resolve names without links',
+      });
+    }
     await engine.remove(params[0], { force: qbool(query, 'force'), volumes: qbool(query, 'v') });
     sendEmpty(res, 204);
   });
@@ -278,6 +283,11 @@ async function pump(output: AsyncIterable<OutputChunk>, raw: RawStream, tty: boo
 
 function re(s: string): RegExp {
   return new RegExp(`^${s}$`);
+}
+
+/** `t` of stop and restart: whole seconds, as Docker's strconv.Atoi reads it; negative waits for ever. */
+function stopTimeout(query: URLSearchParams): number | undefined {
+  return qint(query, 't', -(2 ** 31), 2 ** 31 - 1);
 }
 
 function num(v: string | null): number | undefined {

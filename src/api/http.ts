@@ -31,11 +31,25 @@ export function drainBody(req: IncomingMessage, ms: number): Promise<void> {
   });
 }
 
-/** Docker's boolean query convention: 1/true/True are true; absent is `dflt`. */
+/** The words a boolean query parameter may be: Docker's BoolValue reads '', 0, no, false and none as false; Go's ParseBool adds t/f. */
+const QUERY_TRUE = new Set(['1', 't', 'true', 'y', 'yes', 'on']);
+const QUERY_FALSE = new Set(['0', 'f', 'false', 'n', 'no', 'none', 'off']);
+
+/**
+ * A boolean query parameter, read as Docker reads it (case and surrounding spaces aside);
+ * absent or empty is `dflt`. Docker takes any other word as true; berth refuses it by name
+ * (`force=maybe` is a client's mistake, not a yes).
+ */
 export function qbool(q: URLSearchParams, name: string, dflt = false): boolean {
-  const v = q.get(name);
-  if (v === null || v === '') return dflt;
-  return !['0', 'false', 'False', 'FALSE', 'no'].includes(v);
+  const raw = q.get(name);
+  if (raw === null) return dflt;
+  const v = raw.trim().toLowerCase();
+  if (v === '') return dflt;
+  if (QUERY_TRUE.has(v)) return true;
+  if (QUERY_FALSE.has(v)) return false;
+  throw new InvalidArgumentError(`invalid query parameter ${name}=${JSON.stringify(raw.length > 40 ? raw.slice(0, 40) + '…' : raw)}: not a boolean`, {
+    hint: `give ${name}=1 or ${name}=0 (true/false also do)`,
+  });
 }
 
 /**

@@ -240,6 +240,39 @@ test('bad filters and bad numbers in queries are typed 400s', async (t) => {
   }
 });
 
+test('junk in boolean, t, signal and link query parameters is a typed 400 naming the parameter, and nothing is done', async (t) => {
+  const c = await create({ Image: 'busybox', Cmd: ['sleep', '60'] }, 'robust-query');
+  t.is(c.status, 201);
+  const id = c.json.Id as string;
+  t.is((await call('POST', `/v1.41/containers/${id}/start`)).status, 204);
+  // Docker's words for true and false are read as Docker reads them, in any case.
+  for (const q of ['all=1', 'all=True', 'all=no', 'all=FALSE', 'all=', 'size=0', 'size=true']) {
+    t.is((await call('GET', `/v1.41/containers/json?${q}`)).status, 200, q);
+  }
+  for (const [method, path, param] of [
+    ['GET', '/v1.41/containers/json?all=maybe', 'all'],
+    ['GET', '/v1.41/containers/json?size=2', 'size'],
+    ['DELETE', `/v1.41/containers/${id}?force=yes-please`, 'force'],
+    ['DELETE', `/v1.41/containers/${id}?force=1&v=x`, 'v'],
+    ['DELETE', `/v1.41/containers/${id}?force=1&link=1`, 'link'],
+    ['POST', `/v1.41/containers/${id}/stop?t=soon`, 't'],
+    ['POST', `/v1.41/containers/${id}/stop?t=1.5`, 't'],
+    ['POST', `/v1.41/containers/${id}/restart?t=abc`, 't'],
+    ['POST', `/v1.41/containers/${id}/stop?signal=SIGBOGUS`, 'signal'],
+    ['POST', `/v1.41/containers/${id}/kill?signal=NOPE`, 'signal'],
+  ] as const) {
+    const a = await call(method, path);
+    t.is(a.status, 400, `${path}: ${JSON.stringify(a.json)}`);
+    t.is(a.json.code, 'INVALID_ARGUMENT', path);
+    t.truthy(a.json.hint, path);
+    t.regex((a.json.message ?? '').toLowerCase(), new RegExp(param === 'link' ? 'link' : param === 'signal' ? 'signal' : `\\b${param}=`), path);
+    t.notRegex(a.json.message ?? '', INTERNALS);
+  }
+  const info = await call('GET', `/v1.41/containers/${id}/json`);
+  t.is((info.json.State as { Running: boolean }).Running, true, 'none of the refused requests stopped or removed it');
+  t.is((await call('DELETE', `/v1.41/containers/${id}?force=True&v=0`)).status, 204);
+});
+
 test('the other bodies are checked too: exec, update, network, volume, commit', async (t) => {
   const c = await create({ Image: 'busybox', Cmd: ['sleep', '60'] }, 'robust-other');
   t.is(c.status, 201);
