@@ -25,9 +25,12 @@ export class BenchDaemon {
     readonly socket: string,
     readonly network: { bridge: string; suffix: string; subnet: string },
     private child: ChildProcess,
+    /** The daemon's stdout and stderr. */
+    readonly logFile: string,
   ) {}
 
-  static async start(work: string): Promise<BenchDaemon> {
+  /** `nodeArgs` go to Node before the CLI (e.g. `--inspect=127.0.0.1:0` for the soak's GC). */
+  static async start(work: string, opts: { nodeArgs?: string[] } = {}): Promise<BenchDaemon> {
     const root = path.join(work, 'root');
     const socket = path.join(root, 'run', 'b.sock');
     fs.mkdirSync(root, { recursive: true });
@@ -35,7 +38,7 @@ export class BenchDaemon {
     const logFile = path.join(work, 'daemon.log');
     const log = fs.openSync(logFile, 'a');
     const args = ['daemon', '--root', root, '--host', 'unix://' + socket, '--bridge', net.bridge, '--subnet', net.subnet, '--iptables-suffix', net.suffix];
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', log, log] });
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args], { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     const t = new Transport(socket);
     for (let i = 0; i < 400 && !(await t.ping()); i++) {
@@ -46,7 +49,7 @@ export class BenchDaemon {
       child.kill('SIGTERM');
       throw new Error(`benchmark daemon did not start:\n${fs.readFileSync(logFile, 'utf8')}`);
     }
-    return new BenchDaemon(root, socket, net, child);
+    return new BenchDaemon(root, socket, net, child, logFile);
   }
 
   get pid(): number {
