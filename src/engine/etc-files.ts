@@ -46,5 +46,13 @@ export async function writeEtcFiles(p: { hostname: string; hosts: string; resolv
   }
   if (c.extraHosts?.length) hosts = hosts.replace(/\n*$/, '\n') + extraHostLines(c.extraHosts);
   await fs.promises.writeFile(p.hosts, hosts, { mode: 0o644 });
-  await fs.promises.writeFile(p.resolvConf, resolvWithOverrides(resolv, c.dns), { mode: 0o644 });
+  await writeResolvConf(p.resolvConf, { resolvConf: resolv, dns: c.dns });
+}
+
+/**
+ * Rewrite a container's resolv.conf alone (its networks changed). In place, not by
+ * rename: a running container has the file bind-mounted, and sees the same inode.
+ */
+export async function writeResolvConf(file: string, c: Pick<EtcContent, 'resolvConf' | 'dns'>): Promise<void> {
+  await fs.promises.writeFile(file, resolvWithOverrides(c.resolvConf ?? containerResolvConf().text, c.dns), { mode: 0o644 });
 }

@@ -112,7 +112,7 @@ async function startRun(
   }
   if (net) {
     // Plugged in and forwarded before the process runs its first instruction.
-    await net!.plug(id, created.pid, rec.Network!);
+    await net!.plug(id, created.pid, rec.Network!, rec.Name.slice(1));
     if (primary) await net!.activate(id, primary, ports);
   }
   await rt.start(id);

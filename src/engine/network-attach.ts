@@ -2,7 +2,7 @@ import { FailedPreconditionError, InvalidArgumentError } from '../../volumes/sha
 import type { BridgeNetwork, ContainerNetwork, EndpointSettings } from '../network/network';
 import { nameSettings } from '../network/dns-options';
 import { linkEnv, linkHosts, parseLinks, type LinkTarget } from '../network/container-links';
-import type { EtcContent } from './etc-files';
+import { writeResolvConf, type EtcContent } from './etc-files';
 import type { NetworkAttach } from '../network/service';
 import type { ContainerRecord } from './container-record';
 import type { EngineContext } from './context';
@@ -21,6 +21,8 @@ export interface AttachDeps {
   save(rec: ContainerRecord): Promise<void>;
   all(): ContainerRecord[];
   log(msg: string): void;
+  /** The file bind-mounted over a container's /etc/resolv.conf. */
+  resolvConfPath(id: string): string;
 }
 
 /** The deps from the engine's shared context. */
@@ -34,6 +36,7 @@ export function attachDeps(ctx: EngineContext): AttachDeps {
     save: (rec) => ctx.save(rec),
     all: () => ctx.store.all(),
     log: (m) => ctx.log(m),
+    resolvConfPath: (id) => ctx.store.paths(id).resolvConf,
   };
 }
 
@@ -87,7 +90,29 @@ async function changeNetworks(
     const networks = await change(net, rec, cn);
     rec.Network = { ...cn, Networks: networks };
     await d.save(rec);
+    await switchResolver(d, net, rec, cn);
   });
+}
+
+function onUserNetwork(cn: ContainerNetwork | undefined): boolean {
+  return Object.keys(cn?.Networks ?? {}).length > 0;
+}
+
+/**
+ * After a connect or disconnect: a container that joined its first user-defined network
+ * now asks the embedded DNS (nameserver 127.0.0.11; its --dns servers are where that
+ * forwards), as Docker switches it, so container names resolve; one that left its last
+ * goes back to the host's resolvers (or its --dns). Docker keeps a running container on
+ * its resolver until it restarts; berth's embedded DNS listens on the user-defined
+ * networks' gateways, so with none left there is nothing at 127.0.0.11 to ask. A running
+ * container sees the change at once (the file is rewritten in place, under its bind
+ * mount); a stopped one when it starts. Otherwise the file is left as it is (it may have
+ * been edited inside the container).
+ */
+async function switchResolver(d: AttachDeps, net: BridgeNetwork, rec: ContainerRecord, before: ContainerNetwork): Promise<void> {
+  if (onUserNetwork(before) === onUserNetwork(rec.Network) || !rec.Network) return;
+  const etc = etcNetwork(net, rec.Network, rec.HostConfig, () => undefined);
+  await writeResolvConf(d.resolvConfPath(rec.Id), etc).catch((e) => d.log(`${rec.Id}: rewriting resolv.conf: ${(e as Error).message}`));
 }
 
 export function networkAttach(d: AttachDeps): NetworkAttach {

@@ -437,7 +437,7 @@ export class BridgeNetwork {
   }
 
   /** Plug a created container (init `pid`) into every network it is on: eth0, eth1, … in order. */
-  async plug(id: string, pid: number, cn: ContainerNetwork): Promise<void> {
+  async plug(id: string, pid: number, cn: ContainerNetwork, name?: string): Promise<void> {
     let i = 0;
     let routed = false;
     if (cn.Endpoint) {
@@ -446,7 +446,7 @@ export class BridgeNetwork {
       routed = true;
     }
     for (const ep of Object.values(cn.Networks ?? {})) {
-      const n = this.networkOf(ep);
+      const n = this.networkOf(ep, name);
       const route: boolean = !routed && !n.rec.Internal;
       await attach({ hostIf: userVethName(id, n.rec.Id), bridge: n.rec.bridge, pid, address: ep.IPAddress, prefix: ep.IPPrefixLen, gateway: ep.Gateway, mac: ep.MacAddress, ifname: `eth${i++}`, route });
       routed ||= route;
@@ -458,19 +458,35 @@ export class BridgeNetwork {
     for (const ep of Object.values(cn.Networks ?? {})) this.emit(networkEvent('connect', ep.NetworkID, ep.NetworkName, id));
   }
 
-  /** The network of a recorded endpoint; one removed while the container was stopped is NOT_FOUND by its name, as Docker says it. */
-  private networkOf(ep: UserEndpoint): UserNet {
+  /**
+   * The network of a recorded endpoint, by the id it was connected with (Docker looks a
+   * user-defined network up by its recorded NetworkID at start). One removed while the
+   * container was stopped is NOT_FOUND, also when a network of the same name was created
+   * since: that one is another network, and the container joins it by a connect.
+   */
+  private networkOf(ep: UserEndpoint, container = 'CONTAINER'): UserNet {
     const n = this.users.tryFind(ep.NetworkID);
     if (n) return n;
+    const again = this.users.all().find((x) => x.rec.Name === ep.NetworkName);
+    const fix = `berth network disconnect --force ${ep.NetworkName} ${container}`;
+    if (again) {
+      throw new NotFoundError(`network ${ep.NetworkName} (id ${ep.NetworkID.slice(0, 12)}) not found: it was removed, and the network now named ${ep.NetworkName} is another one (id ${again.rec.Id.slice(0, 12)})`, {
+        hint: `${fix}, then berth network connect ${ep.NetworkName} ${container}`,
+      });
+    }
     throw new NotFoundError(`network ${ep.NetworkName} not found`, {
-      hint: `it was removed while the container was stopped: berth network disconnect --force ${ep.NetworkName} CONTAINER, then connect it to another network`,
+      hint: `it was removed while the container was stopped: ${fix}, then connect it to another network`,
     });
   }
 
-  /** 127.0.0.11 inside goes to the DNS server on its first user-defined network. */
-  private async pointDns(pid: number, cn: ContainerNetwork): Promise<void> {
+  /**
+   * 127.0.0.11 inside goes to the DNS server on its first user-defined network. A container
+   * on the default bridge alone has no redirect: at start none is made, and `left` (it has
+   * just left its last user-defined network) takes the old one away.
+   */
+  private async pointDns(pid: number, cn: ContainerNetwork, left = false): Promise<void> {
     const first = Object.values(cn.Networks ?? {})[0];
-    if (first || cn.Endpoint === undefined) await redirectDns(pid, first ? { gateway: first.Gateway, ip: first.IPAddress } : undefined);
+    if (first || cn.Endpoint === undefined || left) await redirectDns(pid, first ? { gateway: first.Gateway, ip: first.IPAddress } : undefined);
   }
 
   /** A run ended: every veth of it goes (the default bridge's by deactivate). */
@@ -485,6 +501,11 @@ export class BridgeNetwork {
   async connectNetwork(id: string, name: string, pid: number | undefined, cn: ContainerNetwork, netRef: string, cfg: EndpointSettings | undefined): Promise<UserEndpoint> {
     const n = this.users.find(netRef);
     if (cn.Networks?.[n.rec.Id]) throw new ConflictError(`container ${name} is already connected to network ${n.rec.Name}`, { hint: 'disconnect it first to change its settings' });
+    if (Object.values(cn.Networks ?? {}).some((e) => e.NetworkName === n.rec.Name)) {
+      throw new ConflictError(`container ${name} is still connected to the removed network ${n.rec.Name}, which this one of the same name replaced`, {
+        hint: `berth network disconnect --force ${n.rec.Name} ${name} first`,
+      });
+    }
     const ep = this.userEndpoint(n, cfg, id, name);
     if (pid) {
       try {
@@ -502,11 +523,13 @@ export class BridgeNetwork {
 
   /** `network disconnect`: the endpoint's veth goes (if it runs) and its address is freed. Returns the network's id. */
   async disconnectNetwork(id: string, name: string, pid: number | undefined, cn: ContainerNetwork, netRef: string, force: boolean): Promise<string> {
-    const n = this.users.tryFind(netRef);
-    // A network removed meanwhile is found in the record by its id or its name.
+    const found = this.users.tryFind(netRef);
+    const n = found && cn.Networks?.[found.rec.Id] ? found : undefined;
+    // A network removed meanwhile is found in the record by its id or its name (also when
+    // a network of that name was created again since: the record names the old one).
     const netId = n?.rec.Id ?? Object.entries(cn.Networks ?? {}).find(([k, e]) => k === netRef || k.startsWith(netRef) || e.NetworkName === netRef)?.[0];
     if (!netId || !cn.Networks?.[netId]) {
-      if (force && !n) return netRef;
+      if (force && !found) return netRef;
       throw new NotFoundError(`container ${name} is not connected to network ${netRef}`, { hint: 'berth inspect shows its networks' });
     }
     const ep = cn.Networks[netId];
@@ -514,7 +537,7 @@ export class BridgeNetwork {
       await deleteLink(userVethName(id, netId));
       const rest = { ...cn.Networks };
       delete rest[netId];
-      await this.pointDns(pid, { ...cn, Networks: rest }).catch((e) => this.log(`${id}: dns redirect: ${(e as Error).message}`));
+      await this.pointDns(pid, { ...cn, Networks: rest }, true).catch((e) => this.log(`${id}: dns redirect: ${(e as Error).message}`));
       this.emit(networkEvent('disconnect', netId, ep.NetworkName, id));
     }
     n?.ipam.release(ipToNum(ep.IPAddress));

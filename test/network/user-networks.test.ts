@@ -274,6 +274,51 @@ test.serial('DNS over TCP through 127.0.0.11; names not ours go to the container
   await docker(t, 'rm', '-f', 'asker');
 });
 
+/** The DNS redirect rules in the nat table of a container's namespace (127.0.0.11 → its first user-defined network's gateway). */
+async function dnsRedirects(pid: number): Promise<string[]> {
+  const { stdout } = await exec('nsenter', [`--net=/proc/${pid}/ns/net`, 'iptables-save', '-t', 'nat']);
+  return stdout.split('\n').filter((l) => l.includes('127.0.0.11'));
+}
+
+test.serial('a default-bridge container connected to a user-defined network asks 127.0.0.11 from then on, running or stopped, and its own --dns again when it leaves the last one', async (t) => {
+  const up = await fakeUpstream(t);
+  const webIp = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'web');
+  const firstLine = async (c: string) => (await docker(t, 'exec', c, 'cat', '/etc/resolv.conf')).split('\n')[0];
+
+  // Running: connect switches it to the embedded DNS at once; names not ours go to its --dns.
+  await docker(t, 'run', '-d', '--name', 'plain', '--dns', up.ip, 'busybox', 'sleep', '600');
+  t.is(await firstLine('plain'), `nameserver ${up.ip}`, 'on the default bridge alone it has its own --dns');
+  const pid = Number(await docker(t, 'inspect', '-f', '{{.State.Pid}}', 'plain'));
+  t.deepEqual(await dnsRedirects(pid), [], 'no redirect on the default bridge alone');
+  await docker(t, 'network', 'connect', 'front', 'plain');
+  t.is(await firstLine('plain'), 'nameserver 127.0.0.11');
+  const byName = await d.docker(['exec', 'plain', 'nslookup', 'web']);
+  t.deepEqual(addresses(byName.stdout), [webIp], byName.stdout + byName.stderr);
+  const ext = await d.docker(['exec', 'plain', 'nslookup', 'ext.example']);
+  t.deepEqual(addresses(ext.stdout), ['192.0.2.55'], ext.stdout + ext.stderr);
+  t.true(up.asked.includes('udp ext.example'), 'other names went to its --dns server');
+  t.false(up.asked.some((q) => q.endsWith(' web')), 'container names never went upstream');
+
+  // Disconnected from its last user-defined network: its own resolvers again, and no redirect left.
+  await docker(t, 'network', 'disconnect', 'front', 'plain');
+  t.is(await firstLine('plain'), `nameserver ${up.ip}`);
+  t.deepEqual(await dnsRedirects(pid), []);
+
+  // Stopped: connected before its start, it starts asking 127.0.0.11 and resolves names.
+  await docker(t, 'create', '--name', 'later', 'busybox', 'sleep', '600');
+  await docker(t, 'network', 'connect', 'front', 'later');
+  await docker(t, 'start', 'later');
+  t.is(await firstLine('later'), 'nameserver 127.0.0.11');
+  const later = await d.docker(['exec', 'later', 'nslookup', 'web']);
+  t.deepEqual(addresses(later.stdout), [webIp], later.stdout + later.stderr);
+  // And the other way: stopped, disconnected from its last one, it starts with the host's resolvers.
+  await docker(t, 'stop', '-t', '0', 'later');
+  await docker(t, 'network', 'disconnect', 'front', 'later');
+  await docker(t, 'start', 'later');
+  t.not(await firstLine('later'), 'nameserver 127.0.0.11');
+  await docker(t, 'rm', '-f', 'plain', 'later');
+});
+
 test.serial('rename: the new name resolves at once and the old one no longer does', async (t) => {
   await docker(t, 'run', '-d', '--name', 'before', '--network', 'front', 'busybox', 'sleep', '600');
   const ip = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.front.IPAddress}}', 'before');
@@ -331,6 +376,31 @@ test.serial('network rm takes a network whose only container is stopped (it hold
   await docker(t, 'network', 'disconnect', '--force', 'brief', 'sleeper');
   t.false(Object.keys(JSON.parse(await docker(t, 'inspect', '-f', '{{json .NetworkSettings.Networks}}', 'sleeper'))).includes('brief'), 'the record no longer names the network');
   await docker(t, 'rm', '-f', 'sleeper');
+});
+
+test.serial('a network removed and created again under its name is another network: a stopped container on the old one is refused at start (as Docker, by the recorded id) until it is disconnected and connected again', async (t) => {
+  await docker(t, 'network', 'create', 'again');
+  const id = await docker(t, 'run', '-d', '--name', 'returner', '--network', 'again', 'busybox', 'sleep', '600');
+  const oldNet = await docker(t, 'network', 'inspect', '-f', '{{.Id}}', 'again');
+  await docker(t, 'stop', '-t', '0', 'returner');
+  await docker(t, 'network', 'rm', 'again');
+  await docker(t, 'network', 'create', 'again');
+  const newNet = await docker(t, 'network', 'inspect', '-f', '{{.Id}}', 'again');
+  t.not(newNet, oldNet);
+  const err = await t.throwsAsync(d.containers.start(id));
+  t.is((err as { code?: string }).code, 'NOT_FOUND');
+  const connect = await t.throwsAsync(d.transport.json('POST', '/networks/again/connect', { body: { Container: 'returner' } }));
+  t.is((connect as { code?: string }).code, 'CONFLICT', 'still on the old network of that name');
+  await docker(t, 'network', 'disconnect', '--force', 'again', 'returner');
+  t.false(Object.keys(JSON.parse(await docker(t, 'inspect', '-f', '{{json .NetworkSettings.Networks}}', 'returner'))).includes('again'), 'the stale endpoint went');
+  await docker(t, 'network', 'connect', 'again', 'returner');
+  await docker(t, 'start', 'returner');
+  t.is(await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.again.NetworkID}}', 'returner'), newNet);
+  const ip = await docker(t, 'inspect', '-f', '{{.NetworkSettings.Networks.again.IPAddress}}', 'returner');
+  const [n] = JSON.parse(await docker(t, 'network', 'inspect', 'again'));
+  t.deepEqual(Object.values(n.Containers).map((c) => (c as { IPv4Address: string }).IPv4Address.split('/')[0]), [ip]);
+  await docker(t, 'rm', '-f', 'returner');
+  await docker(t, 'network', 'rm', 'again');
 });
 
 test.serial('network events: create, connect and disconnect (hot-plug, start and stop), destroy', async (t) => {
