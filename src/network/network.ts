@@ -140,39 +140,46 @@ export class BridgeNetwork {
    * DNAT rules of the containers still running (`running`), all in one rules transaction.
    */
   static async open(opts: NetworkOptions, running: Array<{ id: string; name: string; ip: string; ports: PublishedPort[] }> = [], ownIds: string[] = []): Promise<BridgeNetwork> {
-    const { config, saved } = await BridgeNetwork.read(opts);
-    const net = new BridgeNetwork(config, opts);
-    for (const r of running) {
-      for (const problem of await net.reservations.readopt(r.id, r.name, r.ports)) net.log(`${r.id}: ${problem}; its DNAT rule stays`);
-      net.active.set(r.id, { ip: r.ip, ports: r.ports });
-    }
-    // Checked and claimed under the host-wide lock: of two daemons that want one bridge, one wins.
+    let net: BridgeNetwork | undefined;
+    // Checked and claimed under the host-wide lock: of two daemons that want one bridge, one
+    // wins. A subnet not given nor recorded is chosen under it too, from the host's routes
+    // read there, and its bridge made before the lock goes: two daemons starting at once
+    // never take one subnet (as user-defined networks' subnets are chosen, user-networks.ts).
     await withHostLock(async () => {
-      await checkClaims({ root: opts.root, bridge: config.bridge, suffix: config.suffix, recorded: saved, ownVeths: new Set(ownIds.map(vethName)), log: net.log });
-      net.users = new NetworkSet({
+      const { config, saved } = await BridgeNetwork.read(opts);
+      const me = new BridgeNetwork(config, opts);
+      net = me;
+      for (const r of running) {
+        for (const problem of await me.reservations.readopt(r.id, r.name, r.ports)) me.log(`${r.id}: ${problem}; its DNAT rule stays`);
+        me.active.set(r.id, { ip: r.ip, ports: r.ports });
+      }
+      await checkClaims({ root: opts.root, bridge: config.bridge, suffix: config.suffix, recorded: saved, ownVeths: new Set(ownIds.map(vethName)), log: me.log });
+      me.users = new NetworkSet({
         root: opts.root,
         takenSubnets: async () => [config.subnet, ...(await hostSubnets())],
         pickSubnet,
         routesBesides: (bridge) => hostSubnets(bridge),
-        makeBridge: (name, cidr) => net.makeBridge(name, cidr),
+        makeBridge: (name, cidr) => me.makeBridge(name, cidr),
         dropBridge: (name) => withHostLock(async () => (ownsBridge(name, opts.root) ? deleteLink(name) : undefined)),
-        rulesChanged: () => net.reapply(),
-        dns: net.dns,
-        emit: net.emit,
-        log: net.log,
+        rulesChanged: () => me.reapply(),
+        dns: me.dns,
+        emit: me.emit,
+        log: me.log,
       });
       await ensureBridge(config.bridge, `${config.gateway}/${config.subnet.prefix}`);
       await claimBridge(config.bridge, opts.root);
-      await net.executor.apply(ownChains(config.suffix), net.allRules(), jumps(config));
+      await me.executor.apply(ownChains(config.suffix), me.allRules(), jumps(config));
     }).catch((e) => {
-      net.reservations.releaseAll();
+      net?.reservations.releaseAll();
       throw e;
     });
-    await net.users.open();
-    await net.dropOrphanBridges();
-    if (net.users.all().length > 0) await net.reapply();
+    const opened = net!;
+    await opened.users.open();
+    await opened.dropOrphanBridges();
+    if (opened.users.all().length > 0) await opened.reapply();
+    const { config } = opened;
     await writeFileAtomic(path.join(opts.root, 'network.json'), JSON.stringify({ bridge: config.bridge, subnet: formatSubnet(config.subnet), suffix: config.suffix }, null, 2) + '\n');
-    return net;
+    return opened;
   }
 
   /**

@@ -8,6 +8,7 @@ import { bridgeOwner, ownerTag } from '../../src/network/claims';
 import { ConflictError } from '../../volumes/shared/errors';
 import { chainRules, linkExists, linksOn, netOf } from './netutil';
 import { runCommand } from '../helpers/proc';
+import { overlaps, parseSubnet } from '../../src/network/ipv4';
 
 /**
  * Daemon isolation: a daemon never changes a bridge, veth or chain another daemon owns.
@@ -109,4 +110,26 @@ test('a bridge claimed by a root that no longer exists is taken over; an unclaim
   t.deepEqual(bridgeOwner(bridge), { state: 'claimed', owner: ownerTag(root) });
   await net.close(false);
   t.false(await linkExists(bridge), 'its own bridge goes when it stops');
+});
+
+test('two daemons that start at once without --subnet choose their subnets under the host lock: never one subnet for both', async (t) => {
+  const roots = await Promise.all([0, 1].map(() => fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'))));
+  const nets: BridgeNetwork[] = [];
+  t.teardown(async () => {
+    for (const n of nets) await n.close(false).catch(() => undefined);
+    for (const r of roots) await fs.promises.rm(r, { recursive: true, force: true });
+  });
+  const opts = roots.map((root) => {
+    const tag = path.basename(root).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, '0');
+    return { root, bridge: `bs${tag}`, iptablesSuffix: `-BS${tag.toUpperCase()}` };
+  });
+  const opened = await Promise.allSettled(opts.map((o) => BridgeNetwork.open(o)));
+  for (const o of opened) if (o.status === 'fulfilled') nets.push(o.value);
+  t.deepEqual(opened.map((o) => o.status), ['fulfilled', 'fulfilled'], opened.map((o) => (o.status === 'rejected' ? String(o.reason) : '')).join(' '));
+  const [a, b] = nets.map((n) => parseSubnet(n.info().subnet));
+  t.false(overlaps(a, b), `${nets[0].info().subnet} and ${nets[1].info().subnet}`);
+  // Each is the subnet its bridge has, and what its root records for the next start.
+  for (const [i, n] of nets.entries()) {
+    t.is(JSON.parse(await fs.promises.readFile(path.join(roots[i], 'network.json'), 'utf8')).subnet, n.info().subnet);
+  }
 });
