@@ -66,7 +66,36 @@ function dnsServers(r: ContainerRecord): string[] | undefined {
 
 /** Hand the records to the network (embedded DNS, network inspect). */
 export function wireDirectory(d: AttachDeps): void {
-  d.net?.setDirectory(() => d.all().map((r) => ({ id: r.Id, name: r.Name.slice(1), running: running(r), network: r.Network, dns: dnsServers(r) })));
+  d.net?.setDirectory(
+    () => d.all().map((r) => ({ id: r.Id, name: r.Name.slice(1), running: running(r), network: r.Network, dns: dnsServers(r) })),
+    changes(d.all),
+  );
+}
+
+/**
+ * A number that changes whenever a record that the directory reads may have: a record
+ * came or went, or its State, Network, Name or HostConfig is another value. Those are
+ * replaced, never changed in place (state.ts, and the spreads that change Network), so
+ * comparing them with === is enough, and costs a pass over the records without building
+ * anything.
+ */
+export function changes(all: () => ContainerRecord[]): () => number {
+  let seen: Array<[ContainerRecord, unknown, unknown, string, unknown]> = [];
+  let version = 0;
+  return () => {
+    const now = all();
+    let same = now.length === seen.length;
+    for (let i = 0; same && i < now.length; i++) {
+      const [rec, state, network, name, hc] = seen[i];
+      const r = now[i];
+      same = rec === r && state === r.State && network === r.Network && name === r.Name && hc === r.HostConfig;
+    }
+    if (!same) {
+      seen = now.map((r) => [r, r.State, r.Network, r.Name, r.HostConfig]);
+      version++;
+    }
+    return version;
+  };
 }
 
 /**

@@ -12,9 +12,10 @@ import * as packet from 'dns-packet';
  * shares with them: container names, network aliases and short ids (A), and their
  * addresses back to names (PTR), with only addresses on a shared network; and the
  * aliases of its own endpoint links (`--link target:alias` on a user-defined network),
- * which only it resolves. The table is
- * read at every query from the daemon's records (`members`), so a start, stop, connect,
- * disconnect or rename shows at once. A known name of another type gets an empty answer;
+ * which only it resolves. The table (`DnsIndex`: maps by address and by name) is built
+ * from the daemon's records (`members`) and built again whenever `version` says they
+ * changed, checked at every query: a start, stop, connect, disconnect or rename shows at
+ * once, and a query costs a few map lookups, however many containers there are. A known name of another type gets an empty answer;
  * an unknown single-label name NXDOMAIN; everything else goes to the asker's own --dns
  * servers if it has any, else to the host's resolvers (berthd runs on the host, so a
  * loopback stub such as 127.0.0.53, or a loopback --dns, is used as it is).
@@ -42,6 +43,54 @@ export interface DnsMember {
 
 const TTL = 600;
 
+/** The members, indexed for answering: who asks (by address), names and addresses of running ones. */
+export class DnsIndex {
+  /** Every member's addresses (running or not: one just starting may ask). */
+  private readonly askers = new Map<string, DnsMember>();
+  /** Names, short ids and aliases (lower case) of running members: their addresses, with the network of each. */
+  private readonly names = new Map<string, Array<{ net: string; ip: string }>>();
+  /** Addresses of running members: their names, with the network. */
+  private readonly owners = new Map<string, Array<{ net: string; name: string }>>();
+  private readonly running: DnsMember[];
+
+  constructor(members: DnsMember[]) {
+    this.running = members.filter((m) => m.running);
+    for (const m of members) for (const e of m.endpoints) if (!this.askers.has(e.ip)) this.askers.set(e.ip, m);
+    for (const m of this.running) {
+      for (const e of m.endpoints) {
+        for (const key of new Set([m.name.toLowerCase(), m.id.slice(0, 12), ...e.aliases.map((a) => a.toLowerCase())])) push(this.names, key, { net: e.net, ip: e.ip });
+        push(this.owners, e.ip, { net: e.net, name: m.name });
+      }
+    }
+  }
+
+  asker(ip: string): DnsMember | undefined {
+    return this.askers.get(ip);
+  }
+
+  /** The addresses `name` has on the networks in `shared` (none: not a name of ours there). */
+  lookup(name: string, shared: Set<string>): string[] {
+    return (this.names.get(name) ?? []).filter((e) => shared.has(e.net)).map((e) => e.ip);
+  }
+
+  /** The name of the running member at `ip` on a network in `shared`. */
+  owner(ip: string, shared: Set<string>): string | undefined {
+    return this.owners.get(ip)?.find((o) => shared.has(o.net))?.name;
+  }
+
+  /** A link's target (name, id, or an id prefix of 12 or more), if it runs. */
+  target(ref: string): DnsMember | undefined {
+    const t = ref.toLowerCase();
+    return this.running.find((m) => m.name.toLowerCase() === t || m.id === t || (t.length >= 12 && m.id.startsWith(t)));
+  }
+}
+
+function push<V>(map: Map<string, V[]>, key: string, v: V): void {
+  const list = map.get(key);
+  if (list) list.push(v);
+  else map.set(key, [v]);
+}
+
 export function hostResolvers(file = '/etc/resolv.conf'): string[] {
   try {
     const out = fs
@@ -67,9 +116,12 @@ interface Listener {
 
 export class EmbeddedDns {
   private readonly listeners = new Map<string, Listener>();
+  private cached?: { version: unknown; index: DnsIndex };
 
   constructor(
     private readonly members: () => DnsMember[],
+    /** Changes whenever the members may have (compared with ===); without it the index is built at every query. */
+    private readonly version: (() => unknown) | undefined,
     /** Is this address on one of our networks (for PTR: ours to answer, not upstream's)? */
     private readonly ours: (ip: string) => boolean,
     private readonly upstreams: string[] = hostResolvers(),
@@ -153,8 +205,8 @@ export class EmbeddedDns {
     const question = q.questions?.[0];
     if (!question) return undefined;
     const name = question.name.toLowerCase().replace(/\.$/, '');
-    const all = this.members();
-    const asker = all.find((m) => m.endpoints.some((e) => e.ip === from));
+    const index = this.index();
+    const asker = index.asker(from);
     const shared = new Set(asker?.endpoints.map((e) => e.net) ?? []);
     const reply = (rcode: 'NOERROR' | 'NXDOMAIN', answers: packet.Answer[]) =>
       packet.encode({ id: q.id, type: 'response', flags: packet.RECURSION_DESIRED | packet.RECURSION_AVAILABLE | (rcode === 'NXDOMAIN' ? 3 : 0), questions: q.questions, answers });
@@ -162,9 +214,9 @@ export class EmbeddedDns {
     if (question.type === 'PTR') {
       const ip = ptrToIp(name);
       if (ip && this.ours(ip)) {
-        const owner = all.find((m) => m.running && m.endpoints.some((e) => e.ip === ip && shared.has(e.net)));
+        const owner = index.owner(ip, shared);
         if (!owner) return reply('NXDOMAIN', []);
-        return reply('NOERROR', [{ type: 'PTR', name: question.name, ttl: TTL, class: 'IN', data: owner.name }]);
+        return reply('NOERROR', [{ type: 'PTR', name: question.name, ttl: TTL, class: 'IN', data: owner }]);
       }
       return this.forward(msg, tcp, asker?.upstreams);
     }
@@ -174,25 +226,16 @@ export class EmbeddedDns {
     for (const e of asker?.endpoints ?? []) {
       for (const l of e.links ?? []) {
         if (l.alias.toLowerCase() !== name) continue;
-        const target = l.target.toLowerCase();
-        const t = all.find((m) => m.running && (m.name.toLowerCase() === target || m.id === target || (target.length >= 12 && m.id.startsWith(target))));
-        const ip = t?.endpoints.find((x) => x.net === e.net)?.ip;
+        const ip = index.target(l.target)?.endpoints.find((x) => x.net === e.net)?.ip;
         if (ip) {
           known = true;
           if (!ips.includes(ip)) ips.push(ip);
         }
       }
     }
-    for (const m of all) {
-      if (!m.running) continue;
-      const names = [m.name.toLowerCase(), m.id.slice(0, 12)];
-      for (const e of m.endpoints) {
-        if (!shared.has(e.net)) continue;
-        if (names.includes(name) || e.aliases.some((a) => a.toLowerCase() === name)) {
-          known = true;
-          if (!ips.includes(e.ip)) ips.push(e.ip);
-        }
-      }
+    for (const ip of index.lookup(name, shared)) {
+      known = true;
+      if (!ips.includes(ip)) ips.push(ip);
     }
     if (known) {
       const answers: packet.Answer[] = question.type === 'A' ? ips.map((ip) => ({ type: 'A' as const, name: question.name, ttl: TTL, class: 'IN' as const, data: ip })) : [];
@@ -200,6 +243,14 @@ export class EmbeddedDns {
     }
     if (asker && !name.includes('.')) return reply('NXDOMAIN', []);
     return this.forward(msg, tcp, asker?.upstreams);
+  }
+
+  /** The index of the members now: the cached one while `version` is unchanged. */
+  private index(): DnsIndex {
+    if (!this.version) return new DnsIndex(this.members());
+    const version = this.version();
+    if (!this.cached || this.cached.version !== version) this.cached = { version, index: new DnsIndex(this.members()) };
+    return this.cached.index;
   }
 
   /** Ask the asker's own servers if it has any, else the host's, in order, and relay the first answer as it came. */

@@ -80,6 +80,8 @@ export class BridgeNetwork {
   users!: NetworkSet;
   readonly dns: EmbeddedDns;
   private directory: () => DirectoryEntry[] = () => [];
+  /** Changes whenever the directory's answer may have (the embedded DNS rebuilds its index then). */
+  private directoryVersion: () => unknown = () => undefined;
   private readonly emit: (e: NetworkEvent) => void;
   /** Containers whose run is plugged in (started, or adopted at start): their stop is a disconnect event. */
   private readonly plugged = new Set<string>();
@@ -103,6 +105,7 @@ export class BridgeNetwork {
     this.bridgeId = predefinedNetworkId(opts.engineId ?? '', 'bridge');
     this.dns = new EmbeddedDns(
       () => this.dnsMembers(),
+      () => this.directoryVersion(),
       (ip) => this.users.all().some((n) => contains(n.subnet, ipToNum(ip))),
       undefined,
       this.log,
@@ -350,9 +353,13 @@ export class BridgeNetwork {
 
   // ---- containers on user-defined networks ------------------------------------------------
 
-  /** Who is where, for the embedded DNS and network inspect: the engine's records, read when asked. */
-  setDirectory(fn: () => DirectoryEntry[]): void {
+  /**
+   * Who is where, for the embedded DNS and network inspect: the engine's records, read when
+   * asked; `version` changes whenever they may have.
+   */
+  setDirectory(fn: () => DirectoryEntry[], version: () => unknown): void {
     this.directory = fn;
+    this.directoryVersion = version;
   }
 
   /** The containers on a network (by id), running or not, with their endpoints. */
