@@ -14,7 +14,9 @@ import { overlaps, parseSubnet } from '../../src/network/ipv4';
  * Daemon isolation: a daemon never changes a bridge, veth or chain another daemon owns.
  * "first" stands in for a user's default daemon (a TestDaemon with its own bridge: tests
  * never touch the real berth0); other daemons start and stop beside it, one of them
- * without --bridge, and its Redis keeps answering on its published port throughout.
+ * without --bridge and with a user-defined network of its own, and its Redis keeps
+ * answering on its published port throughout, as its own user-defined network's embedded
+ * DNS keeps answering for it.
  */
 
 const REDIS = ['redis-server', '--port', '6379', '--save', '', '--protected-mode', 'no'];
@@ -46,6 +48,23 @@ test('daemons on other roots, with and without --bridge, start and stop beside a
   t.is(await redisCli(port, 'set', 'k', 'before'), 'OK');
   t.deepEqual(bridgeOwner(mine.bridge), { state: 'claimed', owner: ownerTag(first.root) }, 'the bridge carries its root as its claim');
   const dnat0 = await chainRules('nat', `BERTH-DNAT${mine.suffix}`);
+  // And a user-defined network of its own, with the embedded DNS: Redis joins it as `cache`.
+  const ok = async (dd: TestDaemon, args: string[]) => {
+    const out = await dd.berth(args);
+    t.is(out.code, 0, `berth ${args.join(' ')}: ${out.stderr}`);
+    return out.stdout.trim();
+  };
+  await ok(first, ['network', 'create', 'usernet']);
+  const userBridge = (JSON.parse(await ok(first, ['network', 'inspect', '-f', '{{json .Options}}', 'usernet'])) as Record<string, string>)['com.docker.network.bridge.name'];
+  await ok(first, ['network', 'connect', '--alias', 'cache', 'usernet', 'redis']);
+  await ok(first, ['run', '-d', '--name', 'app', '--network', 'usernet', 'busybox', 'sleep', '600']);
+  const cacheIp = await ok(first, ['inspect', '-f', '{{.NetworkSettings.Networks.usernet.IPAddress}}', 'redis']);
+  const lookup = async () => {
+    const out = await first.berth(['exec', 'app', 'nslookup', 'cache']);
+    return /Name:\s+cache\s+Address:\s+(\S+)/.exec(out.stdout)?.[1] ?? `${out.stdout}${out.stderr}`;
+  };
+  t.is(await lookup(), cacheIp);
+  const userLinks = await linksOn(userBridge);
 
   // A second daemon on another root, without --bridge: a bridge of its own, derived from its root.
   const second = await TestDaemon.start({ derivedNetwork: true });
@@ -58,6 +77,9 @@ test('daemons on other roots, with and without --bridge, start and stop beside a
   t.false(net2.chains.some((c) => c.endsWith(mine.suffix) && mine.suffix !== '' && c === `BERTH-DNAT${mine.suffix}`));
   const c2 = await second.berth(['run', '-d', '--name', 'other', '-p', '127.0.0.1::80', 'busybox', 'httpd', '-f', '-p', '80']);
   t.is(c2.code, 0, c2.stderr);
+  // The second daemon's own user-defined network (its subnet chosen beside the first's).
+  await ok(second, ['network', 'create', 'usernet']);
+  await ok(second, ['run', '-d', '--name', 'app2', '--network', 'usernet', 'busybox', 'sleep', '600']);
   t.is(await redisCli(port, 'get', 'k'), 'before', 'Redis answers while the second daemon runs a container');
   await second.stop();
   secondStopped = true;
@@ -81,6 +103,9 @@ test('daemons on other roots, with and without --bridge, start and stop beside a
   t.deepEqual(bridgeOwner(mine.bridge), { state: 'claimed', owner: ownerTag(first.root) });
   t.is(await redisCli(port, 'get', 'k'), 'before');
   t.is(await redisCli(port, 'set', 'k', 'after'), 'OK');
+  t.deepEqual(await linksOn(userBridge), userLinks, "its user-defined network's veths are intact");
+  t.deepEqual(bridgeOwner(userBridge), { state: 'claimed', owner: ownerTag(first.root) });
+  t.is(await lookup(), cacheIp, 'its embedded DNS still answers');
 
   // The first daemon restarted (live restore) still finds everything its own.
   await first.terminate();
