@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { createSign, randomBytes, X509Certificate } from 'node:crypto';
 import { TestDaemon, exec } from '../helpers/daemon';
 import { TestRegistry, freePort } from '../helpers/registry';
+import { HttpTransport } from '../../src/images/registry/transport';
+import type { BerthError } from '../../volumes/shared/errors';
 
 /**
  * Registries that want credentials: htpasswd basic auth over TLS with a CA the test makes
@@ -58,9 +60,24 @@ test.serial('htpasswd over TLS: docker login through POST /auth, push and pull w
     await reg.stop();
   });
 
-  // Without the CA its certificate is not trusted; plain HTTP (tried next, on loopback) meets an HTTPS-only server.
+  // A registry on loopback is insecure, as in Docker: HTTPS without verifying its
+  // certificate, so the pull gets as far as the registry's own answer (no credentials).
   const before = await d.docker(['pull', `${reg.host}/nothing/here:v1`]);
   t.not(before.code, 0);
+  t.regex(before.stderr, /unauthorized|authentication required/i);
+  t.notRegex(before.stderr, /certificate/i);
+  // The transport as an endpoint that is not insecure sees it: unverified without the CA,
+  // verified with it; as an insecure one (--insecure-registry) it goes over HTTPS unverified.
+  const secure = new HttpTransport({ domain: reg.host, host: reg.host, insecure: false, tls: {} });
+  t.teardown(() => secure.close());
+  const refused = await t.throwsAsync(secure.base(), { code: 'UNAVAILABLE' });
+  t.regex(String((refused as BerthError).hint), /certs\.d/);
+  const withCA = new HttpTransport({ domain: reg.host, host: reg.host, insecure: false, tls: { ca: [fs.readFileSync(certs.ca)] } });
+  t.teardown(() => withCA.close());
+  t.is(await withCA.base(), `https://${reg.host}`);
+  const insecure = new HttpTransport({ domain: reg.host, host: reg.host, insecure: true, tls: {} });
+  t.teardown(() => insecure.close());
+  t.is(await insecure.base(), `https://${reg.host}`, 'HTTPS, not the plain HTTP fallback');
 
   fs.mkdirSync(certsDir, { recursive: true });
   fs.copyFileSync(certs.ca, path.join(certsDir, 'ca.crt'));

@@ -13,7 +13,8 @@ import { InvalidArgumentError } from '../../../volumes/shared/errors';
  *   client certificate.
  * - **Plain HTTP** only for an *insecure* registry: one on 127.0.0.0/8 (or `localhost`),
  *   or one the daemon's `--insecure-registry` names (a host[:port] or a CIDR). Even then
- *   HTTPS is tried first, and HTTP only when the TLS handshake fails, as Docker does.
+ *   HTTPS is tried first, and HTTP only when the TLS handshake fails, as Docker does; and
+ *   as Docker, HTTPS to an insecure registry does not verify its certificate.
  */
 
 export const DOCKER_IO = 'docker.io';
@@ -32,7 +33,7 @@ export interface Endpoint {
   domain: string;
   /** host[:port] the API is at. */
   host: string;
-  /** Plain HTTP may be used when HTTPS fails. */
+  /** Its certificate is not verified, and plain HTTP may be used when HTTPS fails. */
   insecure: boolean;
   tls: TlsFiles;
 }

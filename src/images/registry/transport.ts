@@ -7,7 +7,8 @@ import type { Endpoint } from './endpoint';
 
 /**
  * HTTP for the registry client: one keep-alive agent per endpoint, HTTPS with the
- * endpoint's CAs and client certificate, plain HTTP only after an HTTPS handshake failed
+ * endpoint's CAs and client certificate, verified unless the endpoint is insecure (as
+ * Docker skips verification for those), plain HTTP only after an HTTPS handshake failed
  * on an insecure endpoint (endpoint.ts), redirects followed (blob GETs often go to a
  * CDN), and an Authorization header never carried to another host.
  *
@@ -40,6 +41,9 @@ export class HttpTransport {
     this.httpsAgent = new https.Agent({
       keepAlive: true,
       maxSockets: 8,
+      // Docker's insecure registries (loopback, --insecure-registry): HTTPS without
+      // verifying the certificate, then plain HTTP if HTTPS fails.
+      rejectUnauthorized: !endpoint.insecure,
       ...(ca ? { ca: [...tls.rootCertificates, ...ca.map((c) => c.toString())] } : {}),
       ...(cert && key ? { cert, key } : {}),
     });
