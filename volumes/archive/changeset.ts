@@ -14,7 +14,8 @@
  *   `./` (owner and mode, as a full export has), carrying the changeset's header in pax
  *   records (`BERTH.delta.*`): which volume, which base snapshot, which new snapshot, and the
  *   base tree's fingerprint. Then, sorted and depth first, every changed path with its
- *   data, and `.wh.NAME` for every deleted NAME. Hardlinks stay hardlinks: when one name of a
+ *   data (and the directories above it, so their mtimes come out right), and `.wh.NAME` for
+ *   every deleted NAME. Hardlinks stay hardlinks: when one name of a
  *   multiply-linked file is in the changeset, all its names are, the first as the file and
  *   the others as links to it.
  * - **fingerprint**: a sha256 over the base tree's names, types, modes, owners, sizes,
@@ -190,7 +191,13 @@ export function packChangeset(newDir: string, plan: ChangePlan, header: Changese
       for (const r of g.slice(1)) linkedTo.set(r, g[0]);
     }
 
-    const paths = [...emit, ...[...plan.changes].filter(([, c]) => c === 'deleted').map(([r]) => r)].sort(byPath);
+    // Every ancestor directory of an entry goes in too: applying the entry (a file made anew,
+    // a name removed) changes its directory's mtime, which the directory's own entry puts back.
+    const deleted = [...plan.changes].filter(([, c]) => c === 'deleted').map(([r]) => r);
+    for (const r of [...emit, ...deleted]) {
+      for (let i = r.indexOf('/'); i > 0; i = r.indexOf('/', i + 1)) emit.add(r.slice(0, i));
+    }
+    const paths = [...emit, ...deleted].sort(byPath);
     for (const r of paths) {
       if (plan.changes.get(r) === 'deleted' && !emit.has(r)) {
         const slash = r.lastIndexOf('/');

@@ -58,7 +58,7 @@ export async function pushImage(ctx: PushContext, ref: Reference, localRef: stri
         if (!b) return;
         const isLayer = b !== img.config;
         const id = short(b.digest);
-        const status = await pushBlob(ctx, ref.path, b, img, mountFrom, (done) => isLayer && throttled({ status: 'Pushing', progressDetail: { current: done, total: b.size }, id }, done >= b.size), opts.signal);
+        const status = await pushBlob(ctx, ref.path, b, ctx.sink.content.path(b.digest), mountFrom, (done) => isLayer && throttled({ status: 'Pushing', progressDetail: { current: done, total: b.size }, id }, done >= b.size), opts.signal);
         if (isLayer) say({ status, progressDetail: {}, id });
       }
     };
@@ -97,11 +97,15 @@ function sourcesOf(sink: RegistrySink, img: PushableImage, ref: Reference): stri
   return out;
 }
 
-async function pushBlob(
-  ctx: PushContext,
+/**
+ * One blob into `repo` from `file` (HEAD first: a blob the repository holds is not sent;
+ * then a mount from one of `mountFrom`, else an upload). Answers Docker's status word.
+ */
+export async function pushBlob(
+  ctx: Pick<PushContext, 'session' | 'chunkSize'>,
   repo: string,
   b: Descriptor,
-  img: PushableImage,
+  file: string,
   mountFrom: string[],
   onBytes: (done: number) => void,
   signal?: AbortSignal,
@@ -129,7 +133,6 @@ async function pushBlob(
     location = header(res, 'location');
   }
   if (!location) throw new UnavailableError(`registry ${session.domain} started an upload without a Location`, { hint: 'the registry misbehaves; check it' });
-  const file = ctx.sink.content.path(b.digest);
   if (b.size <= ctx.chunkSize) {
     const res = await session.request('PUT', withDigest(location, b.digest), {
       scope,
