@@ -88,7 +88,7 @@ export async function benchIdleMemory(work: string, count = 100): Promise<void> 
   }
 }
 
-function prepareBundle(work: string): string {
+export function prepareBundle(work: string): string {
   const bundle = path.join(work, 'bundle');
   const rootfs = path.join(bundle, 'rootfs');
   fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
@@ -109,12 +109,12 @@ function dockerEngineAnswers(): boolean {
   return r.status === 0 && r.stdout.trim() !== '';
 }
 
-function rssKb(pid: number): number {
+export function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }
 
-function pssKb(pid: number): number {
+export function pssKb(pid: number): number {
   try {
     const m = /Pss:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
     return m ? Number(m[1]) : 0;

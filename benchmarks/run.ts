@@ -11,6 +11,7 @@ import { benchBranching } from './branching';
 import { benchSoak } from './soak';
 import { benchRegistry } from './registry';
 import { benchBuild } from './build';
+import { benchSpeed } from './speed';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -32,6 +33,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   soak: benchSoak,
   registry: benchRegistry,
   build: benchBuild,
+  speed: benchSpeed,
 };
 
 async function main(): Promise<void> {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './compile-cache'; // first: the modules below load from V8's cache
 import { Command, CommanderError } from 'commander';
 import { systemCommands } from './commands/system';
 import { imageCommands } from './commands/images';

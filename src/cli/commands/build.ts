@@ -1,6 +1,5 @@
 import { Command } from 'commander';
 import { collect, connect } from '../context';
-import { build, packContext, stdinContext } from '../../client/build';
 import { InvalidArgumentError } from '../../../volumes/shared/errors';
 import { progressBar } from '../progress';
 import { PassThrough } from 'node:stream';
@@ -35,6 +34,8 @@ export function buildCommands(program: Command): void {
         return out;
       };
       if (dir === '-' && o.file) throw new InvalidArgumentError('-f cannot be combined with a context on standard input', { hint: 'send a tar that holds the Dockerfile, or build from a directory' });
+      // loaded here: the context packer (tar-stream) costs every other command's start-up
+      const { build, packContext, stdinContext } = require('../../client/build') as typeof import('../../client/build');
       const source = dir === '-' ? await stdinContext(process.stdin) : packContext(dir, o.file);
       const bar = progressBar('Sending build context');
       const counted = new PassThrough({ highWaterMark: 1 << 20 });

@@ -4,8 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { connect } from '../context';
 import { RemoteArchive } from '../../client/archive';
-import { packTree, TreeWriter, type PathStat } from '../../engine/archive';
-import { RootedTree } from '../../../volumes/archive/rooted';
+import type { PathStat } from '../../engine/archive';
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
 
 const GO_DIR = 2 ** 31;
@@ -72,6 +71,7 @@ async function copyFrom(archive: RemoteArchive, ref: string, src: string, dst: s
       into = dst;
     } else rebase = { from: stat.name, to: path.basename(path.resolve(dst)) };
   }
+  const { RootedTree, TreeWriter } = archiveModules();
   const tree = RootedTree.open(into);
   try {
     await new TreeWriter(tree, tree.root, { chown: false, noOverwriteDirNonDir: true, rebase }).extract(stream);
@@ -116,6 +116,7 @@ async function copyTo(archive: RemoteArchive, src: string, ref: string, dst: str
   }
   // Followed with -L: the link's target is packed under the link's name.
   const real = o.follow ? fs.realpathSync(abs) : abs;
+  const { RootedTree, packTree } = archiveModules();
   const tree = RootedTree.open(contents ? real : path.dirname(real));
   try {
     const tar = contents ? packTree(tree, tree.root, '', name) : packTree(tree, tree.root, path.basename(real), name);
@@ -123,4 +124,9 @@ async function copyTo(archive: RemoteArchive, src: string, ref: string, dst: str
   } finally {
     tree.dispose();
   }
+}
+
+/** Loaded on use: the tar packer and writer cost every other command's start-up. */
+function archiveModules(): typeof import('../../engine/archive') & typeof import('../../../volumes/archive/rooted') {
+  return { ...(require('../../engine/archive') as typeof import('../../engine/archive')), ...(require('../../../volumes/archive/rooted') as typeof import('../../../volumes/archive/rooted')) };
 }

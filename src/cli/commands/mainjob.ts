@@ -34,7 +34,7 @@ export async function mainJob(cmd: Command): Promise<void> {
   );
   say('\n$ berth images');
   process.stdout.write(table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows));
-  say('\nTry: npx berth ps -a, npx berth volume snapshots redis-data, npx berth run --rm -v redis-data:/data busybox ls /data, npx berth --help');
+  say('\nTry: berth ps -a, berth volume snapshots redis-data, berth run --rm -v redis-data:/data busybox ls /data, berth --help');
 }
 
 const VOLUME = 'redis-data';

@@ -3,7 +3,6 @@ import { connect, type CliContext } from '../context';
 import { InvalidArgumentError } from '../../../volumes/shared/errors';
 import { RemoteRegistryService } from '../../client/registry';
 import { parseReference } from '../../images/reference';
-import { loginDomain } from '../../images/registry/registry';
 import { credentialsFor, eraseCredentials, storeCredentials } from '../credentials';
 import { parseFilters } from '../parse';
 import { formatItems, table } from '../format';
@@ -119,4 +118,9 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Loaded on use: the registry client (https, tls) costs every other command's start-up. */
+function loginDomain(server: string | undefined): string {
+  return (require('../../images/registry/registry') as typeof import('../../images/registry/registry')).loginDomain(server);
 }
