@@ -29,8 +29,12 @@ export class BenchDaemon {
     readonly logFile: string,
   ) {}
 
-  /** `nodeArgs` go to Node before the CLI (e.g. `--inspect=127.0.0.1:0` for the soak's GC). */
-  static async start(work: string, opts: { nodeArgs?: string[] } = {}): Promise<BenchDaemon> {
+  /**
+   * `nodeArgs` go to Node before the CLI (e.g. `--inspect=127.0.0.1:0` for the soak's GC);
+   * `waitMs`: how long it may take to answer (a restart adopting many containers takes longer).
+   */
+  static async start(work: string, opts: { nodeArgs?: string[]; waitMs?: number } = {}): Promise<BenchDaemon> {
+    const waitMs = opts.waitMs ?? 20_000;
     const root = path.join(work, 'root');
     const socket = path.join(root, 'run', 'b.sock');
     fs.mkdirSync(root, { recursive: true });
@@ -41,7 +45,7 @@ export class BenchDaemon {
     const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args], { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     const t = new Transport(socket);
-    for (let i = 0; i < 400 && !(await t.ping()); i++) {
+    for (let i = 0; i < waitMs / 50 && !(await t.ping()); i++) {
       if (child.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 50));
     }

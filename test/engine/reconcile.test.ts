@@ -48,6 +48,27 @@ test('a new engine adopts a running container (same pid): logs, exec, top and st
   t.false(await isMountPoint(path.join(env.containersDir, id, 'rootfs')));
 });
 
+test('a container paused and one unpaused behind the engine while it was away are adopted as the runtime lists them', async (t) => {
+  const env = await engineEnv(t);
+  const frozen = await env.run({ Cmd: ['sleep', '1000'] });
+  const thawed = await env.run({ Cmd: ['sleep', '1000'] });
+  await env.engine.pause(thawed);
+  await env.reopen(async () => {
+    await env.runtime.pause(frozen);
+    await env.runtime.resume(thawed);
+  });
+  const f = await env.inspect(frozen);
+  t.is(f.State.Status, 'paused');
+  t.true(f.State.Paused);
+  const r = await env.inspect(thawed);
+  t.is(r.State.Status, 'running');
+  t.false(r.State.Paused);
+  await env.engine.unpause(frozen);
+  t.is((await env.inspect(frozen)).State.Status, 'running');
+  t.true(await env.engine.stop(frozen, { timeout: 1 }));
+  t.true(await env.engine.stop(thawed, { timeout: 1 }));
+});
+
 test('restart always: monitor and init killed behind our back, running again after the engine reopens', async (t) => {
   const env = await engineEnv(t);
   const id = await env.run({ Cmd: ['sleep', '1000'], HostConfig: { RestartPolicy: { Name: 'always' } } });
