@@ -46,7 +46,12 @@ export class ApiServer {
     // Long uploads (import, load) must not be cut by Node's default request timeout; a body
     // that stops coming is cut by watchBody instead.
     this.server.requestTimeout = 0;
-    this.server.headersTimeout = 60_000;
+    // An idle kept-alive connection stays open longer than clients keep theirs (Node's agents
+    // drop a free socket after 5 s; Go's docker CLI and dockerd never time idle ones out).
+    // With Node's default 5 s the two timers raced: a client reusing a socket the daemon was
+    // closing at that moment got EPIPE or ECONNRESET on a request berth never saw.
+    this.server.keepAliveTimeout = 65_000;
+    this.server.headersTimeout = 66_000;
   }
 
   async listen(socketPath: string): Promise<void> {

@@ -1,5 +1,6 @@
 import test from 'ava';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -24,6 +25,25 @@ test('the socket is root-only: 0700 directory, 0600 socket', async (t) => {
   t.teardown(() => d.stop());
   t.is(fs.statSync(path.dirname(d.socket)).mode & 0o777, 0o700);
   t.is(fs.statSync(d.socket).mode & 0o777, 0o600);
+});
+
+test('an idle kept-alive connection outlives a client\'s own 5 s keep-alive: reusing it never races the daemon closing it', async (t) => {
+  const d = await TestDaemon.start();
+  t.teardown(() => d.stop());
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const ping = () =>
+    new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+      const req = http.get({ socketPath: d.socket, path: '/_ping', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+    });
+  t.deepEqual(await ping(), { status: 200, reused: false });
+  // Past Node's default server keep-alive (5 s), which closed the socket under the client.
+  await new Promise((r) => setTimeout(r, 6_000));
+  t.deepEqual(await ping(), { status: 200, reused: true }, 'the idle connection was still open');
 });
 
 test('SIGTERM shuts the daemon down cleanly and releases the root', async (t) => {
