@@ -11,7 +11,11 @@ import { sh } from './lib';
  * another daemon's bridge, chains or the host's FORWARD policy. Containers on it run with
  * `--network none`; the berth side of each pair does the same.
  */
+const TRUST_KEY = '/etc/docker/key.json';
+
 export class BenchDockerd {
+  private static keyExisted: boolean | undefined;
+
   private constructor(
     readonly socket: string,
     readonly dataRoot: string,
@@ -66,6 +70,8 @@ export class BenchDockerd {
       ...(opts.liveRestore ? ['--live-restore'] : []),
     ];
     const fd = fs.openSync(log, 'a');
+    // dockerd 20.10 writes a trust key to /etc/docker/key.json whatever its roots: destroy() removes one it made
+    BenchDockerd.keyExisted ??= fs.existsSync(TRUST_KEY);
     const child = spawn('/usr/sbin/dockerd', args, { stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     const d = new BenchDockerd(socket, dataRoot, execRoot, log, dockerConfig, child, cgroupParent(work));
@@ -139,6 +145,7 @@ export class BenchDockerd {
     for (const m of mounts) spawnSync('umount', ['-l', m]);
     fs.rmSync(this.dataRoot, { recursive: true, force: true });
     fs.rmSync(this.execRoot, { recursive: true, force: true });
+    if (BenchDockerd.keyExisted === false) fs.rmSync(TRUST_KEY, { force: true });
     // its cgroup parent, under every v1 controller (or the one v2 tree)
     for (const ctrl of ['', ...fs.readdirSync('/sys/fs/cgroup')]) {
       const dir = path.join('/sys/fs/cgroup', ctrl, this.cgroupParent);
