@@ -271,6 +271,21 @@ test.serial('a pull killed mid-layer lists nothing half-made, and the next pull 
   await d.docker(['rmi', name]);
 });
 
+test.serial("a pull whose manifest declares layers larger than the disk's free space is refused before a byte is fetched", async (t) => {
+  const repo = 'test/made';
+  const raw = JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${made.name}`])).stdout);
+  // The registry checks that the blob exists, not the size a manifest claims for it: 1 PiB here.
+  const layers = raw.layers.map((l: { size: number }, i: number) => (i === raw.layers.length - 1 ? { ...l, size: 2 ** 50 } : l));
+  await putManifest(repo, 'huge', raw.mediaType, { ...raw, layers });
+  for (const img of await d.images.list()) if (!img.RepoTags.includes('busybox:latest')) await d.images.remove(img.Id, { force: true });
+  const partial = path.join(d.root, 'images', 'content', 'partial');
+  const before = listTree(partial);
+  const name = `${reg.host}/${repo}:huge`;
+  await t.throwsAsync(new RemoteRegistryService(d.transport).pull(name), { code: 'FAILED_PRECONDITION' });
+  t.deepEqual(listTree(partial), before, 'nothing was downloaded');
+  t.false((await d.images.list()).some((i) => i.RepoTags.includes(name)));
+});
+
 // Last: it corrupts a layer the other tests' images share in the registry's storage.
 test.serial('a blob corrupted on the registry\'s disk is refused and nothing of it is kept', async (t) => {
   const name = `${reg.host}/corrupt/made:v1`;
