@@ -37,9 +37,13 @@ for (const ctrl of fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgr
 for (const n of out('ip', ['netns', 'list']).split('\n').filter(Boolean)) if (/berth/.test(n)) leaks.push(`netns ${n}`);
 // The user's own daemon's rules (default chains, no suffix) and bridge berth0 are not ours to judge.
 for (const r of out('iptables-save', []).split('\n')) if (/berth/i.test(r) && !/BERTH-[A-Z]+( |$)/.test(r + ' ')) leaks.push(`iptables ${r}`);
-for (const l of JSON.parse(out('ip', ['-j', 'link', 'show']) || '[]') as Array<{ ifname: string; master?: string }>) {
-  if (/^berth/.test(l.ifname) && l.ifname !== 'berth0') leaks.push(`bridge ${l.ifname}`);
-  if (/^bv[0-9a-f]{12}$/.test(l.ifname) && l.master !== 'berth0') leaks.push(`veth ${l.ifname}`);
+const links = JSON.parse(out('ip', ['-j', 'link', 'show']) || '[]') as Array<{ ifname: string; master?: string; ifalias?: string }>;
+// A bridge claimed by a root other than the user's (a user-defined network's br-…, or any
+// other name) is a test's; so are the veths on it (bv… on default bridges, bu… on networks).
+const userBridges = new Set(['berth0', ...links.filter((l) => l.ifalias === `berth-root=${USER_ROOT}`).map((l) => l.ifname)]);
+for (const l of links) {
+  if ((/^berth/.test(l.ifname) || l.ifalias?.startsWith('berth-root=')) && !userBridges.has(l.ifname)) leaks.push(`bridge ${l.ifname}${l.ifalias ? ` (${l.ifalias})` : ''}`);
+  if (/^(bv[0-9a-f]{12}|bu[0-9a-f]{13})$/.test(l.ifname) && !userBridges.has(l.master ?? '')) leaks.push(`veth ${l.ifname}`);
 }
 for (const l of out('losetup', ['-a']).split('\n')) if (/berth/.test(l) && !l.includes(USER_ROOT + '/')) leaks.push(`loop ${l}`);
 
