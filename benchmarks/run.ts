@@ -12,6 +12,7 @@ import { benchSoak } from './soak';
 import { benchRegistry } from './registry';
 import { benchBuild } from './build';
 import { benchSpeed } from './speed';
+import { benchIo } from './io-speed';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -34,6 +35,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   registry: benchRegistry,
   build: benchBuild,
   speed: benchSpeed,
+  io: benchIo,
 };
 
 async function main(): Promise<void> {

@@ -99,7 +99,7 @@ async function snapshotClone(d: BenchDaemon, vols: RemoteVolumeService, work: st
 }
 
 /** Many small files in nested dirs plus some large ones, ~mb MB in all. */
-function fillTree(dir: string, mb: number): { files: number; bytes: number } {
+export function fillTree(dir: string, mb: number): { files: number; bytes: number } {
   let bytes = 0;
   let files = 0;
   for (let i = 0; bytes < mb * 0.4e6; i++, files++) {

@@ -7,6 +7,7 @@ import { openRawStream, RawStream } from './hijack';
 import { frame, STDERR, STDOUT } from './stdcopy';
 import { errorResponse } from './errors';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { callerFileOf } from '../../volumes/shared/caller-file';
 import type { ContainerService, CreateBody, ExecConfig, OutputChunk, TtyService, WaitCondition } from '../engine/service';
 import { randomUUID } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
@@ -232,8 +233,13 @@ export function containerRoutes(router: Router, engine: ContainerService & TtySe
     });
     sendJSON(res, 201, out);
   });
-  router.add('GET', re(`${C}/export`), async ({ res, params }) => {
+  router.add('GET', re(`${C}/export`), async ({ res, params, query }) => {
     await engine.inspect(params[0]);
+    const to = callerFileOf(query); // berth's CLI: berthd writes the tar into the caller's file
+    if (to) {
+      await engine.export(params[0], new PassThrough().resume(), to);
+      return sendJSON(res, 200, {});
+    }
     res.writeHead(200, { 'Content-Type': 'application/x-tar' });
     await engine.export(params[0], res);
   });

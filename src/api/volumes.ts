@@ -4,6 +4,7 @@ import { qbool, qfilters, sendEmpty, sendJSON } from './http';
 import { readJSON } from './json-body';
 import { VOLUME_CREATE_BODY } from './schemas/bodies';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { callerFileOf } from '../../volumes/shared/caller-file';
 import type { VolumeCreateBody, VolumeService } from '../volumes/service';
 
 /** Docker's /volumes routes and berth's /berth/v1/volumes extensions (snapshots, restore, clone, export, import). */
@@ -60,7 +61,14 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
   });
   router.add('GET', new RegExp(`${V}/export$`), async ({ res, params, query }) => {
     // Open the stream before the 200 goes out, so a missing volume is a proper error status.
-    const tar = await volumes.export(params[0], query.get('snapshot') || undefined, { since: query.get('since') || undefined });
+    const opts = { since: query.get('since') || undefined };
+    const to = callerFileOf(query);
+    if (to) {
+      // berthd writes the tar into the caller's file itself; the answer comes when it is whole.
+      await volumes.export(params[0], query.get('snapshot') || undefined, { ...opts, to });
+      return sendJSON(res, 200, {});
+    }
+    const tar = await volumes.export(params[0], query.get('snapshot') || undefined, opts);
     res.writeHead(200, { 'Content-Type': 'application/x-tar' });
     res.on('close', () => tar.destroy());
     tar.on('error', () => res.destroy());

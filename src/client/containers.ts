@@ -1,5 +1,6 @@
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { callerFileQuery, type CallerFile } from '../../volumes/shared/caller-file';
 import { Transport } from './transport';
 import { Demuxer } from '../api/stdcopy';
 import type {
@@ -150,7 +151,12 @@ export class RemoteContainerService implements ContainerService {
       body: opts.config ?? {},
     });
   }
-  async export(ref: string, out: Writable): Promise<void> {
+  async export(ref: string, out: Writable, to?: CallerFile): Promise<void> {
+    if (to) {
+      await this.t.json('GET', `/containers/${id(ref)}/export`, { query: callerFileQuery(to) });
+      out.end();
+      return;
+    }
     await pipeline(await this.t.request('GET', `/containers/${id(ref)}/export`), out);
   }
   async close(): Promise<void> {}

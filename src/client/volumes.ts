@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { callerFileQuery, type CallerFile } from '../../volumes/shared/caller-file';
 import { Transport } from './transport';
 import type { SnapshotHooks, Volume, VolumeCreateBody, VolumePool, VolumeService, VolumeSnapshot } from '../volumes/service';
 
@@ -56,8 +57,11 @@ export class RemoteVolumeService implements VolumeService {
   clone(name: string, snap: string | undefined, newName: string): Promise<Volume> {
     return this.t.json('POST', `/berth/v1/volumes/${enc(name)}/clone`, { query: { snapshot: snap, name: newName } });
   }
-  export(name: string, snap?: string, opts: { since?: string } = {}): Promise<Readable> {
-    return this.t.request('GET', `/berth/v1/volumes/${enc(name)}/export`, { query: { snapshot: snap, since: opts.since } });
+  async export(name: string, snap?: string, opts: { since?: string; to?: CallerFile } = {}): Promise<Readable> {
+    const query = { snapshot: snap, since: opts.since };
+    if (!opts.to) return this.t.request('GET', `/berth/v1/volumes/${enc(name)}/export`, { query });
+    await this.t.json('GET', `/berth/v1/volumes/${enc(name)}/export`, { query: { ...query, ...callerFileQuery(opts.to) } });
+    return Readable.from([]);
   }
   import(name: string, input: Readable, opts: { labels?: Record<string, string> } = {}): Promise<Volume> {
     const labels = opts.labels && Object.keys(opts.labels).length ? JSON.stringify(opts.labels) : undefined;

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { CallerFile } from '../../volumes/shared/caller-file';
 import { attach, logs, type AttachOptions } from './attach';
 import { lendAccess } from './access';
 import type { ContainerAccess } from './container-access';
@@ -171,8 +172,8 @@ export class Engine implements ContainerService {
   commit(ref: string, opts: CommitOptions): Promise<{ Id: string }> {
     return commit(this.ctx, ref, opts);
   }
-  export(ref: string, out: Writable): Promise<void> {
-    return exportRootfs(this.ctx, ref, out);
+  export(ref: string, out: Writable, to?: CallerFile): Promise<void> {
+    return exportRootfs(this.ctx, ref, out, to);
   }
 
   /** What the side modules (archive, stats, update, changes, df) may use: see container-access.ts. */

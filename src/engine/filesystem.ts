@@ -1,7 +1,10 @@
+import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { packDir } from '../../volumes/archive/pack';
+import { tarTree } from '../../volumes/archive/tar-tree';
+import { openCallerFile, type CallerFile } from '../../volumes/shared/caller-file';
 import { isMountPoint, mountAll, unmountAll } from '../../volumes/layers/mount';
 import { applyChanges } from '../images/config';
 import { familiarTagged, parseRepoTag } from '../images/reference';
@@ -64,18 +67,24 @@ export async function commit(ctx: EngineContext, ref: string, opts: CommitOption
   return { Id: id };
 }
 
-export async function exportRootfs(ctx: EngineContext, ref: string, out: Writable): Promise<void> {
+/** The container's root as a tar into `out`, or (with `to`) written by tar into the caller's file. */
+export async function exportRootfs(ctx: EngineContext, ref: string, out: Writable, to?: CallerFile): Promise<void> {
   ctx.checkOpen();
   const c = ctx.live(ref);
-  await c.lock.run(async () => {
-    const p = ctx.store.paths(c.id);
-    const mounted = await isMountPoint(p.rootfs);
-    if (!mounted) await mountAll(await ctx.opts.snapshotter.mounts(snapshotKey(c.id)), p.rootfs);
-    try {
-      await pipeline(packDir(p.rootfs), out);
-    } finally {
-      if (!mounted) await unmountAll(p.rootfs);
-    }
-  });
+  const fd = to ? openCallerFile(to) : undefined;
+  try {
+    await c.lock.run(async () => {
+      const p = ctx.store.paths(c.id);
+      const mounted = await isMountPoint(p.rootfs);
+      if (!mounted) await mountAll(await ctx.opts.snapshotter.mounts(snapshotKey(c.id)), p.rootfs);
+      try {
+        await pipeline(tarTree(p.rootfs, { rootEntry: false, fd, hint: "tar's own message says which file of the container it could not read" }), out);
+      } finally {
+        if (!mounted) await unmountAll(p.rootfs);
+      }
+    });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
   ctx.emit(c.rec, 'export');
 }

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { CallerFile } from '../../volumes/shared/caller-file';
 import type { ImageConfigFields } from '../images/service';
 
 /**
@@ -238,8 +239,12 @@ export interface ContainerService {
   execInspect(execId: string): Promise<ExecInspect>;
   /** The container's changes as a new layer on its image. */
   commit(ref: string, opts: { repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<ImageConfigFields> }): Promise<{ Id: string }>;
-  /** The container's filesystem as a tar stream. */
-  export(ref: string, out: Writable): Promise<void>;
+  /**
+   * The container's filesystem as a tar stream into `out`; with `to` (a file the caller
+   * opened on this host: volumes/shared/caller-file.ts) berthd writes it into that file
+   * itself and `out` only ends.
+   */
+  export(ref: string, out: Writable, to?: CallerFile): Promise<void>;
   /** The iptables rules a container made from `body` would get (`berth run --dry-run`); creates nothing. */
   networkPlan(body: CreateBody): Promise<{ Rules: string[]; Warnings: string[] }>;
   close(): Promise<void>;

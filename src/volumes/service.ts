@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { SnapshotMetadata } from '../../volumes/drivers/driver';
+import type { CallerFile } from '../../volumes/shared/caller-file';
 
 /**
  * The volume service contract: data volumes as the Docker Engine API shows them (GET
@@ -89,8 +90,10 @@ export interface VolumeService {
   /**
    * A tar of the volume or its snapshot; with `since` (which needs `snap`), only what
    * changed from snapshot `since` to `snap`: a changeset (volumes/archive/changeset.ts).
+   * With `to` (a file the caller opened on this host: volumes/shared/caller-file.ts),
+   * berthd writes the tar into that file itself and the stream returned is empty.
    */
-  export(name: string, snap?: string, opts?: { since?: string }): Promise<Readable>;
+  export(name: string, snap?: string, opts?: { since?: string; to?: CallerFile }): Promise<Readable>;
   /**
    * A new volume `name` from a tar (a volume export, or any plain tar), with `labels`. A
    * changeset (`export --since`) is applied instead to the existing volume `name`, on top

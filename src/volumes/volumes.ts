@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import * as fs from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { openCallerFile, type CallerFile } from '../../volumes/shared/caller-file';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { tool } from '../../volumes/shared/host-tool';
 import { readChangesetHeader } from '../../volumes/archive/changeset';
@@ -449,16 +452,28 @@ export class Volumes implements VolumeService {
     return this.view(await (await this.driverNow()).clone(name, snap || undefined, newName, { labels }));
   }
 
-  async export(name: string, snap?: string, opts: { since?: string } = {}): Promise<Readable> {
-    if (opts.since) {
-      if (!snap) {
-        throw new InvalidArgumentError('--since needs the newer snapshot named: VOLUME@SNAPSHOT', {
-          hint: `snapshot the volume first (berth volume snapshot ${name}), then export ${name}@SNAPSHOT --since ${opts.since}`,
-        });
+  async export(name: string, snap?: string, opts: { since?: string; to?: CallerFile } = {}): Promise<Readable> {
+    const fd = opts.to ? openCallerFile(opts.to) : undefined;
+    try {
+      let tar: Readable;
+      if (opts.since) {
+        if (!snap) {
+          throw new InvalidArgumentError('--since needs the newer snapshot named: VOLUME@SNAPSHOT', {
+            hint: `snapshot the volume first (berth volume snapshot ${name}), then export ${name}@SNAPSHOT --since ${opts.since}`,
+          });
+        }
+        tar = await (await this.driverNow()).exportChanges(name, snap, opts.since);
+        if (fd === undefined) return tar;
+        await pipeline(tar, fs.createWriteStream('', { fd, autoClose: false }));
+      } else {
+        tar = await (await this.driverNow()).export(name, snap || undefined, { fd });
+        if (fd === undefined) return tar;
+        for await (const _ of tar); // nothing comes: it ends once tar has written the file
       }
-      return (await this.driverNow()).exportChanges(name, snap, opts.since);
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
     }
-    return (await this.driverNow()).export(name, snap || undefined);
+    return Readable.from([]);
   }
 
   async import(name: string, input: Readable, opts: { labels?: Record<string, string> } = {}): Promise<Volume> {

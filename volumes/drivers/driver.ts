@@ -126,6 +126,15 @@ export interface CloneOptions {
   labels?: Record<string, string>;
 }
 
+export interface ExportOptions {
+  /**
+   * Write the tar into this open file descriptor (an empty regular file) instead of the
+   * stream: the stream then carries no bytes and ends once the file is written. The
+   * caller keeps and closes the descriptor.
+   */
+  fd?: number;
+}
+
 export interface ImportOptions {
   labels?: Record<string, string>;
   size?: number;
@@ -195,7 +204,7 @@ export interface VolumeDriver {
    * a consistent export). The stream fails (never silently truncates) if what it reads
    * changes under it or is removed.
    */
-  export(name: string, snap?: string): Promise<Readable>;
+  export(name: string, snap?: string, opts?: ExportOptions): Promise<Readable>;
   /**
    * Make a new volume `name` from a tar (plain or gzip) such as `export` writes. The tar
    * is untrusted: nothing is ever written outside the new volume (no absolute names

@@ -16,7 +16,7 @@
  * `isNoSpace` and `isOverQuota`.
  */
 import { execFile, spawn } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { FailedPreconditionError, InternalError } from './errors';
 
 const PACKAGE: Record<string, string> = {
@@ -117,6 +117,8 @@ export interface ToolProcessOptions extends Omit<ToolOptions, 'input'> {
    * debootstrap's). Then stdout is read here, and a failure's text is the last 20 lines.
    */
   onLine?: (line: string) => void;
+  /** Give the tool this descriptor as its stdout (it writes a file itself); `stdout` is then empty. */
+  stdoutFd?: number;
 }
 
 /** A running tool: its stdout as a stream, its end, and a way to stop it early. */
@@ -136,7 +138,8 @@ export interface ToolProcess {
  */
 export function toolProcess(cmd: string, args: string[], opts: ToolProcessOptions = {}): ToolProcess {
   const env = { ...process.env, ...opts.env, PATH, LC_ALL: 'C' };
-  const child = spawn(cmd, args, { cwd: opts.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { cwd: opts.cwd, env, stdio: ['ignore', opts.stdoutFd ?? 'pipe', 'pipe'] });
+  const stdout = child.stdout ?? Readable.from([]);
   const tail: string[] = [];
   let stderr = '';
   const lineSplitter = () => {
@@ -154,10 +157,10 @@ export function toolProcess(cmd: string, args: string[], opts: ToolProcessOption
     };
   };
   if (opts.onLine) {
-    child.stdout.on('data', lineSplitter());
-    child.stderr.on('data', lineSplitter());
+    stdout.on('data', lineSplitter());
+    child.stderr!.on('data', lineSplitter());
   } else {
-    child.stderr.on('data', (c: Buffer) => {
+    child.stderr!.on('data', (c: Buffer) => {
       stderr = (stderr + c.toString('utf8')).slice(-64 * 1024);
     });
   }
@@ -175,7 +178,7 @@ export function toolProcess(cmd: string, args: string[], opts: ToolProcessOption
   });
   done.catch(() => undefined); // the caller may learn of the end another way (its reader closed)
   return {
-    stdout: child.stdout,
+    stdout,
     done,
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

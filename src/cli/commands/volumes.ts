@@ -192,7 +192,12 @@ export function volumeCommands(program: Command): void {
     .action(async (src: string, o: { output?: string; since?: string }, cmd: Command) => {
       const [name, snap] = splitAt(src);
       const ctx = await connect(cmd);
-      await writeArchive('Exporting', o.output, async (out) => pipeline(await ctx.volumes.export(name, snap, { since: o.since }), out));
+      await writeArchive(
+        'Exporting',
+        o.output,
+        async (out) => pipeline(await ctx.volumes.export(name, snap, { since: o.since }), out),
+        async (to) => void (await ctx.volumes.export(name, snap, { since: o.since, to })),
+      );
     });
 
   volume

@@ -8,43 +8,20 @@
  * `whiteouts: 'plain'`). And the volume root's own owner and mode matter (a database refuses a data dir with the wrong ones), so the tar starts with a
  * `./` entry carrying them, which applyLayer applies to the root.
  */
-import { PassThrough, Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { applyLayer } from '../../archive/apply';
 import { InvalidArgumentError } from '../../shared/errors';
-import { toolProcess } from '../../shared/host-tool';
+import { tarTree } from '../../archive/tar-tree';
 
 /**
- * A tar of `dir`, made by GNU tar: the export of a plain directory tree is exactly its job,
- * and it runs ~8x faster than packing in Node (measured: 0.12x of `tar -c` before). GNU
- * format, sorted names, whole-second mtimes: two exports of the same tree are the same
- * bytes, and so is the export of its import. The archive starts with `./`, so the volume root keeps its owner and mode. `onClose` runs
- * once the stream is finished with, however it ends (read to the end, failed, or destroyed
- * by its reader): the place to drop a private snapshot.
+ * A tar of `dir` (tarTree: GNU tar, sorted names, whole-second mtimes), so two exports of
+ * the same tree are the same bytes, and so is the export of its import. The archive starts
+ * with `./`, so the volume root keeps its owner and mode. `onClose` runs once the stream
+ * is finished with, however it ends: the place to drop a private snapshot. With `fd`, tar
+ * writes into that file and the stream carries nothing (ending once the file is written).
  */
-export function exportTree(dir: string, onClose?: () => Promise<void>): Readable {
-  const tar = toolProcess('tar', ['-C', dir, '--numeric-owner', '--format=gnu', '--sort=name', '--blocking-factor=128', '-cf', '-', '.'], {
-    // 1 is GNU tar's "some files changed as we read them" (a live dir volume): the
-    // archive is whole, as `docker cp` of a live container would be.
-    okCodes: [1],
-    hint: "tar's own message says which file of the volume it could not read; check that file's permissions and the disk",
-  });
-  const out = new PassThrough({ highWaterMark: 1 << 20 });
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    void onClose?.().catch(() => undefined); // best effort; what is left is debris for the next open
-  };
-  tar.stdout.pipe(out, { end: false });
-  tar.done.then(
-    () => out.end(),
-    (e: unknown) => out.destroy(e as Error),
-  ).finally(close);
-  out.on('close', () => {
-    tar.kill(); // the reader went away early
-    close();
-  });
-  return out;
+export function exportTree(dir: string, onClose?: () => Promise<void>, fd?: number): Readable {
+  return tarTree(dir, { rootEntry: true, onClose, fd, hint: "tar's own message says which file of the volume it could not read; check that file's permissions and the disk" });
 }
 
 /**

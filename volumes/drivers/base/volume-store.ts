@@ -41,6 +41,7 @@ import type { Readable } from 'node:stream';
 import type {
   CloneOptions,
   CreateOptions,
+  ExportOptions,
   ImportOptions,
   RemoveOptions,
   SnapshotInfo,
@@ -439,7 +440,7 @@ export abstract class VolumeStore implements VolumeDriver {
 
   // ---- Export and import.
 
-  async export(name: string, snap?: string): Promise<Readable> {
+  async export(name: string, snap?: string, opts: ExportOptions = {}): Promise<Readable> {
     checkName(name, 'volume');
     if (snap !== undefined) checkName(snap, 'snapshot');
     return this.op([name], async () => {
@@ -451,7 +452,7 @@ export abstract class VolumeStore implements VolumeDriver {
       } else {
         src = await this.liveExportSource(name);
       }
-      return this.track(exportTree(src.dir), src.done);
+      return this.track(exportTree(src.dir, undefined, opts.fd), src.done);
     });
   }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { PassThrough } from 'node:stream';
 import { collect, connect } from '../../context';
 import { writeArchive } from '../../progress';
 import { both, type Verbs } from '../../verbs';
@@ -36,7 +37,12 @@ export function exportVerb(v: Verbs): void {
       .option('-o, --output <file>', 'write to a file instead of standard output')
       .action(async (ref: string, o: { output?: string }, cmd: Command) => {
         const ctx = await connect(cmd);
-        await writeArchive('Exporting', o.output, (out) => ctx.containers.export(ref, out));
+        await writeArchive(
+          'Exporting',
+          o.output,
+          (out) => ctx.containers.export(ref, out),
+          (to) => ctx.containers.export(ref, new PassThrough().resume(), to),
+        );
       });
   }
 }
