@@ -5,7 +5,7 @@ import type { Writable } from 'node:stream';
 import { UnavailableError } from '../../../volumes/shared/errors';
 import type { ContentStore } from '../content';
 import type { RegistrySession } from './client';
-import { header } from './client';
+import { backoff, header } from './client';
 import { corrupt, type Descriptor } from './manifest';
 import { discard } from './transport';
 
@@ -45,6 +45,38 @@ export async function fetchBlob(
   signal?: AbortSignal,
   tee?: Tee,
 ): Promise<BlobFetch> {
+  // A connection reset (or a body cut short) mid-blob is tried again, with backoff, from
+  // the bytes on disk; a corrupt blob or a cancelled pull is not.
+  let fetched = 0;
+  let resumedFrom: number | undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await fetchBlobOnce(s, repo, desc, content, onBytes, signal, tee, (n) => (fetched += n));
+      return { ...r, resumedFrom: resumedFrom ?? r.resumedFrom, fetched };
+    } catch (e) {
+      if (signal?.aborted || !(e instanceof CutShort) || attempt >= s.attempts) throw e instanceof CutShort ? e.error : e;
+      resumedFrom ??= 0;
+      tee = undefined; // the unpacker saw the bytes of the first attempt only: it unpacks from the store
+      await backoff(s, attempt, signal);
+    }
+  }
+}
+
+/** A download the network ended early: worth another attempt. */
+class CutShort {
+  constructor(readonly error: UnavailableError) {}
+}
+
+async function fetchBlobOnce(
+  s: RegistrySession,
+  repo: string,
+  desc: Descriptor,
+  content: ContentStore,
+  onBytes: (done: number, total: number) => void,
+  signal: AbortSignal | undefined,
+  tee: Tee | undefined,
+  count: (n: number) => void,
+): Promise<BlobFetch> {
   const file = content.partialPath(desc.digest);
   const hash = createHash('sha256');
   let have = 0;
@@ -82,7 +114,7 @@ export async function fetchBlob(
     let fetched = 0;
     try {
       onBytes(done, desc.size);
-      for await (const chunk of r.body) {
+      for await (const chunk of readCut(r.body, () => `the download of blob ${desc.digest} from ${s.domain} was cut off after ${done} of ${desc.size} bytes`)) {
         const buf = chunk as Buffer;
         if (done + buf.length > desc.size) {
           discard(r);
@@ -102,18 +134,21 @@ export async function fetchBlob(
         await copied;
         done += buf.length;
         fetched += buf.length;
+        count(buf.length);
         onBytes(done, desc.size);
       }
       if (done !== desc.size) {
         // The connection ended early: keep what came, for the next attempt.
-        throw new UnavailableError(`the download of blob ${desc.digest} from ${s.domain} ended after ${done} of ${desc.size} bytes`, {
-          hint: 'pull again: the download resumes where it stopped',
-        });
+        throw new CutShort(
+          new UnavailableError(`the download of blob ${desc.digest} from ${s.domain} ended after ${done} of ${desc.size} bytes`, {
+            hint: 'pull again: the download resumes where it stopped',
+          }),
+        );
       }
       out?.end();
       await fh.sync();
     } catch (e) {
-      out?.destroy(e as Error);
+      out?.destroy(e instanceof CutShort ? e.error : (e as Error));
       throw e;
     } finally {
       await fh.close();
@@ -130,6 +165,16 @@ export async function fetchBlob(
   async function fail(msg: string): Promise<UnavailableError> {
     await fs.promises.rm(file, { force: true });
     return new UnavailableError(msg, { hint: 'the registry holds corrupt data; nothing of it was kept' });
+  }
+}
+
+/** The body's chunks; the connection failing mid-body (a reset) is CutShort, to try again. */
+async function* readCut(body: AsyncIterable<unknown>, what: () => string): AsyncGenerator<unknown> {
+  try {
+    yield* body;
+  } catch (e) {
+    if ((e as Error)?.name === 'AbortError') throw e;
+    throw new CutShort(new UnavailableError(`${what()}: ${(e as Error)?.message ?? e}`, { hint: 'pull again: the download resumes where it stopped' }));
   }
 }
 

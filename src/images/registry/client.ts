@@ -7,8 +7,10 @@ import { HttpTransport, discard, readAll, type HttpResponse } from './transport'
 /**
  * One session with one registry (distribution's HTTP API v2): requests carry the right
  * Authorization for their scope (auth.ts), a 401 teaches the session the registry's
- * challenge and is tried once more, network failures and 5xx answers are retried with
- * backoff, and a 429 becomes an error that says when the limit resets.
+ * challenge and is tried once more, network failures (a refused or reset connection) and
+ * 5xx answers are retried with backoff, a 429 with a short Retry-After is waited out and
+ * tried again, and any other 429 becomes an error that says when the limit resets. All
+ * retries are bounded by `attempts`.
  */
 
 export interface RequestOptions {
@@ -34,8 +36,9 @@ export interface SessionOptions {
 export class RegistrySession {
   readonly http: HttpTransport;
   private readonly auth: Authorizer;
-  private readonly attempts: number;
-  private readonly backoffMs: number;
+  /** Attempts for a failed request or blob download, and the first backoff delay (doubled each time). */
+  readonly attempts: number;
+  readonly backoffMs: number;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -88,7 +91,14 @@ export class RegistrySession {
       }
       if ((o.ok ?? []).includes(res.status) || (res.status >= 200 && res.status < 300)) return res;
       if (res.status === 429) {
+        // Throttled: wait as long as Retry-After asks, if that is short, and try again
+        // (bounded by the attempts); otherwise say when the limit resets.
         discard(res);
+        const wait = retryAfterMs(res);
+        if (wait !== undefined && wait <= MAX_RETRY_AFTER_MS && typeof o.body !== 'function' && attempt < this.attempts) {
+          await sleep(Math.max(wait, this.backoffMs * 2 ** (attempt - 1)), o.signal);
+          continue;
+        }
         throw rateLimited(this.domain, res);
       }
       if ([500, 502, 503, 504].includes(res.status) && typeof o.body !== 'function' && attempt < this.attempts) {
@@ -131,6 +141,23 @@ export async function registryError(domain: string, what: string, res: HttpRespo
     return new UnavailableError(`registry ${domain} failed on ${what}: HTTP ${res.status}${why}`, { hint: 'try again later' });
   }
   return new InternalError(`registry ${domain} answered HTTP ${res.status} to ${what}${why}`, { hint: 'the registry answered something berth does not expect; check the registry' });
+}
+
+/** The longest Retry-After a request waits out before it gives up with the reset time. */
+const MAX_RETRY_AFTER_MS = 30_000;
+
+/** Retry-After (seconds or an HTTP date) in ms from now, if the answer has one. */
+function retryAfterMs(res: HttpResponse): number | undefined {
+  const v = header(res, 'retry-after');
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}
+
+/** Sleep before attempt `attempt + 1`: backoff doubled each time, ended early by `signal`. */
+export function backoff(s: RegistrySession, attempt: number, signal?: AbortSignal): Promise<void> {
+  return sleep(s.backoffMs * 2 ** (attempt - 1), signal);
 }
 
 /** 429: Docker Hub's pull limit and any registry's throttling, with when it resets. */

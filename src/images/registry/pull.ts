@@ -118,8 +118,11 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
           : undefined;
         const downloading = download(ctx, ref.path, p.desc, signal, (done, total) => throttled({ status: 'Downloading', progressDetail: { current: done, total }, id: p.id }, done >= total), tee);
         blobIn.set(p.desc.digest, downloading);
+        let teed = false;
         try {
-          fetched += (await downloading).fetched;
+          const r = await downloading;
+          fetched += r.fetched;
+          teed = r.teed;
         } catch (e) {
           // The digest did not verify, or the download failed: nothing of it is committed.
           await (await teeing?.catch(() => undefined))?.discard();
@@ -132,7 +135,11 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
           return undefined;
         }
         extracting = true;
-        if (teeing) {
+        if (teeing && !teed) {
+          // The download was retried from the middle: the unpacker missed bytes; start again from the store.
+          await (await teeing.catch(() => undefined))?.discard();
+          read = 0;
+        } else if (teeing) {
           if (read > 0) throttled({ status: 'Extracting', progressDetail: { current: read, total: p.desc.size }, id: p.id }, false);
           return teeing;
         }
