@@ -2,7 +2,9 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { collectOutput, engineEnv, sleep, type EngineEnv } from './env';
+import { eventually } from '../helpers/eventually';
+import { ORPHAN_CMD, ORPHAN_PS, orphanState } from '../helpers/orphan';
+import { collectOutput, engineEnv, type EngineEnv } from './env';
 
 async function execOut(env: EngineEnv, id: string, cmd: string[]): Promise<{ code: number; stdout: string }> {
   const { Id } = await env.engine.execCreate(id, { Cmd: cmd, AttachStdout: true });
@@ -24,10 +26,16 @@ test('OOM: memory 8m and a hog is OOMKilled with 137', async (t) => {
 
 test('--init: pid 1 is the init and it reaps zombies', async (t) => {
   const env = await engineEnv(t);
-  const id = await env.run({ Cmd: ['sh', '-c', '(sleep 0.1 &); exec sleep 30'], HostConfig: { Init: true } });
-  await sleep(700);
-  const r = await execOut(env, id, ['sh', '-c', 'readlink /proc/1/exe; ps -o stat | grep -c "^Z"; true']);
-  t.deepEqual(r.stdout.trim().split('\n'), ['/sbin/docker-init', '0']);
+  const id = await env.run({ Cmd: ORPHAN_CMD, HostConfig: { Init: true } });
+  // Until the orphan has exited and been reaped (tini reaps on SIGCHLD, a moment later).
+  const r = await eventually(
+    async () => {
+      const s = orphanState((await execOut(env, id, ORPHAN_PS)).stdout);
+      return s.execd && !s.orphanRunning && s.zombies === 0 && s;
+    },
+    { message: 'the orphan sleep to have exited and been reaped' },
+  );
+  t.is(r.pid1, '/sbin/docker-init');
   await env.engine.kill(id);
 });
 

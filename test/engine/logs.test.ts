@@ -2,6 +2,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readLogs, type LogEntry } from '../../src/engine/logs';
+import { eventually } from '../helpers/eventually';
 import { appendLines, collect, deferred, line, rotate, sleep, texts, tmpLog, ts } from './jsonlog';
 
 const T0 = 1_800_000_000;
@@ -305,12 +306,25 @@ test('follow with tail 0 gives only new entries', async (t) => {
   const stop = deferred();
   t.teardown(stop.resolve);
   const it = readLogs(log, { follow: true, tail: 0, stop: stop.promise })[Symbol.asyncIterator]();
-  const first = next(it);
-  await sleep(300); // the reader has looked: 'new' comes after the tail
-  appendLines(log, ['new'], T0 + 1);
-  t.is((await first).value?.log.toString(), 'new\n');
+  const first = next(it, 30_000);
+  // Nothing shows when the reader has taken its tail, so append a new line until one comes
+  // through: a line appended before that point is in the tail (and so left out), any after
+  // it must come. 'old' never may.
+  let written = 0;
+  const got = await eventually(
+    async () => {
+      appendLines(log, [`new ${written}`], T0 + 1 + written);
+      written++;
+      return Promise.race([first, sleep(100).then(() => undefined)]);
+    },
+    { message: 'a line appended after the reader started' },
+  );
+  const firstText = got.value?.log.toString('utf8').replace(/\n$/, '');
+  t.regex(firstText ?? '', /^new \d+$/);
   stop.resolve();
-  t.deepEqual(await collect({ [Symbol.asyncIterator]: () => it }), []);
+  const from = Number(firstText?.split(' ')[1]);
+  const expected = Array.from({ length: written - from - 1 }, (_, i) => `new ${from + 1 + i}`);
+  t.deepEqual(texts(await collect({ [Symbol.asyncIterator]: () => it })), expected, 'every line after the first that came, in order');
 });
 
 test('follow waits for a log file that does not exist yet', async (t) => {

@@ -1,4 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
+import { eventually } from '../helpers/eventually';
+import { ORPHAN_CMD, ORPHAN_PS, orphanState, type OrphanState } from '../helpers/orphan';
 import { hostHardLimit, sandbox } from './fixture';
 
 /** The stdout of a finished container, as one string. */
@@ -56,29 +58,35 @@ test('rlimits are never above the host hard limit: Docker asks for 1048576 open 
   t.is(nproc, String(hostNproc));
 });
 
-/** Count zombies in a running container (via exec) after an orphan of its shell has exited. */
-async function zombiesAfterOrphanExits(t: ExecutionContext, init: boolean): Promise<{ zombies: number; pid1: string }> {
+/** Run the orphan command (see helpers/orphan.ts) and wait until the orphan has exited; `done` may ask for more. */
+async function afterOrphanExits(t: ExecutionContext, init: boolean, done: (s: OrphanState) => boolean = () => true): Promise<OrphanState> {
   const sb = await sandbox(t);
-  // The subshell's sleep is orphaned to pid 1 and exits after 0.1 s; the shell then execs
-  // a sleep, so nothing but pid 1 can reap the orphan.
-  const c = await sb.run(['sh', '-c', '(sleep 0.1 &); exec sleep 30'], { init });
-  await new Promise((r) => setTimeout(r, 700));
-  const child = sb.rt.exec(c.id, { args: ['sh', '-c', 'readlink /proc/1/exe; ps -o stat | grep -c "^Z"; true'], env: [], cwd: '/', user: { uid: 0, gid: 0 } });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise((r) => child.on('close', r));
-  const [pid1, zombies] = out.trim().split('\n');
-  return { pid1, zombies: Number(zombies) };
+  const c = await sb.run(ORPHAN_CMD, { init });
+  const look = async (): Promise<OrphanState> => {
+    const child = sb.rt.exec(c.id, { args: ORPHAN_PS, env: [], cwd: '/', user: { uid: 0, gid: 0 } });
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => child.on('close', r));
+    return orphanState(out);
+  };
+  return eventually(
+    async () => {
+      const s = await look();
+      return s.execd && !s.orphanRunning && done(s) && s;
+    },
+    { message: 'the orphan sleep to have exited' },
+  );
 }
 
 test('--init: pid 1 is tini and it reaps orphans', async (t) => {
-  const r = await zombiesAfterOrphanExits(t, true);
+  // tini reaps on SIGCHLD, a moment after the exit: wait for no zombie (a timeout fails it).
+  const r = await afterOrphanExits(t, true, (s) => s.zombies === 0);
   t.is(r.pid1, '/sbin/docker-init');
   t.is(r.zombies, 0);
 });
 
 test('without --init an orphan stays a zombie (so the --init test means something)', async (t) => {
-  const r = await zombiesAfterOrphanExits(t, false);
+  const r = await afterOrphanExits(t, false);
   t.is(r.pid1, '/bin/busybox');
   t.is(r.zombies, 1);
 });

@@ -106,7 +106,7 @@ test('an interactive sh on a pty: input, resize, output to the client and the lo
   // one input split over two writes, and a frame header split too
   const frame = inputFrame('tty; stty size; echo marker-$((6*7))\n');
   cl.sock.write(frame.subarray(0, 2));
-  await sleep(50);
+  await sleep(50); // only so the halves travel apart; the result does not hang on it (together they pass too)
   cl.sock.write(frame.subarray(2));
   await cl.waitFor('marker-42');
   t.true(cl.text().includes('/dev/pts/'), cl.text());
@@ -152,7 +152,7 @@ test('a client can leave and another attach; a new connection replaces the old o
   await a.waitFor('one-1');
   a.sock.end(); // EOF: the monitor closes it, the container keeps running
   await a.closed;
-  await sleep(200);
+  await sleep(200); // an absence window: the EOF must not end the shell (two-2 below proves it reads on)
   t.is((await sb.rt.state(c.id)).status, 'running');
 
   const b = await attach(c.tty.attachSocket);
