@@ -47,7 +47,7 @@ class Screen {
   }
 
   /** Poll the screen until `re` matches; the match, or an error showing the screen. */
-  async waitFor(re: RegExp, timeout = 15_000): Promise<RegExpMatchArray> {
+  async waitFor(re: RegExp, timeout = 60_000): Promise<RegExpMatchArray> {
     const deadline = Date.now() + timeout;
     for (;;) {
       const m = (await this.text()).match(re);
@@ -64,7 +64,7 @@ class Screen {
     return this.waitFor(re, timeout);
   }
 
-  async waitExit(timeout = 15_000): Promise<{ exitCode: number; signal?: number }> {
+  async waitExit(timeout = 60_000): Promise<{ exitCode: number; signal?: number }> {
     let t: NodeJS.Timeout | undefined;
     const r = await Promise.race([this.exited, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), timeout)))]);
     clearTimeout(t);
@@ -115,15 +115,14 @@ test('docker run -it --rm busybox sh: a pty, its size, a resize, the exit code',
   // Resize the terminal: docker gets SIGWINCH and posts /resize; poll until the pty follows.
   s.p.resize(120, 40);
   s.term.resize(120, 40);
-  let got = '';
-  const deadline = Date.now() + 10_000;
-  for (let i = 0; Date.now() < deadline; i++) {
-    const m = await s.run(`stty size; ${mark('R', String(i)).cmd}`, new RegExp(`^(\\d+ \\d+)\\s*\\n\\s*R${i}$`, 'm'));
-    got = m[1];
-    if (got === '40 120') break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  t.is(got, '40 120', 'stty size after resizing the terminal to 120x40');
+  let i = 0;
+  await eventually(
+    async () => {
+      i++;
+      return (await s.run(`stty size; ${mark('R', String(i)).cmd}`, new RegExp(`^(\\d+ \\d+)\\s*\\n\\s*R${i}$`, 'm')))[1] === '40 120';
+    },
+    { timeout: 60_000, interval: 100, message: 'stty size to say 40 120 after resizing the terminal to 120x40' },
+  );
   s.p.write('exit 7\r');
   const e = await s.waitExit();
   t.is(e.exitCode, 7, await s.text());
@@ -138,7 +137,7 @@ test('docker attach shows the current screen; ctrl-p ctrl-q detaches and the con
 
   // (2) first attach: the prompt is redrawn without typing (the screen is replayed).
   const a1 = screen(t, d, ['attach', 'box'], 100, 30);
-  await a1.waitFor(/[#$] $/m, 15_000);
+  await a1.waitFor(/[#$] $/m, 60_000);
   await a1.run('echo m""1', /^m1$/m);
   a1.p.write('\x10'); // ctrl-p
   a1.p.write('\x11'); // ctrl-q
@@ -152,7 +151,7 @@ test('docker attach shows the current screen; ctrl-p ctrl-q detaches and the con
 
   // A second attach shows m1 without typing anything.
   const a2 = screen(t, d, ['attach', 'box'], 100, 30);
-  await a2.waitFor(/^m1$/m, 15_000);
+  await a2.waitFor(/^m1$/m, 60_000);
   t.pass('m1 shown by the second attach without typing');
   a2.p.write('\x10\x11');
   await a2.waitExit();
@@ -168,7 +167,7 @@ async function withBox(t: import('ava').ExecutionContext): Promise<TestDaemon> {
 test('docker exec -it box sh: a pty, its size, the exit code', async (t) => {
   const d = await withBox(t);
   const x = screen(t, d, ['exec', '-it', 'box', 'sh'], 90, 25);
-  await x.waitFor(/[#$] $/m, 15_000);
+  await x.waitFor(/[#$] $/m, 60_000);
   const tty = await x.run('tty; ' + mark('X', 'T').cmd, /^(\S+)\s*\n\s*XT$/m);
   t.regex(tty[1], /^\/dev\/pts\/\d+$/);
   const size = await x.run('stty size; ' + mark('X', 'S').cmd, /^(\d+ \d+)\s*\n\s*XS$/m);
@@ -176,13 +175,14 @@ test('docker exec -it box sh: a pty, its size, the exit code', async (t) => {
   // Diagnostic: a resize once the exec runs does reach its pty.
   x.p.resize(110, 35);
   x.term.resize(110, 35);
-  let later = '';
-  for (let i = 0, deadline = Date.now() + 10_000; Date.now() < deadline; i++) {
-    later = (await x.run(`stty size; ${mark('Y', String(i)).cmd}`, new RegExp(`^(\\d+ \\d+)\\s*\\n\\s*Y${i}$`, 'm')))[1];
-    if (later === '35 110') break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  t.is(later, '35 110', 'stty size after resizing the terminal during exec -it');
+  let i = 0;
+  await eventually(
+    async () => {
+      i++;
+      return (await x.run(`stty size; ${mark('Y', String(i)).cmd}`, new RegExp(`^(\\d+ \\d+)\\s*\\n\\s*Y${i}$`, 'm')))[1] === '35 110';
+    },
+    { timeout: 60_000, interval: 100, message: 'stty size to say 35 110 after resizing the terminal during exec -it' },
+  );
   x.p.write('exit 3\r');
   const ex = await x.waitExit();
   t.is(ex.exitCode, 3, await x.text());

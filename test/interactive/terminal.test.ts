@@ -1,6 +1,7 @@
 import test, { ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { TestDaemon, BERTH } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 import { Term, until } from './term';
 
 /**
@@ -36,17 +37,20 @@ async function typeLine(term: Term, line: string, expect: RegExp | string | ((s:
 
 let seq = 0;
 /** Ask the shell for `stty size` until it says `want` (a resize travels asynchronously). */
-async function waitSize(term: Term, want: string, timeout = LONG): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const tag = `sz${++seq}`;
-    term.write(`echo "${tag}:$(stty size):"\r`);
-    const screen = await term.waitFor(new RegExp(`^${tag}:(\\d+ \\d+):`, 'm'), { timeout: LONG, what: `${tag} output` });
-    const got = new RegExp(`^${tag}:(\\d+ \\d+):`, 'm').exec(screen)![1];
-    if (got === want) return;
-    if (Date.now() > deadline) throw new Error(`stty size is ${got}, wanted ${want}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+async function waitSize(term: Term, want: string): Promise<void> {
+  let got = '';
+  await eventually(
+    async () => {
+      const tag = `sz${++seq}`;
+      term.write(`echo "${tag}:$(stty size):"\r`);
+      const screen = await term.waitFor(new RegExp(`^${tag}:(\\d+ \\d+):`, 'm'), { timeout: LONG, what: `${tag} output` });
+      got = new RegExp(`^${tag}:(\\d+ \\d+):`, 'm').exec(screen)![1];
+      return got === want;
+    },
+    { timeout: LONG, interval: 200, message: `stty size to say ${want}` },
+  ).catch((e: Error) => {
+    throw new Error(`${e.message} (it said ${got || 'nothing'})`);
+  });
 }
 
 async function state(d: TestDaemon, name: string): Promise<string> {
@@ -67,14 +71,14 @@ function curl(args: string[]): Promise<{ code: number; stdout: string }> {
 
 test('run -it: a real tty, its size and resizes, vi, Ctrl-C, exit code, the terminal restored', async (t) => {
   const d = await daemon(t);
-  const term = new Term('sh', ['-c', `${BERTH} run -it --rm busybox sh; echo "RC=$?"; stty -a; echo END-OF-SESSION`], { cols: 100, rows: 30, env: env(d) });
+  const term = new Term('sh', ['-c', `${BERTH} run -it --rm --name tty1 busybox sh; echo "RC=$?"; stty -a; echo END-OF-SESSION`], { cols: 100, rows: 30, env: env(d) });
   t.teardown(() => term.dispose());
   await term.waitFor(PROMPT, { timeout: LONG, what: 'the shell prompt' });
 
   const tty = await typeLine(term, 'echo "tty:$(tty):"', /^tty:(.*):$/m);
   t.is(/^tty:(.*):$/m.exec(tty)![1], '/dev/pts/0', 'the container has its own pty, made inside it');
 
-  await waitSize(term, '30 100', 5_000);
+  await waitSize(term, '30 100');
   term.resize(120, 40);
   await waitSize(term, '40 120');
   term.resize(70, 20);
@@ -97,13 +101,14 @@ test('run -it: a real tty, its size and resizes, vi, Ctrl-C, exit code, the term
   await typeLine(term, 'cat /tmp/x; echo "cat-$((40+2))"', /^hello from vi\ncat-42$/m);
 
   // Ctrl-C reaches the foreground process through the container's pty.
-  const started = Date.now();
   term.write('sleep 100\r');
   await term.waitFor(/sleep 100$/m, { what: 'the sleep command echoed' });
-  await new Promise((r) => setTimeout(r, 500)); // let sh start it
+  const sleeping = async (): Promise<boolean> => /\bsleep 100\b/.test((await d.berth(['exec', 'tty1', 'ps'])).stdout);
+  await eventually(sleeping, { timeout: LONG, message: 'sleep 100 to run in the container' });
   term.write('\x03');
-  await typeLine(term, 'echo "after-sleep-$((3*11))"', /^after-sleep-33$/m);
-  t.true(Date.now() - started < 50_000, `Ctrl-C interrupted sleep 100 (${Date.now() - started} ms)`);
+  // SIGINT killed it (sh says 128+2), long before its 100 s were up.
+  await typeLine(term, 'echo "after-sleep-rc-$?"', /^after-sleep-rc-130$/m);
+  t.false(await sleeping(), 'Ctrl-C ended sleep 100');
 
   term.write('exit 7\r');
   const end = await term.waitFor(/END-OF-SESSION/, { timeout: LONG, history: true, what: 'the shell after berth' });
@@ -196,12 +201,10 @@ test('two clients: both see and type; the smallest size wins; a frozen client do
   });
   a.write('clear\r');
   await a.waitFor((s) => !s.includes('from-'), { what: 'a cleared screen' });
-  const started = Date.now();
+  // The claim is that A gets all of it while the frozen client holds nothing up; how fast is
+  // the tty benchmark's business (npm run bench -- tty). The timeout only catches a hang.
   a.write('seq 1 1000000; echo "seq-$((3*3))-done"\r');
-  await a.waitFor(/^999999\n1000000\nseq-9-done$/m, { timeout: 180_000, what: 'the end of the output in A' });
-  const took = Date.now() - started;
-  t.true(took < 120_000, `seq finished in ${took} ms`);
-  t.log(`seq 1 1000000 with a frozen client attached: ${took} ms`);
+  await a.waitFor(/^999999\n1000000\nseq-9-done$/m, { timeout: 300_000, what: 'the end of the output in A' });
   await typeLine(a, 'echo "still-$((7*7))"', /^still-49$/m);
   t.is(await state(d, 'box'), 'running');
 
@@ -233,7 +236,7 @@ test('exec -it: its own pty, its size, its exit code', async (t) => {
   const path = /^tty:(.*):$/m.exec(tty)![1];
   t.regex(path, /^\/dev\/pts\/\d+$/);
   t.not(path, main.stdout.trim(), "the exec has a pty of its own, not the container's");
-  await waitSize(e, '25 90', 5_000);
+  await waitSize(e, '25 90');
   e.resize(110, 35);
   await waitSize(e, '35 110');
   await typeLine(e, 'vi /tmp/y', (s: string) => s.split('\n').filter((l) => l.startsWith('~')).length >= 10 ? true : false);
