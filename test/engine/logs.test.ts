@@ -7,8 +7,8 @@ import { appendLines, collect, deferred, line, rotate, sleep, texts, tmpLog, ts 
 
 const T0 = 1_800_000_000;
 
-/** The next entry of a follower, failing the test instead of hanging. */
-async function next(it: AsyncIterator<LogEntry>, ms = 3000): Promise<IteratorResult<LogEntry>> {
+/** The next entry of a follower, failing the test instead of hanging (a hang guard: a loaded machine is slow). */
+async function next(it: AsyncIterator<LogEntry>, ms = 30_000): Promise<IteratorResult<LogEntry>> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, rej) => {
     timer = setTimeout(() => rej(new Error(`no entry within ${ms} ms`)), ms);
