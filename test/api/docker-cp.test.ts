@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { TestDaemon } from '../helpers/daemon';
 
 // docker cp (the real docker CLI) and berth cp against one berthd: both directions, into a
@@ -27,23 +28,36 @@ async function ok(p: Promise<{ code: number; stdout: string; stderr: string }>):
   return r.stdout;
 }
 
-/** A raw PUT; a refusal may come back before the whole body is written (EPIPE then), as with Docker. */
+/**
+ * A raw PUT on a connection of its own (no keep-alive reuse: a pooled socket the daemon
+ * closes while this worker is busy would turn into ECONNRESET). A refusal may come back
+ * before the whole body is written (EPIPE then), as with Docker; an error after the
+ * answer began fails the call instead of leaving it pending.
+ */
 function put(container: string, dir: string, tar: Buffer, query = ''): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     let answered = false;
-    const req = http.request({ socketPath: d.socket, method: 'PUT', path: `/v1.41/containers/${container}/archive?path=${encodeURIComponent(dir)}${query}`, headers: { 'Content-Type': 'application/x-tar' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c) => chunks.push(c));
-      answered = true;
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-    });
+    const req = http.request(
+      { socketPath: d.socket, agent: false, method: 'PUT', path: `/v1.41/containers/${container}/archive?path=${encodeURIComponent(dir)}${query}`, headers: { 'Content-Type': 'application/x-tar' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        answered = true;
+        res.on('data', (c) => chunks.push(c));
+        res.on('error', reject);
+        res.on('aborted', () => reject(new Error(`the answer to PUT ${dir} was cut off after ${Buffer.concat(chunks).length} bytes`)));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      },
+    );
     req.on('error', (e) => (answered ? undefined : reject(e)));
     req.end(tar);
   });
 }
 
+const run = promisify(execFile);
+
 /** A tar made by python's tarfile, so hostile entries are exactly what the test says. */
-function pyTar(entries: Array<{ name: string; type?: 'sym' | 'file' | 'dir'; link?: string; data?: string }>): Buffer {
+/** (Asynchronous: a synchronous spawn would stall the other tests of this worker.) */
+async function pyTar(entries: Array<{ name: string; type?: 'sym' | 'file' | 'dir'; link?: string; data?: string }>): Promise<Buffer> {
   const script = `
 import tarfile, io, sys, json
 b = io.BytesIO()
@@ -59,7 +73,7 @@ for e in json.loads(sys.argv[1]):
 t.close()
 sys.stdout.buffer.write(b.getvalue())
 `;
-  return execFileSync('python3', ['-c', script, JSON.stringify(entries)]);
+  return (await run('python3', ['-c', script, JSON.stringify(entries)], { encoding: 'buffer', maxBuffer: 64 << 20 })).stdout;
 }
 
 test('docker cp copies a file and a directory in and out of a running container', async (t) => {
@@ -104,10 +118,11 @@ test('docker cp into a volume path lands in the volume, running or stopped', asy
 
 test('berth cp streams tars with -, both ways', async (t) => {
   await ok(d.docker(['run', '-d', '--name', 'cpb', 'busybox', 'sleep', '1000']));
-  const tar = pyTar([{ name: 'dir/', type: 'dir' }, { name: 'dir/a.txt', data: 'from a tar\n' }]);
+  const tar = await pyTar([{ name: 'dir/', type: 'dir' }, { name: 'dir/a.txt', data: 'from a tar\n' }]);
   await ok(d.berth(['cp', '-', 'cpb:/tmp'], { input: tar }));
   t.is(await ok(d.docker(['exec', 'cpb', 'cat', '/tmp/dir/a.txt'])), 'from a tar\n');
-  const listing = execFileSync('sh', ['-c', `node ${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'cli', 'main.js'))} cp cpb:/tmp/dir - | tar -t`], { env: d.env }).toString();
+  const cli = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+  const listing = (await run('sh', ['-c', `${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} cp cpb:/tmp/dir - | tar -t`], { env: d.env })).stdout;
   t.deepEqual(listing.trim().split('\n').sort(), ['dir/', 'dir/a.txt']);
   const out = path.join(host, 'berth-out');
   await ok(d.berth(['cp', 'cpb:/tmp/dir', out]));
@@ -146,20 +161,20 @@ test('a PUT tar gets a layer tar\'s checks: no climbing out, no writing through 
   const secret = path.join(host, 'put-secret');
   fs.mkdirSync(secret);
   await ok(d.docker(['run', '-d', '--name', 'put1', 'busybox', 'sleep', '1000']));
-  const climb = await put('put1', '/tmp', pyTar([{ name: `../../../../..${secret}/x`, data: 'pwn' }]));
+  const climb = await put('put1', '/tmp', await pyTar([{ name: `../../../../..${secret}/x`, data: 'pwn' }]));
   t.is(climb.status, 400);
   t.is(JSON.parse(climb.body).code, 'INVALID_ARGUMENT');
-  const through = await put('put1', '/tmp', pyTar([{ name: 'l', type: 'sym', link: secret }, { name: 'l/x', data: 'pwn' }]));
+  const through = await put('put1', '/tmp', await pyTar([{ name: 'l', type: 'sym', link: secret }, { name: 'l/x', data: 'pwn' }]));
   t.is(through.status, 400);
   t.is(JSON.parse(through.body).code, 'INVALID_ARGUMENT');
   t.deepEqual(fs.readdirSync(secret), []);
-  const notDir = await put('put1', '/etc/passwd', pyTar([{ name: 'x', data: 'x' }]));
+  const notDir = await put('put1', '/etc/passwd', await pyTar([{ name: 'x', data: 'x' }]));
   t.is(notDir.status, 400);
-  const missing = await put('put1', '/no/such/dir', pyTar([{ name: 'x', data: 'x' }]));
+  const missing = await put('put1', '/no/such/dir', await pyTar([{ name: 'x', data: 'x' }]));
   t.is(missing.status, 404);
   // noOverwriteDirNonDir: a file does not replace a directory.
   await ok(d.docker(['exec', 'put1', 'mkdir', '-p', '/tmp/isdir']));
-  const over = await put('put1', '/tmp', pyTar([{ name: 'isdir', data: 'file' }]), '&noOverwriteDirNonDir=1');
+  const over = await put('put1', '/tmp', await pyTar([{ name: 'isdir', data: 'file' }]), '&noOverwriteDirNonDir=1');
   t.is(over.status, 400);
   t.is(await ok(d.docker(['exec', 'put1', 'sh', '-c', 'test -d /tmp/isdir && echo dir'])), 'dir\n');
 });
