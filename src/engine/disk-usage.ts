@@ -48,8 +48,10 @@ export class DiskUsageService {
   }
 
   /**
-   * Docker's image prune: dangling images (no tag), or with `dangling=false` every image
-   * no container uses; `until` and `label` narrow it. An image a container uses is kept.
+   * Docker's image prune: dangling images (no tag, no child), or with `dangling=false`
+   * every image no container uses; `until` and `label` narrow it. An image a container
+   * uses is kept. Each removal takes its untagged parents with it when nothing else needs
+   * them, so the build cache under a tagged image survives a prune without -a.
    */
   async pruneImages(filters: Record<string, string[]> = {}): Promise<{ ImagesDeleted: DeleteItem[]; SpaceReclaimed: number }> {
     for (const k of Object.keys(filters)) {
@@ -60,9 +62,17 @@ export class DiskUsageService {
     const used = new Set(this.access.all().map((r) => r.Image));
     const deleted: DeleteItem[] = [];
     let space = 0;
+    const all = await this.images.list({ all: true });
+    const parents = new Set(all.map((i) => i.ParentId).filter(Boolean));
+    // Sizes of the images' own layers (Size less the parent's), so a pruned chain is counted once.
+    const byId = new Map(all.map((i) => [i.Id, i]));
+    const sizes = new Map(all.map((i) => [i.Id, Math.max(0, i.Size - (byId.get(i.ParentId)?.Size ?? 0))]));
     for (const img of await this.images.list({ all: true, filters: filters.label ? { label: filters.label } : {} })) {
       const tags = img.RepoTags.filter((t) => t !== '<none>:<none>');
       if (danglingOnly && tags.length) continue;
+      // An untagged parent is a build's cached step: it goes with the last image made on
+      // it (the removal prunes parents), never on its own, as Docker prunes heads only.
+      if (!tags.length && parents.has(img.Id)) continue;
       if (used.has(img.Id)) continue;
       if (!until.every((t) => img.Created * 1000 < t)) continue;
       if ((filters['label!'] ?? []).some((l) => labelHas(img.Labels, l))) continue;
@@ -72,7 +82,7 @@ export class DiskUsageService {
         const items: DeleteItem[] = [];
         for (const ref of tags.length ? tags : [img.Id]) items.push(...(await this.images.remove(ref)));
         deleted.push(...items);
-        if (items.some((i) => i.Deleted === img.Id)) space += img.Size;
+        for (const i of items) if (i.Deleted) space += sizes.get(i.Deleted) ?? 0;
       } catch (e) {
         if (!(e instanceof ConflictError) && !(e instanceof NotFoundError)) throw e;
       }

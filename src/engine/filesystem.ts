@@ -9,6 +9,7 @@ import { isMountPoint, mountAll, unmountAll } from '../../volumes/layers/mount';
 import { applyChanges } from '../images/config';
 import { familiarTagged, parseRepoTag } from '../images/reference';
 import type { ImageConfigFields } from '../images/service';
+import { readUpper } from './changes';
 import { commitConfig } from './commit-config';
 import { snapshotKey } from './container-record';
 import { message, type EngineContext } from './context';
@@ -45,7 +46,10 @@ export async function commit(ctx: EngineContext, ref: string, opts: CommitOption
     const pause = opts.pause !== false && c.rec.State.Status === 'running';
     if (pause) await rt.pause(c.id); // a consistent snapshot of the files
     try {
-      const tar = packDir(await ctx.opts.snapshotter.upperDir(snapshotKey(c.id)), { overlayWhiteouts: true });
+      // berth's mount points (the /etc files, /proc, /sys, /dev, volumes) are left out, as
+      // Docker's init layer keeps them out of a commit.
+      const hidden = (await readUpper(ctx.opts.snapshotter, c.rec))?.hidden ?? new Set<string>();
+      const tar = packDir(await ctx.opts.snapshotter.upperDir(snapshotKey(c.id)), { overlayWhiteouts: true, skip: (rel) => hidden.has(rel) });
       try {
         return await ctx.opts.images.commitImageLayer(c.rec.Image, tar, {
           names,

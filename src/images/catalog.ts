@@ -104,9 +104,14 @@ export async function history(ctx: ImageContext, ref: string): Promise<HistoryIt
     });
   }
   items.reverse();
-  if (items.length) {
-    const tags = tagsOf(doc, rec.id);
-    items[0] = { ...items[0], Id: rec.id, Tags: tags.length ? tags : null };
+  // Newest first, each entry is the image of one step: a locally built or committed image
+  // names its ancestors through their parent links, as Docker's history does; where the
+  // chain ends (a pulled or loaded base, a parent deleted) the rest stay <missing>.
+  let cur: ImageRecord | undefined = rec;
+  for (let i = 0; i < items.length && cur; i++) {
+    const tags = tagsOf(doc, cur.id);
+    items[i] = { ...items[i], Id: cur.id, Tags: tags.length ? tags : null };
+    cur = cur.parent ? doc.images[cur.parent] : undefined;
   }
   return items;
 }

@@ -107,19 +107,30 @@ export async function importDirectory(ctx: ImageContext, dir: string, spec: Laye
 export async function commitImageLayer(ctx: ImageContext, parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
   guard(input);
   try {
-    return await commitImageLayerOp(ctx, parentImageId, input, spec);
+    let emptied = false;
+    const made = await commitImageLayerOp(ctx, parentImageId, input, spec, () => (emptied = true));
+    if (emptied) await ctx.gate.request();
+    return made;
   } catch (e) {
     await ctx.gate.request(); // what the failed commit made is garbage
     throw e;
   }
 }
 
-function commitImageLayerOp(ctx: ImageContext, parentImageId: string, input: Readable, spec: CommitLayerSpec): Promise<{ id: string }> {
+/** The diff id of an empty layer tar (1024 zero bytes). */
+const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef';
+
+function commitImageLayerOp(ctx: ImageContext, parentImageId: string, input: Readable, spec: CommitLayerSpec, onEmpty: () => void): Promise<{ id: string }> {
   return ctx.gate.op(async () => {
     try {
       const { rec: parent } = await ctx.lookup(parentImageId);
       const parentConfig = await ctx.config(parent);
-      const layer = await addLayer(ctx, input, parent.layers);
+      const added = await addLayer(ctx, input, parent.layers);
+      // An empty diff (a RUN that changed nothing) adds no layer: the history entry is
+      // marked empty_layer, as Docker's commit does; the unused layer goes to the gc.
+      const empty = added.diffID === EMPTY_TAR_DIFF_ID;
+      if (empty) onEmpty();
+      const layers = empty ? parent.layers : [...parent.layers, added];
       const now = goTime();
       // One history entry per layer below ours, so `history` can pair entries with layers.
       const history: HistoryEntry[] = parentConfig.history?.length
@@ -130,12 +141,13 @@ function commitImageLayerOp(ctx: ImageContext, parentImageId: string, input: Rea
         created_by: spec.createdBy,
         ...(spec.author ? { author: spec.author } : {}),
         ...(spec.comment ? { comment: spec.comment } : {}),
+        ...(empty ? { empty_layer: true } : {}),
       });
       const config: ImageConfig = {
         ...parentConfig,
         created: now,
         config: spec.config,
-        rootfs: { type: 'layers', diff_ids: [...parent.layers.map((l) => l.diffID), layer.diffID] },
+        rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) },
         history,
       };
       delete config.author;
@@ -144,7 +156,7 @@ function commitImageLayerOp(ctx: ImageContext, parentImageId: string, input: Rea
       if (spec.author) config.author = spec.author;
       if (spec.comment) config.comment = spec.comment;
       const from = { parent: parent.id, ...(spec.container ? { container: spec.container, ...(spec.containerConfig ? { containerConfig: spec.containerConfig } : {}) } : {}) };
-      return { id: await saveImage(ctx, config, [...parent.layers, layer], spec.names, from) };
+      return { id: await saveImage(ctx, config, layers, spec.names, from) };
     } catch (e) {
       drain(input);
       throw formatError(e, 'cannot commit the layer', "check the container's files and the space left on the data root");

@@ -1,7 +1,7 @@
 import { ConflictError } from '../../volumes/shared/errors';
 import { shortId, type ImageContext } from './context';
 import { familiarTagged, parseRepoTag } from './reference';
-import { setTag, tagNameOf, tagsOf, type ImageRecord } from './records';
+import { setTag, tagNameOf, tagsOf, type Doc, type ImageRecord } from './records';
 import type { DeleteItem } from './service';
 
 /**
@@ -32,9 +32,11 @@ export async function remove(ctx: ImageContext, ref: string, opts: { force?: boo
       out.push({ Untagged: byName });
       if (tagsOf(doc, id).length === 0) {
         checkInUse(ctx, id, ref, opts.force);
-        deleted.push(doc.images[id]);
+        const rec = doc.images[id];
+        deleted.push(rec);
         delete doc.images[id];
         out.push({ Deleted: id });
+        if (!opts.noprune) pruneParents(ctx, doc, rec, deleted, out);
       }
       return out;
     }
@@ -54,16 +56,36 @@ export async function remove(ctx: ImageContext, ref: string, opts: { force?: boo
     deleted.push(rec);
     delete doc.images[rec.id];
     out.push({ Deleted: rec.id });
+    if (!opts.noprune) pruneParents(ctx, doc, rec, deleted, out);
     return out;
   });
   if (deleted.length) {
     for (const d of deleted) ctx.configs.delete(d.id);
     const removed = new Set(await ctx.gate.request());
     for (const d of deleted) {
-      for (const l of [...d.layers].reverse()) if (removed.has(l.chainID)) items.push({ Deleted: l.chainID });
+      for (const l of [...d.layers].reverse()) {
+        if (removed.delete(l.chainID)) items.push({ Deleted: l.chainID }); // once: pruned parents share layers
+      }
     }
   }
   return items;
+}
+
+/**
+ * After `rec` is deleted, its parents go too while they are untagged, parent of no other
+ * image and used by no container (Docker's rmi without --no-prune): a built image takes
+ * its build's intermediate images with it, and stops at the first one another build or a
+ * tag still needs.
+ */
+function pruneParents(ctx: ImageContext, doc: Doc, rec: ImageRecord, deleted: ImageRecord[], out: DeleteItem[]): void {
+  for (let p = rec.parent; p; ) {
+    const parent: ImageRecord | undefined = doc.images[p];
+    if (!parent || tagsOf(doc, p).length || Object.values(doc.images).some((i) => i.parent === p) || (ctx.inUse?.(p) ?? []).length) return;
+    deleted.push(parent);
+    delete doc.images[p];
+    out.push({ Deleted: p });
+    p = parent.parent;
+  }
 }
 
 /** Deleting an image a container uses is a conflict unless forced (Docker's rmi). */

@@ -28,7 +28,7 @@ export { digestStream } from './digest';
 export interface PackOptions {
   /** Convert overlayfs whiteouts and opaque dirs to OCI `.wh.` entries. */
   overlayWhiteouts?: boolean;
-  /** Leave out the entry at `rel` (a directory with everything under it): a build context's .dockerignore. */
+  /** Leave out the entry at `rel` (a directory with everything under it): a build context's .dockerignore, a commit's mount points. */
   skip?: (rel: string, isDir: boolean) => boolean;
 }
 
