@@ -7,6 +7,7 @@ import { lineError, neededStages, parseDockerfile, parseTrigger, stageByRef, typ
 import { applyMetadata, DEFAULT_SHELL, type StageState } from './instructions';
 import { runStep } from './run-step';
 import { copyStep } from './copy-step';
+import { workdirStep } from './workdir-step';
 import { word, words } from './words';
 import type { BuildContainers, BuildFiles, BuildImages, BuildOutput, BuildRequest } from './ports';
 import { advance, short, useCache } from './step-cache';
@@ -43,6 +44,7 @@ export class Builder {
   /** Run one build; resolves with the image id. Errors are typed; the caller reports them in the stream. */
   async build(req: BuildRequest, out: BuildOutput): Promise<string> {
     checkPlatform(req.platform, 'platform');
+    if (req.cacheFrom.length) req = { ...req, cacheSources: await this.cacheSources(req.cacheFrom, out, req.quiet) };
     const names = req.tags.map((t) => familiarTagged(parseRepoTag(t)));
     const ctx = await receiveContext(req.context, this.deps.tmpDir, req.dockerfile);
     try {
@@ -65,7 +67,22 @@ export class Builder {
       if (ids) await this.deps.cache.prune((id) => ids.has(id)).catch(() => undefined);
     }
   }
+
+  /** --cache-from names to image ids; a name not held is skipped with a warning, as Docker does. */
+  private async cacheSources(names: string[], out: BuildOutput, quiet: boolean): Promise<string[]> {
+    const ids: string[] = [];
+    for (const n of names) {
+      try {
+        ids.push((await this.deps.images.resolve(n)).id);
+      } catch (e) {
+        if (!(e instanceof NotFoundError)) throw e;
+        if (!quiet) out.stream(`[Warning] cache-from image ${n} not found: it is not used\n`);
+      }
+    }
+    return ids;
+  }
 }
+
 
 interface StageResult {
   image: string | null;
@@ -230,13 +247,14 @@ class BuildRun {
       return;
     }
     const meta = applyMetadata(st, step);
+    const env = { containers: this.deps.containers, files: this.deps.files, images: this.deps.images, cache: this.deps.cache, req: this.req, say: (t: string) => this.say(t) };
+    if (step.keyword === 'WORKDIR') return workdirStep(env, st, step);
     if (meta !== undefined) {
       await this.commitMeta(st, meta);
       return;
     }
     // Predefined proxy args may be used undeclared, as Docker allows.
     for (const p of PREDEFINED_ARGS) if (this.req.buildArgs[p] && !st.args.has(p)) st.args.set(p, this.req.buildArgs[p] ?? undefined);
-    const env = { containers: this.deps.containers, files: this.deps.files, images: this.deps.images, cache: this.deps.cache, req: this.req, say: (t: string) => this.say(t) };
     if (step.keyword === 'RUN') return runStep(env, st, step);
     if (step.keyword === 'COPY' || step.keyword === 'ADD') {
       const from = step.flags.get('from');

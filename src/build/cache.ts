@@ -8,14 +8,17 @@ import { JsonStore } from '../../volumes/shared/atomic';
  * build args. Kept as `build-cache.json` beside the images (key → image id, and each built
  * image's parent for --cache-from); an entry whose image is gone is a miss.
  *
- * With --cache-from, a hit counts only when the image it names is one of the given images
- * or one of their ancestors in the build chain, as moby's imageCache does for its sources.
+ * With --cache-from, a hit is a step image with the same key on the chain of one of the
+ * given images (the image or its ancestors built here), as moby's imageCache takes hits
+ * from its sources only.
  */
 
 interface Doc {
   version: 1;
   steps: Record<string, string>;
   parents: Record<string, string>;
+  /** Each step image's key (for --cache-from: the step on a source's chain with the wanted key). */
+  keys?: Record<string, string>;
 }
 
 export class BuildCache {
@@ -29,17 +32,31 @@ export class BuildCache {
     return createHash('sha256').update(`${parent ?? 'scratch'}\n${instruction}\n${extra}`).digest('hex');
   }
 
-  /** The image cached for `key`, if `exists` still says it is there and --cache-from allows it. */
-  async probe(key: string, exists: (id: string) => Promise<boolean>, cacheFrom?: string[]): Promise<string | undefined> {
-    const id = this.db.read().steps[key];
+  /**
+   * The image cached for `key`, if `exists` still says it is there and --cache-from allows
+   * it: with `sources` (the cache-from images' ids), only an image on one of their chains.
+   */
+  async probe(key: string, exists: (id: string) => Promise<boolean>, sources?: string[]): Promise<string | undefined> {
+    const doc = this.db.read();
+    if (sources) {
+      // The step image with this key on one of the sources' chains (a later build of the
+      // same step elsewhere may have taken the key's latest entry).
+      for (const src of sources) {
+        for (let cur: string | undefined = src, n = 0; cur && n < 10_000; cur = doc.parents[cur], n++) {
+          if (doc.keys?.[cur] === key && (await exists(cur))) return cur;
+        }
+      }
+      return undefined;
+    }
+    const id = doc.steps[key];
     if (!id || !(await exists(id))) return undefined;
-    if (cacheFrom && cacheFrom.length && !cacheFrom.some((src) => this.isAncestorOrSelf(id, src))) return undefined;
     return id;
   }
 
   async record(key: string, id: string, parent: string | null): Promise<void> {
     await this.db.update((doc) => {
       doc.steps[key] = id;
+      (doc.keys ??= {})[id] = key;
       if (parent) doc.parents[id] = parent;
     });
   }
@@ -48,18 +65,17 @@ export class BuildCache {
   async prune(exists: (id: string) => boolean): Promise<void> {
     const doc = this.db.read();
     const dead = Object.entries(doc.steps).filter(([, id]) => !exists(id));
-    if (dead.length === 0) return;
+    const deadIds = Object.keys(doc.keys ?? {}).filter((id) => !exists(id));
+    if (dead.length === 0 && deadIds.length === 0) return;
     await this.db.update((d) => {
       for (const [k, id] of dead) {
         delete d.steps[k];
         delete d.parents[id];
       }
+      for (const id of deadIds) {
+        delete d.keys?.[id];
+        delete d.parents[id];
+      }
     });
-  }
-
-  private isAncestorOrSelf(id: string, of: string): boolean {
-    const parents = this.db.read().parents;
-    for (let cur: string | undefined = of, n = 0; cur && n < 10_000; cur = parents[cur], n++) if (cur === id) return true;
-    return false;
   }
 }

@@ -11,7 +11,7 @@ import { lineError, type Step } from './dockerfile';
 import { execForm, stepEnv, type StageState } from './instructions';
 import type { StepDeps } from './ports';
 import { checksum, findSources, relJoin, repack, type Source } from './sources';
-import { advance, short, stepBase, useCache } from './step-cache';
+import { advance, idleContainer, short, stepBase, useCache } from './step-cache';
 import { word, words } from './words';
 
 /**
@@ -23,8 +23,6 @@ import { word, words } from './words';
  */
 
 export type CopySource = { image: string | null } | { context: BuildContext };
-
-const NO_CMD = ['/berth-build-step-never-runs'];
 
 export async function copyStep(d: StepDeps, st: StageState, step: Step, source: CopySource): Promise<void> {
   const env = stepEnv(st);
@@ -47,7 +45,7 @@ export async function copyStep(d: StepDeps, st: StageState, step: Step, source: 
     const key = `copy\n${text}\n${sum}\n${'image' in source ? `image ${source.image}` : 'context'}\n${JSON.stringify(st.config)}`;
     if (await useCache(d, st, key)) return;
     const parent = await stepBase(d, st);
-    const { Id: cid } = await d.containers.create({ Image: parent, Cmd: NO_CMD, Entrypoint: [], Healthcheck: { Test: ['NONE'] }, HostConfig: { NetworkMode: 'none' } });
+    const cid = await idleContainer(d, parent);
     try {
       await writeSources(d, cid, st, step, tree, sources, dest, chown);
       const kind = sources.length > 1 ? 'multi' : sources[0].isDir ? 'dir' : 'file';
@@ -73,7 +71,7 @@ async function withSourceTree<T>(d: StepDeps, source: CopySource, fn: (tree: Roo
   }
   // A scratch stage with nothing in it yet: an image without layers, so an empty tree.
   const image = source.image ?? (await d.images.commitImageConfig(null, { names: [], config: {} })).id;
-  const { Id: cid } = await d.containers.create({ Image: image, Cmd: NO_CMD, Entrypoint: [], Healthcheck: { Test: ['NONE'] }, HostConfig: { NetworkMode: 'none' } });
+  const cid = await idleContainer(d, image);
   try {
     return await d.files.withRootfs(cid, async (v) => {
       const tree = RootedTree.open(v.root);
@@ -102,6 +100,20 @@ async function kindOf(d: StepDeps, cid: string, p: string, depth = 0): Promise<'
   }
 }
 
+/** The deepest directory of `dir` that exists in the container (a put goes there), and the names below it that do not. */
+export async function deepestDir(d: StepDeps, cid: string, dir: string, line: number): Promise<{ putDir: string; missing: string[] }> {
+  const missing: string[] = [];
+  let putDir = dir;
+  for (;;) {
+    const k = await kindOf(d, cid, putDir);
+    if (k === 'dir') break;
+    if (k === 'other') throw lineError(line, `cannot make ${dir}: ${putDir} is not a directory`, 'choose another directory');
+    missing.unshift(posix.basename(putDir));
+    putDir = posix.dirname(putDir);
+  }
+  return { putDir, missing };
+}
+
 async function writeSources(d: StepDeps, cid: string, st: StageState, step: Step, tree: RootedTree, sources: Source[], dest: string, chown: string | undefined): Promise<void> {
   const abs = posix.resolve('/', st.config.WorkingDir || '/', dest);
   const trailing = /\/\.?$/.test(dest) || dest === '.';
@@ -116,16 +128,7 @@ async function writeSources(d: StepDeps, cid: string, st: StageState, step: Step
   }
   if (!destIsDir && (await kindOf(d, cid, abs)) === 'dir') destIsDir = true;
   const destDir = destIsDir ? abs : posix.dirname(abs);
-  // The deepest directory that exists: the put goes there, the rest is made by the tar.
-  const missing: string[] = [];
-  let putDir = destDir;
-  for (;;) {
-    const k = await kindOf(d, cid, putDir);
-    if (k === 'dir') break;
-    if (k === 'other') throw lineError(step.line, `cannot copy to ${destDir}: ${putDir} is not a directory`, 'choose a destination directory');
-    missing.unshift(posix.basename(putDir));
-    putDir = posix.dirname(putDir);
-  }
+  const { putDir, missing } = await deepestDir(d, cid, destDir, step.line);
   const prefix = relJoin(...missing);
   const dirs = missing.map((_, i) => relJoin(...missing.slice(0, i + 1)));
   const { uid, gid } = chown ? await owner(d, cid, chown) : { uid: 0, gid: 0 };

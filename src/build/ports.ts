@@ -58,6 +58,8 @@ export interface BuildRequest {
   networkMode: string;
   extraHosts: string[];
   cacheFrom: string[];
+  /** The ids of the cacheFrom images found (set by the builder): hits only on their chains. */
+  cacheSources?: string[];
   quiet: boolean;
   platform?: string;
   /** Resource limits for RUN containers (Docker's memory, memswap, cpuperiod, cpuquota, shmsize). */

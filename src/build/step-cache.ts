@@ -20,7 +20,7 @@ export class StepFailedError extends InvalidArgumentError {
  * moves to it and the step is done (true). `key` is BuildCache.key's input after the parent.
  */
 export async function useCache(d: Pick<StepDeps, 'cache' | 'images' | 'req' | 'say'>, st: StageState, key: string, silent = false): Promise<boolean> {
-  const hit = d.req.noCache ? undefined : await d.cache.probe(BuildCache.key(st.image, key), (id) => exists(d.images, id), d.req.cacheFrom);
+  const hit = d.req.noCache ? undefined : await d.cache.probe(BuildCache.key(st.image, key), (id) => exists(d.images, id), d.req.cacheSources);
   if (!hit) return false;
   if (!silent) d.say(` ---> Using cache\n ---> ${short(hit)}\n`);
   st.image = hit;
@@ -31,6 +31,19 @@ export async function useCache(d: Pick<StepDeps, 'cache' | 'images' | 'req' | 's
 export async function advance(d: Pick<StepDeps, 'cache'>, st: StageState, key: string, id: string): Promise<void> {
   await d.cache.record(BuildCache.key(st.image, key), id, st.image);
   st.image = id;
+}
+
+const NO_CMD = ['/berth-build-step-never-runs'];
+
+/**
+ * A container of `image` that never runs, for COPY/ADD and WORKDIR to write into and to
+ * read a root filesystem from. The image's VOLUMEs are not mounted: what is written goes
+ * into the image's own filesystem, as Docker's builder writes into a layer, so a COPY
+ * into a declared VOLUME is kept in the image.
+ */
+export async function idleContainer(d: Pick<StepDeps, 'containers'>, image: string): Promise<string> {
+  const body = { Image: image, Cmd: NO_CMD, Entrypoint: [], Healthcheck: { Test: ['NONE'] }, HostConfig: { NetworkMode: 'none' } };
+  return (await d.containers.create(body, undefined, { imageVolumes: false })).Id;
 }
 
 /** The image a step's container starts from: the stage's, or an empty one for FROM scratch. */

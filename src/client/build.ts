@@ -23,6 +23,13 @@ export interface BuildArgs {
   noCache?: boolean;
   pull?: boolean;
   quiet?: boolean;
+  /** RUN containers' network: default, bridge, host or none (networkmode). */
+  network?: string;
+  /** host:ip entries for RUN containers' /etc/hosts (extrahosts). */
+  addHosts?: string[];
+  /** Images whose build chains the cache may use (cachefrom). */
+  cacheFrom?: string[];
+  platform?: string;
 }
 
 /** The context of directory `dir` as a tar stream; `dockerfile` (a path) names the Dockerfile. */
@@ -102,6 +109,10 @@ export async function build(t: Transport, ctx: { tar: Readable; name: string }, 
       nocache: a.noCache ? 1 : undefined,
       pull: a.pull ? 1 : undefined,
       q: a.quiet ? 1 : undefined,
+      networkmode: a.network,
+      extrahosts: a.addHosts?.length ? a.addHosts.join(',') : undefined,
+      cachefrom: a.cacheFrom?.length ? JSON.stringify(a.cacheFrom) : undefined,
+      platform: a.platform,
     },
     body: ctx.tar,
   });

@@ -14,7 +14,7 @@ import { bindPoints, planMounts, type MountPoint, type MountRequest } from './mo
 import { newContainerId, randomName, validateName } from './names';
 import { portPlan } from './network-plan';
 import { checkTmpfsTargets } from './security-config';
-import type { CreateBody } from './service';
+import type { CreateBody, CreateOptions } from './service';
 import { ANONYMOUS_LABEL, anonymousName } from '../volumes/anonymous';
 import { CLONE_OF_LABEL } from '../volumes/mount-clones';
 import { faultPoint } from '../../volumes/shared/fault';
@@ -25,7 +25,7 @@ import { faultPoint } from '../../volumes/shared/fault';
  * failure undoes what was made, so no half container stays.
  */
 
-export async function createContainer(ctx: EngineContext, body: CreateBody, name?: string): Promise<{ Id: string; Warnings: string[] }> {
+export async function createContainer(ctx: EngineContext, body: CreateBody, name?: string, opts: CreateOptions = {}): Promise<{ Id: string; Warnings: string[] }> {
   ctx.checkOpen();
   const id = newContainerId();
   const n = name !== undefined && name !== '' ? validateName(name) : randomName((x) => ctx.store.holderOf(x) !== undefined);
@@ -39,7 +39,8 @@ export async function createContainer(ctx: EngineContext, body: CreateBody, name
   let warnings: string[] = [];
   try {
     const image = await ctx.opts.images.resolve(body.Image);
-    const plan = planCreate(body, image.config, id, ctx.hostInfo);
+    const imageConfig = opts.imageVolumes === false ? { ...image.config, Volumes: null } : image.config;
+    const plan = planCreate(body, imageConfig, id, ctx.hostInfo);
     plan.HostConfig.Runtime = plan.HostConfig.Runtime || ctx.defaultRuntime;
     network = ctx.net
       ? ctx.net.endpointsFor(plan.HostConfig.NetworkMode, (body.NetworkingConfig as { EndpointsConfig?: Record<string, never> } | undefined)?.EndpointsConfig, id, n)

@@ -16,7 +16,7 @@ import { attachDeps, networkAttach } from './network-attach';
 import type { NetworkAttach } from '../network/service';
 import { inspect, list, topOf, type ListOptions } from './queries';
 import { recover } from './recovery';
-import type { ContainerInspect, ContainerService, ContainerSummary, CreateBody, ExecConfig, ExecInspect, ExecIO, LogOptions, OutputChunk, WaitCondition } from './service';
+import type { ContainerInspect, ContainerService, ContainerSummary, CreateBody, CreateOptions, ExecConfig, ExecInspect, ExecIO, LogOptions, OutputChunk, WaitCondition } from './service';
 import { isUp } from './state';
 import type { TopResult } from './top';
 import { TtyAttachments, type TtyAttachOptions } from './tty-attach';
@@ -85,8 +85,8 @@ export class Engine implements ContainerService {
   }
 
   // ---- create.ts ----
-  create(body: CreateBody, name?: string): Promise<{ Id: string; Warnings: string[] }> {
-    return createContainer(this.ctx, body, name);
+  create(body: CreateBody, name?: string, opts?: CreateOptions): Promise<{ Id: string; Warnings: string[] }> {
+    return createContainer(this.ctx, body, name, opts);
   }
   rename(ref: string, newName: string): Promise<void> {
     return renameContainer(this.ctx, ref, newName);

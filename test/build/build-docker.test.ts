@@ -3,10 +3,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as http from 'node:http';
+import { spawn } from 'node:child_process';
 import * as tarStream from 'tar-stream';
 import { TestDaemon } from '../helpers/daemon';
 import { runCommand } from '../helpers/proc';
 import { mountsUnder } from '../helpers/mounts';
+import { eventually } from '../helpers/eventually';
 
 /**
  * docker build against berthd's classic builder (POST /build), with the real docker CLI:
@@ -304,6 +306,140 @@ test.serial('what the classic builder does not do is refused with an error namin
   const squash = await post('/build?squash=1', Buffer.alloc(1024));
   t.regex(squash, /squash/);
   t.deepEqual(await leftovers(), { containers: 0, mounts: [], scratch: [] });
+});
+
+test.serial('WORKDIR makes its directory (root-owned) without a RUN; COPY into a declared VOLUME stays in the image; history names each step image; a RUN that changes nothing adds no layer', async (t) => {
+  const dir = context('fidelity', {
+    Dockerfile: ['FROM busybox', 'USER 1000', 'WORKDIR /made/here', 'VOLUME /vol', 'COPY data.txt /vol/data.txt', 'RUN true', ''].join('\n'),
+    'data.txt': 'kept\n',
+  });
+  const r = await docker(['build', '-t', 'fidelity:1', dir]);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  const out = await docker(['run', '--rm', '--user', '0', 'fidelity:1', 'sh', '-c', 'stat -c "%U %a" /made/here; cat /vol/data.txt']);
+  t.is(out.stdout, 'root 755\nkept\n', out.stderr);
+
+  const img = JSON.parse((await docker(['image', 'inspect', 'fidelity:1'])).stdout)[0];
+  // busybox's layer, WORKDIR's and COPY's; RUN true changed nothing, so it adds none.
+  t.is(img.RootFS.Layers.length, 3);
+  const rows = (await docker(['history', '--no-trunc', '--format', '{{.ID}}|{{.Size}}|{{.CreatedBy}}', 'fidelity:1'])).stdout.trim().split('\n');
+  t.is(rows.length, 6, rows.join('\n'));
+  for (const row of rows) t.regex(row, /^sha256:[0-9a-f]{64}\|/, 'a local build names every step image');
+  t.regex(rows[0], /\|0B\|\/bin\/sh -c true$/);
+  t.regex(rows[3], /#\(nop\) WORKDIR \/made\/here$/);
+  // The step ids are the parent chain.
+  t.is(rows[1].split('|')[0], img.Parent);
+  t.deepEqual(await leftovers(), { containers: 0, mounts: [], scratch: [] });
+});
+
+test.serial('a RUN layer holds only what the command changed: no /etc/hosts, resolv.conf, hostname or mount points', async (t) => {
+  const dir = context('clean-layer', { Dockerfile: 'FROM busybox\nRUN echo x > /made.txt\n' });
+  const r = await docker(['build', '-t', 'cleanlayer:1', dir]);
+  t.is(r.code, 0, r.stderr);
+  const saved = await runCommand('sh', ['-c', `docker save cleanlayer:1 | tar -xO manifest.json`], { env: d.env });
+  const manifest = JSON.parse(saved.stdout)[0];
+  const top = manifest.Layers[manifest.Layers.length - 1];
+  const list = await runCommand('sh', ['-c', `docker save cleanlayer:1 | tar -xO ${top} | tar -t`], { env: d.env });
+  t.deepEqual(list.stdout.trim().split('\n'), ['made.txt'], list.stderr);
+});
+
+test.serial('image prune keeps the build cache under a tagged image and removes a dangling build with its own steps; rmi takes the untagged chain', async (t) => {
+  const dir = context('prune', { Dockerfile: 'FROM busybox\nENV P=1\nRUN echo p > /p\nCMD ["cat", "/p"]\n' });
+  t.is((await docker(['build', '-t', 'prune:1', dir])).code, 0);
+  const chain = async (ref: string) => {
+    const ids: string[] = [];
+    for (let id = ref; id; ) {
+      const i = JSON.parse((await docker(['image', 'inspect', id])).stdout)[0];
+      ids.push(i.Id);
+      id = i.Parent;
+    }
+    return ids;
+  };
+  const kept = await chain('prune:1');
+  t.is(kept.length, 4, 'the tagged CMD step, RUN, ENV and busybox');
+  // A dangling build: its steps after the shared ones are pruned with it.
+  const other = context('prune-dangling', { Dockerfile: 'FROM busybox\nENV P=1\nRUN echo other > /o\nENV Q=2\n' });
+  const dangling = (await docker(['build', '-q', other])).stdout.trim();
+  const danglingOwn = (await chain(dangling)).filter((id) => !kept.includes(id));
+  t.is(danglingOwn.length, 2);
+  const pruned = await docker(['image', 'prune', '-f']);
+  t.is(pruned.code, 0, pruned.stderr);
+  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n');
+  for (const id of kept) t.true(all.includes(id), `cached step ${id} survives image prune`);
+  for (const id of danglingOwn) t.false(all.includes(id), `dangling ${id} is pruned`);
+  // The cache still hits.
+  const again = await docker(['build', '-t', 'prune:1', dir]);
+  t.is(again.stdout.match(/Using cache/g)?.length, 3, again.stdout);
+  // rmi of the tag removes the chain down to busybox, which is tagged.
+  const rmi = await docker(['rmi', 'prune:1']);
+  t.is(rmi.code, 0, rmi.stderr);
+  const left = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n');
+  for (const id of kept.slice(0, -1)) t.false(left.includes(id), `${id} went with prune:1`);
+  t.true(left.includes(kept[kept.length - 1]), 'busybox stays');
+});
+
+test.serial('berth build --network, --add-host, --cache-from and --platform reach the build; a foreign platform or network is refused by name', async (t) => {
+  const dir = context('flags', { Dockerfile: 'FROM busybox\nRUN grep -c eth0 /proc/net/dev > /eths; grep builder.test /etc/hosts > /hosts; true\n' });
+  const none = await d.berth(['build', '-t', 'flags:none', '--network', 'none', '--add-host', 'builder.test:10.1.2.3', dir]);
+  t.is(none.code, 0, none.stderr);
+  t.is((await docker(['run', '--rm', 'flags:none', 'cat', '/eths', '/hosts'])).stdout, '0\n10.1.2.3\tbuilder.test\n');
+  const bridged = await d.berth(['build', '-t', 'flags:bridge', '--no-cache', '--network', 'bridge', '--platform', `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`, dir]);
+  t.is(bridged.code, 0, bridged.stderr);
+  t.is((await docker(['run', '--rm', 'flags:bridge', 'cat', '/eths'])).stdout, '1\n');
+
+  // --cache-from: hits only on the named images' chains.
+  const cached = await d.berth(['build', '--network', 'none', '--add-host', 'builder.test:10.1.2.3', '--cache-from', 'flags:none', dir]);
+  t.regex(cached.stdout, /Using cache/);
+  const unrelated = await d.berth(['build', '--network', 'none', '--add-host', 'builder.test:10.1.2.3', '--cache-from', 'busybox', dir]);
+  t.is(unrelated.code, 0, unrelated.stderr);
+  t.notRegex(unrelated.stdout, /Using cache/);
+
+  const arm = await d.berth(['build', '--platform', 'linux/s390x', dir]);
+  t.not(arm.code, 0);
+  t.regex(arm.stderr, /platform linux\/s390x is not supported/);
+  const net = await d.berth(['build', '--network', 'mynet', dir]);
+  t.not(net.code, 0);
+  t.regex(net.stderr, /networkmode/);
+  t.deepEqual(await leftovers(), { containers: 0, mounts: [], scratch: [] });
+});
+
+test.serial('killing the docker build client mid-RUN cancels the build: the RUN container goes and no image of the step is made', async (t) => {
+  const before = (await d.images.list({ all: true })).map((i) => i.Id).sort();
+  const dir = context('cancel', { Dockerfile: 'FROM busybox\nRUN echo started; sleep 600\n' });
+  const child = spawn('docker', ['build', dir], { env: { ...d.env, DOCKER_BUILDKIT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let seen = '';
+  child.stdout.on('data', (c) => (seen += c));
+  const exited = new Promise((r) => child.on('close', r));
+  // The command's own output line (the step header also holds the word).
+  await eventually(() => /^started$/m.test(seen), { message: 'the RUN step to start', timeout: 60_000 });
+  t.is((await d.containers.list({ all: true })).length, 1, 'the RUN container is there while it runs');
+  child.kill('SIGKILL');
+  await exited;
+  await eventually(async () => (await d.containers.list({ all: true })).length === 0, { message: 'the RUN container to go', timeout: 60_000 });
+  await eventually(async () => (await leftovers()).scratch.length === 0, { message: 'the context scratch to go' });
+  t.deepEqual(await leftovers(), { containers: 0, mounts: [], scratch: [] });
+  t.deepEqual((await d.images.list({ all: true })).map((i) => i.Id).sort(), before, 'no image of the cancelled step');
+});
+
+test.serial('a built image goes through docker save and docker load into a fresh daemon and runs there', async (t) => {
+  const dir = context('portable', {
+    Dockerfile: 'FROM busybox\nWORKDIR /app\nCOPY hello.txt .\nRUN cat hello.txt > copy.txt\nCMD ["cat", "/app/copy.txt"]\n',
+    'hello.txt': 'hello from a saved build\n',
+  });
+  t.is((await docker(['build', '-t', 'portable:1', dir])).code, 0);
+  const tarFile = path.join(work, 'portable.tar');
+  const saved = await docker(['save', '-o', tarFile, 'portable:1']);
+  t.is(saved.code, 0, saved.stderr);
+  const fresh = await TestDaemon.start();
+  t.teardown(() => fresh.stop());
+  const loaded = await fresh.docker(['load', '-i', tarFile]);
+  t.is(loaded.code, 0, loaded.stderr);
+  t.regex(loaded.stdout, /Loaded image: portable:1/);
+  const run = await fresh.docker(['run', '--rm', 'portable:1']);
+  t.is(run.stdout, 'hello from a saved build\n', run.stderr);
+  const a = JSON.parse((await docker(['image', 'inspect', 'portable:1'])).stdout)[0];
+  const b = JSON.parse((await fresh.docker(['image', 'inspect', 'portable:1'])).stdout)[0];
+  t.is(b.Id, a.Id, 'the same image id on both daemons');
+  t.deepEqual(b.Config.WorkingDir, '/app');
 });
 
 /** A raw POST to the daemon; the answer body as text (an HTTP error or the JSON stream). */

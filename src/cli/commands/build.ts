@@ -3,6 +3,7 @@ import { collect, connect } from '../context';
 import { InvalidArgumentError } from '../../../volumes/shared/errors';
 import { progressBar } from '../progress';
 import { PassThrough } from 'node:stream';
+import { goArch } from '../../images/config';
 
 /** `berth build`: docker build's classic form (the daemon's POST /build). */
 export function buildCommands(program: Command): void {
@@ -17,8 +18,12 @@ export function buildCommands(program: Command): void {
     .option('--no-cache', 'do not use the cache')
     .option('--pull', 'pull the base images first (needs a registry client)')
     .option('-q, --quiet', 'print only the image id')
+    .option('--network <mode>', 'the network of RUN steps: default, bridge, host or none')
+    .option('--add-host <host:ip>', 'add a line to RUN steps\' /etc/hosts (repeatable)', collect, [])
+    .option('--cache-from <image>', 'use only these images\' build chains as the cache (repeatable)', collect, [])
+    .option('--platform <os/arch>', `build for this platform (berth builds for linux/${goArch()} only)`)
     .addHelpText('after', '\nExamples:\n  berth build -t app:1 .\n  berth build -f docker/Dockerfile --build-arg VERSION=2 --target runtime .\n  berth build - < Dockerfile')
-    .action(async (dir: string, o: { tag: string[]; file?: string; buildArg: string[]; label: string[]; target?: string; cache: boolean; pull?: boolean; quiet?: boolean }, cmd: Command) => {
+    .action(async (dir: string, o: { tag: string[]; file?: string; buildArg: string[]; label: string[]; target?: string; cache: boolean; pull?: boolean; quiet?: boolean; network?: string; addHost: string[]; cacheFrom: string[]; platform?: string }, cmd: Command) => {
       const ctx = await connect(cmd);
       const pairs = (list: string[], what: string) => {
         const out: Record<string, string> = {};
@@ -46,7 +51,7 @@ export function buildCommands(program: Command): void {
       const id = await build(
         ctx.transport,
         { tar: counted, name: source.name },
-        { tags: o.tag, dockerfile: source.name, buildArgs: pairs(o.buildArg, '--build-arg'), labels: pairs(o.label, '--label'), target: o.target, noCache: o.cache === false, pull: o.pull, quiet: o.quiet },
+        { tags: o.tag, dockerfile: source.name, buildArgs: pairs(o.buildArg, '--build-arg'), labels: pairs(o.label, '--label'), target: o.target, noCache: o.cache === false, pull: o.pull, quiet: o.quiet, network: o.network, addHosts: o.addHost, cacheFrom: o.cacheFrom, platform: o.platform },
         (text) => {
           if (first) {
             bar.stop();
