@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { ContainerArchive } from '../engine/archive';
 import type { RootfsView } from '../engine/container-access';
 import type { CommitOptions } from '../engine/filesystem';
-import type { ContainerService } from '../engine/service';
+import type { ContainerService, CreateBody, CreateOptions } from '../engine/service';
 import type { ConfigCommitSpec } from '../images/layer-spec';
 import type { ImageInspect, Progress, ResolvedImage } from '../images/service';
 
@@ -13,7 +13,8 @@ import type { ImageInspect, Progress, ResolvedImage } from '../images/service';
  * tags and config-only commits. The daemon wires the real ones (src/daemon/daemon.ts).
  */
 
-export type BuildContainers = Pick<ContainerService, 'create' | 'start' | 'wait' | 'logs' | 'remove' | 'kill'> & {
+export type BuildContainers = Pick<ContainerService, 'start' | 'wait' | 'logs' | 'remove' | 'kill'> & {
+  create(body: CreateBody, name?: string, opts?: CreateOptions): Promise<{ Id: string; Warnings: string[] }>;
   commit(ref: string, opts: CommitOptions): Promise<{ Id: string }>;
 };
 

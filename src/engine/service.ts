@@ -204,7 +204,7 @@ export interface ExecInspect {
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
 
-/** In-process callers' create options (not part of Docker's API). */
+/** The engine's create options for in-process callers (not part of Docker's API; the builder's). */
 export interface CreateOptions {
   /**
    * false: the image's VOLUMEs get no anonymous volumes (the builder's COPY and WORKDIR
@@ -214,7 +214,7 @@ export interface CreateOptions {
 }
 
 export interface ContainerService {
-  create(body: CreateBody, name?: string, opts?: CreateOptions): Promise<{ Id: string; Warnings: string[] }>;
+  create(body: CreateBody, name?: string): Promise<{ Id: string; Warnings: string[] }>;
   /** Starting a running container is not an error: it answers `false` (HTTP 304). */
   start(ref: string): Promise<boolean>;
   /** SIGTERM (or the image's StopSignal), SIGKILL after `timeout` seconds; false if it was not running. */
