@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import { randomInt } from 'node:crypto';
 import { BenchDaemon } from './daemon';
+import { rawCall } from '../test/helpers/raw-api';
 import { Inspector, type MemoryUsage } from './inspector';
 import { CONFIG_FIELDS, HOST_CONFIG_FIELDS } from '../src/engine/create-fields';
 
@@ -132,24 +132,7 @@ function randomBody(): string {
   return JSON.stringify(body);
 }
 
-function call(socket: string, method: string, p: string, body?: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(body);
-    const req = http.request({ socketPath: socket, method, path: `/v1.41${p}`, headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let json: Record<string, unknown> = {};
-        try {
-          json = text ? JSON.parse(text) : {};
-        } catch {
-          json = { raw: text };
-        }
-        resolve({ status: res.statusCode ?? 0, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
+/** A raw API call, versioned as the soak's clients send them. */
+function call(socket: string, method: string, p: string, body?: string) {
+  return rawCall(socket, method, `/v1.41${p}`, body);
 }

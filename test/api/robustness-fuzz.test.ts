@@ -9,8 +9,8 @@
 import test from 'ava';
 import fc from 'fast-check';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
+import { rawCall } from '../helpers/raw-api';
 import { TestDaemon } from '../helpers/daemon';
 import { CONFIG_FIELDS, HOST_CONFIG_FIELDS } from '../../src/engine/create-fields';
 
@@ -24,27 +24,8 @@ test.after.always(async () => {
   await d?.stop();
 });
 
-function call(method: string, p: string, body?: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(body);
-    const req = http.request({ socketPath: d.socket, method, path: p, headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let json: Record<string, unknown> = {};
-        try {
-          json = text ? JSON.parse(text) : {};
-        } catch {
-          json = { raw: text };
-        }
-        resolve({ status: res.statusCode ?? 0, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+
+const call = (method: string, p: string, body?: string) => rawCall(d.socket, method, p, body);
 
 /** Values a client might send, right and wrong: JSON of every type, and strings the fields take. */
 const plausible = fc.constantFrom('true', 'sleep', '/tmp', '/tmp:/mnt', '/tmp:/mnt:ro', 'vol:/data', 'bridge', 'none', 'host', 'SIGTERM', 'A=b', '80/tcp', 'rw,size=1m', 'no', 'always', 'on-failure', 'nofile', '');

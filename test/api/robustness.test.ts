@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { spawn } from 'node:child_process';
+import { rawCall, type RawAnswer } from '../helpers/raw-api';
 import { TestDaemon } from '../helpers/daemon';
 import { errorResponse } from '../../src/api/errors';
 import { Gate } from '../../src/api/body-guard';
@@ -24,33 +25,9 @@ test.after.always(async () => {
   await d?.stop();
 });
 
-interface Answer {
-  status: number;
-  json: { message?: string; code?: string; hint?: string; Id?: string } & Record<string, unknown>;
-}
+type Answer = RawAnswer;
+const call = (method: string, path: string, body?: string | Buffer): Promise<Answer> => rawCall(d.socket, method, path, body);
 
-function call(method: string, path: string, body?: string | Buffer): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(body);
-    const headers: Record<string, string | number> = data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {};
-    const req = http.request({ socketPath: d.socket, method, path, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let json: Answer['json'] = {};
-        try {
-          json = text ? JSON.parse(text) : {};
-        } catch {
-          json = { message: text };
-        }
-        resolve({ status: res.statusCode ?? 0, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
 
 const create = (body: unknown, name?: string) => call('POST', `/v1.41/containers/create${name ? `?name=${name}` : ''}`, JSON.stringify(body));
 
