@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { benchImport } from './import';
@@ -13,6 +14,7 @@ import { benchRegistry } from './registry';
 import { benchBuild } from './build';
 import { benchSpeed } from './speed';
 import { benchIo } from './io-speed';
+import { mountsUnder } from '../test/helpers/mounts';
 
 /**
  * `npm run bench`: every benchmark, each measuring berth side by side with its reference
@@ -46,9 +48,26 @@ async function main(): Promise<void> {
     try {
       await fn(work);
     } finally {
-      fs.rmSync(work, { recursive: true, force: true });
+      removeWork(work);
     }
   }
+}
+
+/**
+ * A bench that died can leave containers running and their mounts under its work
+ * directory: deleting it then would take runc's state and the data from under them. Its
+ * mounts are unmounted first, deepest first; if one will not go, the directory is left in
+ * place and named, never deleted through a mount.
+ */
+function removeWork(work: string): void {
+  for (const point of mountsUnder(work)) spawnSync('umount', [point], { stdio: 'ignore' });
+  const left = mountsUnder(work);
+  if (left.length) {
+    console.error(`bench: left ${work} in place: still mounted under it: ${left.join(', ')} (stop what uses them, unmount, then remove it)`);
+    process.exitCode = 1;
+    return;
+  }
+  fs.rmSync(work, { recursive: true, force: true });
 }
 
 main().catch((e) => {
