@@ -82,7 +82,7 @@ function forward(out: JSONMessageStream): (m: RegistryMessage) => void {
 }
 
 /** A client that hangs up (ctrl-C on docker pull) cancels the transfer; what came is kept for resume. */
-function abortOnClose(ctx: Ctx): AbortSignal {
+export function abortOnClose(ctx: Ctx): AbortSignal {
   const c = new AbortController();
   ctx.res.on('close', () => {
     if (!ctx.res.writableFinished) c.abort(new Error('the client went away'));

@@ -3,7 +3,8 @@ import type { Credentials, LoginResult, PullOptions, PullResult, PushResult, Reg
 
 const name = (ref: string) => encodeURIComponent(ref).replace(/%2F/gi, '/');
 
-function authHeader(auth?: Credentials): Record<string, string> {
+/** X-Registry-Auth for `auth` (Docker's AuthConfig as base64url JSON); none = anonymous. */
+export function authHeader(auth?: Credentials): Record<string, string> {
   return auth ? { 'X-Registry-Auth': Buffer.from(JSON.stringify(auth)).toString('base64url') } : {};
 }
 

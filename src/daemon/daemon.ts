@@ -23,6 +23,8 @@ import { Volumes } from '../volumes/volumes';
 import { volumeRoutes } from '../api/volumes';
 import { VolumeScheduler } from '../volumes/scheduler';
 import { volumeScheduleRoutes } from '../api/volume-schedules';
+import { VolumeTransfers } from '../volumes/transfers';
+import { volumeTransferRoutes } from '../api/volume-transfers';
 import { networkRoutes } from '../api/networks';
 import { Networks } from '../network/service';
 import { swarmRoutes } from '../api/swarm';
@@ -70,6 +72,7 @@ export interface RunningDaemon {
  *   containers/<id>/  container records, bundles, rootfs mount points, logs, exit records
  *   volumes/          data volumes and their snapshots (volumes/drivers: btrfs or dir)
  *   volume-schedules.json  scheduled snapshots and their last runs (src/volumes/scheduler.ts)
+ *   volume-transfers/ volume push and pull: resumable downloads, pulls under way (src/volumes/transfers.ts)
  *   runtime/          runc's state (--root) for this daemon's containers
  *   network.json      the bridge's name, subnet and iptables chain suffix
  *   build/            the classic builder's cache index (build-cache.json)
@@ -148,6 +151,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     volumeRoutes(router, volumes);
     volumeScheduleRoutes(router, schedules);
     const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads });
+    // Before the socket listens: a volume a killed pull was making is removed first.
+    volumeTransferRoutes(router, await VolumeTransfers.open(path.join(opts.root, 'volume-transfers'), volumes, (domain, auth) => registry.session(domain, auth)));
     imageRoutes(router, images, registry);
     registryRoutes(router, registry, images);
     containerRoutes(router, engine, events, images);

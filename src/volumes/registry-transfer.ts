@@ -45,7 +45,8 @@ export const ARTIFACT_TYPE = 'application/vnd.berth.volume.snapshot.v1+json';
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 const LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const EMPTY = { mediaType: 'application/vnd.oci.empty.v1+json', digest: 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a', size: 2 };
-const A = {
+/** The manifest's and layers' annotation keys. */
+export const A = {
   volume: 'org.berth.volume.name',
   snapshot: 'org.berth.volume.snapshot',
   base: 'org.berth.volume.base',

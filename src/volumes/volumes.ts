@@ -435,12 +435,7 @@ export class Volumes implements VolumeService {
   async restore(name: string, snap: string): Promise<void> {
     return this.gate.run([name], async () => {
       await (await this.driverNow()).inspect(name);
-      const up = this.hooks.usersOf(name).filter(isUp);
-      if (up.length) {
-        throw new ConflictError(`volume ${name} is in use by running container(s) ${up.map((u) => u.name).join(', ')}`, {
-          hint: `stop them first (berth stop ${up.map((u) => u.name).join(' ')}), restore, then start them again`,
-        });
-      }
+      this.refuseWhileRunning(name, 'restore');
       await (await this.driverNow()).restore(name, snap);
     });
   }
@@ -487,15 +482,31 @@ export class Volumes implements VolumeService {
     return this.gate.run([name], async () => {
       const d = await this.driverNow();
       await d.inspect(name);
-      const up = this.hooks.usersOf(name).filter(isUp);
-      if (up.length) {
-        throw new ConflictError(`volume ${name} is in use by running container(s) ${up.map((u) => u.name).join(', ')}`, {
-          hint: `stop them first (berth stop ${up.map((u) => u.name).join(' ')}), import, then start them again`,
-        });
-      }
+      this.refuseWhileRunning(name, 'import');
       await d.applyChanges(name, stream);
       return this.view(await d.inspect(name));
     });
+  }
+
+  /**
+   * CONFLICT naming the running (or paused, restarting) containers that use the volume, if
+   * any: restore, a changeset import and a registry pull change a volume's files in place,
+   * which a running container would not see (its bind mount pins the old directory). A
+   * stopped container mounts the volume again when it starts, so it does not stop them.
+   * Call it under the volume's gate. `verb` is the act, for the hint.
+   */
+  refuseWhileRunning(name: string, verb: string): void {
+    const up = this.hooks.usersOf(name).filter(isUp);
+    if (up.length) {
+      throw new ConflictError(`volume ${name} is in use by running container(s) ${up.map((u) => u.name).join(', ')}`, {
+        hint: `stop them first (berth stop ${up.map((u) => u.name).join(' ')}), ${verb}, then start them again`,
+      });
+    }
+  }
+
+  /** The driver (opened on first use), for rooms that work beside this service under its gate: registry push and pull (transfers.ts). */
+  storage(): Promise<VolumeDriver> {
+    return this.driverNow();
   }
 
   /** Close the driver if it was opened. Twice is harmless. */

@@ -8,6 +8,7 @@ import { parseBytes, parseFilters, parseKeyValues, parseLabels } from '../parse'
 import { InvalidArgumentError, NotFoundError } from '../../../volumes/shared/errors';
 import type { VolumePool, VolumeSnapshot } from '../../volumes/service';
 import { volumeScheduleCommands } from './volume-schedule';
+import { volumeTransferCommands } from './volume-transfer';
 
 /** `VOL@SNAP` → [VOL, SNAP]; `VOL` → [VOL, undefined]. */
 function splitAt(ref: string): [string, string | undefined] {
@@ -27,7 +28,7 @@ export function poolText(p: VolumePool): string {
 }
 
 export function volumeCommands(program: Command): void {
-  const volume = program.command('volume').description('manage data volumes, their snapshots, clones, export and import');
+  const volume = program.command('volume').description('manage data volumes, their snapshots, clones, export and import, push and pull');
 
   volume
     .command('create [NAME]')
@@ -151,6 +152,7 @@ export function volumeCommands(program: Command): void {
     });
 
   volumeScheduleCommands(volume);
+  volumeTransferCommands(volume);
 
   volume
     .command('snapshots <VOLUME>')

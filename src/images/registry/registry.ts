@@ -35,7 +35,12 @@ export class Registry implements RegistryService {
     private readonly opts: RegistryOptions = {},
   ) {}
 
-  private session(domain: string, auth?: Credentials): RegistrySession {
+  /**
+   * A session with registry `domain` as this daemon makes them (insecure registries,
+   * loopback, certs.d, retries) for one request's credentials; the caller closes it. Volume
+   * push and pull (src/volumes/transfers.ts) use it too.
+   */
+  session(domain: string, auth?: Credentials): RegistrySession {
     return new RegistrySession(endpointFor(domain, this.opts), auth, { attempts: this.opts.attempts, backoffMs: this.opts.backoffMs });
   }
 
