@@ -267,6 +267,62 @@ export function volumeDriverSuite(
     t.is(await readFile(c.mountpoint, 'f'), 'clone writes', 'the clone outlives the snapshot and its volume');
   });
 
+  it('a large file changed in part travels as its changed blocks; xattrs, sparse files, hardlinks and owners survive export, import and changesets', async (t, { d }) => {
+    const mp = (await d.create('src')).mountpoint;
+    const pages = random(8 * MiB); // a database file of 8 KiB pages
+    await writeFile(mp, 'pg/base/16384', pages);
+    await writeFile(mp, 'appendonly.aof', random(2 * MiB));
+    await writeFile(mp, 'shrinks.bin', random(4 * MiB));
+    await writeFile(mp, 'tagged', 'has xattrs');
+    await fsp.link(path.join(mp, 'tagged'), path.join(mp, 'tagged-link'));
+    await fsp.chown(path.join(mp, 'tagged'), 70, 71);
+    await fsp.symlink('tagged', path.join(mp, 'sym'));
+    stdoutOf('setfattr', ['-n', 'user.origin', '-v', 'berth-test', path.join(mp, 'tagged')]);
+    stdoutOf('setfattr', ['-n', 'user.dir', '-v', 'pg', path.join(mp, 'pg')]);
+    // 64 MiB with 1 MiB of data in the middle: holes on both sides.
+    const sparse = path.join(mp, 'sparse.img');
+    const sfd = fs.openSync(sparse, 'w');
+    fs.writeSync(sfd, random(MiB), 0, MiB, 32 * MiB);
+    fs.ftruncateSync(sfd, 64 * MiB);
+    fs.closeSync(sfd);
+    await d.snapshot('src', 's1');
+    const full = await collect(await d.export('src', 's1'));
+    const dst = (await d.import('dst', Readable.from([full]))).mountpoint;
+    await d.snapshot('dst', 's1');
+    const same = async (what: string) => {
+      t.deepEqual(await describeTree(dst), await describeTree(mp), `${what}: the same tree`);
+      t.deepEqual(xattrsOf(dst), xattrsOf(mp), `${what}: the same user xattrs`);
+      t.true(fs.statSync(path.join(dst, 'sparse.img')).blocks * 512 <= 4 * MiB, `${what}: the sparse file stays sparse`);
+    };
+    await same('a full export and import');
+
+    // PostgreSQL-style: 16 pages rewritten in place; a Redis AOF appended to; a file cut short.
+    const fd = fs.openSync(path.join(mp, 'pg/base/16384'), 'r+');
+    for (let i = 0; i < 16; i++) fs.writeSync(fd, random(8192), 0, 8192, (i * 61 + 7) * 8192);
+    fs.closeSync(fd);
+    fs.appendFileSync(path.join(mp, 'appendonly.aof'), random(100 * 1024));
+    fs.truncateSync(path.join(mp, 'shrinks.bin'), 3 * MiB + 100);
+    stdoutOf('setfattr', ['-n', 'user.origin', '-v', 'changed', path.join(mp, 'tagged')]);
+    await d.snapshot('src', 's2');
+    const delta = await collect(await d.exportChanges('src', 's2', 's1'));
+    t.true(delta.length < 512 * 1024, `16 pages, a 100 KiB append and a cut make a changeset of ${delta.length} bytes, not 14 MiB`);
+    await d.applyChanges('dst', Readable.from([delta]));
+    await same('a changeset of partly changed files');
+
+    // A base whose bytes differ where the patch lands is refused, and changes nothing.
+    const other = (await d.import('other', Readable.from([full]))).mountpoint;
+    const ofd = fs.openSync(path.join(other, 'pg/base/16384'), 'r+');
+    const st = fs.fstatSync(ofd);
+    fs.writeSync(ofd, Buffer.alloc(8192, 1), 0, 8192, 7 * 8192); // same size and mtime, other bytes
+    fs.futimesSync(ofd, st.atime, st.mtime);
+    fs.closeSync(ofd);
+    await d.snapshot('other', 's1');
+    const before = await describeTree(other);
+    await t.throwsAsync(d.applyChanges('other', Readable.from([delta])), { code: 'FAILED_PRECONDITION' });
+    t.deepEqual(await describeTree(other), before);
+    t.deepEqual((await d.snapshots('other')).map((s) => s.name), ['s1']);
+  });
+
   it('a changeset between two snapshots, imported on a copy of the base, gives the newer tree, deletions included', async (t, { d }) => {
     const mp = (await d.create('src')).mountpoint;
     await writeFile(mp, 'a.txt', 'one\n');
@@ -676,6 +732,11 @@ export function volumeDriverSuite(
 }
 
 /** Export `name` (or its snapshot), import it as `as`, and return the new volume's mountpoint. */
+/** user.* xattrs of every entry under `root`, from one getfattr walk. */
+function xattrsOf(root: string): string {
+  return stdoutOf('getfattr', ['-R', '-P', '-h', '-d', '-e', 'hex', '-m', '^user\\.', '.'], { cwd: root });
+}
+
 async function importExport(d: VolumeDriver, name: string, snap: string | undefined, as: string): Promise<string> {
   const tarball = await collect(await d.export(name, snap));
   return (await d.import(as, Readable.from([tarball]))).mountpoint;

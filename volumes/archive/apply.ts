@@ -23,6 +23,7 @@ import { BerthError, FailedPreconditionError, InvalidArgumentError, toBerthError
 import { UnpackGuard } from '../shared/unpack-guard';
 import { digestStream } from './digest';
 import { badLayer, checkRawName, classifyWhiteout, cleanPath, WHITEOUT_PREFIX, WhiteoutKind } from './paths';
+import { applyPatch, BLOCK, readPatch } from './chunks';
 import { mknodBatch, NodeSpec, setXattrs } from './tools';
 
 export interface ApplyOptions {
@@ -44,6 +45,11 @@ export interface ApplyOptions {
   what?: string;
   /** Whose filesystem the size checks watch (default `dir`'s). */
   spaceDir?: string;
+  /**
+   * Write no all-zero block of a file: leave a hole (the file ends at its size all the
+   * same). A volume's sparse files come back sparse; its contents are the same bytes.
+   */
+  sparse?: boolean;
 }
 
 export type WhiteoutMode = 'overlay' | 'plain' | 'reject' | 'delete';
@@ -88,7 +94,7 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   let parseError: unknown; // the parser's own words beat "Stream was destroyed" from an entry
   extract.on('error', (e) => (parseError ??= e));
 
-  const w = new LayerWriter(root, opts.allowDevices ?? false, opts.whiteouts ?? 'overlay');
+  const w = new LayerWriter(root, opts.allowDevices ?? false, opts.whiteouts ?? 'overlay', opts.sparse ?? false);
   try {
     for await (const entry of extract) {
       // A size the header declares is checked before a byte of it is written.
@@ -217,6 +223,7 @@ class LayerWriter {
     private readonly root: string,
     private readonly allowDevices: boolean,
     private readonly whiteouts: WhiteoutMode,
+    private readonly sparse: boolean,
   ) {}
 
   private abs(rel: string): string {
@@ -243,6 +250,10 @@ class LayerWriter {
     const meta = metaOf(h);
     const wo: WhiteoutKind = layered ? classifyWhiteout(parts[parts.length - 1] ?? '') : { kind: 'none' };
     if (h.type === 'file' || h.type === 'contiguous-file') {
+      // A patch (chunks.ts) only means something on a copy of its base: a changeset's.
+      const patch = readPatch(h, badLayer);
+      if (patch && this.whiteouts !== 'delete') throw badLayer(`a file patch outside a volume changeset: ${JSON.stringify(h.name)}`);
+      if (patch && wo.kind === 'none') return this.patch(parts, meta, paxXattrs(h), patch, body);
       if (wo.kind === 'none') return this.file(parts, meta, paxXattrs(h), body);
     }
     for await (const _ of body); // other entries' data (if any) is not ours to keep
@@ -309,10 +320,37 @@ class LayerWriter {
       fd = fs.openSync(abs, CREATE, 0o600);
     }
     try {
-      for await (const chunk of body) {
-        for (let off = 0; off < chunk.length; ) off += fs.writeSync(fd, chunk, off);
+      if (this.sparse) await writeSparse(fd, body);
+      else {
+        for await (const chunk of body) {
+          for (let off = 0; off < chunk.length; ) off += fs.writeSync(fd, chunk, off);
+        }
       }
       fs.fchownSync(fd, m.uid, m.gid); // before chmod: chown clears setuid/setgid
+      fs.fchmodSync(fd, m.mode);
+      fs.futimesSync(fd, m.mtime, m.mtime);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (xattrs) for (const [k, v] of xattrs) this.addXattr(rel, k, v);
+  }
+
+  /**
+   * A file patch: the base's copy is changed in place (the staged copy is the volume's
+   * own: a btrfs snapshot or a cp), so unchanged blocks stay shared with the base. The
+   * ancestors are checked like any entry's and the file itself is never followed.
+   */
+  private async patch(parts: string[], m: Meta, xattrs: Map<string, Buffer> | null, patch: NonNullable<ReturnType<typeof readPatch>>, body: AsyncIterable<Buffer>) {
+    const rel = await this.prepare(parts);
+    const mismatch = (why: string) =>
+      new FailedPreconditionError(`${JSON.stringify(rel)} ${why}`, { hint: 'the changeset was made on another base; apply it on a copy of the snapshot it names' });
+    const st = lstatOrNull(this.abs(rel));
+    if (!st?.isFile()) throw mismatch('is not a regular file in the base');
+    const fd = fs.openSync(this.abs(rel), C.O_RDWR | C.O_NOFOLLOW);
+    try {
+      if (fs.fstatSync(fd).nlink !== 1) throw mismatch('has other names in the base, which a patch would change too');
+      await applyPatch(fd, patch, body, mismatch);
+      fs.fchownSync(fd, m.uid, m.gid);
       fs.fchmodSync(fd, m.mode);
       fs.futimesSync(fd, m.mtime, m.mtime);
     } finally {
@@ -465,6 +503,42 @@ class LayerWriter {
 }
 
 type Pax = Record<string, string>;
+
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+
+/**
+ * Write a file's data into `fd` (a new, empty file) leaving holes where whole aligned
+ * blocks are zero, then set its size (a trailing hole writes nothing either).
+ */
+async function writeSparse(fd: number, body: AsyncIterable<Buffer>): Promise<void> {
+  let pos = 0;
+  let carry: Buffer | null = null; // a partial block from the last chunk
+  const put = (buf: Buffer, at: number) => {
+    for (let off = 0; off < buf.length; ) off += fs.writeSync(fd, buf, off, buf.length - off, at + off);
+  };
+  for await (const raw of body) {
+    const chunk: Buffer = carry ? Buffer.concat([carry, raw]) : raw;
+    carry = null;
+    const whole = chunk.length - (chunk.length % BLOCK);
+    let runStart = -1; // start of a run of non-zero blocks, written in one call
+    for (let i = 0; i < whole; i += BLOCK) {
+      const zero = chunk.subarray(i, i + BLOCK).equals(ZERO_BLOCK);
+      if (!zero && runStart < 0) runStart = i;
+      if (zero && runStart >= 0) {
+        put(chunk.subarray(runStart, i), pos + runStart);
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) put(chunk.subarray(runStart, whole), pos + runStart);
+    if (whole < chunk.length) carry = Buffer.from(chunk.subarray(whole));
+    pos += whole;
+  }
+  if (carry) {
+    put(carry, pos); // the last partial block: written as is
+    pos += carry.length;
+  }
+  fs.ftruncateSync(fd, pos);
+}
 
 function metaOf(h: tar.Header): Meta {
   const pax = (h.pax ?? {}) as Pax;

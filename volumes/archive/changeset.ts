@@ -23,9 +23,15 @@
  *   receiving side compares it with its own copy of the base, so a changeset is never
  *   applied on a different tree that merely has the same snapshot name.
  *
+ * - **patch**: a large file changed only in parts goes as those parts (volumes/archive/
+ *   chunks.ts: fixed 4 KiB blocks compared with the base's, a pax-marked entry).
+ *
  * Kept as `volume export` keeps them: regular files, directories, symlinks, hardlinks,
- * fifos, with modes, owners and (whole-second) mtimes. Sockets and device nodes are left
- * out (export drops them too); xattrs are not carried, and sparse files arrive filled.
+ * fifos, with modes, owners and (whole-second) mtimes, and user.* and security.capability
+ * xattrs (pax `SCHILY.xattr.*`, as GNU tar writes them; an xattr change alone makes an
+ * entry changed). Sockets and device nodes are left out (export drops them too). A sparse
+ * file's holes travel as zeros (compressed to almost nothing on the way) and become holes
+ * again on apply, which writes no all-zero block.
  * A volume holding a name that starts with `.wh.` cannot be described by a changeset (it
  * would read as a deletion): that is refused with FAILED_PRECONDITION; a full export keeps
  * such names.
@@ -35,8 +41,10 @@ import fs, { BigIntStats } from 'node:fs';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../shared/errors';
+import { diffFile, patchData, patchPax, PATCH_MIN } from './chunks';
 import { addEntry, header as entryHeader, streamPack } from './pack';
 import { WHITEOUT_PREFIX } from './paths';
+import { readXattrs } from './tools';
 
 export interface ChangesetHeader {
   /** The volume the changeset was made from. */
@@ -58,10 +66,24 @@ export interface ChangePlan {
   changes: Map<string, Change>;
   /** The old tree's fingerprint. */
   oldFingerprint: string;
+  /** The old tree (partly changed files are compared with their old versions there). */
+  oldDir: string;
+  /** Each tree's kept xattrs (tools.readXattrs); the changeset carries the new ones. */
+  oldXattrs: Map<string, Map<string, Buffer>>;
+  newXattrs: Map<string, Map<string, Buffer>>;
+}
+
+export interface PackStats {
+  /** Files sent as patches, and the bytes of their data (whole, they would have been `wholeBytes`). */
+  patched: number;
+  patchBytes: number;
+  wholeBytes: number;
 }
 
 const PAX = 'BERTH.delta.';
-const VERSION = '1';
+/** 2: entries may be patches and carry xattrs. Version 1 changesets (neither) still apply. */
+const VERSION = '2';
+const READS = new Set(['1', '2']);
 
 /**
  * Compare `oldDir` with `newDir` (neither changes while it runs: snapshots). With
@@ -146,7 +168,32 @@ export async function diffTrees(oldDir: string, newDir: string, opts: { ignoreDi
   fp.update(describe('', oldRoot, oldDir));
   if (differs(oldRoot, newRoot, oldDir, newDir)) changes.set('', 'changed');
   await visit('');
-  return { changes, oldFingerprint: 'sha256:' + fp.digest('hex') };
+  // xattrs change no mtime (only ctime): compared on their own, one getfattr walk a tree.
+  const [oldX, newX] = await Promise.all([readXattrs(oldDir), oldDir === newDir ? null : readXattrs(newDir)]);
+  if (newX) {
+    for (const r of new Set([...oldX.keys(), ...newX.keys()])) {
+      if (changes.has(r) || sameXattrs(oldX.get(r), newX.get(r))) continue;
+      if (kept(abs(oldDir, r)) && kept(abs(newDir, r))) changes.set(r, 'changed');
+    }
+  }
+  return { changes, oldFingerprint: 'sha256:' + fp.digest('hex'), oldDir, oldXattrs: oldX, newXattrs: newX ?? oldX };
+}
+
+function sameXattrs(a: Map<string, Buffer> | undefined, b: Map<string, Buffer> | undefined): boolean {
+  if ((a?.size ?? 0) !== (b?.size ?? 0)) return false;
+  for (const [k, v] of a ?? []) if (!b?.get(k)?.equals(v)) return false;
+  return true;
+}
+
+/** pax records for an entry's kept xattrs. tar-stream writes pax values as UTF-8, so a value that is not valid UTF-8 (a binary capability) cannot go this way and is left out. */
+function xattrPax(x: Map<string, Buffer> | undefined): Record<string, string> | null {
+  if (!x?.size) return null;
+  let out: Record<string, string> | null = null;
+  for (const [k, v] of x) {
+    const s = v.toString('utf8');
+    if (Buffer.from(s).equals(v)) (out ??= {})['SCHILY.xattr.' + k] = s;
+  }
+  return out;
 }
 
 /** The fingerprint of one tree alone (the receiving side's check of its base). */
@@ -158,15 +205,46 @@ export async function treeFingerprint(dir: string): Promise<string> {
  * The changeset tar of `plan`, reading the changed files from `newDir`. The root entry
  * always comes first, carrying `header`. Streamed like packDir: flat memory for any size.
  */
-export function packChangeset(newDir: string, plan: ChangePlan, header: ChangesetHeader): Readable {
+export function packChangeset(newDir: string, plan: ChangePlan, header: ChangesetHeader, stats?: PackStats): Readable {
   return streamPack(async (pack, room) => {
-    const add = (h: Partial<tar.Header> & { name: string }, file?: string) => addEntry(pack, room, h, file);
+    const add = (h: Partial<tar.Header> & { name: string }, file?: string) => {
+      const x = xattrPax(plan.newXattrs.get(h.name === './' ? '' : h.name));
+      return addEntry(pack, room, x ? { ...h, pax: { ...(h.pax ?? {}), ...x } } : h, file);
+    };
     const abs = (rel: string) => (rel === '' ? newDir : newDir + '/' + rel);
     const rootSt = fs.lstatSync(newDir, { bigint: true });
     const pax: Record<string, string> = { [PAX + 'version']: VERSION };
     for (const [k, v] of Object.entries(header)) pax[PAX + k] = String(v);
     const root = entryHeader('./', rootSt);
     await add({ ...root, type: 'directory', pax: { ...(root.pax ?? {}), ...pax } });
+
+    /**
+     * A large file changed in place or appended to, with one name and the same xattrs in
+     * both trees (a patch keeps the base's inode and its xattrs): its changed blocks only.
+     */
+    const addFile = async (r: string, h: Partial<tar.Header> & { name: string }, st: BigIntStats) => {
+      const candidate = plan.changes.get(r) === 'changed' && st.nlink === 1n && st.size >= BigInt(PATCH_MIN) && sameXattrs(plan.oldXattrs.get(r), plan.newXattrs.get(r));
+      const old = candidate ? kept(plan.oldDir + '/' + r) : null;
+      const patch = old?.isFile() && old.nlink === 1n ? await diffFile(plan.oldDir + '/' + r, abs(r)) : null;
+      if (!patch) {
+        if (stats && st.size >= BigInt(PATCH_MIN)) stats.wholeBytes += Number(st.size);
+        return add({ ...h, type: 'file', size: Number(st.size) }, abs(r));
+      }
+      if (stats) {
+        stats.patched++;
+        stats.patchBytes += patch.bytes;
+        stats.wholeBytes += patch.size;
+      }
+      await room();
+      const x = xattrPax(plan.newXattrs.get(r));
+      const entry = { ...h, type: 'file' as const, size: patch.bytes, pax: { ...(h.pax ?? {}), ...(x ?? {}), ...patchPax(patch) } };
+      await new Promise<void>((resolve, reject) => {
+        const sink = pack.entry(entry, (err) => (err ? reject(err) : resolve()));
+        const data = Readable.from(patchData(abs(r), patch.ranges), { objectMode: false });
+        data.on('error', (e) => sink.destroy(e));
+        data.pipe(sink as unknown as NodeJS.WritableStream);
+      });
+    };
 
     // Every name of a multiply-linked file goes in once one of them does, so the links survive.
     const emit = new Set([...plan.changes].filter(([r, c]) => c === 'changed' && r !== '').map(([r]) => r));
@@ -209,7 +287,7 @@ export function packChangeset(newDir: string, plan: ChangePlan, header: Changese
       const h = entryHeader(r, st);
       const first = linkedTo.get(r);
       if (first !== undefined) await add({ ...h, type: 'link', linkname: first });
-      else if (st.isFile()) await add({ ...h, type: 'file', size: Number(st.size) }, abs(r));
+      else if (st.isFile()) await addFile(r, h, st);
       else if (st.isSymbolicLink()) await add({ ...h, type: 'symlink', linkname: fs.readlinkSync(abs(r)) });
       else if (st.isFIFO()) await add({ ...h, type: 'fifo' });
       else if (st.isDirectory()) await add({ ...h, type: 'directory' });
@@ -282,7 +360,7 @@ function parsePax(buf: Buffer): Record<string, string> {
 
 function parseHeader(pax: Record<string, string>): ChangesetHeader | null {
   if (pax[PAX + 'version'] === undefined) return null;
-  if (pax[PAX + 'version'] !== VERSION) {
+  if (!READS.has(pax[PAX + 'version'])) {
     throw new InvalidArgumentError(`volume changeset version ${pax[PAX + 'version']} is not supported`, {
       hint: `this berth reads changeset version ${VERSION}; make the changeset with the same berth version, or use a full export`,
     });

@@ -28,13 +28,23 @@ export interface TarTreeOptions {
    * which then carries no bytes and ends once the file is written.
    */
   fd?: number;
+  /**
+   * Keep user.* and security.capability xattrs (a volume's export). The tar is then POSIX
+   * pax (GNU format has no xattrs), with fixed extended-header names and no atime, ctime
+   * or sub-second mtime records, so it stays the same bytes for the same tree; an entry
+   * gets a pax header only when it needs one (xattrs, a long name, a large id).
+   */
+  xattrs?: boolean;
 }
 
 /** The top-level names go on tar's command line; past this many bytes, `.` is archived instead. */
 const ARGV_BUDGET = 256 * 1024;
 
 export function tarTree(dir: string, opts: TarTreeOptions = {}): Readable {
-  const args = ['-C', dir, '--numeric-owner', '--format=gnu', '--sort=name', '--blocking-factor=128', '-cf', '-', '--', ...members(dir, opts.rootEntry ?? true)];
+  const format = opts.xattrs
+    ? ['--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime,delete=mtime', '--xattrs', '--xattrs-include=user.*', '--xattrs-include=security.capability']
+    : ['--format=gnu'];
+  const args = ['-C', dir, '--numeric-owner', ...format, '--sort=name', '--blocking-factor=128', '-cf', '-', '--', ...members(dir, opts.rootEntry ?? true)];
   const tar = toolProcess('tar', args, {
     // 1 is GNU tar's "some files changed as we read them" (a live volume or a running
     // container): the archive is whole, as `docker cp` of a live container would be.

@@ -96,3 +96,32 @@ export async function findXattr(cwd: string, name: string, value: string): Promi
   }
   return found;
 }
+
+/** The xattrs a volume archive carries: user.* (applications' own) and security.capability. */
+export const KEPT_XATTRS = '^(user\\..*|security\\.capability)$';
+
+/**
+ * Every kept xattr under `cwd` (relative path, '' for cwd itself → name → value), from one
+ * `getfattr -R` walk that never follows or descends through a symlink. A tree without any
+ * is one cheap walk and an empty map.
+ */
+export async function readXattrs(cwd: string, pattern = KEPT_XATTRS): Promise<Map<string, Map<string, Buffer>>> {
+  const out = (await run('getfattr', ['-R', '-P', '-h', '-d', '-e', 'hex', '-m', pattern, '.'], { cwd })).toString();
+  const found = new Map<string, Map<string, Buffer>>();
+  let file: string | null = null;
+  for (const line of out.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      const p = unquotePath(line.slice(8));
+      file = p === '.' ? '' : p.replace(/^\.\//, '');
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (file === null || eq <= 0) continue;
+    const v = line.slice(eq + 1);
+    const value = v.startsWith('0x') ? Buffer.from(v.slice(2), 'hex') : v === '""' ? Buffer.alloc(0) : Buffer.from(v.replace(/^"|"$/g, ''));
+    let m = found.get(file);
+    if (!m) found.set(file, (m = new Map()));
+    m.set(line.slice(0, eq), value);
+  }
+  return found;
+}

@@ -14,14 +14,15 @@ import { InvalidArgumentError } from '../../shared/errors';
 import { tarTree } from '../../archive/tar-tree';
 
 /**
- * A tar of `dir` (tarTree: GNU tar, sorted names, whole-second mtimes), so two exports of
+ * A tar of `dir` (tarTree: GNU tar, pax format with user.* and security.capability
+ * xattrs, sorted names, whole-second mtimes), so two exports of
  * the same tree are the same bytes, and so is the export of its import. The archive starts
  * with `./`, so the volume root keeps its owner and mode. `onClose` runs once the stream
  * is finished with, however it ends: the place to drop a private snapshot. With `fd`, tar
  * writes into that file and the stream carries nothing (ending once the file is written).
  */
 export function exportTree(dir: string, onClose?: () => Promise<void>, fd?: number): Readable {
-  return tarTree(dir, { rootEntry: true, onClose, fd, hint: "tar's own message says which file of the volume it could not read; check that file's permissions and the disk" });
+  return tarTree(dir, { rootEntry: true, xattrs: true, onClose, fd, hint: "tar's own message says which file of the volume it could not read; check that file's permissions and the disk" });
 }
 
 /**
@@ -31,7 +32,7 @@ export function exportTree(dir: string, onClose?: () => Promise<void>, fd?: numb
  */
 export async function importTree(input: Readable, dir: string, spaceDir?: string): Promise<void> {
   try {
-    await applyLayer(input, dir, { whiteouts: 'plain', what: 'the volume archive', spaceDir });
+    await applyLayer(input, dir, { whiteouts: 'plain', what: 'the volume archive', spaceDir, sparse: true });
   } catch (e) {
     if (e instanceof InvalidArgumentError) {
       throw new InvalidArgumentError(`volume archive rejected: ${e.message}`, {

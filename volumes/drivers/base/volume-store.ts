@@ -527,7 +527,7 @@ export abstract class VolumeStore implements VolumeDriver {
       try {
         await this.copyData(base, path.join(vol, staged), 'writable');
         if (rec.size !== undefined && this.enforcesSize) await this.limit(path.join(vol, staged), rec.size);
-        await applyLayer(stream, path.join(vol, staged), { whiteouts: 'delete', what: 'the volume changeset', spaceDir: this.root });
+        await applyLayer(stream, path.join(vol, staged), { whiteouts: 'delete', what: 'the volume changeset', spaceDir: this.root, sparse: true });
         await this.copyData(path.join(vol, staged), snapStage, 'snapshot');
         if (snapStage !== dest) await fs.promises.rename(snapStage, dest);
         await this.sync(vol); // whole on disk before the record names it
