@@ -46,6 +46,9 @@ export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 
         if (last) return last;
         throw new MonitorGoneError(`the container's monitor died without recording an exit (${exitFile})`);
       }
+      // An event that came while monitorGone was asked would be lost by the wait below
+      // (a whole poll interval, 1 s, added to a short run): read again at once.
+      if (pending) continue;
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => poke(), pollMs);
         wake = () => {

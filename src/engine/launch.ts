@@ -26,6 +26,9 @@ import { TtySession } from './tty';
  *   write the bundle (spec)   reserve the host ports   runtime.create (starts the monitor)
  *   connect the terminal or open stdin   plug in the network   runtime.start
  *
+ * When none of the steps between create and start applies (no bridged network, no tty,
+ * no stdin), create starts the process too (`runc run --detach`): one runtime call less.
+ *
  * Each step that leaves something behind registers how to undo it; a failure undoes
  * them newest first, records the failure in the state (exit code 127/126/128 and Error,
  * as Docker does) and is thrown.
@@ -83,6 +86,9 @@ async function startRun(
     cgroupPath: ctx.cgroupsPath(id),
     logMaxSize: maxSize,
     logMaxFiles: maxFiles,
+    // Nothing to do between create and start (no network to plug in before the first
+    // instruction, no stdin or terminal to connect first): one runtime call does both.
+    start: !net && !rec.Config.Tty && !rec.Config.OpenStdin,
   };
   // Host ports first: a port someone holds fails the start before anything runs.
   const ports = primary ? await net!.publish(id, rec.Name.slice(1), portPlan(mode, rec).requests) : [];
@@ -115,7 +121,7 @@ async function startRun(
     await net!.plug(id, created.pid, rec.Network!, rec.Name.slice(1));
     if (primary) await net!.activate(id, primary, ports);
   }
-  await rt.start(id);
+  if (!io.start) await rt.start(id);
   return { pid: created.pid, monitorPid: created.monitorPid, ports, stdin, tty };
 }
 

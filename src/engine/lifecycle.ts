@@ -150,7 +150,12 @@ export class Lifecycle {
         !rec.HostConfig.AutoRemove &&
         shouldRestart(rec.HostConfig.RestartPolicy, { exitCode: exit.exitCode, restartCount: rec.RestartCount, manualStop: rec.ManualStop, canceled: c.canceled });
       transition(rec, { type: 'exited', exit, restart });
-      await ctx.save(rec).catch((e) => ctx.log(`${c.id}: cannot save the record: ${message(e)}`));
+      // A --rm container is removed right after (below): saving its exited state first
+      // would cost two fsyncs for a record about to go. A crash in between is safe: the
+      // record still says running, and the engine's next open reads the exit record,
+      // handles the exit and removes it (recovery.ts).
+      const removeNext = !restart && !c.removing && !ctx.closed && !!rec.HostConfig.AutoRemove;
+      if (!removeNext) await ctx.save(rec).catch((e) => ctx.log(`${c.id}: cannot save the record: ${message(e)}`));
       if (exit.oomKilled) ctx.emit(rec, 'oom');
       ctx.emit(rec, 'die', { exitCode: String(exit.exitCode) });
       c.exited.fire(exit.exitCode);
@@ -159,7 +164,11 @@ export class Lifecycle {
     if (!decision) return;
     if (decision.restart) this.scheduleRestart(c, decision.delay);
     else if (c.rec.HostConfig.AutoRemove && !c.removing && !ctx.closed) {
-      await this.removeLive(c).catch((e) => ctx.log(`${c.id}: auto-remove failed: ${message(e)}`));
+      await this.removeLive(c).catch(async (e) => {
+        ctx.log(`${c.id}: auto-remove failed: ${message(e)}`);
+        // It stays: its record must say exited (saving it was left to the removal).
+        if (ctx.store.get(c.id) === c.rec) await ctx.save(c.rec).catch(() => undefined);
+      });
     }
   }
 
@@ -169,10 +178,14 @@ export class Lifecycle {
     const p = ctx.store.paths(c.id);
     if (ctx.net?.bridged(c.rec.Network)) await ctx.net.deactivate(c.id, c.rec.Network).catch((e) => ctx.log(`${c.id}: network: ${message(e)}`));
     if (c.rec.Network?.Ports?.length) c.rec.Network = { ...c.rec.Network, Ports: [] };
-    await ctx.runtimeFor(c.rec.Runtime).delete(c.id, true).catch((e: BerthError) => {
-      if (e.code !== 'NOT_FOUND') ctx.log(`${c.id}: runtime delete: ${e.message}`);
-    });
-    await unmountAll(p.rootfs).catch((e) => ctx.log(`${c.id}: unmount: ${message(e)}`));
+    // The runtime's delete and the root's unmount touch nothing of each other's (the
+    // process has exited: runc removes only its state and the cgroup): both at once.
+    await Promise.all([
+      ctx.runtimeFor(c.rec.Runtime).delete(c.id, true).catch((e: BerthError) => {
+        if (e.code !== 'NOT_FOUND') ctx.log(`${c.id}: runtime delete: ${e.message}`);
+      }),
+      unmountAll(p.rootfs).catch((e) => ctx.log(`${c.id}: unmount: ${message(e)}`)),
+    ]);
     await ctx.removeCgroups(c.id);
   }
 

@@ -50,6 +50,8 @@ export interface MonitorArgs {
   runtimeLog: string;
   stdinFifo?: string;
   cgroupPath?: string;
+  /** `run --detach` instead of `create` (--start): the process runs when the reply comes. */
+  start?: boolean;
   /** tty mode (see TtyIO in runtime.ts): --tty --console-socket --attach-socket [--tty-size]. */
   tty?: { consoleSocket: string; attachSocket: string; rows?: number; cols?: number };
 }
@@ -88,6 +90,7 @@ export function startMonitor(a: MonitorArgs, timeoutMs = createTimeoutMs()): Pro
   ];
   if (a.stdinFifo) args.push('--stdin-fifo', path.resolve(a.stdinFifo));
   if (a.cgroupPath) args.push('--cgroup-path', a.cgroupPath);
+  if (a.start) args.push('--start');
   if (a.tty) {
     args.push('--tty', '--console-socket', path.resolve(a.tty.consoleSocket), '--attach-socket', path.resolve(a.tty.attachSocket));
     if (a.tty.rows && a.tty.cols) args.push('--tty-size', `${a.tty.rows}x${a.tty.cols}`);

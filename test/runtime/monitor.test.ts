@@ -112,6 +112,34 @@ test('the monitor outlives the process that started it and still records the exi
   t.is(exit.signal, 9);
 });
 
+test('with start, create runs the process too (runc run --detach): no start call, the same child, exit and log', async (t) => {
+  const sb = await sandbox(t);
+  const c = await sb.create(['sh', '-c', 'echo hi; exec sleep 1000'], {}, { start: true });
+  t.is((await sb.rt.state(c.id)).status, 'running', 'running without a start call');
+  t.is(Number(procStat(c.pid)[1]), c.monitorPid, "the container's init is the monitor's child");
+  await t.throwsAsync(sb.rt.start(c.id), { code: 'CONFLICT' }, 'a start after it is a conflict');
+  await sb.rt.kill(c.id, 'KILL');
+  const exit = await sb.exit(c);
+  t.is(exit.exitCode, 137);
+  t.deepEqual((await sb.logEntries(c.io.log)).map((e) => e.log), ['hi\n']);
+});
+
+test('with start, a process that exits at once is still reported and recorded', async (t) => {
+  const sb = await sandbox(t);
+  // It may be gone before the monitor reads the pid file: it stays the monitor's
+  // unreaped child until then, so create still answers with its pid.
+  const c = await sb.create(['sh', '-c', 'exit 7'], {}, { start: true });
+  t.true(c.pid > 0);
+  t.is((await sb.exit(c)).exitCode, 7);
+});
+
+test('with start, a command that does not exist fails create with exit code 127 and leaves nothing', async (t) => {
+  const sb = await sandbox(t);
+  const err = await t.throwsAsync(sb.create(['/no/such/command'], {}, { start: true }), { code: 'FAILED_PRECONDITION' });
+  t.is((err as unknown as { exitCode: number }).exitCode, 127);
+  t.deepEqual(await sb.rt.list(), []);
+});
+
 test('the monitor refuses bad usage: exit 2 without fd 3, an error line on fd 3 for bad arguments', (t) => {
   ensureMonitor();
   t.is(spawnSync(monitorPath(), ['--id', 'x'], { stdio: 'ignore' }).status, 2);

@@ -16,7 +16,7 @@
  *   berth-monitor --id ID --bundle DIR --runtime PATH --runtime-root DIR
  *                 --log FILE --log-max-size BYTES --log-max-files N
  *                 --exit-file FILE --pid-file FILE --runtime-log FILE
- *                 [--stdin-fifo PATH] [--cgroup-path PATH]
+ *                 [--stdin-fifo PATH] [--cgroup-path PATH] [--start]
  *                 [--tty --console-socket PATH --attach-socket PATH [--tty-size ROWSxCOLS]]
  *
  * The tty flags go together (see "tty mode" below); --stdin-fifo is refused with --tty,
@@ -34,6 +34,12 @@
  *   2. Success: one line {"pid":N}\n on fd 3, then fd 3 is closed; berthd runs
  *      `RUNTIME start ID`. Failure: one line {"error":"MESSAGE"}\n (the runtime's last
  *      error from RUNTIME_LOG, else its stderr) and exit status 1. Bad usage: exit 2.
+ *   With --start the monitor runs `RUNTIME ... run --detach --bundle DIR --pid-file
+ *   PID_FILE ID` instead of `create`: the process is already running when {"pid":N} comes
+ *   (and may have exited: it stays the monitor's unreaped child until then, so the checks
+ *   below still hold), and berthd runs no `start`. One runtime process less per start, for
+ *   when berthd has nothing to do between create and start (no network to plug in, no
+ *   stdin or attach client to connect first).
  *
  * While the container runs
  *   stdout/stderr go to LOG in Docker's json-file format, one object per line:
@@ -145,6 +151,7 @@ static struct {
     long long log_max_size;
     long log_max_files;
     int tty;
+    int start; /* --start: `run --detach` instead of `create` */
     unsigned short rows, cols; /* --tty-size; 0: not given */
 } o = { .log_max_size = -1, .log_max_files = 1 };
 
@@ -834,6 +841,7 @@ static int parse_args(int argc, char **argv)
         { "stdin-fifo", required_argument, 0, 'f' },  { "cgroup-path", required_argument, 0, 'c' },
         { "tty", no_argument, 0, 't' },               { "console-socket", required_argument, 0, 'C' },
         { "attach-socket", required_argument, 0, 'a' }, { "tty-size", required_argument, 0, 'z' },
+        { "start", no_argument, 0, 'S' },
         { 0, 0, 0, 0 },
     };
     unsigned rows = 0, cols = 0;
@@ -855,6 +863,7 @@ static int parse_args(int argc, char **argv)
         case 'f': o.stdin_fifo = optarg; break;
         case 'c': o.cgroup_path = optarg; break;
         case 't': o.tty = 1; break;
+        case 'S': o.start = 1; break;
         case 'C': o.console_socket = optarg; break;
         case 'a': o.attach_socket = optarg; break;
         case 'z':
@@ -935,16 +944,33 @@ int main(int argc, char **argv)
     if (rt < 0)
         fail("fork");
     if (rt == 0) {
-        char *args[] = { (char *)o.runtime, "--root", (char *)o.runtime_root, "--log",
-                         (char *)o.runtime_log, "--log-format", "json", "create", "--bundle",
-                         (char *)o.bundle, "--pid-file", (char *)o.pid_file, (char *)o.id, NULL, NULL, NULL };
+        char *args[16];
+        int k = 0;
+        args[k++] = (char *)o.runtime;
+        args[k++] = "--root";
+        args[k++] = (char *)o.runtime_root;
+        args[k++] = "--log";
+        args[k++] = (char *)o.runtime_log;
+        args[k++] = "--log-format";
+        args[k++] = "json";
+        if (o.start) {
+            args[k++] = "run";
+            args[k++] = "--detach";
+        } else {
+            args[k++] = "create";
+        }
+        args[k++] = "--bundle";
+        args[k++] = (char *)o.bundle;
+        args[k++] = "--pid-file";
+        args[k++] = (char *)o.pid_file;
         if (o.tty) { /* ... --console-socket /proc/self/fd/DIRFD/NAME ID */
-            args[12] = "--console-socket";
-            args[13] = console_arg;
-            args[14] = (char *)o.id;
+            args[k++] = "--console-socket";
+            args[k++] = console_arg;
             if (fcntl(console_dirfd, F_SETFD, 0) < 0) /* the runtime inherits the directory fd */
                 _exit(127);
         }
+        args[k++] = (char *)o.id;
+        args[k] = NULL;
         sigprocmask(SIG_SETMASK, &none, NULL); /* the mask and ignored signals survive exec */
         signal(SIGPIPE, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
