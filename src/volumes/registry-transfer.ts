@@ -23,6 +23,10 @@
  * verified against its digest as it is downloaded, and an interrupted download resumes
  * (blobs.ts). A volume that already holds the first snapshots of the chain fetches only
  * the layers after them.
+ *
+ * From a btrfs volume, each portable layer is followed by a `btrfs send` layer of the same
+ * snapshot that a btrfs puller holding its parent receives instead (btrfs-send-layer.ts:
+ * the fast path, and how the manifest relates the two). The chain is the portable layers.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -40,6 +44,7 @@ import { fetchManifest, type Descriptor } from '../images/registry/manifest';
 import { pushBlob } from '../images/registry/push';
 import type { RegistryMessage } from '../images/registry/service';
 import { discard } from '../images/registry/transport';
+import { canReceive, isSendLayer, receiveLayer, sendLayer, sendLayersOf } from './btrfs-send-layer';
 
 export const ARTIFACT_TYPE = 'application/vnd.berth.volume.snapshot.v1+json';
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
@@ -63,6 +68,8 @@ export interface TransferContext {
   chunkSize?: number;
   progress?: (m: RegistryMessage) => void;
   signal?: AbortSignal;
+  /** Push a btrfs send layer beside each portable one from a btrfs volume (default true; btrfs-send-layer.ts). */
+  btrfsSend?: boolean;
 }
 
 interface VolumeManifest {
@@ -78,6 +85,7 @@ export interface VolumePushResult {
   digest: string;
   /** Blob bytes uploaded by this push (blobs the registry held are not counted). */
   sent: number;
+  /** Snapshots on the chain (portable layers). */
   layers: number;
 }
 
@@ -95,10 +103,11 @@ export async function pushVolume(ctx: TransferContext, ref: Reference, volume: s
   say({ status: `The push refers to repository [${ref.name}]` });
   if (chain && last === snap) {
     say({ status: `${tag}: snapshot ${snap} is already the newest pushed` });
-    return { digest: chain.digest, sent: 0, layers: chain.layers.length };
+    return { digest: chain.digest, sent: 0, layers: chain.layers.filter((l) => !isSendLayer(l)).length };
   }
   await fs.promises.mkdir(ctx.work, { recursive: true, mode: 0o700 });
   const layerFile = path.join(ctx.work, `layer-${process.pid}-${Date.now()}.tar.gz`);
+  const sendFile = `${layerFile}.btrfs`;
   try {
     const source = chain ? await ctx.driver.exportChanges(volume, snap, last!) : await ctx.driver.export(volume, snap);
     const digest = await gzipTo(source, layerFile);
@@ -114,6 +123,16 @@ export async function pushVolume(ctx: TransferContext, ref: Reference, volume: s
     const status = await pushBlob(push, ref.path, layer, layerFile, [], (done) => say({ status: 'Pushing', progressDetail: { current: done, total: layer.size }, id }), ctx.signal);
     if (status === 'Pushed') sent += layer.size;
     say({ status, progressDetail: {}, id });
+    const added = [layer];
+    const send = ctx.btrfsSend === false ? undefined : await sendLayer(ctx.driver, volume, snap, chain ? last : undefined, digest, annotations, sendFile, gzipTo);
+    if (send) {
+      const sid = short(send.digest);
+      say({ status: 'Preparing', progressDetail: {}, id: sid });
+      const st = await pushBlob(push, ref.path, send, sendFile, [], (done) => say({ status: 'Pushing', progressDetail: { current: done, total: send.size }, id: sid }), ctx.signal);
+      if (st === 'Pushed') sent += send.size;
+      say({ status: st, progressDetail: {}, id: sid });
+      added.push(send);
+    }
     if ((await pushBlob(push, ref.path, EMPTY, configFile, [], () => undefined, ctx.signal)) === 'Pushed') sent += EMPTY.size;
     const labels = (await ctx.driver.inspect(volume)).labels;
     const consistency = s.metadata.consistency;
@@ -122,7 +141,7 @@ export async function pushVolume(ctx: TransferContext, ref: Reference, volume: s
       mediaType: MANIFEST_TYPE,
       artifactType: ARTIFACT_TYPE,
       config: { ...EMPTY, data: 'e30=' },
-      layers: [...(chain?.layers ?? []), layer],
+      layers: [...(chain?.layers ?? []), ...added],
       annotations: {
         [A.volume]: volume,
         [A.snapshot]: snap,
@@ -143,9 +162,10 @@ export async function pushVolume(ctx: TransferContext, ref: Reference, volume: s
     const mdigest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
     say({ status: `${tag}: digest: ${mdigest} size: ${body.length}` });
     say({ progressDetail: {}, aux: { Tag: tag, Digest: mdigest, Size: body.length, Sent: sent } });
-    return { digest: mdigest, sent, layers: manifest.layers.length };
+    return { digest: mdigest, sent, layers: manifest.layers.filter((l) => !isSendLayer(l)).length };
   } finally {
     await fs.promises.rm(layerFile, { force: true });
+    await fs.promises.rm(sendFile, { force: true });
   }
 }
 
@@ -155,6 +175,8 @@ export interface VolumePullResult {
   snapshots: string[];
   /** Blob bytes read from the network. */
   fetched: number;
+  /** The snapshots among them made by `btrfs receive` of a send layer (the fast path). */
+  received: string[];
 }
 
 /** Pull `ref` into volume `target` (default: the name it was pushed from). */
@@ -167,7 +189,8 @@ export async function pullVolume(ctx: TransferContext, ref: Reference, target?: 
       hint: 'pull images with berth pull; volume pull takes what berth volume push wrote',
     });
   }
-  const layers = doc.layers;
+  const sends = sendLayersOf(doc.layers);
+  const layers = doc.layers.filter((l) => !isSendLayer(l));
   const names = layers.map((l, i) => {
     const n = l.annotations?.[A.snapshot];
     if (!n || (i > 0 && l.annotations?.[A.base] !== layers[i - 1].annotations?.[A.snapshot])) {
@@ -197,14 +220,41 @@ export async function pullVolume(ctx: TransferContext, ref: Reference, target?: 
   }
   let fetched = 0;
   const made: string[] = [];
-  for (let i = start; i < layers.length; i++) {
-    const l = layers[i];
-    const id = short(l.digest);
+  const received: string[] = [];
+  const fetch = async (l: Descriptor, id: string) => {
     if (!(await content.has(l.digest))) {
       const r = await fetchBlob(ctx.session, ref.path, l, content, (done, total) => say({ status: 'Downloading', progressDetail: { current: done, total }, id }), ctx.signal);
       fetched += r.fetched;
     }
     say({ status: 'Download complete', progressDetail: {}, id });
+  };
+  for (let i = start; i < layers.length; i++) {
+    const l = layers[i];
+    const id = short(l.digest);
+    const send = sends.get(l.digest);
+    const base = i === 0 ? undefined : names[i - 1];
+    if (await canReceive(ctx.driver, volume, base, send)) {
+      await fetch(send!, id);
+      const stream = fs.createReadStream(content.path(send!.digest)).pipe(createGunzip());
+      const metadata = { pulled: { ref: `${ref.repo}@${m.digest}`, created: l.annotations?.[A.created] ?? '', via: 'btrfs receive' } };
+      const ok = await receiveLayer(ctx.driver, volume, stream, send!, names[i], base, labels, metadata).then(
+        () => true,
+        (e: unknown) => {
+          if (!(e instanceof BerthError) || (e.code !== 'INVALID_ARGUMENT' && e.code !== 'FAILED_PRECONDITION')) throw e;
+          say({ status: `btrfs receive refused the send layer (${e.message}); pulling the portable layer`, progressDetail: {}, id });
+          return false;
+        },
+      );
+      stream.destroy();
+      await fs.promises.rm(content.path(send!.digest), { force: true });
+      if (ok) {
+        made.push(names[i]);
+        received.push(names[i]);
+        say({ status: 'Pull complete (btrfs receive)', progressDetail: {}, id });
+        continue;
+      }
+    }
+    await fetch(l, id);
     const tar = fs.createReadStream(content.path(l.digest)).pipe(createGunzip());
     try {
       if (i === 0) {
@@ -223,7 +273,7 @@ export async function pullVolume(ctx: TransferContext, ref: Reference, target?: 
   }
   say({ status: `Digest: ${m.digest}` });
   say({ status: made.length ? `Status: Downloaded newer snapshots for ${volume}` : `Status: Volume ${volume} is up to date` });
-  return { volume, snapshots: made, fetched };
+  return { volume, snapshots: made, fetched, received };
 }
 
 /** The volume manifest `ref:tag` holds now, or undefined (none, or not a volume's). */

@@ -370,7 +370,7 @@ export abstract class VolumeStore implements VolumeDriver {
    * in the record (with whatever else `rec` now says, in the same write), then do it. A
    * crash from the write on is finished by the next repair (roll forward).
    */
-  private async swapIn(rec: VolumeRecord, snap: string, staged: string): Promise<void> {
+  protected async swapIn(rec: VolumeRecord, snap: string, staged: string): Promise<void> {
     rec.restoring = { snapshot: snap, staged, aside: `rm-${rand()}` };
     await this.records.write(rec);
     try {
@@ -457,7 +457,7 @@ export abstract class VolumeStore implements VolumeDriver {
   }
 
   /** Keep `stream` until it closes (close() ends it), then run `done`. */
-  private track(stream: Readable, done?: () => Promise<void>): Readable {
+  protected track(stream: Readable, done?: () => Promise<void>): Readable {
     // 'close' comes however the stream ends: read to the end, failed, or destroyed.
     const ended = new Promise<void>((resolve) =>
       stream.once('close', () => {
@@ -507,18 +507,7 @@ export abstract class VolumeStore implements VolumeDriver {
       }
       if (Object.hasOwn(rec.snapshots, header.snapshot)) throw taken('snapshot', header.snapshot, name);
       const base = this.snapDir(name, header.base);
-      const live = await diffTrees(base, this.dataDir(name), { ignoreDirTimes: true });
-      if (live.oldFingerprint !== header.baseFingerprint) {
-        throw new FailedPreconditionError(`snapshot ${header.base} of volume ${name} is not the tree this changeset was made on`, {
-          hint: `the changeset comes from ${header.volume}@${header.base}; import it into a copy of that snapshot`,
-        });
-      }
-      if (live.changes.size > 0) {
-        const some = [...live.changes.keys()].slice(0, 3).map((p) => p || '/').join(', ');
-        throw new FailedPreconditionError(`volume ${name} has changed since its snapshot ${header.base} (${live.changes.size} paths, e.g. ${some})`, {
-          hint: `restore it first (berth volume restore ${name}@${header.base}), or snapshot the changes and clone the volume`,
-        });
-      }
+      await this.checkUnchangedSince(name, header.base, header.baseFingerprint, `${header.volume}@${header.base}`);
       await this.checkSpace();
       const vol = this.volDir(name);
       const staged = `new-${rand()}`;
@@ -548,6 +537,26 @@ export abstract class VolumeStore implements VolumeDriver {
       await this.swapIn(rec, header.snapshot, staged);
       return snapInfo(name, header.snapshot, s);
     });
+  }
+
+  /**
+   * FAILED_PRECONDITION unless snapshot `base` of volume `name` is the tree of fingerprint
+   * `fingerprint` (made from `from`) and the volume's files have not changed since it:
+   * what a delta applied on `base` and swapped in for the files needs. The caller holds the lock.
+   */
+  protected async checkUnchangedSince(name: string, base: string, fingerprint: string, from: string): Promise<void> {
+    const live = await diffTrees(this.snapDir(name, base), this.dataDir(name), { ignoreDirTimes: true });
+    if (live.oldFingerprint !== fingerprint) {
+      throw new FailedPreconditionError(`snapshot ${base} of volume ${name} is not the tree this changeset was made on`, {
+        hint: `the changeset comes from ${from}; import it into a copy of that snapshot`,
+      });
+    }
+    if (live.changes.size > 0) {
+      const some = [...live.changes.keys()].slice(0, 3).map((p) => p || '/').join(', ');
+      throw new FailedPreconditionError(`volume ${name} has changed since its snapshot ${base} (${live.changes.size} paths, e.g. ${some})`, {
+        hint: `restore it first (berth volume restore ${name}@${base}), or snapshot the changes and clone the volume`,
+      });
+    }
   }
 
   async import(name: string, input: Readable, opts: ImportOptions = {}): Promise<VolumeInfo> {
@@ -605,7 +614,7 @@ export abstract class VolumeStore implements VolumeDriver {
   }
 
   /** Run `fn` holding the locks of `names`, after repairing them; close() waits for it. */
-  private op<T>(names: string[], fn: () => Promise<T>): Promise<T> {
+  protected op<T>(names: string[], fn: () => Promise<T>): Promise<T> {
     if (this.life.closed) return Promise.reject(this.life.error());
     const p = this.locks.with(names, async () => {
       for (const n of new Set(names)) await this.repair(n);
@@ -617,13 +626,13 @@ export abstract class VolumeStore implements VolumeDriver {
     return p;
   }
 
-  private async need(name: string): Promise<VolumeRecord> {
+  protected async need(name: string): Promise<VolumeRecord> {
     const rec = await this.records.read(name);
     if (!rec) throw new NotFoundError(`no such volume: ${name}`, { hint: 'list volumes to see their names, or create it first' });
     return rec;
   }
 
-  private needSnapshot(rec: VolumeRecord, snap: string): SnapshotRecord {
+  protected needSnapshot(rec: VolumeRecord, snap: string): SnapshotRecord {
     if (!Object.hasOwn(rec.snapshots, snap)) {
       throw new NotFoundError(`volume ${rec.name} has no snapshot ${snap}`, {
         hint: `list the snapshots of ${rec.name} to see their names (snapshots belong to one volume)`,
@@ -649,7 +658,7 @@ export abstract class VolumeStore implements VolumeDriver {
    * and write its record: the volume exists from that write on. On any error before it,
    * the staging copy is deleted and nothing was ever visible.
    */
-  private async build(
+  protected async build(
     name: string,
     fields: Pick<VolumeRecord, 'labels' | 'size' | 'origin'>,
     fill: (dataDir: string) => Promise<void>,
@@ -702,7 +711,7 @@ export abstract class VolumeStore implements VolumeDriver {
   }
 
   /** An error from building data, in the user's terms: a full filesystem or a quota says what to do. */
-  private fsError(e: unknown): BerthError {
+  protected fsError(e: unknown): BerthError {
     if (isNoSpace(e)) return this.noSpace(e);
     if (isOverQuota(e)) {
       return new FailedPreconditionError('the volume is over its size limit', {
@@ -713,7 +722,7 @@ export abstract class VolumeStore implements VolumeDriver {
     return toBerthError(e);
   }
 
-  private info(rec: VolumeRecord): VolumeInfo {
+  protected info(rec: VolumeRecord): VolumeInfo {
     const v: VolumeInfo = {
       name: rec.name,
       driver: this.name,
@@ -728,13 +737,13 @@ export abstract class VolumeStore implements VolumeDriver {
   }
 }
 
-function snapInfo(volume: string, name: string, s: SnapshotRecord): SnapshotInfo {
+export function snapInfo(volume: string, name: string, s: SnapshotRecord): SnapshotInfo {
   const info: SnapshotInfo = { volume, name, created: s.created, metadata: structuredClone(s.metadata) };
   if (s.size !== undefined) info.size = s.size;
   return info;
 }
 
-function taken(what: 'volume' | 'snapshot', name: string, volume?: string): AlreadyExistsError {
+export function taken(what: 'volume' | 'snapshot', name: string, volume?: string): AlreadyExistsError {
   return new AlreadyExistsError(volume ? `volume ${volume} already has a snapshot ${name}` : `volume ${name} already exists`, {
     hint: what === 'volume' ? 'choose another name, or remove the existing volume first' : 'choose another snapshot name, or remove the old snapshot first',
   });

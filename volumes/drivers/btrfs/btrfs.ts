@@ -23,10 +23,14 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BerthError, FailedPreconditionError } from '../../shared/errors';
+import type { Readable } from 'node:stream';
+import { BerthError, FailedPreconditionError, InvalidArgumentError } from '../../shared/errors';
 import { isNoSpace, tool } from '../../shared/host-tool';
-import { VolumeStore } from '../base/volume-store';
-import type { CreateOptions, PoolStatus, RemoveOptions, VolumeInfo } from '../driver';
+import { snapInfo, taken, VolumeStore } from '../base/volume-store';
+import type { CreateOptions, PoolStatus, RemoveOptions, SnapshotInfo, SnapshotMetadata, VolumeInfo } from '../driver';
+import { checkName } from '../names';
+import { treeFingerprint } from '../../archive/changeset';
+import { identity, receiveStream, sendStream, subvolumeIds } from './send-receive';
 import { LoopPool, PoolInfo } from './pool';
 import { recordToken, self } from '../../shared/process';
 import { createSubvolume, deleteSubvolume, enableQuota, isSubvolume, limitSubvolume, snapshotSubvolume } from './subvolumes';
@@ -126,6 +130,10 @@ export class BtrfsDriver extends VolumeStore {
 
   override async removeSnapshot(name: string, snap: string): Promise<void> {
     await super.removeSnapshot(name, snap);
+    await this.op([name], async () => {
+      const rec = await this.records.read(name);
+      if (rec) await this.tidyAnchors(name, Object.keys(rec.snapshots));
+    }).catch(() => undefined); // left for the next receive into the volume
     await tool('btrfs', ['subvolume', 'sync', this.data]).catch(() => undefined);
   }
 
@@ -223,6 +231,150 @@ export class BtrfsDriver extends VolumeStore {
       throw e;
     }
     return { dir, done: () => this.removeData(dir) };
+  }
+
+  // ---- btrfs send / receive (send-receive.ts; used by src/volumes/btrfs-send-layer.ts).
+  //
+  // A snapshot made by `btrfs receive` keeps its received subvolume as an anchor at
+  // volumes/<name>/received/<snap>/<sub>: only that subvolume carries the received UUID a
+  // later incremental stream's parent is found by, and a read-only subvolume cannot move to
+  // another directory. The snapshot and the volume's files are O(1) snapshots of it; the
+  // anchor goes with its snapshot (removeSnapshot) or its volume.
+
+  /**
+   * A `btrfs send` stream of snapshot `snap` of volume `name` (incremental from its snapshot
+   * `parent`), with the identities a receiver knows them by and the fingerprint of `snap`'s
+   * tree. The stream is ended by close() like an export; `done` settles when send exits.
+   */
+  async sendSnapshot(
+    name: string,
+    snap: string,
+    parent?: string,
+  ): Promise<{ stream: Readable; done: Promise<void>; identity: string; fingerprint: string; parentIdentity?: string; parentFingerprint?: string }> {
+    checkName(name, 'volume');
+    checkName(snap, 'snapshot');
+    if (parent !== undefined) checkName(parent, 'snapshot');
+    return this.op([name], async () => {
+      const rec = await this.need(name);
+      this.needSnapshot(rec, snap);
+      if (parent !== undefined) this.needSnapshot(rec, parent);
+      const ids = identity(await subvolumeIds(this.snapDir(name, snap)));
+      const parentIds = parent === undefined ? undefined : identity(await subvolumeIds(this.snapDir(name, parent)));
+      const fingerprint = await treeFingerprint(this.snapDir(name, snap));
+      const parentFingerprint = parent === undefined ? undefined : await treeFingerprint(this.snapDir(name, parent));
+      const p = sendStream(this.snapDir(name, snap), parent === undefined ? undefined : this.snapDir(name, parent));
+      const stream = this.track(p.stdout, async () => p.kill());
+      return { stream, done: p.done, identity: ids, fingerprint, ...(parent !== undefined ? { parentIdentity: parentIds, parentFingerprint } : {}) };
+    });
+  }
+
+  /** The received UUID of the anchor behind snapshot `snap` (see above), or undefined: it did not come by btrfs receive. */
+  async receivedIdentity(name: string, snap: string): Promise<string | undefined> {
+    checkName(name, 'volume');
+    checkName(snap, 'snapshot');
+    const anchor = await this.anchorOf(name, snap);
+    return anchor ? (await subvolumeIds(anchor).catch(() => undefined))?.receivedUuid : undefined;
+  }
+
+  /**
+   * Make snapshot `opts.snapshot` of volume `name` from a `btrfs send` stream: with `base`,
+   * an incremental stream whose parent is the anchor of snapshot `base` (received UUID
+   * `parentIdentity`), swapped in for the volume's files as applyChanges does (the volume
+   * must be unchanged since `base`); without, a full stream making the new volume `name`.
+   * The result must carry received UUID `identity` and tree fingerprint `fingerprint`, or
+   * it is INVALID_ARGUMENT and nothing is changed.
+   */
+  async receiveSnapshot(
+    name: string,
+    input: Readable,
+    opts: { snapshot: string; base?: string; parentIdentity?: string; baseFingerprint?: string; identity: string; fingerprint: string; labels?: Record<string, string>; metadata?: SnapshotMetadata },
+  ): Promise<SnapshotInfo> {
+    checkName(name, 'volume');
+    checkName(opts.snapshot, 'snapshot');
+    if (opts.base !== undefined) checkName(opts.base, 'snapshot');
+    const metadata = opts.metadata ?? {};
+    const receive = async (into: string): Promise<string> => {
+      await fs.promises.mkdir(into, { recursive: true, mode: 0o700 });
+      const { dir, ids } = await receiveStream(input, into);
+      const fp = await treeFingerprint(dir);
+      if (ids.receivedUuid !== opts.identity || fp !== opts.fingerprint) {
+        throw new InvalidArgumentError(`btrfs receive made a different snapshot than the layer names (${ids.receivedUuid === opts.identity ? 'tree fingerprint' : 'received UUID'} differs)`, {
+          hint: 'the btrfs send layer is damaged or hostile; pull it into a dir volume (portable changeset) or push again',
+        });
+      }
+      return dir;
+    };
+    if (opts.base === undefined) {
+      return this.op([name], async () => {
+        if (await this.records.read(name)) throw taken('volume', name);
+        await this.checkSpace();
+        let anchor = '';
+        const rec = await this.build(name, { labels: opts.labels ?? {} }, async (dataDir) => {
+          const recv = path.join(path.dirname(dataDir), 'received');
+          const got = await receive(path.join(recv, opts.snapshot));
+          anchor = path.join(this.volDir(name), 'received', opts.snapshot, path.basename(got));
+          await this.copyData(got, dataDir, 'writable');
+        });
+        try {
+          await this.copyData(anchor, this.snapDir(name, opts.snapshot), 'snapshot');
+          rec.snapshots[opts.snapshot] = { created: new Date().toISOString(), metadata };
+          await this.records.write(rec);
+        } catch (e) {
+          await this.records.delete(name).catch(() => undefined);
+          await this.removeData(this.volDir(name)).catch(() => undefined);
+          throw this.fsError(e);
+        }
+        return snapInfo(name, opts.snapshot, rec.snapshots[opts.snapshot]);
+      });
+    }
+    const base = opts.base;
+    return this.op([name], async () => {
+      const rec = await this.need(name);
+      this.needSnapshot(rec, base);
+      if (Object.hasOwn(rec.snapshots, opts.snapshot)) throw taken('snapshot', opts.snapshot, name);
+      await this.tidyAnchors(name, Object.keys(rec.snapshots));
+      const held = await this.anchorOf(name, base);
+      if (!held || (await subvolumeIds(held)).receivedUuid !== opts.parentIdentity) {
+        throw new FailedPreconditionError(`snapshot ${base} of volume ${name} is not the btrfs parent this stream was sent from`, {
+          hint: 'pull the portable changeset instead (it applies on any copy of the base)',
+        });
+      }
+      await this.checkUnchangedSince(name, base, opts.baseFingerprint ?? '', `the btrfs send layer of ${opts.snapshot}`);
+      await this.checkSpace();
+      const vol = this.volDir(name);
+      const tmp = path.join(vol, 'received', `.new-${randomBytes(6).toString('hex')}`);
+      const staged = `new-${randomBytes(6).toString('hex')}`;
+      const dest = this.snapDir(name, opts.snapshot);
+      try {
+        const got = await receive(tmp);
+        await this.copyData(got, path.join(vol, staged), 'writable');
+        if (rec.size !== undefined) await this.limit(path.join(vol, staged), rec.size);
+        await this.copyData(got, dest, 'snapshot');
+        await fs.promises.rename(tmp, path.join(vol, 'received', opts.snapshot));
+        await this.sync(vol);
+      } catch (e) {
+        for (const p of [path.join(vol, staged), dest, tmp]) await this.removeData(p).catch(() => undefined);
+        throw e instanceof BerthError ? e : this.fsError(e);
+      }
+      rec.snapshots[opts.snapshot] = { created: new Date().toISOString(), metadata };
+      await this.swapIn(rec, opts.snapshot, staged);
+      return snapInfo(name, opts.snapshot, rec.snapshots[opts.snapshot]);
+    });
+  }
+
+  /** The received subvolume behind snapshot `snap`, if there is one. */
+  private async anchorOf(name: string, snap: string): Promise<string | undefined> {
+    const dir = path.join(this.volDir(name), 'received', snap);
+    const e = await fs.promises.readdir(dir).catch(() => []);
+    return e.length === 1 ? path.join(dir, e[0]) : undefined;
+  }
+
+  /** Delete half-received streams and anchors whose snapshot is gone (the caller holds the lock). */
+  private async tidyAnchors(name: string, snaps: string[]): Promise<void> {
+    const dir = path.join(this.volDir(name), 'received');
+    for (const e of await fs.promises.readdir(dir).catch(() => [] as string[])) {
+      if (!snaps.includes(e)) await this.removeData(path.join(dir, e));
+    }
   }
 
   protected override async release(): Promise<void> {
