@@ -86,7 +86,7 @@ test('a btrfs push carries send layers: a btrfs pull receives them (fetching onl
 
   const onBtrfs = await pullVolume(b.ctx, ref);
   t.deepEqual(onBtrfs.snapshots, ['s1', 's2']);
-  t.deepEqual(onBtrfs.received, ['s1', 's2'], 'btrfs to btrfs: every snapshot came by btrfs receive');
+  t.deepEqual(onBtrfs.received, ['s1', 's2'], `btrfs to btrfs: every snapshot came by btrfs receive (${b.messages.filter((m) => typeof m.status === 'string' && m.status.startsWith('btrfs receive refused')).map((m) => m.status).join('; ')})`);
   t.is(onBtrfs.fetched, layers[1].size + layers[3].size, 'only the send layers were fetched');
   t.true(b.messages.some((m) => m.status === 'Pull complete (btrfs receive)'), 'the progress names the fast path');
   const bmp = (await b.d.inspect('db')).mountpoint;
@@ -104,7 +104,8 @@ test('a btrfs push carries send layers: a btrfs pull receives them (fetching onl
   await pushVolume(a.ctx, ref, 'db', 's3');
   layers = (await layersOf()).layers;
   const again = await pullVolume(b.ctx, ref);
-  t.deepEqual(again.received, ['s3'], 'a btrfs volume holding the received parent receives only the new snapshot');
+  const refused = () => b.messages.filter((m) => typeof m.status === 'string' && m.status.startsWith('btrfs receive refused')).map((m) => m.status).join('; ');
+  t.deepEqual(again.received, ['s3'], `a btrfs volume holding the received parent receives only the new snapshot (${refused()})`);
   t.is(again.fetched, layers[5].size);
   t.deepEqual(await describeTree(bmp), await describeTree(mp));
   t.deepEqual((await pullVolume(c.ctx, ref)).snapshots, ['s3']);

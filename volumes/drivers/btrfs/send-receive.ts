@@ -15,7 +15,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError } from '../../shared/errors';
 import { tool, toolProcess, ToolError } from '../../shared/host-tool';
@@ -44,11 +44,23 @@ export function identity(ids: SubvolumeIds): string {
   return ids.receivedUuid ?? ids.uuid;
 }
 
-/** `btrfs send` of read-only subvolume `snap` (incremental from `parent`, read-only too): its stream, and its end. */
+/**
+ * `btrfs send` of read-only subvolume `snap` (incremental from `parent`, read-only too): its
+ * stream (which fails if send does), and its end. The tool's stdout is piped on at once, as
+ * tar-tree.ts does: a child's stdout left unread until it exits can lose its end.
+ */
 export function sendStream(snap: string, parent?: string): { stdout: Readable; done: Promise<void>; kill(): void } {
-  return toolProcess('btrfs', ['send', '-q', ...(parent ? ['-p', parent] : []), snap], {
+  const p = toolProcess('btrfs', ['send', '-q', ...(parent ? ['-p', parent] : []), snap], {
     hint: 'btrfs send needs read-only snapshots on one filesystem; the snapshot and its parent must both still exist',
   });
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  p.stdout.pipe(out, { end: false });
+  p.done.then(
+    () => out.end(),
+    (e: unknown) => out.destroy(e as Error),
+  );
+  out.on('close', () => p.kill()); // the reader went away early
+  return { stdout: out, done: p.done, kill: p.kill };
 }
 
 /**
@@ -69,7 +81,8 @@ export async function receiveStream(input: Readable, into: string): Promise<{ di
   const fed = pipeline(input, child.stdin).catch((e: unknown) => e);
   const [code, feedError] = await Promise.all([exited, fed]);
   if (code !== 0) {
-    throw new InvalidArgumentError(`btrfs receive refused the stream (exit ${code}): ${stderr.trim().slice(-1000) || 'no message'}`, {
+    const said = stderr.split('\n').filter((l) => l.trim() && !/^(Chroot to|At (subvol|snapshot)) /.test(l)).join('; ');
+    throw new InvalidArgumentError(`btrfs receive refused the stream (exit ${code}): ${said.slice(-1000) || 'no message'}`, {
       hint: 'the btrfs send layer is damaged or its parent snapshot is not here; pull without it (a dir volume takes the portable changeset)',
     });
   }
