@@ -58,7 +58,7 @@ export function logsVerb(v: Verbs): void {
           ac.abort();
           process.exit(0);
         });
-        await pumpOutput(ctx.containers.logs(ref, { follow: o.follow, tail, timestamps: o.timestamps, since: parseTime(o.since), until: parseTime(o.until), signal: ac.signal }));
+        await pumpOutput(ctx.containers.logs(ref, { follow: o.follow, tail, timestamps: o.timestamps, since: parseTime('--since', o.since), until: parseTime('--until', o.until), signal: ac.signal }));
       });
   }
 }
@@ -151,12 +151,12 @@ function psRow(c: ContainerSummary, trunc: boolean) {
 }
 
 /** `--since`/`--until`: unix seconds, RFC 3339, or a duration ago (10s, 5m, 2h). */
-function parseTime(v?: string): number | undefined {
+function parseTime(flag: string, v?: string): number | undefined {
   if (!v) return undefined;
   if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
   const d = /^(\d+)(s|m|h)$/.exec(v);
   if (d) return Date.now() / 1000 - Number(d[1]) * { s: 1, m: 60, h: 3600 }[d[2] as 's' | 'm' | 'h'];
   const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new InvalidArgumentError(`invalid time ${JSON.stringify(v)}`, { hint: 'use unix seconds, RFC 3339, or a duration like 10m' });
+  if (Number.isNaN(t)) throw new InvalidArgumentError(`${flag}: invalid time ${JSON.stringify(v)}`, { hint: 'use unix seconds, RFC 3339, or a duration like 10m' });
   return t / 1000;
 }
