@@ -11,6 +11,7 @@ import { benchCp, benchStats } from './cp-stats';
 import { benchBranching } from './branching';
 import { benchSoak } from './soak';
 import { benchRegistry } from './registry';
+import { benchVolumeChunks, benchVolumeRegistry } from './volume-registry';
 import { benchBuild } from './build';
 import { benchSpeed } from './speed';
 import { benchIo } from './io-speed';
@@ -35,6 +36,8 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   branching: benchBranching,
   soak: benchSoak,
   registry: benchRegistry,
+  'volume-chunks': benchVolumeChunks,
+  'volume-registry': benchVolumeRegistry,
   build: benchBuild,
   speed: benchSpeed,
   io: benchIo,
