@@ -415,9 +415,12 @@ export async function finishRemoval(ctx: EngineContext, id: string, dir: string,
   const rt = ctx.runtimeFor(runtimePath);
   if (fs.existsSync(path.join(rt.root, id))) await rt.delete(id, true).catch(() => undefined);
   await unmountAll(path.join(dir, 'rootfs'));
-  await ctx.opts.snapshotter.remove(snapshotKey(id)).catch((e) => {
-    if (!(e instanceof NotFoundError)) throw e;
-  });
-  await ctx.removeCgroups(id);
-  await ctx.store.removeDir(dir);
+  // Unmounted: the snapshot, the cgroups and the directory are three separate things now.
+  await Promise.all([
+    ctx.opts.snapshotter.remove(snapshotKey(id)).catch((e) => {
+      if (!(e instanceof NotFoundError)) throw e;
+    }),
+    ctx.removeCgroups(id),
+    ctx.store.removeDir(dir),
+  ]);
 }

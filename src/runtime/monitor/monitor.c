@@ -55,7 +55,7 @@
  *   oom_kill counter of its memory cgroup (CGROUP_PATH is the spec's cgroupsPath, e.g.
  *   /berth-x/ID, looked for under /sys/fs/cgroup/memory (v1) and /sys/fs/cgroup (v2); a
  *   path under /sys/fs/cgroup/ is used as the directory itself), drains stdout/stderr to
- *   EOF (at most 5 s), then writes EXIT_FILE atomically (temp, fsync, rename, fsync dir):
+ *   EOF (at most 5 s), then writes EXIT_FILE atomically (temp, rename, fsync, fsync dir):
  *     {"exitCode":137,"signal":9,"oomKilled":false,"finishedAt":"2026-...Z"}
  *   exitCode is 128+signal when a signal ended it, and signal is null otherwise. The exit
  *   file is written after the drain, so once it exists the log is complete. Exit status 0.
@@ -814,12 +814,17 @@ static void write_exit_file(int status, const char *finished, int oom)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
-    int ok = write_all(fd, rec, (size_t)n) == 0 && fsync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, o.exit_file) < 0) {
+    /* Renamed into place before it is synced: berthd waits for this name, and the two
+     * fsyncs (~12 ms on a busy disk) need not delay it. Readers see it whole either way;
+     * only a power loss in between could leave it empty, which berthd reads as an unknown
+     * exit, as it does a missing one. */
+    if (write_all(fd, rec, (size_t)n) < 0 || rename(tmp, o.exit_file) < 0) {
+        close(fd);
         unlink(tmp);
         return;
     }
+    fsync(fd);
+    close(fd);
     snprintf(dir, sizeof dir, "%s", o.exit_file);
     *strrchr(dir, '/') = 0; /* the path is absolute: there is a '/' */
     if ((fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
