@@ -6,6 +6,8 @@ import { Transport } from '../src/client/transport';
 import { sh } from './lib';
 
 const CLI = path.join(__dirname, '..', 'src', 'cli', 'main.js');
+/** What `berth` runs: the CLI bundled by `npm run build` (.ci/bundle-cli.js). */
+export const BERTH_CLI = path.join(__dirname, '..', 'src', 'cli', 'berth.js');
 
 /**
  * A benchmark daemon's own network, from a hash of its root: bridge `berthb-<6 hex>`, chains
@@ -61,7 +63,7 @@ export class BenchDaemon {
   }
 
   berth(args: string[]): string {
-    return sh(process.execPath, [CLI, '--', '--no-autostart', '-H', 'unix://' + this.socket, ...args]);
+    return sh(process.execPath, [BERTH_CLI, '--', '--no-autostart', '-H', 'unix://' + this.socket, ...args]);
   }
 
   async stop(): Promise<void> {

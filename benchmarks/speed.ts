@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { median, sh, timeAsync, timeIt } from './lib';
-import { BenchDaemon } from './daemon';
+import { BenchDaemon, BERTH_CLI } from './daemon';
 import { BenchDockerd } from './dockerd';
 import { prepareBundle, pssKb, rssKb } from './run-container';
 import { Transport } from '../src/client/transport';
@@ -11,7 +11,7 @@ import { RemoteVolumeService } from '../src/client/volumes';
 
 const run = promisify(execFile);
 const NODE = process.execPath;
-const CLI = path.join(__dirname, '..', 'src', 'cli', 'main.js');
+const CLI = BERTH_CLI;
 const ROOT = path.join(__dirname, '..', '..');
 
 /** One printed row of issue 16: berth's figure, the reference measured in the same run, the ratio. */

@@ -45,18 +45,7 @@ export class Transport {
     return new Promise((resolve, reject) => {
       const req = http.request({ agent: false, socketPath: this.socket, method, path: pathWithQuery, headers }, (res) => {
         if ((res.statusCode ?? 500) < 400) return resolve(res);
-        readAll(res).then(
-          (buf) => {
-            let body: unknown;
-            try {
-              body = JSON.parse(buf.toString('utf8'));
-            } catch {
-              body = { message: buf.toString('utf8').trim() };
-            }
-            reject(errorFromResponse(res.statusCode ?? 500, body));
-          },
-          reject,
-        );
+        readAll(res).then((buf) => reject(responseError(res.statusCode ?? 500, buf)), reject);
       });
       req.on('error', (e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
@@ -94,15 +83,7 @@ export class Transport {
         resolve({ socket, headers: res.headers });
       });
       req.on('response', (res) => {
-        readAll(res).then((buf) => {
-          let b: unknown;
-          try {
-            b = JSON.parse(buf.toString('utf8'));
-          } catch {
-            b = { message: buf.toString('utf8').trim() };
-          }
-          reject(errorFromResponse(res.statusCode ?? 500, b));
-        }, reject);
+        readAll(res).then((buf) => reject(responseError(res.statusCode ?? 500, buf)), reject);
       });
       req.on('error', reject);
       req.end(body);
@@ -162,6 +143,17 @@ export interface JSONMessage {
   errorDetail?: { message: string; code?: number };
   code?: string;
   hint?: string;
+}
+
+/** The typed error of an answer with status >= 400: its JSON body's, or its text as the message. */
+export function responseError(status: number, buf: Buffer): Error {
+  let body: unknown;
+  try {
+    body = JSON.parse(buf.toString('utf8'));
+  } catch {
+    body = { message: buf.toString('utf8').trim() };
+  }
+  return errorFromResponse(status, body);
 }
 
 export async function readAll(r: NodeJS.ReadableStream): Promise<Buffer> {

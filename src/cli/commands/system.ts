@@ -11,6 +11,7 @@ function positiveInt(v: string, flag: string): number {
   return n;
 }
 import { parseBytes } from '../parse';
+import { versionText } from '../quick';
 
 export function systemCommands(program: Command): void {
   program
@@ -70,7 +71,7 @@ export function systemCommands(program: Command): void {
       const ctx = await connect(cmd);
       const v = await ctx.transport.json<Record<string, string>>('GET', '/version');
       if (opts.format) return void process.stdout.write(formatItems(opts.format, [v]));
-      process.stdout.write(`Server: berth ${v.Version}\n API version: ${v.ApiVersion} (minimum ${v.MinAPIVersion})\n OS/Arch: ${v.Os}/${v.Arch}\n Kernel: ${v.KernelVersion}\n`);
+      process.stdout.write(versionText(v));
     });
 
   program
