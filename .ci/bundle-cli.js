@@ -12,11 +12,22 @@
 // bundles sit in dist/src/cli/ like main.js, so their __dirname-relative paths are main.js's.
 // No source map: Node would read it on every call (the stack of BERTH_DEBUG names bundle
 // lines; run dist/src/cli/main.js to see the sources).
+const fs = require('node:fs');
 const path = require('node:path');
-const esbuild = require('esbuild');
 
 const repo = path.resolve(__dirname, '..');
 const cli = path.join(repo, 'dist', 'src', 'cli');
+
+let esbuild;
+try {
+  esbuild = require('esbuild');
+} catch {
+  // node_modules from before esbuild was a devDependency: berth runs main.js (src/cli/berth
+  // falls back to it) until `npm ci` (.ci/setup) brings esbuild; no stale bundle stays
+  for (const f of ['berth.js', 'berth-bundle.js']) fs.rmSync(path.join(cli, f), { force: true });
+  process.stderr.write('berth build: esbuild is not installed (run `npm ci`); the CLI runs unbundled\n');
+  process.exit(0);
+}
 
 /** A `require('./x')` inside a function of ours: left to Node, pointed at tsc's output of ./x. */
 const lazyRequires = {
