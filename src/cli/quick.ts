@@ -123,7 +123,11 @@ export function parseAnswer(raw: Buffer): { status: number; body: Buffer } {
 }
 
 type Whole = typeof import('./main');
-const whole = (): Whole => require('./berth-bundle.js') as Whole;
+/** The whole CLI, compiled from V8's compile cache (once per build). */
+function whole(): Whole {
+  require('node:module').enableCompileCache?.();
+  return require('./berth-bundle.js') as Whole;
+}
 
 async function quick(argv: string[]): Promise<void> {
   const g = globalOptions(argv.slice(2));
@@ -156,7 +160,6 @@ async function quick(argv: string[]): Promise<void> {
 
 /** The entry of dist/src/cli/berth.js (.ci/bundle-cli.js). */
 export function start(): void {
-  require('node:module').enableCompileCache?.(); // for the bundle, when it is loaded
   // src/cli/berth passes a `--` first so node leaves our flags alone (main.ts drops it)
   const argv = process.argv[2] === '--' ? [...process.argv.slice(0, 2), ...process.argv.slice(3)] : process.argv;
   void quick(argv);
