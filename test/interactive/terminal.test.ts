@@ -364,3 +364,27 @@ test('bad input: run -it --rm with bad detach keys leaves no container behind', 
   const left = await d.containers.list({ all: true });
   t.deepEqual(left.map((c) => `${c.Names[0]} ${c.State}`), []);
 });
+
+test('a tty session survives a berthd SIGKILL and restart: the same shell, its screen redrawn on attach, still typing', async (t) => {
+  const d = await daemon(t);
+  await runBox(t, d, 'keep');
+  const pid = (await d.berth(['inspect', '-f', '{{.State.Pid}}', 'keep'])).stdout.trim();
+
+  const a = berthTerm(t, d, ['attach', 'keep']);
+  await a.waitFor(PROMPT, { timeout: LONG, what: 'the prompt' });
+  await typeLine(a, 'X=$((6*7)); echo "before-$X"', /^before-42$/m);
+  a.write('\x10\x11');
+  t.is(await a.waitExit(LONG), 0);
+
+  await d.kill();
+  await d.restart();
+
+  t.is(await state(d, 'keep'), 'running');
+  t.is((await d.berth(['inspect', '-f', '{{.State.Pid}}', 'keep'])).stdout.trim(), pid, 'the same shell, adopted');
+  const b = berthTerm(t, d, ['attach', 'keep']);
+  await b.waitFor(/^before-42$/m, { timeout: LONG, what: 'the screen from before the restart, redrawn' });
+  await typeLine(b, 'echo "after-$X"', /^after-42$/m); // the shell's variable: the very same session
+  b.write('\x10\x11');
+  t.is(await b.waitExit(LONG), 0);
+  t.is(await state(d, 'keep'), 'running');
+});
