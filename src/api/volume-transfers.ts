@@ -14,7 +14,7 @@ import type { VolumeTransfers } from '../volumes/transfers';
  *        without snapshot, a fresh snapshot is taken (as POST .../snapshots takes one);
  *        last message: aux {Tag, Digest, Sent, Snapshot, Taken, Layers}
  *   POST /berth/v1/volumes/pull?ref=REF[&name=VOLUME]
- *        last message: aux {Volume, Snapshots, Fetched, Digest}
+ *        last message: aux {Volume, Snapshots, Fetched, Received, Digest}
  */
 export function volumeTransferRoutes(router: Router, transfers: VolumeTransfers): void {
   router.add('POST', /^\/berth\/v1\/volumes\/pull$/, async (ctx) => {
@@ -23,7 +23,7 @@ export function volumeTransferRoutes(router: Router, transfers: VolumeTransfers)
     const out = new JSONMessageStream(ctx.res);
     try {
       const r = await transfers.pull(q.ref!, q.name, { auth, progress: (m) => out.write(m), signal: abortOnClose(ctx) });
-      out.write({ progressDetail: {}, aux: { Volume: r.volume, Snapshots: r.snapshots, Fetched: r.fetched, Digest: r.digest } });
+      out.write({ progressDetail: {}, aux: { Volume: r.volume, Snapshots: r.snapshots, Fetched: r.fetched, Received: r.received, Digest: r.digest } });
     } catch (e) {
       if (!out.headersSent) throw e; // refused before anything streamed: a proper status (404, 409, 400)
       return out.fail(e);

@@ -21,7 +21,7 @@ export class RemoteVolumeTransfers {
   async pull(ref: string, volume?: string, opts: Omit<VolumeTransferOptions, 'signal'> = {}): Promise<VolumePullOutcome> {
     const res = await this.t.request('POST', '/berth/v1/volumes/pull', { query: { ref, name: volume }, headers: authHeader(opts.auth) });
     const msgs = await this.t.messages(res, (m) => (m.aux ? undefined : opts.progress?.(m as RegistryMessage)));
-    const aux = (msgs.filter((m) => m.aux).pop()?.aux ?? {}) as { Volume?: string; Snapshots?: string[]; Fetched?: number; Digest?: string };
-    return { volume: aux.Volume ?? '', snapshots: aux.Snapshots ?? [], fetched: aux.Fetched ?? 0, digest: aux.Digest ?? '' };
+    const aux = (msgs.filter((m) => m.aux).pop()?.aux ?? {}) as { Volume?: string; Snapshots?: string[]; Fetched?: number; Received?: string[]; Digest?: string };
+    return { volume: aux.Volume ?? '', snapshots: aux.Snapshots ?? [], fetched: aux.Fetched ?? 0, received: aux.Received ?? [], digest: aux.Digest ?? '' };
   }
 }

@@ -60,6 +60,8 @@ export interface VolumePullOutcome {
   snapshots: string[];
   /** Blob bytes read from the network. */
   fetched: number;
+  /** The snapshots among `snapshots` made by btrfs receive of a send layer (the fast path). */
+  received: string[];
   digest: string;
 }
 
@@ -150,7 +152,7 @@ export class VolumeTransfers {
           const r = await pullVolume({ session: s, driver: d, work: this.content, progress: opts.progress, signal: opts.signal }, ref, volume);
           if (!existed) await fs.promises.rm(path.join(this.pulls, volume), { force: true });
           await this.dropBlobs(digests, false);
-          return { volume: r.volume, snapshots: r.snapshots, fetched: r.fetched, digest: m.digest };
+          return { volume: r.volume, snapshots: r.snapshots, fetched: r.fetched, received: r.received, digest: m.digest };
         } catch (e) {
           if (!existed) await this.undoPull(volume);
           await this.dropBlobs(digests, !resumable(e, opts.signal));

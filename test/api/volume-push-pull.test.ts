@@ -104,7 +104,7 @@ test.serial('volume push sends the whole tree, a later push only the changes (th
   t.is(again.stderr, '');
   t.is(sentOf(again.stdout), 0);
   const none = await new RemoteVolumeTransfers(b.transport).pull(ref);
-  t.deepEqual(none, { volume: 'data', snapshots: [], fetched: 0, digest: none.digest });
+  t.deepEqual(none, { volume: 'data', snapshots: [], fetched: 0, received: [], digest: none.digest });
 });
 
 test.serial('a pull into a volume a running container uses is refused CONFLICT naming it; into a new name it works, and once stopped the volume gets only the new layer', async (t) => {
