@@ -143,16 +143,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // Closing the engine stops watching containers; they keep running (live-restore).
     closers.push(() => engine.close());
     // After the engine (a run freezes containers), closed before it: a run under way ends first.
-    const schedules = await VolumeScheduler.open({ file: path.join(opts.root, 'volume-schedules.json'), volumes, log });
+    const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads });
+    // Before the socket listens (and before a schedule pushes): a volume a killed pull was making is removed first.
+    const transfers = await VolumeTransfers.open(path.join(opts.root, 'volume-transfers'), volumes, (domain, auth) => registry.session(domain, auth));
+    const schedules = await VolumeScheduler.open({ file: path.join(opts.root, 'volume-schedules.json'), volumes, log, push: (v, snap, ref) => transfers.push(v, snap, ref) });
     closers.push(() => schedules.close());
 
     const router = new Router();
     systemRoutes(router, { root: opts.root, socket: opts.socket, runtime: opts.runtime ?? 'runc', id, startedAt: new Date(), volumeDriver: planned, network: () => engine.networkInfo() }, images, engine);
     volumeRoutes(router, volumes);
     volumeScheduleRoutes(router, schedules);
-    const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads });
-    // Before the socket listens: a volume a killed pull was making is removed first.
-    volumeTransferRoutes(router, await VolumeTransfers.open(path.join(opts.root, 'volume-transfers'), volumes, (domain, auth) => registry.session(domain, auth)));
+    volumeTransferRoutes(router, transfers);
     imageRoutes(router, images, registry);
     registryRoutes(router, registry, images);
     containerRoutes(router, engine, events, images);

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../volumes/shared/errors';
+import { parseReference } from '../images/reference';
 import { formatGoDuration, goDuration } from '../units';
 
 /**
@@ -21,6 +22,13 @@ import { formatGoDuration, goDuration } from '../units';
  *   interval after the last one started. Runs of one schedule never overlap. A daemon that
  *   was down when runs were due takes ONE snapshot when it starts, not one per missed
  *   interval, and counts on from there.
+ * - **push** (`Push`, `--push REF`): after each snapshot it takes, the run pushes it to REF
+ *   through the daemon's registry sessions (`berth volume push`'s path, anonymous or with
+ *   the daemon's own credentials), a delta from the snapshot it pushed last. Retention never
+ *   removes that last pushed snapshot (the next delta's base). A push that fails is kept on
+ *   the schedule (`LastPushError`, shown by `schedule ls`) with the snapshots still to go
+ *   (`Unpushed`), and the next run pushes them, oldest first, before its own; the snapshot is
+ *   never removed for it (retention may, as any scheduled snapshot: the newer ones carry its data).
  *
  * Worked example: `berth volume schedule pgdata --every 15m --keep 24 --keep-daily 7` keeps
  * the last six hours at 15-minute steps plus one snapshot a day for a week.
@@ -38,7 +46,7 @@ export interface VolumeScheduleSpec {
   Pre?: string;
   /** `sh -c` in those containers after the thaw (as `volume snapshot --post`). */
   Post?: string;
-  /** Push each scheduled snapshot to this registry reference. Refused until `volume push` exists. */
+  /** Push each scheduled snapshot to this registry reference (name:tag, no digest). */
   Push?: string;
 }
 
@@ -61,6 +69,15 @@ export interface VolumeSchedule {
   LastError?: string;
   /** ISO 8601: when the next run is due (a daemon that is down runs it at its next start). */
   NextRun: string;
+  /** Where each scheduled snapshot is pushed. */
+  Push?: string;
+  /** The snapshot pushed last, and the bytes that push sent. */
+  LastPushed?: string;
+  LastPushSent?: number;
+  /** Why the last push failed; absent once a push went well. */
+  LastPushError?: string;
+  /** Scheduled snapshots taken but not pushed yet (the next run pushes them first), oldest first. */
+  Unpushed?: string[];
 }
 
 export interface VolumeScheduleService {
@@ -88,6 +105,7 @@ export interface CheckedSpec {
   keepDaily: number;
   pre?: string;
   post?: string;
+  push?: string;
 }
 
 /**
@@ -96,9 +114,20 @@ export interface CheckedSpec {
  */
 export function checkSpec(spec: VolumeScheduleSpec, pushAvailable = false): CheckedSpec {
   if (spec.Push !== undefined && spec.Push !== null && !pushAvailable) {
-    throw new InvalidArgumentError('schedule --push is not available: this berth cannot push volume snapshots to a registry yet', {
-      hint: 'schedule without --push; ship a snapshot by hand with: berth volume export VOLUME@SNAPSHOT -o FILE',
+    throw new InvalidArgumentError('schedule --push is not available: this berth cannot push volume snapshots to a registry', {
+      hint: 'schedule without --push; ship a snapshot by hand with: berth volume push VOLUME@SNAPSHOT REF',
     });
+  }
+  let push: string | undefined;
+  if (spec.Push !== undefined && spec.Push !== null && spec.Push !== '') {
+    let ref;
+    try {
+      ref = parseReference(spec.Push);
+    } catch (e) {
+      throw new InvalidArgumentError(`invalid Push (--push) reference ${JSON.stringify(spec.Push.slice(0, 80))}`, { hint: 'give a registry reference, e.g. --push myreg:5000/backups/pgdata:latest', cause: e });
+    }
+    if (ref.digest) throw new InvalidArgumentError('Push (--push) names a digest: each push moves a tag', { hint: 'give name:tag, e.g. --push myreg:5000/backups/pgdata:latest' });
+    push = spec.Push;
   }
   if (typeof spec.Every !== 'string' || spec.Every === '') throw new InvalidArgumentError('a schedule needs an interval (Every, --every)', { hint: EVERY_HINT });
   const everyMs = goDuration(spec.Every);
@@ -128,6 +157,7 @@ export function checkSpec(spec: VolumeScheduleSpec, pushAvailable = false): Chec
     keepDaily: count(spec.KeepDaily ?? 0, 'KeepDaily (--keep-daily)', 0),
     pre: hook(spec.Pre, 'Pre (--pre)'),
     post: hook(spec.Post, 'Post (--post)'),
+    ...(push ? { push } : {}),
   };
 }
 

@@ -19,7 +19,9 @@ import type { Volumes } from './volumes';
  * overlap and a run due while the daemon was down happens once, at open. A run takes its
  * snapshot through Volumes.snapshot, the path `POST …/snapshots` takes (the gate, --pre,
  * the freeze), then prunes through Volumes.removeSnapshot (which refuses a snapshot with
- * clones: kept until they are gone). `close` stops the timers and waits for runs under way.
+ * clones: kept until they are gone), then pushes (`Push`: the daemon's push of
+ * transfers.ts, given as `push`; schedule.ts says what a failed push leaves). `close` stops
+ * the timers and waits for runs under way.
  */
 
 interface ScheduleRecord {
@@ -35,6 +37,12 @@ interface ScheduleRecord {
   lastRun?: string;
   lastSnapshot?: string;
   lastError?: string;
+  push?: string;
+  lastPushed?: string;
+  lastPushSent?: number;
+  lastPushError?: string;
+  /** Taken, not pushed yet, oldest first. */
+  unpushed?: string[];
 }
 
 interface ScheduleDoc {
@@ -46,6 +54,9 @@ export interface SchedulerLog {
   info(msg: string): void;
   error(msg: string): void;
 }
+
+/** Push snapshot `snap` of `volume` to `ref` (the daemon's VolumeTransfers.push): the bytes sent. */
+export type SchedulePush = (volume: string, snap: string, ref: string) => Promise<{ sent: number }>;
 
 /** setTimeout's longest delay; a longer wait re-arms when it ends. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -61,12 +72,13 @@ export class VolumeScheduler implements VolumeScheduleService {
     private readonly store: JsonStore<ScheduleDoc>,
     private readonly volumes: Volumes,
     private readonly log: SchedulerLog,
+    private readonly pusher?: SchedulePush,
   ) {}
 
   /** Open the record, drop schedules of missing volumes, arm every timer (a run overdue fires at once). */
-  static async open(opts: { file: string; volumes: Volumes; log: SchedulerLog }): Promise<VolumeScheduler> {
+  static async open(opts: { file: string; volumes: Volumes; log: SchedulerLog; push?: SchedulePush }): Promise<VolumeScheduler> {
     const store = await JsonStore.open<ScheduleDoc>(opts.file, { version: 1, schedules: {} });
-    const s = new VolumeScheduler(store, opts.volumes, opts.log);
+    const s = new VolumeScheduler(store, opts.volumes, opts.log, opts.push);
     opts.volumes.watchRemovals((name, renamedTo) => s.volumeRemoved(name, renamedTo));
     await s.sweep();
     for (const name of Object.keys(store.read().schedules)) s.arm(name);
@@ -89,7 +101,7 @@ export class VolumeScheduler implements VolumeScheduleService {
 
   async set(volume: string, spec: VolumeScheduleSpec): Promise<VolumeSchedule> {
     this.life.check();
-    const checked = checkSpec(spec);
+    const checked = checkSpec(spec, !!this.pusher);
     if (volume.includes('@')) {
       throw new InvalidArgumentError(`${volume} names a snapshot; a schedule belongs to a volume`, { hint: 'berth volume schedule VOLUME --every 15m --keep 24' });
     }
@@ -107,9 +119,14 @@ export class VolumeScheduler implements VolumeScheduleService {
           // A replaced schedule counts on from its last run, so changing --keep does not reset the clock.
           ...(old?.lastRun ? { lastRun: old.lastRun } : {}),
           ...(old?.lastSnapshot ? { lastSnapshot: old.lastSnapshot } : {}),
+          // Pushing on to the same reference continues its chain (and what is still to go).
+          ...(old?.push && old.push === checked.push
+            ? { ...(old.lastPushed ? { lastPushed: old.lastPushed, lastPushSent: old.lastPushSent } : {}), ...(old.unpushed?.length ? { unpushed: old.unpushed } : {}), ...(old.lastPushError ? { lastPushError: old.lastPushError } : {}) }
+            : {}),
         };
         if (!next.pre) delete next.pre;
         if (!next.post) delete next.post;
+        if (!next.push) delete next.push;
         doc.schedules[volume] = next;
         return next;
       });
@@ -205,9 +222,11 @@ export class VolumeScheduler implements VolumeScheduleService {
     const started = new Date();
     let snapshot: string | undefined;
     let error: string | undefined;
+    let pushed: Awaited<ReturnType<VolumeScheduler['pushAll']>> | undefined;
     try {
       snapshot = await this.take(rec, started);
       error = await this.prune(rec);
+      if (rec.push) pushed = await this.pushAll(rec, snapshot);
     } catch (e) {
       if (e instanceof NotFoundError && !(await this.volumeExists(rec.volume).catch(() => true))) {
         await this.store.update((doc) => {
@@ -225,8 +244,41 @@ export class VolumeScheduler implements VolumeScheduleService {
       if (snapshot) cur.lastSnapshot = snapshot;
       if (error) cur.lastError = error;
       else delete cur.lastError;
+      if (pushed) {
+        if (pushed.lastPushed) cur.lastPushed = pushed.lastPushed;
+        if (pushed.sent !== undefined) cur.lastPushSent = pushed.sent;
+        if (pushed.error) cur.lastPushError = pushed.error;
+        else delete cur.lastPushError;
+        if (pushed.unpushed.length) cur.unpushed = pushed.unpushed;
+        else delete cur.unpushed;
+      }
     });
     if (error) this.log.error(`volume schedule ${rec.volume}: ${error}`);
+    if (pushed?.error) this.log.error(`volume schedule ${rec.volume}: push to ${rec.push}: ${pushed.error}`);
+  }
+
+  /**
+   * Push what is still to go and then `snapshot`, oldest first, stopping at the first failure:
+   * what was pushed last, its bytes, the failure, and what is left (snapshots removed since
+   * are dropped from it: a newer one carries their data).
+   */
+  private async pushAll(rec: ScheduleRecord, snapshot: string): Promise<{ lastPushed?: string; sent?: number; error?: string; unpushed: string[] }> {
+    const held = new Set((await this.volumes.snapshots(rec.volume)).map((s) => s.Name));
+    const queue = [...(rec.unpushed ?? []).filter((n) => held.has(n) && n !== snapshot), snapshot];
+    const out: { lastPushed?: string; sent?: number; error?: string; unpushed: string[] } = { unpushed: [] };
+    for (let i = 0; i < queue.length; i++) {
+      try {
+        const r = await this.pusher!(rec.volume, queue[i], rec.push!);
+        out.lastPushed = queue[i];
+        out.sent = r.sent;
+        this.log.info(`volume schedule ${rec.volume}: pushed ${queue[i]} to ${rec.push} (${r.sent} bytes sent)`);
+      } catch (e) {
+        out.error = e instanceof BerthError ? `${e.code}: ${e.message}` : (e as Error).message;
+        out.unpushed = queue.slice(i);
+        break;
+      }
+    }
+    return out;
   }
 
   private async take(rec: ScheduleRecord, at: Date): Promise<string> {
@@ -242,6 +294,7 @@ export class VolumeScheduler implements VolumeScheduleService {
   private async prune(rec: ScheduleRecord): Promise<string | undefined> {
     const problems: string[] = [];
     for (const name of toPrune(await this.volumes.snapshots(rec.volume), rec.keep, rec.keepDaily)) {
+      if (name === rec.lastPushed) continue; // the base of the next pushed delta
       try {
         await this.volumes.removeSnapshot(rec.volume, name);
       } catch (e) {
@@ -272,5 +325,10 @@ function view(rec: ScheduleRecord): VolumeSchedule {
     ...(rec.lastSnapshot ? { LastSnapshot: rec.lastSnapshot } : {}),
     ...(rec.lastError ? { LastError: rec.lastError } : {}),
     NextRun: new Date(nextRun(rec)).toISOString(),
+    ...(rec.push ? { Push: rec.push } : {}),
+    ...(rec.lastPushed ? { LastPushed: rec.lastPushed } : {}),
+    ...(rec.lastPushSent !== undefined ? { LastPushSent: rec.lastPushSent } : {}),
+    ...(rec.lastPushError ? { LastPushError: rec.lastPushError } : {}),
+    ...(rec.unpushed?.length ? { Unpushed: [...rec.unpushed] } : {}),
   };
 }

@@ -131,7 +131,8 @@ test('bad schedules are refused with INVALID_ARGUMENT (or NOT_FOUND) and a hint,
     ['a negative keep-daily', { Every: '1m', Keep: 1, KeepDaily: -1 }],
     ['a string keep', { Every: '1m', Keep: '3' }],
     ['an unknown field', { Every: '1m', Keep: 1, Prune: true }],
-    ['--push, until volume push exists', { Every: '1m', Keep: 1, Push: '127.0.0.1:5000/vol:latest' }],
+    ['--push to a digest', { Every: '1m', Keep: 1, Push: `127.0.0.1:5000/vol@sha256:${'a'.repeat(64)}` }],
+    ['--push to a malformed reference', { Every: '1m', Keep: 1, Push: 'UPPER/Case::x' }],
   ];
   for (const [why, body] of bad) {
     const e = await t.throwsAsync(d.transport.json('PUT', '/berth/v1/volumes/sbad/schedule', { body }), undefined, why);
@@ -143,8 +144,8 @@ test('bad schedules are refused with INVALID_ARGUMENT (or NOT_FOUND) and a hint,
   await rejects(t, d.transport.json('PUT', '/berth/v1/volumes/sbad/schedule'), 'INVALID_ARGUMENT', 'no body');
   await rejects(t, schedules.get('sbad'), 'NOT_FOUND', 'nothing was set');
 
-  // The CLI refuses before it asks: a missing flag, a count that is not one; --push by the daemon's refusal.
-  for (const args of [['--keep', '3'], ['--every', '1m'], ['--every', '1m', '--keep', 'x'], ['--every', '1m', '--keep', '2', '--push', 'localhost:5000/v']]) {
+  // The CLI refuses before it asks: a missing flag, a count that is not one; a bad --push by the daemon's refusal.
+  for (const args of [['--keep', '3'], ['--every', '1m'], ['--every', '1m', '--keep', 'x'], ['--every', '1m', '--keep', '2', '--push', 'localhost:5000/v::bad']]) {
     const r = await d.berth(['volume', 'schedule', 'sbad', ...args]);
     t.is(r.code, 1, args.join(' '));
     t.regex(r.stderr, /^hint: /m, args.join(' '));

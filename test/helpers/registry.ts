@@ -13,6 +13,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
  * service, issuer and the certificate bundle the token server signs with).
  */
 export interface RegistryOptions {
+  /** Listen on this port (one found free before, e.g. to bring a registry up where a client already points); default: a free one. */
+  port?: number;
   htpasswd?: string;
   tls?: { cert: string; key: string };
   token?: { realm: string; service: string; issuer: string; rootcertbundle: string };
@@ -40,7 +42,7 @@ export class TestRegistry {
 
   static async start(opts: RegistryOptions = {}): Promise<TestRegistry> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-registry-'));
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const lines = [
       'version: 0.1',
       'log:',

@@ -24,14 +24,14 @@ export function volumeScheduleCommands(volume: Command): void {
     .option('--keep-daily <n>', 'also keep the newest scheduled snapshot of each of the last N days that have one (UTC)')
     .option('--pre <command>', 'run `sh -c COMMAND` in each running container that uses the volume before each snapshot; if it fails, that run takes none')
     .option('--post <command>', 'run `sh -c COMMAND` in those containers after each snapshot')
-    .option('--push <ref>', 'push each scheduled snapshot to a registry (refused: volume push is not in this berth yet)')
+    .option('--push <ref>', 'push each scheduled snapshot to this registry reference (a delta from the one pushed before)')
     .action(async (name: string, o: { every?: string; keep?: string; keepDaily?: string; pre?: string; post?: string; push?: string }, cmd: Command) => {
       if (o.every === undefined) throw new InvalidArgumentError('--every is required', { hint: `${USAGE}; 'berth volume schedule ls' shows the schedules` });
       if (o.keep === undefined) throw new InvalidArgumentError('--keep is required', { hint: USAGE });
       const spec = { Every: o.every, Keep: count(o.keep, '--keep') as number, KeepDaily: count(o.keepDaily, '--keep-daily'), Pre: o.pre, Post: o.post, Push: o.push };
       const ctx = await connect(cmd);
       const s = await new RemoteVolumeSchedules(ctx.transport).set(name, spec);
-      process.stdout.write(`${s.Volume}: every ${s.Every}, keep ${s.Keep}${s.KeepDaily ? ` and ${s.KeepDaily} daily` : ''}; next run ${s.NextRun}\n`);
+      process.stdout.write(`${s.Volume}: every ${s.Every}, keep ${s.Keep}${s.KeepDaily ? ` and ${s.KeepDaily} daily` : ''}${s.Push ? `, push to ${s.Push}` : ''}; next run ${s.NextRun}\n`);
     });
 
   schedule
@@ -43,11 +43,19 @@ export function volumeScheduleCommands(volume: Command): void {
       const ctx = await connect(cmd);
       const list = await new RemoteVolumeSchedules(ctx.transport).list();
       if (o.format) return void process.stdout.write(formatItems(o.format, list));
+      const pushStatus = (s: VolumeSchedule) =>
+        !s.Push
+          ? ''
+          : s.LastPushError
+            ? `${s.Push}: failed, ${s.Unpushed?.length ?? 0} to retry: ${s.LastPushError.length > 60 ? s.LastPushError.slice(0, 60) + '…' : s.LastPushError}`
+            : s.LastPushed
+              ? `${s.Push}: pushed ${s.LastPushed}`
+              : `${s.Push}: not pushed yet`;
       const status = (s: VolumeSchedule) => (s.LastError ? `error: ${s.LastError.length > 60 ? s.LastError.slice(0, 60) + '…' : s.LastError}` : s.LastRun ? 'ok' : 'not run yet');
       process.stdout.write(
         table(
-          ['VOLUME', 'EVERY', 'KEEP', 'KEEP DAILY', 'LAST SNAPSHOT', 'NEXT RUN', 'STATUS'],
-          list.map((s) => [s.Volume, s.Every, String(s.Keep), String(s.KeepDaily), s.LastSnapshot ?? '', s.NextRun, status(s)]),
+          ['VOLUME', 'EVERY', 'KEEP', 'KEEP DAILY', 'LAST SNAPSHOT', 'NEXT RUN', 'STATUS', 'PUSH'],
+          list.map((s) => [s.Volume, s.Every, String(s.Keep), String(s.KeepDaily), s.LastSnapshot ?? '', s.NextRun, status(s), pushStatus(s)]),
         ),
       );
     });
