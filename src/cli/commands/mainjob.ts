@@ -4,13 +4,16 @@ import { table, humanSize, ago, shortId } from '../format';
 import { createContainer, runAttached } from './container/session';
 import { NotFoundError } from '../../../volumes/shared/errors';
 import { tool } from '../../../volumes/shared/host-tool';
+import { shareThroughARegistry } from './mainjob-share';
 
 /**
  * `npm start`: make sure a daemon runs (the CLI starts one when none answers), make sure
  * the built-in busybox image exists, show the images, run a container, and show what berth
  * is for: Redis with its data on a volume that outlives the container, snapshotted and
  * rolled back, published on localhost (through the kernel, no proxy) and talked to there
- * with the host's redis-cli.
+ * with the host's redis-cli; then that volume pushed to a local registry, changed, pushed
+ * again (only the change goes), and pulled by a second berth that runs Redis on it
+ * (mainjob-share.ts).
  */
 export async function mainJob(cmd: Command): Promise<void> {
   const ctx = await connect(cmd);
@@ -23,7 +26,8 @@ export async function mainJob(cmd: Command): Promise<void> {
   const code = await runAttached(ctx, id, { autoRemove: true });
   if (code !== 0) process.exitCode = code;
 
-  await redisOnAVolume(ctx);
+  const port = await redisOnAVolume(ctx);
+  await shareThroughARegistry(ctx, port, { volume: VOLUME, start: startRedis, redis: redisCli });
 
   const list = await ctx.images.list();
   const rows = list.flatMap((img) =>
@@ -34,13 +38,13 @@ export async function mainJob(cmd: Command): Promise<void> {
   );
   say('\n$ berth images');
   process.stdout.write(table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows));
-  say('\nTry: berth ps -a, berth volume snapshots redis-data, berth run --rm -v redis-data:/data busybox ls /data, berth --help');
+  say('\nTry: berth ps -a, berth volume snapshots redis-data, berth run --rm -v redis-data:/data busybox ls /data, berth volume push --help, berth --help');
 }
 
 const VOLUME = 'redis-data';
 const NAME = 'redis-demo';
 
-async function redisOnAVolume(ctx: CliContext): Promise<void> {
+async function redisOnAVolume(ctx: CliContext): Promise<string> {
   say('\n# Redis with its data on a volume');
   try {
     await ctx.images.inspect('redis');
@@ -54,38 +58,11 @@ async function redisOnAVolume(ctx: CliContext): Promise<void> {
   await ctx.volumes.remove(VOLUME, { force: true }).catch(() => undefined);
 
   let port = '';
-  // After every start: the published port is a new random one.
-  const waitForRedis = async () => {
-    const ports = (await ctx.containers.inspect(NAME)).NetworkSettings.Ports as Record<string, Array<{ HostPort: string }> | null>;
-    port = ports['6379/tcp']?.[0]?.HostPort ?? '';
-    say(`$ berth port ${NAME} 6379\n127.0.0.1:${port}`);
-    for (let i = 0; i < 100; i++) {
-      if ((await cli(port, ['ping']).catch(() => '')).trim() === 'PONG') return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error('redis did not answer on its published port');
-  };
-  const startRedis = async () => {
-    say(`$ berth run -d --name ${NAME} -v ${VOLUME}:/data -p 127.0.0.1::6379 redis redis-server --dir /data --appendonly yes --save ''`);
-    const { Id } = await ctx.containers.create(
-      {
-        Image: 'redis',
-        Cmd: ['/usr/bin/redis-server', '--bind', '0.0.0.0', '--protected-mode', 'no', '--dir', '/data', '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
-        ExposedPorts: { '6379/tcp': {} },
-        HostConfig: { Binds: [`${VOLUME}:/data`], PortBindings: { '6379/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
-      },
-      NAME,
-    );
-    await ctx.containers.start(Id);
-    await waitForRedis();
-  };
-  const redis = async (args: string[]) => {
-    const out = (await cli(port, args)).trim();
-    say(`$ redis-cli -p ${port} ${args.map((a) => (a.includes(' ') ? JSON.stringify(a) : a)).join(' ')}${out ? '\n' + out : ''}`);
-  };
+  const start = async () => (port = await startRedis(ctx, NAME, VOLUME));
+  const redis = (args: string[]) => redisCli(port, args);
   const get = () => redis(['get', 'greeting']);
 
-  await startRedis();
+  await start();
   await redis(['set', 'greeting', 'hello, data']);
   say(`$ berth volume snapshot ${VOLUME} before-change`);
   const snap = await ctx.volumes.snapshot(VOLUME, 'before-change');
@@ -94,16 +71,52 @@ async function redisOnAVolume(ctx: CliContext): Promise<void> {
 
   say(`$ berth rm -f ${NAME}    # the container goes; the volume stays`);
   await ctx.containers.remove(NAME, { force: true });
-  await startRedis();
+  await start();
   await get();
 
   say(`$ berth stop ${NAME} && berth volume restore ${VOLUME} before-change && berth start ${NAME}`);
   await ctx.containers.stop(NAME);
   await ctx.volumes.restore(VOLUME, 'before-change');
   await ctx.containers.start(NAME);
-  await waitForRedis();
+  port = await waitForRedis(ctx, NAME);
   await get();
   say(`(the volume ${VOLUME} and its snapshot stay for you to try; Redis runs as ${NAME} on 127.0.0.1:${port})`);
+  return port;
+}
+
+/** Its published port, once Redis in container `name` answers there (after every start: a new random one). */
+async function waitForRedis(ctx: CliContext, name: string): Promise<string> {
+  const ports = (await ctx.containers.inspect(name)).NetworkSettings.Ports as Record<string, Array<{ HostPort: string }> | null>;
+  const port = ports['6379/tcp']?.[0]?.HostPort ?? '';
+  say(`$ berth port ${name} 6379\n127.0.0.1:${port}`);
+  for (let i = 0; i < 100; i++) {
+    if ((await cli(port, ['ping']).catch(() => '')).trim() === 'PONG') return port;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('redis did not answer on its published port');
+}
+
+/** Run Redis as container `name` with its data on `volume`, published on a random localhost port; the port. */
+async function startRedis(ctx: CliContext, name: string, volume: string): Promise<string> {
+  say(`$ berth run -d --name ${name} -v ${volume}:/data -p 127.0.0.1::6379 redis redis-server --dir /data --appendonly yes --save ''`);
+  const { Id } = await ctx.containers.create(
+    {
+      Image: 'redis',
+      Cmd: ['/usr/bin/redis-server', '--bind', '0.0.0.0', '--protected-mode', 'no', '--dir', '/data', '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
+      ExposedPorts: { '6379/tcp': {} },
+      HostConfig: { Binds: [`${volume}:/data`], PortBindings: { '6379/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+    },
+    name,
+  );
+  await ctx.containers.start(Id);
+  return waitForRedis(ctx, name);
+}
+
+/** redis-cli against `port`, shown with its answer; the answer. */
+async function redisCli(port: string, args: string[]): Promise<string> {
+  const out = (await cli(port, args)).trim();
+  say(`$ redis-cli -p ${port} ${args.map((a) => (a.includes(' ') ? JSON.stringify(a) : a)).join(' ')}${out ? '\n' + out : ''}`);
+  return out;
 }
 
 /** The host's redis-cli, through the published port on localhost. */
