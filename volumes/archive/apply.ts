@@ -46,7 +46,7 @@ export interface ApplyOptions {
   /** Whose filesystem the size checks watch (default `dir`'s). */
   spaceDir?: string;
   /**
-   * Write no all-zero block of a file: leave a hole (the file ends at its size all the
+   * Write no all-zero 64 KiB block of a file: leave a hole (the file ends at its size all the
    * same). A volume's sparse files come back sparse; its contents are the same bytes.
    */
   sparse?: boolean;
@@ -504,11 +504,17 @@ class LayerWriter {
 
 type Pax = Record<string, string>;
 
-const ZERO_BLOCK = Buffer.alloc(BLOCK);
+/**
+ * The smallest hole writeSparse leaves: an aligned all-zero run this long. Not the 4 KiB
+ * block: data with short zero runs (half-empty pages) would become a file of a hundred
+ * thousand extents, slow to read and to delete; a real sparse file's holes are far larger.
+ */
+const HOLE = 16 * BLOCK;
+const ZERO_BLOCK = Buffer.alloc(HOLE);
 
 /**
  * Write a file's data into `fd` (a new, empty file) leaving holes where whole aligned
- * blocks are zero, then set its size (a trailing hole writes nothing either).
+ * 64 KiB blocks are zero, then set its size (a trailing hole writes nothing either).
  */
 async function writeSparse(fd: number, body: AsyncIterable<Buffer>): Promise<void> {
   let pos = 0;
@@ -519,10 +525,10 @@ async function writeSparse(fd: number, body: AsyncIterable<Buffer>): Promise<voi
   for await (const raw of body) {
     const chunk: Buffer = carry ? Buffer.concat([carry, raw]) : raw;
     carry = null;
-    const whole = chunk.length - (chunk.length % BLOCK);
+    const whole = chunk.length - (chunk.length % HOLE);
     let runStart = -1; // start of a run of non-zero blocks, written in one call
-    for (let i = 0; i < whole; i += BLOCK) {
-      const zero = chunk.subarray(i, i + BLOCK).equals(ZERO_BLOCK);
+    for (let i = 0; i < whole; i += HOLE) {
+      const zero = chunk.subarray(i, i + HOLE).equals(ZERO_BLOCK);
       if (!zero && runStart < 0) runStart = i;
       if (zero && runStart >= 0) {
         put(chunk.subarray(runStart, i), pos + runStart);
