@@ -21,6 +21,9 @@ export function bodyWindowMs(): number {
   return windowMs;
 }
 
+/** Requests waiting at a Gate for their turn: their bodies are not being read, so their pace is not the client's fault. */
+const waitingTurn = new WeakSet<IncomingMessage>();
+
 /**
  * Watch a request's body until it is complete: every window, the client must have sent
  * slowBodyBytes, unless berth is the one not reading (bytes wait in the request's buffer,
@@ -31,11 +34,17 @@ export function watchBody(req: IncomingMessage, socket: Socket): void {
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   if (!hasBody || req.complete) return;
   let seen = socket.bytesRead;
+  let tick = performance.now();
   const t = setInterval(() => {
     if (req.complete || req.destroyed) return stop();
     const got = socket.bytesRead - seen;
     seen = socket.bytesRead;
-    if (got < LIMITS.slowBodyBytes && req.readableLength === 0) {
+    // A tick that comes late means berth's own loop was held (a loaded host): it read
+    // nothing in that window, so the window does not count against the client.
+    const late = performance.now() - tick > 1.5 * windowMs;
+    tick = performance.now();
+    if (late) return;
+    if (got < LIMITS.slowBodyBytes && req.readableLength === 0 && !waitingTurn.has(req)) {
       stop();
       socket.destroy();
     }
@@ -53,24 +62,42 @@ export class Gate {
   constructor(
     private readonly limit: number,
     private readonly queue: number,
+    private readonly what = 'large requests',
   ) {}
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) {
-      if (this.waiting.length >= this.queue) {
-        throw new UnavailableError('too many large requests at once', { hint: 'the daemon is busy reading other large request bodies; retry in a moment' });
-      }
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
-    } else {
-      this.active++;
-    }
+  /** Run `fn` in turn; `req`, while it waits, is not held to the body pace (berth is not reading it yet). */
+  async run<T>(fn: () => Promise<T>, req?: IncomingMessage): Promise<T> {
+    const leave = await this.enter(req);
     try {
       return await fn();
     } finally {
+      leave();
+    }
+  }
+
+  /** Wait for a turn (or be refused UNAVAILABLE when the queue is full); call the answer, once or more, to give it back. */
+  async enter(req?: IncomingMessage): Promise<() => void> {
+    if (this.active >= this.limit) {
+      if (this.waiting.length >= this.queue) {
+        throw new UnavailableError(`too many ${this.what} at once`, { hint: `the daemon is busy with ${this.limit} ${this.what} and ${this.queue} more waiting; retry in a moment` });
+      }
+      if (req) waitingTurn.add(req);
+      try {
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
+      } finally {
+        if (req) waitingTurn.delete(req);
+      }
+    } else {
+      this.active++;
+    }
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
       const next = this.waiting.shift();
       if (next) next();
       else this.active--;
-    }
+    };
   }
 
   get busy(): number {
@@ -79,4 +106,29 @@ export class Gate {
 }
 
 /** The gate for large JSON bodies (one per daemon process). */
-export const heavyBodies = new Gate(LIMITS.heavyConcurrent, LIMITS.heavyQueue);
+export const heavyBodies = new Gate(LIMITS.heavyConcurrent, LIMITS.heavyQueue, 'large request bodies');
+
+/**
+ * The gate for streaming uploads (image load and import, volume import, a build's context,
+ * `docker cp` into a container): a few are read at once, the rest wait their turn (their
+ * bytes wait in the socket), and beyond a queue they are refused 503 UNAVAILABLE, which the
+ * docker CLI shows with its message. A turn ends when the upload's body has been read (a
+ * build keeps running without one) or its request ends.
+ */
+export const uploads = new Gate(LIMITS.uploadConcurrent, LIMITS.uploadQueue, 'uploads');
+
+const UPLOADS: Array<[string, RegExp]> = [
+  ['POST', /^\/images\/load$/],
+  ['POST', /^\/images\/create$/], // with fromSrc (import); a pull has no body
+  ['POST', /^\/volumes\/[^/]+\/import$/],
+  ['PUT', /^\/containers\/[^/]+\/archive$/],
+  ['POST', /^\/build$/],
+];
+
+/** Whether a request is a streaming upload that takes a turn at `uploads`. */
+export function isUpload(method: string, pathname: string, query: URLSearchParams): boolean {
+  const path = pathname.replace(/^\/v\d+\.\d+(?=\/)/, '');
+  if (!UPLOADS.some(([m, re]) => m === method && re.test(path))) return false;
+  if (path === '/images/create') return query.get('fromSrc') === '-';
+  return true;
+}

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { bodyWindowMs, heavyBodies } from './body-guard';
+import { parseInWorker } from './json-pool';
 import { LIMITS } from './limits';
 import type { BodySpec } from './schemas/common';
 import { validate } from './validate';
@@ -10,18 +11,36 @@ import { validate } from './validate';
  * its schema before the handler sees it. The nesting is counted while the bytes arrive (a
  * scan of brackets outside strings), so a body of four million `[` is refused after its
  * 65th byte and never reaches JSON.parse, whose recursion on it blocked the daemon and
- * took gigabytes. A `null` body is an empty one, as Go's decoder reads it.
+ * took gigabytes; the same scan counts the body's values, which bounds what parsing it
+ * costs. A large body (over LIMITS.heavyBodyBytes) is then parsed and checked in a worker
+ * thread (json-pool.ts), so the daemon's event loop is not held by it; a small one is
+ * parsed here, which is quicker than the trip to a worker. A `null` body is an empty one,
+ * as Go's decoder reads it.
  */
 export async function readJSON<T>(req: IncomingMessage, spec: BodySpec, empty: T): Promise<T> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > LIMITS.jsonBodyBytes) throw tooLarge();
   const upgraded = (req as IncomingMessage & { upgradeBody?: Buffer }).upgradeBody;
   const heavy = !upgraded && !(declared <= LIMITS.heavyBodyBytes);
-  const text = heavy ? await heavyBodies.run(() => readText(req)) : await readText(req, upgraded);
-  if (text === undefined) return empty;
+  if (heavy) {
+    return heavyBodies.run(async () => {
+      const raw = await readBody(req);
+      if (raw === undefined) return empty;
+      // A chunked body without a length is heavy until read; a small one is parsed here.
+      if (raw.length <= LIMITS.heavyBodyBytes) return parseHere(raw, spec, empty);
+      const parsed = await parseInWorker(raw, spec.what);
+      return parsed === undefined ? empty : (parsed as T);
+    }, req);
+  }
+  const raw = await readBody(req, upgraded);
+  if (raw === undefined) return empty;
+  return parseHere(raw, spec, empty);
+}
+
+function parseHere<T>(raw: Buffer, spec: BodySpec, empty: T): T {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(raw.toString('utf8'));
   } catch {
     throw new InvalidArgumentError(`${spec.what} is not valid JSON`, { hint: 'send a JSON object' });
   }
@@ -29,7 +48,7 @@ export async function readJSON<T>(req: IncomingMessage, spec: BodySpec, empty: T
   return validate<T>(spec.schema, parsed, spec.what, spec.hints);
 }
 
-async function readText(req: IncomingMessage, upgraded?: Buffer): Promise<string | undefined> {
+async function readBody(req: IncomingMessage, upgraded?: Buffer): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   const depth = new DepthScan(LIMITS.jsonDepth);
   let n = 0;
@@ -42,6 +61,9 @@ async function readText(req: IncomingMessage, upgraded?: Buffer): Promise<string
       n += b.length;
       if (n > LIMITS.jsonBodyBytes) throw tooLarge();
       if (!depth.feed(b)) {
+        if (depth.values > LIMITS.jsonValues) {
+          throw new InvalidArgumentError(`request body holds more than ${LIMITS.jsonValues} JSON values`, { hint: "Docker's API bodies hold at most a few hundred thousand values (a port range); send the body the API describes" });
+        }
         throw new InvalidArgumentError(`request body nests deeper than ${LIMITS.jsonDepth} levels`, { hint: "Docker's API bodies nest a few levels; send the body the API describes" });
       }
       chunks.push(b);
@@ -54,19 +76,26 @@ async function readText(req: IncomingMessage, upgraded?: Buffer): Promise<string
   } finally {
     clearTimeout(deadline);
   }
-  return n === 0 ? undefined : Buffer.concat(chunks).toString('utf8');
+  return n === 0 ? undefined : Buffer.concat(chunks);
 }
 
 function tooLarge(): InvalidArgumentError {
   return new InvalidArgumentError(`request body over ${LIMITS.jsonBodyBytes} bytes`, { hint: `API bodies are small: keep it under ${LIMITS.jsonBodyBytes >> 20} MiB (pass bulk data in a volume or an image)` });
 }
 
-/** Counts `{`/`[` nesting outside JSON strings, across chunks. False once deeper than `max`. */
+/**
+ * Counts `{`/`[` nesting outside JSON strings, across chunks, and the values (openings and
+ * commas, a close upper bound). False once deeper than `max` or past `maxValues` values.
+ */
 export class DepthScan {
   private depth = 0;
+  values = 0;
   private inString = false;
   private escaped = false;
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly maxValues: number = LIMITS.jsonValues,
+  ) {}
 
   feed(b: Buffer): boolean {
     // Locals, not fields, in the loop: this runs over every byte of every JSON body.
@@ -74,6 +103,7 @@ export class DepthScan {
     let inString = this.inString;
     let escaped = this.escaped;
     const max = this.max;
+    let values = this.values;
     for (let i = 0; i < b.length; i++) {
       const c = b[i];
       if (inString) {
@@ -82,9 +112,13 @@ export class DepthScan {
         else if (c === 0x22) inString = false;
       } else if (c === 0x22) inString = true;
       else if (c === 0x7b || c === 0x5b) {
+        values++;
         if (++depth > max) return false;
       } else if (c === 0x7d || c === 0x5d) depth--;
+      else if (c === 0x2c) values++;
     }
+    this.values = values;
+    if (values > this.maxValues) return false;
     this.depth = depth;
     this.inString = inString;
     this.escaped = escaped;

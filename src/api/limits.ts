@@ -12,8 +12,20 @@ export const LIMITS = {
   /** JSON bodies over this size are "heavy": at most `heavyConcurrent` are read and parsed at once. */
   heavyBodyBytes: 256 << 10,
   heavyConcurrent: 4,
+  /**
+   * Values (openings and commas) in a JSON body, counted while it is read: what parsing the
+   * body on the event loop costs once its worker has checked it (json-pool.ts). A port
+   * range publishes about 6 per port, so up to about 40,000 ports in one create.
+   */
+  jsonValues: 256 << 10,
+  /** Worker threads that parse heavy JSON bodies off the event loop (json-pool.ts), and each one's heap. */
+  parseWorkers: 2,
+  parseWorkerHeapMiB: 128,
   /** Heavy requests waiting for their turn beyond this are refused UNAVAILABLE (retry later). */
   heavyQueue: 64,
+  /** Streaming uploads (load, import, volume import, build context, cp into a container) read at once, and how many may wait. */
+  uploadConcurrent: 4,
+  uploadQueue: 32,
   /** A request body must bring `slowBodyBytes` every `bodyTimeoutSeconds`, and a JSON body must be whole within twice that. */
   bodyTimeoutSeconds: 30,
   slowBodyBytes: 16 << 10,

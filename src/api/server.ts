@@ -4,7 +4,7 @@ import { Router, type Ctx } from './router';
 import { errorResponse } from './errors';
 import { drainBody } from './http';
 import { UnavailableError } from '../../volumes/shared/errors';
-import { bodyWindowMs, setBodyTimeout, watchBody } from './body-guard';
+import { bodyWindowMs, isUpload, setBodyTimeout, uploads, watchBody } from './body-guard';
 import { prepareSocketDir, removeStaleSocket } from './socket-dir';
 
 export interface Logger {
@@ -89,7 +89,19 @@ export class ApiServer {
     try {
       const { handler, params } = this.router.match(req.method ?? 'GET', url.pathname);
       ctx = { req, res, params, query: url.searchParams, upgrade };
-      await handler(ctx);
+      if (!upgrade && !req.complete && isUpload(req.method ?? 'GET', url.pathname, url.searchParams)) {
+        const leave = await uploads.enter(req);
+        // A client that went away while it waited: its turn is over before it began.
+        if (req.destroyed || req.socket.destroyed) return leave();
+        req.once('end', leave).once('close', leave);
+        try {
+          await handler(ctx);
+        } finally {
+          leave();
+        }
+      } else {
+        await handler(ctx);
+      }
     } catch (e) {
       const { status, body, ref } = errorResponse(e);
       if (status === 500) this.log.error(`${req.method} ${url.pathname}${ref ? ` (ref ${ref})` : ''}: ${(e as Error)?.stack ?? String(e)}`);
