@@ -50,6 +50,10 @@ export interface DaemonOptions extends DaemonLocation {
   insecureRegistries?: string[];
   /** Layers a pull downloads at once (default 3). */
   maxConcurrentDownloads?: number;
+  /** Blobs a push uploads at once (default 5). */
+  maxConcurrentUploads?: number;
+  /** A push sends blobs up to this size in one PUT, bigger ones in PATCH chunks of it (default 32 MiB). */
+  pushChunkSize?: number;
   /** Seconds in which a request body must bring 16 KiB (default 30); a JSON body must be whole within twice that. */
   bodyTimeoutSeconds?: number;
   log?: Logger;
@@ -143,7 +147,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // Closing the engine stops watching containers; they keep running (live-restore).
     closers.push(() => engine.close());
     // After the engine (a run freezes containers), closed before it: a run under way ends first.
-    const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads });
+    const registry = new Registry(images.registrySink(), { insecure: opts.insecureRegistries, downloads: opts.maxConcurrentDownloads, uploads: opts.maxConcurrentUploads, chunkSize: opts.pushChunkSize });
     // Before the socket listens (and before a schedule pushes): a volume a killed pull was making is removed first.
     const transfers = await VolumeTransfers.open(path.join(opts.root, 'volume-transfers'), volumes, (domain, auth) => registry.session(domain, auth));
     const schedules = await VolumeScheduler.open({ file: path.join(opts.root, 'volume-schedules.json'), volumes, log, push: (v, snap, ref) => transfers.push(v, snap, ref) });

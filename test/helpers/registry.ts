@@ -16,7 +16,8 @@ export interface RegistryOptions {
   /** Listen on this port (one found free before, e.g. to bring a registry up where a client already points); default: a free one. */
   port?: number;
   htpasswd?: string;
-  tls?: { cert: string; key: string };
+  /** TLS; with `clientcas`, clients must show a certificate one of these CAs signed. */
+  tls?: { cert: string; key: string; clientcas?: string[] };
   token?: { realm: string; service: string; issuer: string; rootcertbundle: string };
 }
 
@@ -58,7 +59,10 @@ export class TestRegistry {
       `  addr: 127.0.0.1:${port}`,
       '  secret: berth-test-secret',
     ];
-    if (opts.tls) lines.push('  tls:', `    certificate: ${opts.tls.cert}`, `    key: ${opts.tls.key}`);
+    if (opts.tls) {
+      lines.push('  tls:', `    certificate: ${opts.tls.cert}`, `    key: ${opts.tls.key}`);
+      if (opts.tls.clientcas?.length) lines.push('    clientcas:', ...opts.tls.clientcas.map((c) => `      - ${c}`));
+    }
     if (opts.htpasswd) lines.push('auth:', '  htpasswd:', '    realm: berth-test', `    path: ${opts.htpasswd}`);
     if (opts.token) {
       lines.push('auth:', '  token:', `    realm: ${opts.token.realm}`, `    service: ${opts.token.service}`, `    issuer: ${opts.token.issuer}`, `    rootcertbundle: ${opts.token.rootcertbundle}`);
@@ -113,4 +117,93 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+export interface FaultProxy {
+  /** host:port of the proxy, as image references name it. */
+  host: string;
+  /** Every request that passed, with the status it got; `aborted` when the client hung up before the whole answer went. */
+  seen: Array<{ method: string; url: string; range?: string; status: number; aborted?: boolean }>;
+  /** Answer the next manifest GET with 429 and this Retry-After. */
+  throttle(retryAfter: string): void;
+  /** Drop the connection halfway through the body of the next layer blob (over 4 KiB). */
+  resetNextBlob(): void;
+  /** Drop the connection halfway through the body of the next GET of blob `digest`. */
+  cutBlob(digest: string): void;
+  /** Send the next blob GET upstream without its Authorization: the registry answers 401 with its challenge. */
+  unauthorizeNextBlob(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A proxy in front of a real registry (plain HTTP) that injects the faults a healthy
+ * loopback registry never shows: a 429 with Retry-After on the next manifest GET, the
+ * connection dropped halfway through a blob's body, a token refused mid-pull. Everything
+ * else passes through.
+ */
+export async function faultProxy(target: TestRegistry): Promise<FaultProxy> {
+  let throttle: string | undefined;
+  let reset = false;
+  let cut: string | undefined;
+  let unauthorize = false;
+  const seen: FaultProxy['seen'] = [];
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '';
+    if (throttle !== undefined && req.method === 'GET' && url.includes('/manifests/')) {
+      seen.push({ method: 'GET', url, status: 429 });
+      res.writeHead(429, { 'Retry-After': throttle, 'Content-Type': 'application/json' });
+      throttle = undefined;
+      res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}');
+      return;
+    }
+    const headers = { ...req.headers };
+    if (unauthorize && req.method === 'GET' && url.includes('/blobs/')) {
+      unauthorize = false;
+      delete headers.authorization;
+    }
+    const up = http.request({ host: '127.0.0.1', port: target.port, method: req.method, path: url, headers }, (ur) => {
+      const entry: FaultProxy['seen'][number] = { method: req.method ?? '', url, range: req.headers.range, status: ur.statusCode ?? 0 };
+      seen.push(entry);
+      res.on('close', () => {
+        if (!res.writableFinished) {
+          entry.aborted = true;
+          ur.destroy();
+        }
+      });
+      const isBlobGet = req.method === 'GET' && url.includes('/blobs/') && ur.statusCode === 200;
+      const cutThis = isBlobGet && ((cut !== undefined && url.includes(cut)) || (reset && Number(ur.headers['content-length']) > 4096));
+      if (cutThis) {
+        if (cut !== undefined && url.includes(cut)) cut = undefined;
+        else reset = false;
+        const chunks: Buffer[] = [];
+        ur.on('data', (c: Buffer) => chunks.push(c));
+        ur.on('end', () => {
+          const body = Buffer.concat(chunks);
+          res.writeHead(200, ur.headers);
+          // Closed, not RST: a reset may throw away bytes the client has not read yet, and the
+          // tests want some on disk to resume from.
+          res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 200));
+        });
+        return;
+      }
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    seen,
+    throttle: (ra) => void (throttle = ra),
+    resetNextBlob: () => void (reset = true),
+    cutBlob: (digest) => void (cut = digest),
+    unauthorizeNextBlob: () => void (unauthorize = true),
+    close: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
 }

@@ -2,11 +2,9 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import { createHash } from 'node:crypto';
 import { TestDaemon, exec, listTree } from '../helpers/daemon';
-import { TestRegistry } from '../helpers/registry';
+import { TestRegistry, faultProxy } from '../helpers/registry';
 import { RemoteRegistryService } from '../../src/client/registry';
 
 /**
@@ -289,57 +287,6 @@ test.serial("a pull whose manifest declares layers larger than the disk's free s
 });
 
 // Last: it corrupts a layer the other tests' images share in the registry's storage.
-/**
- * A proxy in front of the real registry that injects the faults a healthy loopback
- * registry never shows: a 429 with Retry-After on the next manifest GET, and the
- * connection dropped halfway through the next layer blob's body. Everything else passes
- * through.
- */
-async function faultProxy(target: TestRegistry): Promise<{ host: string; seen: Array<{ url: string; range?: string; status: number }>; throttle(retryAfter: string): void; resetNextBlob(): void; close(): Promise<void> }> {
-  let throttle: string | undefined;
-  let reset = false;
-  const seen: Array<{ url: string; range?: string; status: number }> = [];
-  const server = http.createServer((req, res) => {
-    const url = req.url ?? '';
-    if (throttle !== undefined && req.method === 'GET' && url.includes('/manifests/')) {
-      seen.push({ url, status: 429 });
-      res.writeHead(429, { 'Retry-After': throttle, 'Content-Type': 'application/json' });
-      throttle = undefined;
-      res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}');
-      return;
-    }
-    const up = http.request({ host: '127.0.0.1', port: target.port, method: req.method, path: url, headers: req.headers }, (ur) => {
-      seen.push({ url, range: req.headers.range, status: ur.statusCode ?? 0 });
-      if (reset && req.method === 'GET' && url.includes('/blobs/') && ur.statusCode === 200 && Number(ur.headers['content-length']) > 4096) {
-        reset = false;
-        const chunks: Buffer[] = [];
-        ur.on('data', (c: Buffer) => chunks.push(c));
-        ur.on('end', () => {
-          const body = Buffer.concat(chunks);
-          res.writeHead(200, ur.headers);
-          // Closed, not RST: a reset may throw away bytes the client has not read yet, and the
-          // test wants some on disk to resume from.
-          res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 200));
-        });
-        return;
-      }
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    host: `127.0.0.1:${port}`,
-    seen,
-    throttle: (ra) => void (throttle = ra),
-    resetNextBlob: () => void (reset = true),
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
-
 test.serial('a 429 with Retry-After and a connection reset mid-layer are retried (the layer resumes from its bytes on disk); a long Retry-After fails at once with the reset time', async (t) => {
   const proxy = await faultProxy(reg);
   t.teardown(() => proxy.close());

@@ -13,6 +13,14 @@ function positiveInt(v: string, flag: string): number {
 import { parseBytes } from '../parse';
 import { versionText } from '../quick';
 
+/** `--push-chunk-size`: at least 1 KiB (a chunk must move the upload forward). */
+function chunkSize(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = parseBytes(v, '--push-chunk-size');
+  if (n < 1024) throw new InvalidArgumentError(`invalid --push-chunk-size ${JSON.stringify(v)}: it must be at least 1KiB`, { hint: 'e.g. --push-chunk-size 5MiB' });
+  return n;
+}
+
 export function systemCommands(program: Command): void {
   program
     .command('daemon')
@@ -26,6 +34,8 @@ export function systemCommands(program: Command): void {
     .option('--iptables-suffix <suffix>', "appended to berth's iptables chain names (default: '' for berth0, -<BRIDGE> otherwise); a bridge and a suffix belong to one data root: another root's are refused (CONFLICT)")
     .option('--insecure-registry <registry>', 'a registry (host[:port]) or network (CIDR) that may be reached over plain HTTP when HTTPS fails, beside 127.0.0.0/8; repeatable', (v: string, acc: string[]) => [...acc, checkInsecureEntry(v)], [] as string[])
     .option('--max-concurrent-downloads <n>', 'layers each pull downloads at once', (v: string) => positiveInt(v, '--max-concurrent-downloads'), 3)
+    .option('--max-concurrent-uploads <n>', 'blobs each push uploads at once', (v: string) => positiveInt(v, '--max-concurrent-uploads'), 5)
+    .option('--push-chunk-size <size>', 'a push sends blobs up to this size in one PUT (monolithic), bigger ones in PATCH chunks of it (default 32MiB)')
     .option('--body-timeout <seconds>', 'a request body must bring 16 KiB within this many seconds, a JSON body all of it within twice that, or its connection is closed (default 30)', (v: string) => positiveInt(v, '--body-timeout'))
     .option('--volume-pool-size <size>', "btrfs volume pool: its size when it is made (default 10% of the host's free space); it grows by itself before it fills")
     .option('--volume-default-size <size>', 'btrfs: the size limit of a volume created without -o size (default: none; the pool and the host bound it)')
@@ -35,7 +45,7 @@ export function systemCommands(program: Command): void {
       'after',
       '\nExamples:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock --bridge berth1 --subnet 10.201.0.0/24\n  berth daemon --dry-run        # the rules, nothing changed',
     )
-    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; bodyTimeout?: number; volumePoolSize?: string; volumeDefaultSize?: string; maxDecompressionRatio?: string }, cmd: Command) => {
+    .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; maxConcurrentUploads: number; pushChunkSize?: string; bodyTimeout?: number; volumePoolSize?: string; volumeDefaultSize?: string; maxDecompressionRatio?: string }, cmd: Command) => {
       const loc = resolveLocation(cmd.optsWithGlobals());
       const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
       if (opts.dryRun) {
@@ -53,7 +63,7 @@ export function systemCommands(program: Command): void {
         size: opts.volumePoolSize === undefined ? undefined : parseBytes(opts.volumePoolSize, '--volume-pool-size'),
         defaultVolumeSize: opts.volumeDefaultSize === undefined ? undefined : parseBytes(opts.volumeDefaultSize, '--volume-default-size'),
       };
-      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network, insecureRegistries: opts.insecureRegistry, maxConcurrentDownloads: opts.maxConcurrentDownloads, bodyTimeoutSeconds: opts.bodyTimeout, volumePool, maxDecompressionRatio: ratio });
+      const d = await startDaemon({ ...loc, runtime: opts.runtime, volumeDriver: opts.volumeDriver, network, insecureRegistries: opts.insecureRegistry, maxConcurrentDownloads: opts.maxConcurrentDownloads, maxConcurrentUploads: opts.maxConcurrentUploads, pushChunkSize: chunkSize(opts.pushChunkSize), bodyTimeoutSeconds: opts.bodyTimeout, volumePool, maxDecompressionRatio: ratio });
       const stop = (sig: string) => {
         process.stderr.write(`${new Date().toISOString()} info ${sig}: shutting down\n`);
         d.close().then(() => process.exit(0), () => process.exit(1));

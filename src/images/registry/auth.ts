@@ -76,9 +76,20 @@ export class Authorizer {
     return !same;
   }
 
-  /** Forget the token for `scope` (the registry refused it). */
+  /** Forget the token for `scope` (the registry refused it: revoked, or expired early). */
   forget(scope: string): void {
-    this.tokens.delete(scope);
+    const c = this.challenge;
+    if (c) this.tokens.delete(this.key(c, scope));
+  }
+
+  /** A bearer token for `scope` is cached (a 401 with it is worth one try with a fresh one). */
+  hasToken(scope: string): boolean {
+    const c = this.challenge;
+    return !!c && c.scheme === 'bearer' && this.tokens.has(this.key(c, scope));
+  }
+
+  private key(c: Challenge, scope: string): string {
+    return `${c.params.realm} ${c.params.service ?? ''} ${scope}`;
   }
 
   /** The Authorization header for a request needing `scope` (undefined: send none). */
@@ -90,7 +101,7 @@ export class Authorizer {
       if (!this.creds?.username) return undefined;
       return `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password ?? ''}`).toString('base64')}`;
     }
-    const key = `${c.params.realm} ${c.params.service ?? ''} ${scope}`;
+    const key = this.key(c, scope);
     let t = this.tokens.get(key);
     if (t) {
       const tok = await t.catch(() => undefined);

@@ -124,9 +124,13 @@ async function fetchBlobOnce(
         // The file and the tee are written side by side; the slower sets the pace. A reader
         // that fails (a corrupt layer) is dropped, and the download goes on, so the digest
         // can tell a corrupt blob from a valid one that is not a layer.
+        // A copy cut short by a cancelled pull drops the reader too (destroyed: the unpacker
+        // stops and discards its snapshot), rather than leaving it waiting for bytes.
         const copied = out
-          ? copyTo(out, buf, signal).catch(() => {
+          ? copyTo(out, buf, signal).catch((e) => {
+              const dropped = out;
               out = undefined;
+              if (!dropped?.destroyed) dropped?.destroy(e as Error);
             })
           : undefined;
         let off = 0;
@@ -194,18 +198,36 @@ async function copyTo(out: Writable, buf: Buffer, signal?: AbortSignal): Promise
   if (out.destroyed) throw out.errored ?? new UnavailableError('the layer being unpacked stopped reading', { hint: 'pull again' });
 }
 
-/** A small blob (a config) read whole into memory and verified. */
+/**
+ * A small blob (a config) read whole into memory and verified. A body cut short (the
+ * connection reset or closed mid-body) is asked for again, with backoff, as layer blobs
+ * are; a blob that does not verify is not.
+ */
 export async function fetchSmallBlob(s: RegistrySession, repo: string, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetchSmallBlobOnce(s, repo, desc, signal);
+    } catch (e) {
+      if (signal?.aborted || !(e instanceof CutShort) || attempt >= s.attempts) throw e instanceof CutShort ? e.error : e;
+      await backoff(s, attempt, signal);
+    }
+  }
+}
+
+async function fetchSmallBlobOnce(s: RegistrySession, repo: string, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
   const res = await s.request('GET', `/v2/${repo}/blobs/${desc.digest}`, { scope: `repository:${repo}:pull`, what: `blob ${desc.digest}`, signal });
   const chunks: Buffer[] = [];
   let n = 0;
-  for await (const c of res.body) {
+  for await (const c of readCut(res.body, () => `the download of blob ${desc.digest} from ${s.domain} was cut off after ${n} of ${desc.size} bytes`)) {
     n += (c as Buffer).length;
     if (n > 8 << 20) {
       res.body.destroy();
       throw new UnavailableError(`config blob ${desc.digest} of ${repo} is over 8 MiB`, { hint: 'the image in the registry is malformed' });
     }
     chunks.push(c as Buffer);
+  }
+  if (n < desc.size) {
+    throw new CutShort(new UnavailableError(`the download of blob ${desc.digest} from ${s.domain} ended after ${n} of ${desc.size} bytes`, { hint: 'pull again' }));
   }
   const buf = Buffer.concat(chunks);
   const got = `sha256:${createHash('sha256').update(buf).digest('hex')}`;

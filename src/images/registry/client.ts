@@ -80,9 +80,12 @@ export class RegistrySession {
         continue;
       }
       if (res.status === 401) {
+        // A token refused mid-transfer (expired or revoked) is dropped and a fresh one
+        // asked for, once per request.
+        const hadToken = this.auth.hasToken(o.scope);
         const learned = this.auth.learn(header(res, 'www-authenticate'));
         discard(res);
-        if (!challenged && (learned || this.auth.hasCredentials)) {
+        if (!challenged && (learned || hadToken || this.auth.hasCredentials)) {
           challenged = true;
           this.auth.forget(o.scope);
           continue;

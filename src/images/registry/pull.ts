@@ -14,9 +14,10 @@ import type { RegistrySink, UnpackedLayer, UnpackSpec } from './sink';
  * layers: downloaded `concurrency` at a time (3, as Docker), each unpacked as soon as it
  * and the layers under it are in (each layer is its own snapshot, committed in order), and
  * the image recorded last, in one transaction (sink.ts). Layers whose blob and snapshot
- * are held are neither fetched nor unpacked ("Already exists"); a layer whose snapshot is
- * held under another blob (the same diff id, compressed differently) is fetched, so the
- * image can be saved and pushed byte for byte, but not unpacked again.
+ * are held are neither fetched nor unpacked ("Already exists"). A layer whose snapshot is
+ * held under another blob (the same diff id, compressed differently) is not unpacked again;
+ * it is not fetched either when the image (its config) is held, and is fetched when the
+ * image is new, so that the new image can be saved and pushed byte for byte.
  *
  * Progress is Docker's JSON message stream, per layer (12 hex of the blob digest):
  * Pulling fs layer, Waiting, Downloading {current,total}, Verifying Checksum, Download
@@ -53,7 +54,10 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
     return { id: held.id, digest: top.digest, updated: false, fetched: 0 };
   }
 
-  const configBuf = await fetchSmallBlob(session, ref.path, configDesc, opts.signal);
+  // A config held already (the same image under another tag or compression) is not fetched.
+  const configBuf = (await sink.content.has(configDesc.digest))
+    ? Buffer.concat(await (await sink.content.reader(configDesc.digest)).toArray())
+    : await fetchSmallBlob(session, ref.path, configDesc, opts.signal);
   const config = parseConfig(configBuf, display);
   if (config.rootfs.diff_ids.length !== layers.length) {
     throw new UnavailableError(`the config of ${display} lists ${config.rootfs.diff_ids.length} layers but its manifest ${layers.length}`, {
@@ -69,11 +73,17 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
 
   return sink.hold(async () => {
     // Which layers must come over the network, and which are held already.
+    // Held-ness is the config's: a layer is held when its chain (from rootfs.diff_ids) is,
+    // whatever blob the registry holds it as. Its blob is fetched only when the image is
+    // new to berth (save and push send an image's own blobs, byte for byte); when the
+    // image itself is held (the same config, e.g. pulled gzip and now offered zstd under
+    // another tag) nothing is fetched: the record berth has keeps its own blobs.
+    const imageHeld = sink.find(configDesc.digest)?.id === configDesc.digest && (await sink.content.has(configDesc.digest));
     const plan: Array<{ desc: Descriptor; fetch: boolean; unpack: boolean; id: string }> = [];
     for (let i = 0; i < layers.length; i++) {
       const haveLayer = await sink.hasLayer(chains[i]);
       const haveBlob = await sink.content.has(layers[i].digest);
-      plan.push({ desc: layers[i], fetch: !haveBlob, unpack: !haveLayer, id: short(layers[i].digest) });
+      plan.push({ desc: layers[i], fetch: !haveBlob && !(haveLayer && imageHeld), unpack: !haveLayer, id: short(layers[i].digest) });
     }
     await checkSpace(sink.content.dir, plan.filter((p) => p.fetch || p.unpack).reduce((n, p) => n + p.desc.size * (p.fetch ? 3 : 2), 0) + (ctx.reserve ?? 64 << 20));
     for (const p of plan) say(p.fetch || p.unpack ? { status: 'Pulling fs layer', progressDetail: {}, id: p.id } : { status: 'Already exists', progressDetail: {}, id: p.id });

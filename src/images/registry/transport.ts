@@ -2,8 +2,8 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as tls from 'node:tls';
 import type { Readable } from 'node:stream';
-import { UnavailableError } from '../../../volumes/shared/errors';
-import type { Endpoint } from './endpoint';
+import { UnauthenticatedError, UnavailableError } from '../../../volumes/shared/errors';
+import { CERTS_DIR, type Endpoint } from './endpoint';
 
 /**
  * HTTP for the registry client: one keep-alive agent per endpoint, HTTPS with the
@@ -61,7 +61,9 @@ export class HttpTransport {
       discard(r);
       return 'https';
     } catch (e) {
-      if (!this.endpoint.insecure || signal?.aborted) throw e;
+      // A TLS alert is a TLS server answering (refusing our client certificate, or the
+      // lack of one): plain HTTP would not help.
+      if (!this.endpoint.insecure || signal?.aborted || e instanceof UnauthenticatedError) throw e;
       return 'http';
     }
   }
@@ -90,6 +92,7 @@ export class HttpTransport {
       r.on('response', (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url }));
       r.on('error', (e: NodeJS.ErrnoException) => {
         if (e.name === 'AbortError') return reject(e);
+        if (CLIENT_CERT_ALERT.test(String(e.code ?? ''))) return reject(clientCertRefused(u.host, !!this.endpoint.tls.cert, e));
         reject(
           new UnavailableError(`cannot reach registry ${u.host}: ${e.message}`, {
             hint: tlsHint(e, u.host) ?? 'check the registry address and that it is up (curl https://HOST/v2/)',
@@ -110,6 +113,22 @@ export class HttpTransport {
     this.httpsAgent.destroy();
     this.httpAgent.destroy();
   }
+}
+
+/** The TLS alerts a server sends when it wants a client certificate it did not get (or trust). */
+const CLIENT_CERT_ALERT = /ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|UNKNOWN_CA)$/;
+
+function clientCertRefused(host: string, hadCert: boolean, cause: Error): UnauthenticatedError {
+  const dir = `${CERTS_DIR}/${host}`;
+  return new UnauthenticatedError(
+    hadCert ? `registry ${host} refused berth's client certificate (TLS: ${cause.message.split('\n')[0].replace(/^.*:ssl\/tls alert /, '')})` : `registry ${host} requires a TLS client certificate and berth has none for it`,
+    {
+      hint: hadCert
+        ? `the certificate in ${dir}/ (client.cert, client.key) is not one the registry accepts: use one signed by a CA in the registry's http.tls.clientcas`
+        : `put the client certificate and its key in ${dir}/client.cert and ${dir}/client.key (Docker's names; any NAME.cert with NAME.key works)`,
+      cause,
+    },
+  );
 }
 
 function tlsHint(e: NodeJS.ErrnoException, host: string): string | undefined {
