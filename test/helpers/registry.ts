@@ -92,7 +92,8 @@ export class TestRegistry {
         res.resume();
         resolve(true);
       });
-      r.on('error', () => resolve(false));
+      // A TLS alert is a registry that answers: it wants a client certificate (clientcas).
+      r.on('error', (e: NodeJS.ErrnoException) => resolve(/ALERT/.test(String(e.code ?? ''))));
       r.on('timeout', () => r.destroy());
     });
   }
