@@ -29,11 +29,14 @@ export interface UpperRead {
 
 /**
  * A container's overlay upper directory read as changes against its image. A whiteout is
- * a deletion; anything else is added if no image layer has the path, else modified. Mount
- * points (berth's own and the container's volumes) are hidden, and so are directories
- * that only hold them (unless the container changed the directory itself: its mode or
- * owner, or replaced it). The walk goes through fds: the container can rewrite the
- * directory meanwhile, never point the walk elsewhere.
+ * a deletion; anything else is added if no image layer has the path, else modified.
+ * berth's own mount points (/proc, /sys, /dev, the /etc files: Docker's init layer) are
+ * hidden, with directories made only to hold them; the container's volume and bind mount
+ * points are hidden where the image has the path, and added (empty, their contents
+ * hidden) where it did not, as Docker makes them in the container's layer; directories of
+ * the image copied up only to hold mount points are hidden unless the container changed
+ * the directory itself (its mode or owner, or replaced it). The walk goes through fds: the
+ * container can rewrite the directory meanwhile, never point the walk elsewhere.
  */
 export async function readUpper(snapshotter: Pick<Snapshotter, 'mounts'>, rec: Pick<ContainerRecord, 'Id' | 'Mounts'>): Promise<UpperRead | undefined> {
   const mounts = await snapshotter.mounts(snapshotKey(rec.Id));
@@ -41,8 +44,8 @@ export async function readUpper(snapshotter: Pick<Snapshotter, 'mounts'>, rec: P
   const upper = opt('upperdir') ?? (mounts[0]?.type === 'bind' ? mounts[0].source : undefined);
   if (!upper) return undefined;
   const lowers = (opt('lowerdir') ?? '').split(':').filter(Boolean);
-  const skip = [...MOUNTED, ...(rec.Mounts ?? []).map((m) => m.Destination)];
-  const isMount = (p: string) => skip.some((s) => p === s || p.startsWith(s + '/'));
+  const points = (rec.Mounts ?? []).map((m) => m.Destination);
+  const under = (list: string[], p: string) => list.some((s) => p === s || p.startsWith(s + '/'));
   const lowerOf = (p: string) => {
     for (const l of lowers) {
       const st = fs.lstatSync(path.join(l, p), { throwIfNoEntry: false });
@@ -54,12 +57,33 @@ export async function readUpper(snapshotter: Pick<Snapshotter, 'mounts'>, rec: P
 
   const changes: Change[] = [];
   const hidden = new Set<string>();
-  /** Returns whether anything under `dir` was reported. */
-  const walk = (fd: number, dir: string): boolean => {
+  /**
+   * What was under `dir`: `any` when something was reported, `initOnly` when it held
+   * something and all of it was berth's own mounts (Docker's init layer: /etc for the /etc
+   * stubs of an image without one).
+   */
+  const walk = (fd: number, dir: string): { any: boolean; initOnly: boolean } => {
     let any = false;
+    let initOnly = true;
+    let held = false;
     for (const name of fs.readdirSync(at(fd)).sort()) {
       const p = dir === '/' ? '/' + name : dir + '/' + name;
-      if (isMount(p)) {
+      held = true;
+      if (under(MOUNTED, p)) {
+        hidden.add(p.slice(1));
+        continue;
+      }
+      initOnly = false;
+      if (points.includes(p) && !lowerOf(p)) {
+        // A volume or bind mount point the image did not have: made in the container's
+        // own layer, so Docker shows it (A) and a commit keeps it, empty.
+        changes.push({ Path: p, Kind: 1 });
+        any = true;
+        const st = lstatAt(fd, name);
+        if (st?.isDirectory()) for (const kid of fs.readdirSync(at(fd, name))) hidden.add(`${p.slice(1)}/${kid}`);
+        continue;
+      }
+      if (under(points, p)) {
         hidden.add(p.slice(1));
         continue;
       }
@@ -79,20 +103,22 @@ export async function readUpper(snapshotter: Pick<Snapshotter, 'mounts'>, rec: P
         } catch {
           child = undefined;
         }
-        const inner = child !== undefined ? walk(child, p) : false;
+        const inner = child !== undefined ? walk(child, p) : { any: false, initOnly: false };
         if (child !== undefined) fs.closeSync(child);
         const same = below?.isDirectory() && below.mode === st.mode && below.uid === st.uid && below.gid === st.gid && !opaque.has(p.slice(1));
-        // A directory of the image copied up only to hold mount points is no change.
-        if (!same || inner) {
+        // A directory of the image copied up only to hold mount points is no change, and
+        // neither is one made only for berth's own mounts (Docker's init layer has those).
+        if ((same || (!below && inner.initOnly)) && !inner.any) hidden.add(p.slice(1));
+        else {
           changes.splice(at0, 0, { Path: p, Kind: below ? 0 : 1 });
           any = true;
-        } else hidden.add(p.slice(1));
+        }
         continue;
       }
       changes.push({ Path: p, Kind: below ? 0 : 1 });
       any = true;
     }
-    return any;
+    return { any, initOnly: held && initOnly };
   };
   const fd = fs.openSync(upper, C.O_RDONLY | C.O_DIRECTORY);
   try {

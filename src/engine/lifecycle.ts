@@ -395,13 +395,15 @@ export class Lifecycle {
   /**
    * The volumes that go with a container: its unkept clones made on mount always, its
    * anonymous volumes on `rm -v` and `run --rm` — unless another container uses them too.
+   * It does not wait for the filesystem to reclaim their space (btrfs's cleaner takes
+   * 20-30 s): `run --rm -v /data` and a build's RUN after VOLUME return when the volume is gone.
    */
   private async removeOwnedVolumes(rec: ContainerRecord, anonymous: boolean): Promise<void> {
     const vols = this.ctx.opts.volumes;
     if (!vols) return;
     for (const m of rec.Mounts ?? []) {
       if (m.Type !== 'volume' || !m.Name || !(m.Owned || (anonymous && m.Anonymous))) continue;
-      await vols.remove(m.Name, { force: true }).catch((e) => {
+      await vols.remove(m.Name, { force: true, waitForSpace: false }).catch((e) => {
         if (!(e instanceof NotFoundError) && !(e instanceof ConflictError)) this.ctx.log(`${rec.Id}: removing volume ${m.Name}: ${message(e)}`);
       });
     }

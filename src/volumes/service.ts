@@ -77,7 +77,7 @@ export interface VolumeService {
    * CONFLICT while any container (running or not) uses it; CONFLICT while clones made on
    * mount of it exist unless `force`; `force` also drops its snapshots. `VOL@SNAP` is refused.
    */
-  remove(name: string, opts?: { force?: boolean }): Promise<void>;
+  remove(name: string, opts?: { force?: boolean; waitForSpace?: boolean }): Promise<void>;
   prune(filters?: Record<string, string[]>): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }>;
   rename(name: string, newName: string): Promise<Volume>;
   snapshot(name: string, snap?: string, opts?: SnapshotHooks): Promise<VolumeSnapshot>;

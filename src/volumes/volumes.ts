@@ -276,7 +276,7 @@ export class Volumes implements VolumeService {
     return (await (await this.driverNow()).usage(name)).size;
   }
 
-  async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
+  async remove(name: string, opts: { force?: boolean; waitForSpace?: boolean } = {}): Promise<void> {
     const ref = parseSnapshotRef(name);
     if (ref) {
       throw new InvalidArgumentError(`${name} names a snapshot of volume ${ref.volume}, not a volume`, {
@@ -298,7 +298,7 @@ export class Volumes implements VolumeService {
         });
       }
       if (!opts.force) refuseWithClones(`volume ${name}`, clonesOf(await (await this.driverNow()).list(), name));
-      await (await this.driverNow()).remove(name, { force: opts.force });
+      await (await this.driverNow()).remove(name, { force: opts.force, waitForSpace: opts.waitForSpace });
       await this.removed(name);
     });
   }

@@ -342,6 +342,98 @@ test.serial('a RUN layer holds only what the command changed: no /etc/hosts, res
   t.deepEqual(list.stdout.trim().split('\n'), ['made.txt'], list.stderr);
 });
 
+test.serial('RUN after VOLUME: the step volumes go without waiting for btrfs to reclaim them; a mount point the image lacked stays, empty, as in Docker; writes into volumes do not', async (t) => {
+  const dir = context('volume-run', {
+    Dockerfile: [
+      'FROM busybox',
+      'WORKDIR /w/x',
+      'VOLUME /newvol /w/x',
+      'RUN echo lost > /newvol/f && echo lost > /w/x/g && echo kept > /kept.txt',
+      'RUN echo two > /two.txt',
+      'RUN echo three > /three.txt',
+      '',
+    ].join('\n'),
+  });
+  const started = Date.now();
+  const r = await docker(['build', '-t', 'volrun:1', dir]);
+  const secs = (Date.now() - started) / 1000;
+  t.is(r.code, 0, r.stderr + r.stdout);
+  // A hang bound only: waiting for btrfs's cleaner took ~30 s per step volume (six here).
+  t.true(secs < 90, `the build took ${secs} s`);
+  t.is((await docker(['volume', 'ls', '-q'])).stdout.trim(), '', 'the step volumes are gone');
+  const layers = await savedLayers('volrun:1');
+  // RUN's layer: its file and the volume mount point it had to make (/w/x was there).
+  t.deepEqual(layers[layers.length - 3].names, ['kept.txt', 'newvol']);
+  t.deepEqual(layers[layers.length - 2].names, ['two.txt'], 'a mount point made once is no change of the next step');
+  const out = await docker(['run', '--rm', 'volrun:1', 'sh', '-c', 'ls -A /newvol /w/x; cat /kept.txt']);
+  t.is(out.stdout, '/newvol:\n\n/w/x:\nkept\n', out.stderr);
+  t.deepEqual(await leftovers(), { containers: 0, mounts: [], scratch: [] });
+});
+
+test.serial('docker diff shows a bind or volume mount point the image lacked as added, none where the image has the path', async (t) => {
+  const host = fs.mkdtempSync(path.join(work, 'bind-'));
+  const made = await docker(['run', '--name', 'mountpoints', '-v', `${host}:/bindtarget`, '-v', '/anonvol', '-v', `${host}:/tmp`, '-v', `${host}:/etc/bound`, '-v', `${host}:/bin/newpoint`, 'busybox', 'true']);
+  t.is(made.code, 0, made.stderr);
+  t.teardown(() => docker(['rm', '-fv', 'mountpoints']));
+  const lines = (await docker(['diff', 'mountpoints'])).stdout.trim().split('\n').sort();
+  t.deepEqual(lines, ['A /anonvol', 'A /bin/newpoint', 'A /bindtarget', 'A /etc/bound', 'C /bin', 'C /etc']);
+  const img = (await docker(['commit', 'mountpoints'])).stdout.trim();
+  t.teardown(() => docker(['rmi', img]));
+  const top = (await savedLayers(img)).pop();
+  t.deepEqual(top?.names, ['anonvol', 'bin', 'bin/newpoint', 'bindtarget', 'etc', 'etc/bound']);
+  t.is((await docker(['rm', '-v', 'mountpoints'])).code, 0);
+
+  // FROM scratch: the directories made only for berth's /etc, /dev, /proc and /sys mounts
+  // are Docker's init layer, no change of a RUN.
+  const dir = context('scratch-run', { Dockerfile: 'FROM scratch\nCOPY --from=busybox /bin/busybox /bin/busybox\nRUN ["/bin/busybox", "true"]\n' });
+  const r = await docker(['build', '-t', 'scratchrun:1', dir]);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  t.deepEqual((await savedLayers('scratchrun:1')).map((l) => l.names), [['bin', 'bin/busybox']]);
+});
+
+test.serial('layer sizes are Docker\'s: the bytes of the regular files in each layer tar (a WORKDIR or mkdir layer is 0 B), in docker history and docker images', async (t) => {
+  const dir = context('sizes', {
+    Dockerfile: ['FROM busybox', 'WORKDIR /a/b/c', 'COPY five.txt .', 'RUN mkdir -p /d/e/f && ln -s /x /d/link && echo 1234 > /d/four && ln /d/four /d/hard', ''].join('\n'),
+    'five.txt': '12345',
+  });
+  const r = await docker(['build', '-t', 'sizes:1', dir]);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  const layers = await savedLayers('sizes:1');
+  const rows = (await docker(['history', '--human=false', '--format', '{{.Size}}|{{.CreatedBy}}', 'sizes:1'])).stdout.trim().split('\n').reverse();
+  const withLayer = rows.filter((row) => !/#\(nop\) {2}(ENV|CMD|VOLUME|LABEL)/.test(row));
+  t.deepEqual(
+    withLayer.map((row) => Number(row.split('|')[0])),
+    layers.map((l) => l.bytes),
+    rows.join('\n'),
+  );
+  t.deepEqual(layers.slice(-3).map((l) => l.bytes), [0, 5, 5], 'WORKDIR 0 B, COPY 5 B, RUN 5 B (the hard link is the same bytes, the link and directories none)');
+  const size = JSON.parse((await docker(['image', 'inspect', 'sizes:1'])).stdout)[0].Size;
+  t.is(size, layers.reduce((n, l) => n + l.bytes, 0));
+});
+
+/** Each layer of a saved image, bottom first: its entry names (no trailing /) and the bytes of its regular files. */
+async function savedLayers(ref: string): Promise<Array<{ names: string[]; bytes: number }>> {
+  const tarFile = path.join(work, `saved-${Date.now()}.tar`);
+  const saved = await docker(['save', '-o', tarFile, ref]);
+  if (saved.code !== 0) throw new Error(saved.stderr);
+  try {
+    const manifest = JSON.parse((await runCommand('tar', ['-xOf', tarFile, 'manifest.json'])).stdout)[0];
+    const out: Array<{ names: string[]; bytes: number }> = [];
+    for (const layer of manifest.Layers as string[]) {
+      const list = await runCommand('sh', ['-c', `tar -xOf ${tarFile} ${layer} | tar -tv`]);
+      const rows = list.stdout.trim().split('\n').filter(Boolean);
+      // -tv: mode owner size date time name: regular files start with '-', hard links with 'h' (size 0)
+      out.push({
+        names: rows.map((row) => row.split(/\s+/).slice(5).join(' ').replace(/ -> .*$/, '').replace(/ link to .*$/, '').replace(/\/$/, '')).sort(),
+        bytes: rows.filter((row) => row.startsWith('-')).reduce((n, row) => n + Number(row.split(/\s+/)[2]), 0),
+      });
+    }
+    return out;
+  } finally {
+    fs.rmSync(tarFile, { force: true });
+  }
+}
+
 test.serial('image prune keeps the build cache under a tagged image and removes a dangling build with its own steps; rmi takes the untagged chain', async (t) => {
   const dir = context('prune', { Dockerfile: 'FROM busybox\nENV P=1\nRUN echo p > /p\nCMD ["cat", "/p"]\n' });
   t.is((await docker(['build', '-t', 'prune:1', dir])).code, 0);

@@ -115,6 +115,13 @@ export interface VolumeUsage {
 export interface RemoveOptions {
   /** Remove the volume's snapshots with it. Without it, a volume with snapshots is CONFLICT. */
   force?: boolean;
+  /**
+   * Return only once the filesystem has the space back (default true). btrfs frees a
+   * deleted subvolume's blocks in its cleaner, some 20-30 s later: `volume rm` waits for
+   * that; removing a container's anonymous volumes (`rm -v`, `run --rm`, a build step)
+   * does not, as Docker's `rm -v` returns at once. The volume is gone either way.
+   */
+  waitForSpace?: boolean;
 }
 
 export interface SnapshotOptions {

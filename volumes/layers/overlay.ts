@@ -305,7 +305,12 @@ async function copyModeAndOwner(from: string, to: string): Promise<void> {
   await fs.promises.chmod(to, st.mode & 0o7777);
 }
 
-/** Blocks actually allocated (like du), each inode counted once even when hard-linked. */
+/**
+ * A layer's size as Docker counts it: the bytes of its regular files, each inode once (a
+ * hard link is the same bytes), nothing for directories, links or devices. That is the sum
+ * of the file sizes in the layer's tar, which moby reports for a layer in `docker history`
+ * and `docker images` (a WORKDIR layer is 0 B, not a 4 kB directory block).
+ */
 async function diskUsage(dir: string): Promise<Usage> {
   const seen = new Set<string>();
   let size = 0;
@@ -314,7 +319,7 @@ async function diskUsage(dir: string): Promise<Usage> {
     const id = `${st.dev}:${st.ino}`;
     if (!seen.has(id)) {
       seen.add(id);
-      size += Number(st.blocks) * 512;
+      if (st.isFile()) size += Number(st.size);
     }
     if (st.isDirectory()) for (const name of await fs.promises.readdir(p)) await visit(path.join(p, name));
   };

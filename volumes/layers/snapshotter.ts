@@ -49,7 +49,7 @@ export interface SnapshotInfo {
 }
 
 export interface Usage {
-  /** Bytes used by this snapshot's own files (not its parents'). */
+  /** Bytes of this snapshot's own regular files, each inode once (not its parents'; Docker's layer size). */
   size: number;
   /** Number of inodes in this snapshot's own directory. */
   inodes: number;

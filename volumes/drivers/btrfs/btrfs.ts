@@ -121,10 +121,12 @@ export class BtrfsDriver extends VolumeStore {
 
   /**
    * Remove, then wait for btrfs's cleaner to free the deleted subvolumes' blocks, so the
-   * space is back when remove returns (it would come back some 20 s later by itself).
+   * space is back when remove returns (it would come back some 20 s later by itself),
+   * unless the caller said not to wait (RemoveOptions.waitForSpace).
    */
   override async remove(name: string, opts: RemoveOptions = {}): Promise<void> {
     await super.remove(name, opts);
+    if (opts.waitForSpace === false) return;
     await tool('btrfs', ['subvolume', 'sync', this.data]).catch(() => undefined);
   }
 
