@@ -273,7 +273,7 @@ class BuildRun {
   private async commitMeta(st: StageState, createdBy: string, silent = false): Promise<void> {
     const key = `meta\n${createdBy}\n${JSON.stringify(st.config)}`;
     const d = { ...this.deps, req: this.req, say: (t: string) => this.say(t) };
-    if (await useCache(d, st, key, silent)) return;
+    if (await useCache(d, st, key, createdBy, silent)) return;
     await advance(d, st, key, (await this.deps.images.commitImageConfig(st.image, { names: [], config: st.config, createdBy })).id);
     if (!silent) this.say(` ---> ${short(st.image as string)}\n`);
   }

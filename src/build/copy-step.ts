@@ -43,13 +43,13 @@ export async function copyStep(d: StepDeps, st: StageState, step: Step, source: 
     const sum = await checksum(tree, sources);
     const text = `${step.keyword} ${chown ? `--chown=${chown} ` : ''}${srcs.join(' ')} ${dest}`;
     const key = `copy\n${text}\n${sum}\n${'image' in source ? `image ${source.image}` : 'context'}\n${JSON.stringify(st.config)}`;
-    if (await useCache(d, st, key)) return;
+    const kind = sources.length > 1 ? 'multi' : sources[0].isDir ? 'dir' : 'file';
+    const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${kind}:${sum} in ${dest} `;
+    if (await useCache(d, st, key, createdBy)) return;
     const parent = await stepBase(d, st);
     const cid = await idleContainer(d, parent);
     try {
       await writeSources(d, cid, st, step, tree, sources, dest, chown);
-      const kind = sources.length > 1 ? 'multi' : sources[0].isDir ? 'dir' : 'file';
-      const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${kind}:${sum} in ${dest} `;
       const { Id } = await d.containers.commit(cid, { replaceConfig: true, config: st.config, createdBy, pause: false });
       await advance(d, st, key, Id);
     } finally {

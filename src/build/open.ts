@@ -27,6 +27,7 @@ export async function openBuilder(opts: { root: string; tmpDir: string; engine: 
       inspect: (ref) => images.inspect(ref),
       tag: (ref, repo, tag) => images.tag(ref, repo, tag),
       commitImageConfig: (parent, spec) => images.commitImageConfig(parent, spec),
+      historyCacheHit: (parent, sources, createdBy, config) => images.historyCacheHit(parent, sources, createdBy, config),
       ids: async () => new Set((await images.list({ all: true })).map((i) => i.Id)),
       ...(opts.registry ? { pull: pullWith(opts.registry) } : {}),
     },

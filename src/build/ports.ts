@@ -4,7 +4,7 @@ import type { RootfsView } from '../engine/container-access';
 import type { CommitOptions } from '../engine/filesystem';
 import type { ContainerService, CreateBody, CreateOptions } from '../engine/service';
 import type { ConfigCommitSpec } from '../images/layer-spec';
-import type { ImageInspect, Progress, ResolvedImage } from '../images/service';
+import type { ImageConfigFields, ImageInspect, Progress, ResolvedImage } from '../images/service';
 
 /**
  * What the builder needs from the rest of the house, as small interfaces: the engine's
@@ -30,6 +30,11 @@ export interface BuildImages {
   inspect(ref: string): Promise<ImageInspect>;
   tag(ref: string, repo: string, tag?: string): Promise<void>;
   commitImageConfig(parentImageId: string | null, spec: ConfigCommitSpec): Promise<{ id: string }>;
+  /**
+   * --cache-from by history (images without a parent chain here, e.g. loaded): the image
+   * for the step that made `createdBy` on `parent`, taken from one of `sources`.
+   */
+  historyCacheHit(parent: string | null, sources: string[], createdBy: string, config: ImageConfigFields): Promise<{ id: string; source: string } | undefined>;
   /** Every image id (to drop cache entries whose image is gone). */
   ids(): Promise<Set<string>>;
   /** Pull `ref` from its registry; absent while berth has no registry client. */

@@ -20,7 +20,7 @@ export async function runStep(d: StepDeps, st: StageState, step: Step): Promise<
   const shown = cmd.join(' ');
   const createdBy = argEnv.length ? `|${argEnv.length} ${argEnv.join(' ')} ${shown}` : shown;
   const key = `run\n${JSON.stringify(cmd)}\n${JSON.stringify(argEnv)}\n${JSON.stringify(st.config)}`;
-  if (await useCache(d, st, key)) return;
+  if (await useCache(d, st, key, createdBy)) return;
   const parent = await stepBase(d, st);
   const body: CreateBody = {
     Image: parent,

@@ -17,10 +17,21 @@ export class StepFailedError extends InvalidArgumentError {
 
 /**
  * Take the cached image of this step when there is one (not with --no-cache): the stage
- * moves to it and the step is done (true). `key` is BuildCache.key's input after the parent.
+ * moves to it and the step is done (true). `key` is BuildCache.key's input after the
+ * parent; `createdBy` the history entry the step writes, which --cache-from matches on
+ * images that have no parent chain here (loaded or pulled: images/cache-from.ts).
  */
-export async function useCache(d: Pick<StepDeps, 'cache' | 'images' | 'req' | 'say'>, st: StageState, key: string, silent = false): Promise<boolean> {
-  const hit = d.req.noCache ? undefined : await d.cache.probe(BuildCache.key(st.image, key), (id) => exists(d.images, id), d.req.cacheSources);
+export async function useCache(d: Pick<StepDeps, 'cache' | 'images' | 'req' | 'say'>, st: StageState, key: string, createdBy: string, silent = false): Promise<boolean> {
+  if (d.req.noCache) return false;
+  let hit = await d.cache.probe(BuildCache.key(st.image, key), (id) => exists(d.images, id), d.req.cacheSources);
+  if (!hit && d.req.cacheSources?.length) {
+    const h = await d.images.historyCacheHit(st.image, d.req.cacheSources, createdBy, st.config);
+    if (h) {
+      // As moby's history cache: once a source gave a hit, the next steps look at it only.
+      d.req.cacheSources = [h.source];
+      hit = h.id;
+    }
+  }
   if (!hit) return false;
   if (!silent) d.say(` ---> Using cache\n ---> ${short(hit)}\n`);
   st.image = hit;

@@ -17,7 +17,7 @@ export async function workdirStep(d: StepDeps, st: StageState, step: Step): Prom
   const dir = st.config.WorkingDir || '/';
   const createdBy = `/bin/sh -c #(nop) WORKDIR ${dir}`;
   const key = `workdir\n${dir}\n${JSON.stringify(st.config)}`;
-  if (await useCache(d, st, key)) return;
+  if (await useCache(d, st, key, createdBy)) return;
   const parent = await stepBase(d, st);
   const cid = await idleContainer(d, parent);
   try {

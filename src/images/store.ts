@@ -15,6 +15,7 @@ import type {
   BootstrapOptions,
   DeleteItem,
   HistoryItem,
+  ImageConfigFields,
   ImageInspect,
   ImageService,
   ImageSummary,
@@ -25,6 +26,7 @@ import type {
 } from './service';
 import { load, save } from './transfer';
 import { registrySink } from './registry-sink';
+import { historyCacheHit, type HistoryHit } from './cache-from';
 import type { RegistrySink } from './registry/sink';
 
 /**
@@ -161,6 +163,11 @@ export class ImageStore implements ImageService {
   /** The classic builder's metadata steps: the parent's layers (none: scratch) with a new config. */
   commitImageConfig(parentImageId: string | null, spec: ConfigCommitSpec): Promise<{ id: string }> {
     return commitImageConfig(this.ctx, parentImageId, spec);
+  }
+
+  /** The classic builder's --cache-from hit by history on images without a parent chain here (cache-from.ts). */
+  historyCacheHit(parentImageId: string | null, sources: string[], createdBy: string, config: ImageConfigFields): Promise<HistoryHit | undefined> {
+    return historyCacheHit(this.ctx, parentImageId, sources, createdBy, config);
   }
 
   load(input: Readable, opts: { progress?: Progress } = {}): Promise<{ loaded: string[] }> {
