@@ -358,8 +358,8 @@ test.serial('RUN after VOLUME: the step volumes go without waiting for btrfs to 
   const r = await docker(['build', '-t', 'volrun:1', dir]);
   const secs = (Date.now() - started) / 1000;
   t.is(r.code, 0, r.stderr + r.stdout);
-  // A hang bound only: waiting for btrfs's cleaner took ~30 s per step volume (six here).
-  t.true(secs < 90, `the build took ${secs} s`);
+  // A hang bound only: waiting for btrfs's cleaner took ~30 s per step volume (six here, ~3 min).
+  t.true(secs < 120, `the build took ${secs} s`);
   t.is((await docker(['volume', 'ls', '-q'])).stdout.trim(), '', 'the step volumes are gone');
   const layers = await savedLayers('volrun:1');
   // RUN's layer: its file and the volume mount point it had to make (/w/x was there).
