@@ -6,6 +6,7 @@ import Docker from 'dockerode';
 import { TestDaemon } from '../helpers/daemon';
 import { runCommand } from '../helpers/proc';
 import { dockerPy } from '../helpers/dockerpy';
+import { writeContext } from './helpers';
 
 /**
  * POST /build from the other clients users build with: docker-py's images.build,
@@ -24,14 +25,8 @@ test.after.always(async () => {
   if (work) await fs.promises.rm(work, { recursive: true, force: true });
 });
 
-function context(name: string, files: Record<string, string>): string {
-  const dir = path.join(work, name);
-  for (const [f, body] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
-    fs.writeFileSync(path.join(dir, f), body);
-  }
-  return dir;
-}
+/** A context directory under this file's work dir (a value of null makes a directory). */
+const context = (name: string, files: Record<string, string | null>): string => writeContext(work, name, files);
 
 test('docker-py images.build builds with buildargs and labels and returns the image and the log', async (t) => {
   const dir = context('py', { Dockerfile: 'FROM busybox\nARG WHO\nRUN echo "hello $WHO" > /greeting\nCMD ["cat", "/greeting"]\n' });

@@ -9,6 +9,7 @@ import { TestDaemon } from '../helpers/daemon';
 import { runCommand } from '../helpers/proc';
 import { mountsUnder } from '../helpers/mounts';
 import { eventually } from '../helpers/eventually';
+import { writeContext } from './helpers';
 
 /**
  * docker build against berthd's classic builder (POST /build), with the real docker CLI:
@@ -30,17 +31,8 @@ test.after.always(async () => {
   if (work) await fs.promises.rm(work, { recursive: true, force: true });
 });
 
-/** A context directory with these files (a value of null makes a directory). */
-function context(name: string, files: Record<string, string | null>): string {
-  const dir = path.join(work, name);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const [f, body] of Object.entries(files)) {
-    const p = path.join(dir, f);
-    fs.mkdirSync(body === null ? p : path.dirname(p), { recursive: true });
-    if (body !== null) fs.writeFileSync(p, body);
-  }
-  return dir;
-}
+/** A context directory under this file's work dir (a value of null makes a directory). */
+const context = (name: string, files: Record<string, string | null>): string => writeContext(work, name, files);
 
 const docker = (args: string[], env: NodeJS.ProcessEnv = { DOCKER_BUILDKIT: '0' }) => runCommand('docker', args, { env: { ...d.env, ...env } });
 

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { TestDaemon, exec } from '../helpers/daemon';
 import { TestRegistry } from '../helpers/registry';
 import { runCommand } from '../helpers/proc';
+import { writeContext } from './helpers';
 
 /**
  * Where a build's base image and cache come from, with the docker CLI's classic builder
@@ -30,12 +31,8 @@ test.after.always(async () => {
   if (work) await fs.promises.rm(work, { recursive: true, force: true });
 });
 
-function context(name: string, files: Record<string, string>): string {
-  const dir = path.join(work, name);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const [f, body] of Object.entries(files)) fs.writeFileSync(path.join(dir, f), body);
-  return dir;
-}
+/** A context directory under this file's work dir (a value of null makes a directory). */
+const context = (name: string, files: Record<string, string | null>): string => writeContext(work, name, files);
 
 const on = (daemon: TestDaemon, args: string[], env: NodeJS.ProcessEnv = {}) => runCommand('docker', args, { env: { ...daemon.env, DOCKER_BUILDKIT: '0', ...env } });
 

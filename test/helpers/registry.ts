@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -33,6 +34,17 @@ export class TestRegistry {
   /** host:port, as image references name it. */
   get host(): string {
     return `127.0.0.1:${this.port}`;
+  }
+
+  /** PUT a blob (one POST, one PUT ?digest=), as a plain client of the distribution API over HTTP. */
+  async putBlob(repo: string, data: Buffer): Promise<{ digest: string; size: number }> {
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const start = await fetch(`http://${this.host}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    const loc = new URL(start.headers.get('location')!, `http://${this.host}`);
+    loc.searchParams.set('digest', digest);
+    const put = await fetch(loc, { method: 'PUT', body: new Uint8Array(data), headers: { 'Content-Type': 'application/octet-stream' } });
+    if (put.status !== 201) throw new Error(`blob PUT: ${put.status}`);
+    return { digest, size: data.length };
   }
 
   /** Where the registry keeps blob `digest` (for corruption tests). */

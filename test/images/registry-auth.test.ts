@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
@@ -102,14 +102,7 @@ test.serial('htpasswd over TLS: docker login through POST /auth, push and pull w
   const htpasswd = path.join(dir, 'htpasswd');
   await exec('htpasswd', ['-Bbc', htpasswd, USER, PASSWORD]);
   const reg = await TestRegistry.start({ htpasswd, tls: { cert: certs.cert, key: certs.key } });
-  const certsDir = `/etc/docker/certs.d/${reg.host}`;
-  // Leave /etc as found: remove the parents this test makes, not ones that were there.
-  const made = ['/etc/docker', '/etc/docker/certs.d'].filter((p) => !fs.existsSync(p));
-  t.teardown(async () => {
-    fs.rmSync(certsDir, { recursive: true, force: true });
-    for (const p of made.reverse()) fs.rmSync(p, { recursive: true, force: true });
-    await reg.stop();
-  });
+  const certsDir = certsDirOf(t, reg);
 
   // A registry on loopback is insecure, as in Docker: HTTPS without verifying its
   // certificate, so the pull gets as far as the registry's own answer (no credentials).
@@ -230,13 +223,7 @@ test.serial('client certificates: a registry with http.tls.clientcas takes clien
   fs.writeFileSync(f('client.cnf'), 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
   await exec('openssl', ['x509', '-req', '-in', f('client.csr'), '-CA', certs.ca, '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('client.cnf'), '-out', f('client.cert')]);
   const reg = await TestRegistry.start({ tls: { cert: certs.cert, key: certs.key, clientcas: [certs.ca] } });
-  const certsDir = `/etc/docker/certs.d/${reg.host}`;
-  const made = ['/etc/docker', '/etc/docker/certs.d'].filter((p) => !fs.existsSync(p));
-  t.teardown(async () => {
-    fs.rmSync(certsDir, { recursive: true, force: true });
-    for (const p of made.reverse()) fs.rmSync(p, { recursive: true, force: true });
-    await reg.stop();
-  });
+  const certsDir = certsDirOf(t, reg);
   fs.mkdirSync(certsDir, { recursive: true });
   fs.copyFileSync(certs.ca, path.join(certsDir, 'ca.crt'));
   const name = `${reg.host}/mtls/bb:v1`;
@@ -358,3 +345,18 @@ test.serial('token auth: a challenge sends berth to the token server, which it a
   t.is((await d.images.inspect(viaProxy)).Id, id);
   t.false(d.log().includes(PASSWORD));
 });
+
+/**
+ * Docker's certs.d directory for `reg` (not made yet); in teardown it goes, with the
+ * parents this test makes (not ones that were there: /etc is left as found), and `reg` stops.
+ */
+function certsDirOf(t: ExecutionContext, reg: TestRegistry): string {
+  const certsDir = `/etc/docker/certs.d/${reg.host}`;
+  const made = ['/etc/docker', '/etc/docker/certs.d'].filter((p) => !fs.existsSync(p));
+  t.teardown(async () => {
+    fs.rmSync(certsDir, { recursive: true, force: true });
+    for (const p of made.reverse()) fs.rmSync(p, { recursive: true, force: true });
+    await reg.stop();
+  });
+  return certsDir;
+}

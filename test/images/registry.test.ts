@@ -119,17 +119,6 @@ test.serial('docker push to another repository of the same registry mounts the b
   t.is(JSON.parse((await exec('skopeo', ['inspect', '--tls-verify=false', `docker://${name}`])).stdout).Layers.length, 2);
 });
 
-/** PUT a blob into the registry (one POST, one PUT), as a client of the distribution API. */
-async function putBlob(repo: string, data: Buffer): Promise<{ digest: string; size: number }> {
-  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-  const start = await fetch(`http://${reg.host}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  const loc = new URL(start.headers.get('location')!, `http://${reg.host}`);
-  loc.searchParams.set('digest', digest);
-  const put = await fetch(loc, { method: 'PUT', body: new Uint8Array(data), headers: { 'Content-Type': 'application/octet-stream' } });
-  if (put.status !== 201) throw new Error(`blob PUT: ${put.status}`);
-  return { digest, size: data.length };
-}
-
 async function putManifest(repo: string, ref: string, mediaType: string, doc: object): Promise<{ digest: string; size: number }> {
   const body = Buffer.from(JSON.stringify(doc));
   const res = await fetch(`http://${reg.host}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body: new Uint8Array(body), headers: { 'Content-Type': mediaType } });
@@ -142,13 +131,13 @@ test.serial('a multi-arch index gives amd64 by default, --platform picks another
   const raw = JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${made.name}`])).stdout);
   const configRes = await fetch(`http://${reg.host}/v2/${repo}/blobs/${raw.config.digest}`);
   const config = JSON.parse(await configRes.text());
-  const armConfig = await putBlob(repo, Buffer.from(JSON.stringify({ ...config, architecture: 'arm64', variant: 'v8' })));
+  const armConfig = await reg.putBlob(repo, Buffer.from(JSON.stringify({ ...config, architecture: 'arm64', variant: 'v8' })));
   const armManifest = await putManifest(repo, 'arm-only', raw.mediaType, { ...raw, config: { ...raw.config, ...armConfig } });
   const amd = await putManifest(repo, 'amd-only', raw.mediaType, raw);
   const attestation = await putManifest(repo, 'attest', 'application/vnd.oci.image.manifest.v1+json', {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await putBlob(repo, Buffer.from('{}'))) },
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await reg.putBlob(repo, Buffer.from('{}'))) },
     layers: [],
   });
   const index = await putManifest(repo, 'multi', 'application/vnd.oci.image.index.v1+json', {

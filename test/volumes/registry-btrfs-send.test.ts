@@ -8,44 +8,26 @@
  */
 import test from 'ava';
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BtrfsDriver } from '../../volumes/drivers/btrfs/btrfs';
 import { DirDriver } from '../../volumes/drivers/dir/dir';
-import type { VolumeDriver } from '../../volumes/drivers/driver';
-import { RegistrySession } from '../../src/images/registry/client';
-import { endpointFor } from '../../src/images/registry/endpoint';
 import { fetchManifest, type Descriptor } from '../../src/images/registry/manifest';
 import { discard } from '../../src/images/registry/transport';
 import { parseReference } from '../../src/images/reference';
-import { pullVolume, pushVolume, type TransferContext } from '../../src/volumes/registry-transfer';
+import { pullVolume, pushVolume } from '../../src/volumes/registry-transfer';
 import { SEND_LAYER_TYPE } from '../../src/volumes/btrfs-send-layer';
 import type { RegistryMessage } from '../../src/images/registry/service';
 import { describeTree } from '../archive/helpers';
-import { TestRegistry } from '../helpers/registry';
-import { cleanupHost, MiB, random, writeFile } from './helpers';
+import { MiB, random, writeFile } from './helpers';
+import { transferHarness } from './transfer-harness';
 
 test('a btrfs push carries send layers: a btrfs pull receives them (fetching only them), a dir pull applies the portable layers, both give the same tree; a send layer that lies is refused and the portable layer used', async (t) => {
-  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-volsend-'));
-  const reg = await TestRegistry.start();
-  const drivers: VolumeDriver[] = [];
-  const sessions: RegistrySession[] = [];
-  t.teardown(async () => {
-    for (const s of sessions) s.close();
-    for (const d of drivers) await d.close().catch(() => undefined);
-    await reg.stop();
-    cleanupHost(tmp);
-    await fsp.rm(tmp, { recursive: true, force: true });
-  });
+  const { tmp, reg, ctxOf } = await transferHarness(t, 'berth-volsend-');
   const open = async (name: string, kind: 'btrfs' | 'dir') => {
     const root = path.join(tmp, name);
     const d = kind === 'btrfs' ? await BtrfsDriver.open(root, { poolSize: 256 * MiB }) : await DirDriver.open(root);
-    drivers.push(d);
-    const session = new RegistrySession(endpointFor(reg.host), undefined, { attempts: 1 });
-    sessions.push(session);
     const messages: RegistryMessage[] = [];
-    const ctx: TransferContext = { session, driver: d, work: path.join(root, 'transfer'), progress: (m) => messages.push(m) };
-    return { d, ctx, messages };
+    return { d, ctx: ctxOf(d, name, (m) => messages.push(m)), messages };
   };
   const a = await open('a', 'btrfs');
   const b = await open('b', 'btrfs');

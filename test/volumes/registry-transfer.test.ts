@@ -8,52 +8,27 @@
  * rewritten inside its big file makes a second push of under 3 MiB (the file travels as its
  * changed blocks), and the pulled tree is the same, xattrs, holes and hardlinks included.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { BtrfsDriver } from '../../volumes/drivers/btrfs/btrfs';
 import { DirDriver } from '../../volumes/drivers/dir/dir';
-import type { VolumeDriver } from '../../volumes/drivers/driver';
-import { RegistrySession } from '../../src/images/registry/client';
-import { endpointFor } from '../../src/images/registry/endpoint';
 import { parseReference } from '../../src/images/reference';
-import { ARTIFACT_TYPE, pullVolume, pushVolume, type TransferContext } from '../../src/volumes/registry-transfer';
+import { ARTIFACT_TYPE, pullVolume, pushVolume } from '../../src/volumes/registry-transfer';
 import type { RegistryMessage } from '../../src/images/registry/service';
 import { describeTree } from '../archive/helpers';
-import { TestRegistry } from '../helpers/registry';
-import { cleanupHost, MiB, random, writeFile } from './helpers';
+import { MiB, random, writeFile } from './helpers';
+import { transferHarness } from './transfer-harness';
 
 const exec = promisify(execFile);
 
-/** A temp dir and a registry for one test, and transfer contexts over drivers opened in it; all undone in teardown. */
-async function harness(t: ExecutionContext) {
-  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-volreg-'));
-  const reg = await TestRegistry.start();
-  const drivers: VolumeDriver[] = [];
-  const sessions: RegistrySession[] = [];
-  t.teardown(async () => {
-    for (const s of sessions) s.close();
-    for (const d of drivers) await d.close().catch(() => undefined);
-    await reg.stop();
-    cleanupHost(tmp); // a btrfs driver's pool mount and loop device
-    await fsp.rm(tmp, { recursive: true, force: true });
-  });
-  const ctxOf = (d: VolumeDriver, name: string, progress?: (m: RegistryMessage) => void): TransferContext => {
-    drivers.push(d);
-    const session = new RegistrySession(endpointFor(reg.host), undefined, { attempts: 1 });
-    sessions.push(session);
-    return { session, driver: d, work: path.join(tmp, name, 'transfer'), progress };
-  };
-  return { tmp, reg, ctxOf };
-}
 
 test('volume push sends a full layer then one small changeset layer; pull rebuilds the volume and its snapshots, then fetches only the new layer', async (t) => {
-  const { tmp, reg, ctxOf } = await harness(t);
+  const { tmp, reg, ctxOf } = await transferHarness(t);
   const open = async (name: string) => {
     const d = await DirDriver.open(path.join(tmp, name));
     const messages: RegistryMessage[] = [];
@@ -150,7 +125,7 @@ async function treeOf(root: string): Promise<string> {
 }
 
 test('a 1 GiB volume with 1 MiB of pages rewritten in its big file pushes under 3 MiB the second time; pulled into btrfs it is the same tree, xattrs, holes and hardlinks included', async (t) => {
-  const { tmp, reg, ctxOf } = await harness(t);
+  const { tmp, reg, ctxOf } = await transferHarness(t);
   const a = ctxOf(await DirDriver.open(path.join(tmp, 'a')), 'a');
   const b = ctxOf(await BtrfsDriver.open(path.join(tmp, 'b'), { poolSize: 2048 * MiB }), 'b');
   const ref = parseReference(`${reg.host}/vols/big:latest`);
