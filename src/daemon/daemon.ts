@@ -103,7 +103,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
     const snapshotter = await OverlaySnapshotter.open(path.join(opts.root, 'layers', 'overlay'));
     closers.push(() => snapshotter.close());
-    const images = await ImageStore.open({ root: path.join(opts.root, 'images'), snapshotter, tmpDir });
+    const images = await ImageStore.open({ root: path.join(opts.root, 'images'), snapshotter, tmpDir, log: (m) => log.error(m) });
     closers.push(() => images.close());
 
     configureUnpackLimits({ maxRatio: opts.maxDecompressionRatio });

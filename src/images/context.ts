@@ -30,6 +30,9 @@ export class ImageContext {
   /** Makes the busybox image (base-images.ts); lookups of `busybox` call it on first use. */
   ensureBusybox: () => Promise<void> = async () => undefined;
 
+  /** The next collection asked for because one could not remove an extract snapshot. */
+  private retry?: { timer?: NodeJS.Timeout; delay: number };
+
   constructor(
     readonly root: string,
     readonly snapshotter: Snapshotter,
@@ -37,13 +40,44 @@ export class ImageContext {
     readonly db: JsonStore<Doc>,
     readonly tmpDir: string,
     readonly busyboxPath: string,
+    /** Where the store reports what it could not clean up (the daemon's log). */
+    readonly log: (msg: string) => void = (m) => process.stderr.write(`${m}\n`),
   ) {
     this.gate = new GcGate(this.life, () => this.gc());
   }
 
-  /** Remove whatever no image uses (gc.ts); only through the gate, or before any operation. */
-  gc(): Promise<string[]> {
-    return collectGarbage(this.db.read(), this.snapshotter, this.content);
+  /**
+   * Remove whatever no image uses (gc.ts); only through the gate, or before any operation.
+   * An extract snapshot it cannot remove is logged and tried again by a collection of its
+   * own, after 5 s and then twice as long each time (at most 5 min), until one succeeds.
+   */
+  async gc(): Promise<string[]> {
+    let left = 0;
+    const removed = await collectGarbage(this.db.read(), this.snapshotter, this.content, (name, e) => {
+      left++;
+      this.log(`image store: cannot remove snapshot ${name} of an unpack that did not finish: ${e instanceof Error ? e.message : String(e)}; garbage collection tries again`);
+    });
+    if (left > 0) this.collectLater();
+    else if (this.retry) {
+      clearTimeout(this.retry.timer);
+      this.retry = undefined;
+    }
+    return removed;
+  }
+
+  /**
+   * An extract snapshot could not be removed (layers.ts, gc): ask for a collection later.
+   * It runs through the gate, so never under an operation.
+   */
+  collectLater(): void {
+    if (this.life.closed || this.retry?.timer) return; // one at a time
+    const delay = Math.min((this.retry?.delay ?? 2500) * 2, 300_000);
+    const timer = setTimeout(() => {
+      this.retry = { delay };
+      void this.gate.request(); // nothing once the store is closed: the next open collects
+    }, delay);
+    timer.unref();
+    this.retry = { timer, delay };
   }
 
   /**

@@ -14,8 +14,15 @@ export const EXTRACT_PREFIX = 'extract-';
  * with other names are never touched. Returns the layers removed.
  *
  * The caller makes sure no import runs meanwhile (it could be reusing what looks unused).
+ * An extract snapshot that cannot be removed (a failing disk, a closing snapshotter) is
+ * told to `left`, never dropped silently; it stays garbage for the next collection.
  */
-export async function collectGarbage(doc: Doc, snapshotter: Snapshotter, content: ContentStore): Promise<string[]> {
+export async function collectGarbage(
+  doc: Doc,
+  snapshotter: Snapshotter,
+  content: ContentStore,
+  left: (snapshot: string, err: unknown) => void = () => undefined,
+): Promise<string[]> {
   const usedLayers = new Set<string>();
   const usedBlobs = new Set<string>();
   for (const rec of Object.values(doc.images)) {
@@ -35,7 +42,7 @@ export async function collectGarbage(doc: Doc, snapshotter: Snapshotter, content
     if (s.name.startsWith(EXTRACT_PREFIX) && s.kind === 'active') {
       await snapshotter.remove(s.name).then(
         () => gone.add(s.name),
-        () => undefined, // retried at the next collection
+        (e) => (e instanceof NotFoundError ? gone.add(s.name) : left(s.name, e)),
       );
     }
   }

@@ -49,7 +49,7 @@ export async function addLayer(ctx: ImageContext, input: Readable, parents: Laye
     const diffID = applied.value.diffID;
     const chainID = chainIDs([...parents.map((l) => l.diffID), diffID]).pop() as string;
     faultPoint('image.layer.applied');
-    if (await hasLayer(ctx, chainID)) await snapshotter.remove(key);
+    if (await hasLayer(ctx, chainID)) await dropExtract(ctx, key);
     else await commitLayer(ctx, chainID, key, diffID, blob.value.digest);
     prepared = false;
     return {
@@ -61,7 +61,7 @@ export async function addLayer(ctx: ImageContext, input: Readable, parents: Laye
       unpackedSize: (await snapshotter.usage(chainID)).size,
     };
   } finally {
-    if (prepared) await snapshotter.remove(key).catch(() => undefined);
+    if (prepared) await dropExtract(ctx, key);
   }
 }
 
@@ -100,7 +100,7 @@ export async function unpack(
     await commitLayer(ctx, chainID, key, diffID, digest);
     keep = true;
   } finally {
-    if (!keep) await snapshotter.remove(key).catch(() => undefined);
+    if (!keep) await dropExtract(ctx, key);
   }
 }
 
@@ -127,7 +127,7 @@ export async function unpackApart(
 ): Promise<UnpackedLayer> {
   const { snapshotter, content } = ctx;
   const key = extractKey();
-  const drop = () => snapshotter.remove(key).catch(() => undefined);
+  const drop = () => dropExtract(ctx, key);
   try {
     await snapshotter.prepare(key, '');
   } catch (e) {
@@ -165,6 +165,24 @@ export async function unpackApart(
   };
 }
 
+/**
+ * Remove an extract snapshot that will not be committed (a failed or duplicate unpack).
+ * It never names an image, so it is never listed; a removal that fails (the disk, a
+ * closing store) is logged and left to garbage collection, asked for here (it runs once
+ * the operations in flight end, and again later while it fails: context.ts), never
+ * dropped silently. The caller's own error, if any, is what its caller sees.
+ */
+async function dropExtract(ctx: ImageContext, key: string): Promise<void> {
+  try {
+    await ctx.snapshotter.remove(key);
+  } catch (e) {
+    if (e instanceof NotFoundError) return;
+    ctx.log(`image store: cannot remove snapshot ${key} of an unpack that did not finish: ${e instanceof Error ? e.message : String(e)}; garbage collection removes it later`);
+    ctx.collectLater();
+    void ctx.gate.request();
+  }
+}
+
 function extractKey(): string {
   return `${EXTRACT_PREFIX}${randomBytes(8).toString('hex')}`;
 }
@@ -175,7 +193,7 @@ async function commitLayer(ctx: ImageContext, chainID: string, key: string, diff
     await ctx.snapshotter.commit(chainID, key, { labels: { [LABEL_DIFF_ID]: diffID, [LABEL_BLOB]: blob }, ...at });
   } catch (e) {
     if (!(e instanceof AlreadyExistsError)) throw e;
-    await ctx.snapshotter.remove(key);
+    await dropExtract(ctx, key);
   }
 }
 

@@ -72,6 +72,8 @@ export interface ImageStoreOptions {
   tmpDir: string;
   /** The static busybox the `busybox` image is made from. */
   busyboxPath?: string;
+  /** Where the store reports what it could not clean up (default: stderr). */
+  log?: (msg: string) => void;
 }
 
 export type { CommitLayerSpec, ConfigCommitSpec, LayerImportSpec } from './layer-spec';
@@ -91,7 +93,7 @@ export class ImageStore implements ImageService {
     await fs.promises.mkdir(opts.tmpDir, { recursive: true, mode: 0o700 });
     const content = await ContentStore.open(path.join(root, 'content'));
     const db = await JsonStore.open<Doc>(path.join(root, 'images.json'), EMPTY_DOC);
-    const ctx = new ImageContext(root, opts.snapshotter, content, db, path.resolve(opts.tmpDir), opts.busyboxPath ?? '/bin/busybox');
+    const ctx = new ImageContext(root, opts.snapshotter, content, db, path.resolve(opts.tmpDir), opts.busyboxPath ?? '/bin/busybox', opts.log);
     // Whatever a crash left (extract snapshots, unreferenced layers and blobs) goes now.
     await ctx.gc();
     return new ImageStore(ctx);

@@ -145,6 +145,8 @@ export interface FaultProxy {
   cutBlob(digest: string): void;
   /** Send the next blob GET upstream without its Authorization: the registry answers 401 with its challenge. */
   unauthorizeNextBlob(): void;
+  /** Answer the next GET of blob `digest` with the first half of its body, the rest only when `release()` is called. */
+  holdBlob(digest: string): () => void;
   close(): Promise<void>;
 }
 
@@ -159,6 +161,7 @@ export async function faultProxy(target: TestRegistry): Promise<FaultProxy> {
   let reset = false;
   let cut: string | undefined;
   let unauthorize = false;
+  let hold: { digest: string; released: Promise<void> } | undefined;
   const seen: FaultProxy['seen'] = [];
   const server = http.createServer((req, res) => {
     const url = req.url ?? '';
@@ -199,6 +202,19 @@ export async function faultProxy(target: TestRegistry): Promise<FaultProxy> {
         });
         return;
       }
+      if (isBlobGet && hold && url.includes(hold.digest)) {
+        const { released } = hold;
+        hold = undefined;
+        const chunks: Buffer[] = [];
+        ur.on('data', (c: Buffer) => chunks.push(c));
+        ur.on('end', () => {
+          const body = Buffer.concat(chunks);
+          res.writeHead(200, ur.headers);
+          res.write(body.subarray(0, body.length >> 1));
+          void released.then(() => res.end(body.subarray(body.length >> 1)));
+        });
+        return;
+      }
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       ur.pipe(res);
     });
@@ -214,6 +230,11 @@ export async function faultProxy(target: TestRegistry): Promise<FaultProxy> {
     resetNextBlob: () => void (reset = true),
     cutBlob: (digest) => void (cut = digest),
     unauthorizeNextBlob: () => void (unauthorize = true),
+    holdBlob: (digest) => {
+      let release!: () => void;
+      hold = { digest, released: new Promise<void>((r) => (release = r)) };
+      return release;
+    },
     close: () => new Promise<void>((r) => {
       server.closeAllConnections();
       server.close(() => r());

@@ -1,17 +1,27 @@
 import test from 'ava';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import { TestDaemon, exec } from '../helpers/daemon';
 import { TestRegistry, faultProxy, type FaultProxy } from '../helpers/registry';
+import { eventually } from '../helpers/eventually';
+import { makeTar } from '../helpers/tar';
 import { RemoteRegistryService } from '../../src/client/registry';
+import { ContentStore } from '../../src/images/content';
+import { fetchBlob } from '../../src/images/registry/blobs';
+import { RegistrySession } from '../../src/images/registry/client';
+import { endpointFor } from '../../src/images/registry/endpoint';
 import type { RegistryMessage } from '../../src/images/registry/service';
 
 /**
  * How layers move through a registry: a push in PATCH chunks (the daemon runs with a small
  * --push-chunk-size), zstd layers, a layer held under another compression not fetched
- * again, and a config blob cut mid-body retried. One
+ * again, a config blob cut mid-body retried, a client that hangs up on a pull, and an
+ * extract snapshot that cannot be removed at once. One
  * daemon, one plain-HTTP registry (Debian's docker-registry) and a fault proxy in front of
  * it, for the file.
  */
@@ -136,4 +146,111 @@ test.serial('a config blob cut mid-body is asked for again and the pull succeeds
   t.is(gets.length, 2, JSON.stringify(gets));
   t.true(gets[0].aborted, 'the first answer was cut');
   t.is((await d.images.inspect(`${proxy.host}/comp/app:gzip`)).Id, app.id);
+});
+
+/** Snapshots being unpacked (extract-*) in the daemon's layer store. */
+function extractSnapshots(): string[] {
+  const meta = JSON.parse(fs.readFileSync(path.join(d.root, 'layers', 'overlay', 'metadata.json'), 'utf8')) as { snapshots: Record<string, unknown> };
+  return Object.keys(meta.snapshots).filter((k) => k.startsWith('extract-'));
+}
+
+test.serial('a client that hangs up on POST /images/create stops the downloads at once and leaves no image and no extract snapshot; the partial layer resumes', async (t) => {
+  await dropImages();
+  t.is((await d.docker(['run', '--name', 'gc', 'busybox', 'touch', '/gc'])).code, 0);
+  t.is((await d.docker(['commit', 'gc', 'gctrigger:v1'])).code, 0);
+  await d.docker(['rm', 'gc']);
+  t.is((await d.docker(['run', '--name', 'big', 'busybox', 'sh', '-c', 'head -c 64000000 /dev/urandom > /big'])).code, 0);
+  t.is((await d.docker(['commit', 'big', 'big:v1'])).code, 0);
+  await d.docker(['rm', 'big']);
+  const bigId = (await d.images.inspect('big:v1')).Id;
+  const archive = path.join(work, 'big.tar');
+  t.is((await d.docker(['save', '-o', archive, 'big:v1'])).code, 0);
+  await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-compress-level', '1', `docker-archive:${archive}`, `docker://${reg.host}/test/big:v1`]);
+  fs.rmSync(archive);
+  t.is((await d.docker(['rmi', 'big:v1'])).code, 0);
+  const raw = JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/test/big:v1`])).stdout);
+  const layer = raw.layers[raw.layers.length - 1] as { digest: string; size: number };
+  const partial = path.join(d.root, 'images', 'content', 'partial', layer.digest.slice(7));
+  const name = `${proxy.host}/test/big:v1`;
+
+  const from = proxy.seen.length;
+  const req = http.request({ socketPath: d.socket, method: 'POST', path: `/images/create?fromImage=${encodeURIComponent(`${proxy.host}/test/big`)}&tag=v1` });
+  req.on('error', () => undefined);
+  req.on('response', (res) => res.resume());
+  req.end();
+  await eventually(() => fs.existsSync(partial) && fs.statSync(partial).size > 1_000_000, { timeout: 120_000, message: 'the big layer to be downloading' });
+  req.destroy();
+
+  // berthd hung up on the registry: the proxy saw the blob's answer cut off before its end.
+  await eventually(() => proxy.seen.slice(from).some((r) => r.url.endsWith(`/blobs/${layer.digest}`) && r.aborted), { timeout: 60_000, message: 'the layer download to stop' });
+  // Garbage collection (asked for by an rmi; it runs once the pull has let go) leaves no
+  // extract snapshot: the cancelled pull made nothing that stays.
+  await d.images.remove('gctrigger:v1');
+  await eventually(() => extractSnapshots().length === 0, { timeout: 60_000, message: 'the layers being unpacked to be gone' });
+  t.false((await d.images.list()).some((i) => i.Id === bigId || i.RepoTags.includes(name)), 'a half-pulled image is listed');
+  const kept = fs.statSync(partial).size;
+  t.true(kept > 0 && kept < layer.size, `partial ${kept} of ${layer.size}`);
+
+  // The bytes kept are resumed from.
+  const again = proxy.seen.length;
+  const pull = await d.docker(['pull', name]);
+  t.is(pull.code, 0, pull.stderr);
+  const resumed = proxy.seen.slice(again).filter((r) => r.url.endsWith(`/blobs/${layer.digest}`));
+  t.is(resumed.length, 1, JSON.stringify(resumed));
+  t.regex(resumed[0].range ?? '', /^bytes=[1-9]\d*-$/);
+  t.is((await d.images.inspect(name)).Id, bigId);
+  t.false(fs.existsSync(partial));
+  await d.images.remove(name);
+});
+
+test.serial('a download cancelled before its unpacker started reading fails the unpacker when it reads, and the process lives on', async (t) => {
+  // The unpacker of a layer listens to the download's copy only once its snapshot is
+  // prepared; a cancel before that destroyed the copy with an error nobody listened for,
+  // which ended berthd (the daemon of a client that hung up on a pull).
+  const data = randomBytes(6 << 20);
+  const desc = { mediaType: 'application/vnd.oci.image.layer.v1.tar', ...(await reg.putBlob('test/early', data)) };
+  const content = await ContentStore.open(path.join(work, 'content-early'));
+  const session = new RegistrySession(endpointFor(reg.host), undefined, { attempts: 1 });
+  const controller = new AbortController();
+  let copy: PassThrough | undefined;
+  const fetching = fetchBlob(session, 'test/early', desc, content, (done) => done > 1 << 20 && controller.abort(new Error('the client went away')), controller.signal, () => (copy = new PassThrough({ highWaterMark: 1 << 20 })));
+  await t.throwsAsync(fetching);
+  t.truthy(copy?.destroyed, 'the copy is destroyed');
+  // The unpacker, starting late, sees the failure on its first read.
+  await t.throwsAsync(async () => {
+    for await (const _ of copy as PassThrough) void _;
+  });
+  const kept = fs.statSync(content.partialPath(desc.digest)).size;
+  t.true(kept > 0 && kept < desc.size, `partial ${kept} of ${desc.size}`);
+  t.false(await content.has(desc.digest));
+});
+
+test.serial('an extract snapshot whose removal fails after a failed unpack is logged, never listed, and garbage collection removes it once it can', async (t) => {
+  await dropImages();
+  // One layer whose diff id is not the one the config names: its unpack fails at the end.
+  const layer = await makeTar([{ name: 'file', data: 'payload' }], { gzip: true });
+  const desc = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await reg.putBlob('test/baddiff', layer)) };
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${'1'.repeat(64)}`] } }));
+  const cfg = await reg.putBlob('test/baddiff', config);
+  await putManifest('test/baddiff', 'v1', { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg }, layers: [desc] });
+
+  // The layer's body waits halfway; meanwhile the snapshotter's directory is made
+  // immutable, so removing the extract snapshot fails (EPERM), as on a failing disk.
+  const release = proxy.holdBlob(desc.digest);
+  const overlay = path.join(d.root, 'layers', 'overlay');
+  t.teardown(() => exec('chattr', ['-i', overlay]).then(() => undefined, () => undefined));
+  const pulling = d.docker(['pull', `${proxy.host}/test/baddiff:v1`]);
+  await eventually(() => extractSnapshots().length === 1, { timeout: 120_000, message: 'the layer to be unpacking' });
+  const [key] = extractSnapshots();
+  await exec('chattr', ['+i', overlay]);
+  release();
+  const pull = await pulling;
+  t.not(pull.code, 0, 'the pull of a layer with the wrong diff id fails');
+  await eventually(() => d.log().includes(`cannot remove snapshot ${key}`), { timeout: 60_000, message: 'the failed removal to be logged' });
+  t.deepEqual(extractSnapshots(), [key]);
+  t.false((await d.images.list()).some((i) => i.RepoTags.some((n) => n.includes('baddiff'))), 'nothing of the failed pull is listed');
+
+  // Once the disk lets it, a collection of its own (no rmi, no restart) removes it.
+  await exec('chattr', ['-i', overlay]);
+  await eventually(() => extractSnapshots().length === 0, { timeout: 120_000, message: 'the extract snapshot to be collected' });
 });

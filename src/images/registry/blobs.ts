@@ -30,7 +30,8 @@ export interface BlobFetch {
 /**
  * Asked once, when a download starts from byte 0, for a stream to copy the blob's bytes
  * into as they arrive (a layer unpacks while it downloads). It is ended when the last
- * byte came, destroyed if the download fails; the digest is checked after it ended, so
+ * byte came, destroyed with the error if the download fails or is cancelled (the reader
+ * sees the error when it reads, however late it starts); the digest is checked after it ended, so
  * whoever reads it commits nothing before this download's promise resolves. A reader that
  * stops (destroys it) is left behind; the download goes on and `teed` is false.
  */
@@ -109,6 +110,11 @@ async function fetchBlobOnce(
   async function stream(r: typeof res, start: number, h: ReturnType<typeof createHash>): Promise<BlobFetch> {
     const fh = await fs.promises.open(file, start > 0 ? 'a' : 'w', 0o600);
     let out = start === 0 ? tee?.() : undefined;
+    // This download destroys `out` with its error when it fails or is cancelled; the
+    // reader learns of it from its own reads (the stream is errored). Until the reader
+    // starts reading (the unpacker still preparing its snapshot) nobody listens for
+    // 'error', and an 'error' event nobody listens for ends the daemon: listen here.
+    out?.on('error', () => undefined);
     const teeing = out !== undefined;
     let done = start;
     let fetched = 0;
