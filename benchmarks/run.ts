@@ -10,6 +10,7 @@ import { benchVolumes } from './volumes';
 import { benchCp, benchStats } from './cp-stats';
 import { benchBranching } from './branching';
 import { benchSoak } from './soak';
+import { benchBurst } from './burst';
 import { benchRegistry } from './registry';
 import { benchVolumeChunks, benchVolumeRegistry } from './volume-registry';
 import { benchBuild } from './build';
@@ -35,6 +36,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   stats: benchStats,
   branching: benchBranching,
   soak: benchSoak,
+  burst: benchBurst,
   registry: benchRegistry,
   'volume-chunks': benchVolumeChunks,
   'volume-registry': benchVolumeRegistry,

@@ -24,7 +24,7 @@ export async function readJSON<T>(req: IncomingMessage, spec: BodySpec, empty: T
   const heavy = !upgraded && !(declared <= LIMITS.heavyBodyBytes);
   if (heavy) {
     return heavyBodies.run(async () => {
-      const raw = await readBody(req);
+      const raw = await readBody(req, undefined, Number.isSafeInteger(declared) ? declared : undefined);
       if (raw === undefined) return empty;
       // A chunked body without a length is heavy until read; a small one is parsed here.
       if (raw.length <= LIMITS.heavyBodyBytes) return parseHere(raw, spec, empty);
@@ -48,10 +48,21 @@ function parseHere<T>(raw: Buffer, spec: BodySpec, empty: T): T {
   return validate<T>(spec.schema, parsed, spec.what, spec.hints);
 }
 
-async function readBody(req: IncomingMessage, upgraded?: Buffer): Promise<Buffer | undefined> {
+/** Bytes scanned between turns of the event loop: a body that came all at once is not scanned in one go. */
+const SCAN_SLICE = 256 << 10;
+
+/**
+ * Read a JSON body, scanning its nesting as it comes. `size`, a large body's Content-Length:
+ * its bytes are gathered into one buffer of that size as they come (no copy of them all at
+ * the end, and the buffer can be moved to a parse worker whole).
+ */
+async function readBody(req: IncomingMessage, upgraded?: Buffer, size?: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
+  const whole = size ? Buffer.allocUnsafeSlow(size) : undefined;
   const depth = new DepthScan(LIMITS.jsonDepth);
   let n = 0;
+  let filled = 0;
+  let sinceTurn = 0;
   // A whole JSON body within two windows, however it trickles (the watchdog checks the rate).
   const deadline = setTimeout(() => req.socket?.destroy(), 2 * bodyWindowMs());
   deadline.unref();
@@ -66,7 +77,13 @@ async function readBody(req: IncomingMessage, upgraded?: Buffer): Promise<Buffer
         }
         throw new InvalidArgumentError(`request body nests deeper than ${LIMITS.jsonDepth} levels`, { hint: "Docker's API bodies nest a few levels; send the body the API describes" });
       }
-      chunks.push(b);
+      if (whole && chunks.length === 0 && filled + b.length <= whole.length) filled += b.copy(whole, filled);
+      else chunks.push(b);
+      // Chunks already buffered are handed over in one task: let the loop turn between slices.
+      if ((sinceTurn += b.length) >= SCAN_SLICE) {
+        sinceTurn = 0;
+        await new Promise((r) => setImmediate(r));
+      }
     }
   } catch (e) {
     if (req.destroyed && !(e instanceof InvalidArgumentError)) {
@@ -76,7 +93,9 @@ async function readBody(req: IncomingMessage, upgraded?: Buffer): Promise<Buffer
   } finally {
     clearTimeout(deadline);
   }
-  return n === 0 ? undefined : Buffer.concat(chunks);
+  if (n === 0) return undefined;
+  if (whole && filled === whole.length && chunks.length === 0) return whole;
+  return Buffer.concat(whole ? [whole.subarray(0, filled), ...chunks] : chunks);
 }
 
 function tooLarge(): InvalidArgumentError {

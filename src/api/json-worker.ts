@@ -8,8 +8,10 @@ import { validate } from './validate';
 /**
  * The worker side of json-pool.ts: parses a large JSON body and checks it against its
  * schema off the daemon's event loop. It answers with the refusal (a message and a hint),
- * or with the body's text made compact for the daemon to parse: a body that reaches the
- * daemon's thread has passed its schema and the value count bounded while it was read.
+ * or with the body's text made compact for the daemon to parse (and smaller, where the body's
+ * spec says what the handler never reads): a body that reaches the daemon's thread has
+ * passed its schema and the value count bounded while it was read. The body's bytes come
+ * transferred, not copied.
  */
 
 const SPECS = new Map<string, BodySpec>();
@@ -45,5 +47,5 @@ function answer(job: ParseJob): ParseAnswer {
     if (e instanceof InvalidArgumentError) return { id: job.id, ok: false, message: e.message, hint: e.hint ?? '' };
     throw e;
   }
-  return { id: job.id, ok: true, empty: false, text: JSON.stringify(parsed) };
+  return { id: job.id, ok: true, empty: false, text: JSON.stringify(spec.compact ? spec.compact(parsed) : parsed) };
 }

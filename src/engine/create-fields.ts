@@ -162,3 +162,23 @@ export function checkCreateFields(body: Record<string, unknown>): void {
     checkSection('HostConfig', hc as Record<string, unknown>, HOST_CONFIG_FIELDS, []);
   }
 }
+
+/**
+ * The body as create reads it, for a large body checked in a worker: a Config or HostConfig
+ * field that no table knows is only ever refused by name (its value is read only to see
+ * whether it is set), so when it is set its value, however large, is handed on as `true`.
+ * Every answer stays the same; a 4 MB member berth does not know then costs the daemon's
+ * thread nothing to parse again. Fields it does not know that are not set stay as sent.
+ */
+export function compactUnknownFields(body: unknown): unknown {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
+  const out: Record<string, unknown> = compactSection(body as Record<string, unknown>, CONFIG_FIELDS, ['HostConfig', 'NetworkingConfig', 'name', 'platform']);
+  const hc = out.HostConfig;
+  if (hc && typeof hc === 'object' && !Array.isArray(hc)) out.HostConfig = compactSection(hc as Record<string, unknown>, HOST_CONFIG_FIELDS, []);
+  return out;
+}
+
+function compactSection(obj: Record<string, unknown>, table: Readonly<Record<string, FieldRule>>, skip: readonly string[]): Record<string, unknown> {
+  // The same lookup as checkSection's; fromEntries, so a "__proto__" member stays a member.
+  return Object.fromEntries(Object.entries(obj).map(([key, value]) => [key, skip.includes(key) || table[key] || isDefaultValue(value) ? value : true]));
+}

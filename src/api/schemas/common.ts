@@ -8,6 +8,12 @@ export interface BodySpec {
   schema: Schema;
   what: string;
   hints: Hints;
+  /**
+   * For a large body checked in a worker (json-pool.ts): the body as the handler needs it,
+   * made small where the handler reads less than was sent, so the daemon's thread parses
+   * little of it again. Runs after the schema check; must keep every answer the same.
+   */
+  compact?: (body: unknown) => unknown;
 }
 
 const MAX = Number.MAX_SAFE_INTEGER;

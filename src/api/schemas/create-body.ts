@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LIMITS } from '../limits';
 import { bool, int, obj, setMap, str, strList, strMap, strSlice } from '../validate';
+import { compactUnknownFields } from '../../engine/create-fields';
 import { consoleSize, endpointSettings, envList, hostname, labels, resources, RESOURCE_HINTS, restartPolicy, signal, uint, under, type BodySpec } from './common';
 
 /**
@@ -185,6 +186,7 @@ const HOST_HINTS = {
 export const CREATE_BODY: BodySpec = {
   schema: createBodySchema,
   what: 'container create body',
+  compact: compactUnknownFields,
   hints: {
     ...CONFIG_HINTS,
     HostConfig: 'HostConfig must be an object, e.g. {"Memory": 67108864}',
