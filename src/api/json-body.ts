@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
 import { bodyWindowMs, heavyBodies } from './body-guard';
+import { DepthScan, scanRefusal } from './depth-scan';
 import { parseInWorker } from './json-pool';
 import { LIMITS } from './limits';
 import type { BodySpec } from './schemas/common';
@@ -13,7 +14,9 @@ import { validate } from './validate';
  * 65th byte and never reaches JSON.parse, whose recursion on it blocked the daemon and
  * took gigabytes; the same scan counts the body's values, which bounds what parsing it
  * costs. A large body (over LIMITS.heavyBodyBytes) is then parsed and checked in a worker
- * thread (json-pool.ts), so the daemon's event loop is not held by it; a small one is
+ * thread (json-pool.ts), so the daemon's event loop is not held by it; when its length was
+ * declared, only its head is scanned here and the worker scans the whole of it before it
+ * parses (same refusals, after the body is read); a small one is
  * parsed here, which is quicker than the trip to a worker. A `null` body is an empty one,
  * as Go's decoder reads it.
  */
@@ -24,10 +27,11 @@ export async function readJSON<T>(req: IncomingMessage, spec: BodySpec, empty: T
   const heavy = !upgraded && !(declared <= LIMITS.heavyBodyBytes);
   if (heavy) {
     return heavyBodies.run(async () => {
-      const raw = await readBody(req, undefined, Number.isSafeInteger(declared) ? declared : undefined);
+      const size = Number.isSafeInteger(declared) ? declared : undefined;
+      const raw = await readBody(req, undefined, size);
       if (raw === undefined) return empty;
-      // A chunked body without a length is heavy until read; a small one is parsed here.
-      if (raw.length <= LIMITS.heavyBodyBytes) return parseHere(raw, spec, empty);
+      // A chunked body without a length is heavy until read (and scanned whole); a small one is parsed here.
+      if (size === undefined && raw.length <= LIMITS.heavyBodyBytes) return parseHere(raw, spec, empty);
       const parsed = await parseInWorker(raw, spec.what);
       return parsed === undefined ? empty : (parsed as T);
     }, req);
@@ -50,11 +54,15 @@ function parseHere<T>(raw: Buffer, spec: BodySpec, empty: T): T {
 
 /** Bytes scanned between turns of the event loop: a body that came all at once is not scanned in one go. */
 const SCAN_SLICE = 256 << 10;
+/** What of a large body (one with a Content-Length, parsed in a worker) is scanned here as it comes. */
+const HEAD_SCAN = 64 << 10;
 
 /**
  * Read a JSON body, scanning its nesting as it comes. `size`, a large body's Content-Length:
  * its bytes are gathered into one buffer of that size as they come (no copy of them all at
- * the end, and the buffer can be moved to a parse worker whole).
+ * the end, and the buffer can be moved to a parse worker whole), and only its first
+ * HEAD_SCAN bytes are scanned here (the scan of a 4 MB body was most of what the event
+ * loop spent on it; the worker scans the whole body before it parses it).
  */
 async function readBody(req: IncomingMessage, upgraded?: Buffer, size?: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
@@ -71,12 +79,10 @@ async function readBody(req: IncomingMessage, upgraded?: Buffer, size?: number):
       const b = c as Buffer;
       n += b.length;
       if (n > LIMITS.jsonBodyBytes) throw tooLarge();
-      if (!depth.feed(b)) {
-        if (depth.values > LIMITS.jsonValues) {
-          throw new InvalidArgumentError(`request body holds more than ${LIMITS.jsonValues} JSON values`, { hint: "Docker's API bodies hold at most a few hundred thousand values (a port range); send the body the API describes" });
-        }
-        throw new InvalidArgumentError(`request body nests deeper than ${LIMITS.jsonDepth} levels`, { hint: "Docker's API bodies nest a few levels; send the body the API describes" });
-      }
+      // A body moved whole to a parse worker (`size`) is scanned here for its head only,
+      // which stops a bomb of `[` at its 65th byte; the worker scans all of it before parsing.
+      const scan = size === undefined ? b : n - b.length < HEAD_SCAN ? b.subarray(0, HEAD_SCAN - (n - b.length)) : undefined;
+      if (scan && !depth.feed(scan)) throw scanRefusal(depth);
       if (whole && chunks.length === 0 && filled + b.length <= whole.length) filled += b.copy(whole, filled);
       else chunks.push(b);
       // Chunks already buffered are handed over in one task: let the loop turn between slices.
@@ -100,47 +106,4 @@ async function readBody(req: IncomingMessage, upgraded?: Buffer, size?: number):
 
 function tooLarge(): InvalidArgumentError {
   return new InvalidArgumentError(`request body over ${LIMITS.jsonBodyBytes} bytes`, { hint: `API bodies are small: keep it under ${LIMITS.jsonBodyBytes >> 20} MiB (pass bulk data in a volume or an image)` });
-}
-
-/**
- * Counts `{`/`[` nesting outside JSON strings, across chunks, and the values (openings and
- * commas, a close upper bound). False once deeper than `max` or past `maxValues` values.
- */
-export class DepthScan {
-  private depth = 0;
-  values = 0;
-  private inString = false;
-  private escaped = false;
-  constructor(
-    private readonly max: number,
-    private readonly maxValues: number = LIMITS.jsonValues,
-  ) {}
-
-  feed(b: Buffer): boolean {
-    // Locals, not fields, in the loop: this runs over every byte of every JSON body.
-    let depth = this.depth;
-    let inString = this.inString;
-    let escaped = this.escaped;
-    const max = this.max;
-    let values = this.values;
-    for (let i = 0; i < b.length; i++) {
-      const c = b[i];
-      if (inString) {
-        if (escaped) escaped = false;
-        else if (c === 0x5c) escaped = true;
-        else if (c === 0x22) inString = false;
-      } else if (c === 0x22) inString = true;
-      else if (c === 0x7b || c === 0x5b) {
-        values++;
-        if (++depth > max) return false;
-      } else if (c === 0x7d || c === 0x5d) depth--;
-      else if (c === 0x2c) values++;
-    }
-    this.values = values;
-    if (values > this.maxValues) return false;
-    this.depth = depth;
-    this.inString = inString;
-    this.escaped = escaped;
-    return true;
-  }
 }

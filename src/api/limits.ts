@@ -13,7 +13,8 @@ export const LIMITS = {
   heavyBodyBytes: 256 << 10,
   heavyConcurrent: 4,
   /**
-   * Values (openings and commas) in a JSON body, counted while it is read: what parsing the
+   * Values (openings and commas) in a JSON body, counted while it is read (a large body's
+   * past its head, in its parse worker before it parses): what parsing the
    * body on the event loop costs once its worker has checked it (json-pool.ts). A port
    * range publishes about 6 per port, so up to about 40,000 ports in one create.
    */
