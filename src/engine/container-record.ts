@@ -87,6 +87,8 @@ export interface ContainerPaths {
   stdin: string;
   consoleSocket: string;
   attachSocket: string;
+  /** The monitor's watch socket (monitor-link.ts). */
+  watchSocket: string;
   hostname: string;
   hosts: string;
   resolvConf: string;
@@ -106,6 +108,7 @@ export function containerPaths(dir: string): ContainerPaths {
     stdin: p('stdin'),
     consoleSocket: p('console.sock'),
     attachSocket: p('attach.sock'),
+    watchSocket: p('monitor.sock'),
     hostname: p('hostname'),
     hosts: p('hosts'),
     resolvConf: p('resolv.conf'),

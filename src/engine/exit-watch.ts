@@ -6,14 +6,31 @@ import { readExit, type ExitRecord } from '../runtime/monitor';
 export class MonitorGoneError extends Error {}
 
 /**
+ * The backstop poll of a run's exit watch: $BERTH_MONITOR_POLL_MS (tests stretch it to
+ * prove the events alone are enough), else 5 s. Events do the work: the exit record's
+ * directory watch and the monitor's watch connection (monitor-link.ts).
+ */
+export function monitorPollMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.BERTH_MONITOR_POLL_MS);
+  return Number.isSafeInteger(v) && v > 0 ? v : 5000;
+}
+
+/**
  * Wait for a container's exit record (the monitor writes it atomically: temp file, then
  * rename). Unlike a plain directory watch this wakes only for the exit file's own name,
  * so a chatty container appending to its log next to it costs nothing; a slow poll covers
  * missed events. Rejects (with the signal's reason) when `signal` aborts, and with
- * MonitorGoneError when `monitorGone` (asked at every poll) says the monitor is dead and
- * still no record is there.
+ * MonitorGoneError when `monitorGone` (asked at every poll and every wake) says the
+ * monitor is dead and still no record is there. `link`, given a wake function, wires an
+ * event that means "look now" (the monitor's watch connection ended) and returns its undo.
  */
-export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 1000, monitorGone?: () => Promise<boolean>): Promise<ExitRecord> {
+export async function watchExit(
+  exitFile: string,
+  signal: AbortSignal,
+  pollMs = 1000,
+  monitorGone?: () => Promise<boolean>,
+  link?: (wake: () => void) => () => void,
+): Promise<ExitRecord> {
   const name = path.basename(exitFile);
   let wake: (() => void) | undefined;
   let pending = false;
@@ -33,6 +50,7 @@ export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 
     // cannot watch: the poll alone finds it
   }
   signal.addEventListener('abort', poke);
+  const unlink = link?.(poke);
   try {
     for (;;) {
       signal.throwIfAborted();
@@ -59,6 +77,7 @@ export async function watchExit(exitFile: string, signal: AbortSignal, pollMs = 
     }
   } finally {
     signal.removeEventListener('abort', poke);
+    unlink?.();
     watcher?.close();
   }
 }

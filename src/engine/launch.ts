@@ -84,6 +84,7 @@ async function startRun(
     stdinFifo: rec.Config.OpenStdin && !rec.Config.Tty ? p.stdin : undefined,
     tty: rec.Config.Tty ? { consoleSocket: p.consoleSocket, attachSocket: p.attachSocket, rows: tsize?.height, cols: tsize?.width } : undefined,
     cgroupPath: ctx.cgroupsPath(id),
+    watchSocket: p.watchSocket,
     logMaxSize: maxSize,
     logMaxFiles: maxFiles,
     // Nothing to do between create and start (no network to plug in before the first

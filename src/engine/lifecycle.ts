@@ -5,8 +5,10 @@ import { unmountAll } from '../../volumes/layers/mount';
 import type { ExitRecord } from '../runtime/monitor';
 import { snapshotKey, type ContainerRecord } from './container-record';
 import { message, type EngineContext } from './context';
-import { MonitorGoneError, watchExit } from './exit-watch';
+import { MonitorGoneError, monitorPollMs, watchExit } from './exit-watch';
 import { monitorAlive } from './host';
+import { MonitorLink } from './monitor-link';
+import { attachPath } from './terminal';
 import { launch } from './launch';
 import { pruneFilter } from './list-filter';
 import type { LiveContainer } from './live-container';
@@ -103,9 +105,16 @@ export class Lifecycle {
     const ac = new AbortController();
     c.watch?.abort();
     c.watch = ac;
-    const exitFile = this.ctx.store.paths(c.id).exitFile;
-    const monitorGone = async (): Promise<boolean> => !(await monitorAlive(c.rec.MonitorPid, c.id));
-    c.runEnded = watchExit(exitFile, ac.signal, 1000, monitorGone).then(
+    const p = this.ctx.store.paths(c.id);
+    const monitorPid = c.rec.MonitorPid;
+    const monitorGone = async (): Promise<boolean> => !(await monitorAlive(monitorPid, c.id));
+    // The monitor's death is an event (its watch connection ends), for a run this berthd
+    // started and for one adopted after a restart alike; the poll is only a backstop.
+    const link = (wake: () => void): (() => void) => {
+      const l = new MonitorLink(attachPath(p.watchSocket, monitorPid), wake);
+      return () => l.close();
+    };
+    c.runEnded = watchExit(p.exitFile, ac.signal, monitorPollMs(), monitorGone, link).then(
       (exit) => {
         if (c.run === run) c.outputEnded.fire();
         return this.onExit(c, run, exit);

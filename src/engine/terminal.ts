@@ -13,9 +13,9 @@ export function consoleSize(hc: ContainerRecord['HostConfig']): { height: number
 }
 
 /**
- * The monitor's attach socket, reachable whatever the length of the container's path
- * (sun_path holds 107 bytes): through the monitor's working directory, which it sets to
- * the socket's directory.
+ * A socket of the monitor's (attach, watch: both in the container's directory), reachable
+ * whatever the length of the container's path (sun_path holds 107 bytes): through the
+ * monitor's working directory, which it sets to that directory.
  */
 export function attachPath(socket: string, monitorPid: number): string {
   return Buffer.byteLength(socket) < 100 ? socket : `/proc/${monitorPid}/cwd/${path.basename(socket)}`;

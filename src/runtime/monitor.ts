@@ -52,6 +52,8 @@ export interface MonitorArgs {
   cgroupPath?: string;
   /** `run --detach` instead of `create` (--start): the process runs when the reply comes. */
   start?: boolean;
+  /** Where the monitor listens for watchers (--watch-socket): a connection ends when it does. */
+  watchSocket?: string;
   /** tty mode (see TtyIO in runtime.ts): --tty --console-socket --attach-socket [--tty-size]. */
   tty?: { consoleSocket: string; attachSocket: string; rows?: number; cols?: number };
 }
@@ -68,6 +70,26 @@ export class MonitorTimeoutError extends InternalError {}
 /** What the monitor said on fd 3. */
 export type MonitorReply = { pid: number; monitorPid: number } | { error: string; monitorPid: number };
 
+/** The monitor's command line for `a` (monitor.c's usage). */
+export function monitorArgs(a: MonitorArgs): string[] {
+  const args = [
+    '--id', a.id, '--bundle', path.resolve(a.bundle), '--runtime', a.runtime,
+    '--runtime-root', path.resolve(a.runtimeRoot), '--log', path.resolve(a.log),
+    '--log-max-size', String(a.logMaxSize), '--log-max-files', String(a.logMaxFiles),
+    '--exit-file', path.resolve(a.exitFile), '--pid-file', path.resolve(a.pidFile),
+    '--runtime-log', path.resolve(a.runtimeLog),
+  ];
+  if (a.stdinFifo) args.push('--stdin-fifo', path.resolve(a.stdinFifo));
+  if (a.cgroupPath) args.push('--cgroup-path', a.cgroupPath);
+  if (a.start) args.push('--start');
+  if (a.watchSocket) args.push('--watch-socket', path.resolve(a.watchSocket));
+  if (a.tty) {
+    args.push('--tty', '--console-socket', path.resolve(a.tty.consoleSocket), '--attach-socket', path.resolve(a.tty.attachSocket));
+    if (a.tty.rows && a.tty.cols) args.push('--tty-size', `${a.tty.rows}x${a.tty.cols}`);
+  }
+  return args;
+}
+
 /**
  * Start a monitor (detached: its own session, stdio on /dev/null, so it outlives berthd)
  * and wait for its one line on fd 3. Resolves with the container's pid or runc's error.
@@ -81,20 +103,7 @@ export function startMonitor(a: MonitorArgs, timeoutMs = createTimeoutMs()): Pro
       }),
     );
   }
-  const args = [
-    '--id', a.id, '--bundle', path.resolve(a.bundle), '--runtime', a.runtime,
-    '--runtime-root', path.resolve(a.runtimeRoot), '--log', path.resolve(a.log),
-    '--log-max-size', String(a.logMaxSize), '--log-max-files', String(a.logMaxFiles),
-    '--exit-file', path.resolve(a.exitFile), '--pid-file', path.resolve(a.pidFile),
-    '--runtime-log', path.resolve(a.runtimeLog),
-  ];
-  if (a.stdinFifo) args.push('--stdin-fifo', path.resolve(a.stdinFifo));
-  if (a.cgroupPath) args.push('--cgroup-path', a.cgroupPath);
-  if (a.start) args.push('--start');
-  if (a.tty) {
-    args.push('--tty', '--console-socket', path.resolve(a.tty.consoleSocket), '--attach-socket', path.resolve(a.tty.attachSocket));
-    if (a.tty.rows && a.tty.cols) args.push('--tty-size', `${a.tty.rows}x${a.tty.cols}`);
-  }
+  const args = monitorArgs(a);
 
   return new Promise<MonitorReply>((resolve, reject) => {
     const child = spawn(bin, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });

@@ -89,6 +89,12 @@ export interface CreateIO {
   logMaxSize?: number;
   /** Files kept in all when rotating (default 1: the log is truncated). */
   logMaxFiles?: number;
+  /**
+   * Where the monitor holds watch connections (monitor.c, "Watch socket"): each ends when
+   * the monitor's process does, so a watcher learns of its death at once. In the same
+   * directory as tty.attachSocket (a long path is reached through the monitor's cwd).
+   */
+  watchSocket?: string;
   /** A pty instead of pipes (not with stdinFifo: input comes through the attach socket). */
   tty?: TtyIO;
   /**
@@ -244,6 +250,7 @@ export class OciRuntime {
       cgroupPath: io.cgroupPath,
       tty: io.tty,
       start: io.start,
+      watchSocket: io.watchSocket,
     }).catch(async (e: unknown) => {
       // The monitor and `runc create` are dead (startMonitor killed them); what runc made
       // may remain: its state, and the container's init waiting in the cgroup.

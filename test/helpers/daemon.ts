@@ -44,6 +44,7 @@ export class TestDaemon {
   containers: RemoteContainerService;
   volumes: RemoteVolumeService;
   private exit?: Promise<number | null>;
+  private inherit: Array<number | 'ignore'> = [];
 
   private constructor(
     readonly root: string,
@@ -63,11 +64,13 @@ export class TestDaemon {
    * `derivedNetwork`: start it without --bridge/--subnet/--iptables-suffix, as a user's
    * second daemon on another root would be (it then takes the bridge derived from its root).
    */
-  static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<TestDaemon> {
+  /** `inherit`: descriptors the daemon gets at fd 3 and up, as a careless caller would pass them (kept for `restart()`). */
+  static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean; env?: NodeJS.ProcessEnv; inherit?: Array<number | 'ignore'> } = {}): Promise<TestDaemon> {
     const root = opts.root ?? (await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-')));
     const args = [...(opts.args ?? [])];
     if (!args.includes('--bridge') && !opts.derivedNetwork) args.push(...testNetwork(root));
     const d = new TestDaemon(root, args);
+    d.inherit = opts.inherit ?? [];
     await d.launch(opts.env);
     return d;
   }
@@ -85,7 +88,7 @@ export class TestDaemon {
   async launch(env?: NodeJS.ProcessEnv): Promise<void> {
     const log = fs.openSync(path.join(this.root, 'test-daemon.log'), 'a');
     const child = spawn(process.execPath, [CLI, 'daemon', '--root', this.root, '--host', this.host, ...this.args], {
-      stdio: ['ignore', log, log],
+      stdio: ['ignore', log, log, ...this.inherit],
       env: env ? { ...process.env, ...env } : process.env,
     });
     fs.closeSync(log);

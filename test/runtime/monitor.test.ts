@@ -1,8 +1,9 @@
 import test from 'ava';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
-import { monitorPath } from '../../src/runtime/monitor';
+import { monitorArgs, monitorPath } from '../../src/runtime/monitor';
 import { OciRuntime } from '../../src/runtime/runtime';
 import { buildSpec } from '../../src/runtime/spec';
 import { ensureMonitor, sandbox } from './fixture';
@@ -178,4 +179,60 @@ test("a runtime's long error message reaches create intact and as valid JSON", a
   t.regex(err.message, /"quoted" é "quoted"/);
   t.true(err.message.length > 2000 && err.message.length < 4200, `cut near 4 KiB of JSON, at an escape boundary (${err.message.length})`);
   t.false(err.message.includes('end'), 'the tail was cut');
+});
+
+/** Every process but this one holding `file` open, as "PID: command line". */
+function holders(file: string): string[] {
+  const found: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    const holds = fds.some((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === file;
+      } catch {
+        return false;
+      }
+    });
+    if (holds) found.push(`${pid}: ${fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ')}`);
+  }
+  return found;
+}
+
+test('the monitor passes no descriptor its caller left open to the container, and its watch connections end when it is killed', async (t) => {
+  const sb = await sandbox(t);
+  const id = `t-${Date.now().toString(36)}`;
+  const { bundle, io } = sb.paths(id);
+  await sb.rt.writeBundle(bundle, buildSpec(sb.input(id, ['sleep', '1000'])));
+  const marker = path.join(sb.dir, 'inherited');
+  const markerFd = fs.openSync(marker, 'w');
+  t.teardown(() => fs.closeSync(markerFd));
+  const watchSocket = path.join(bundle, 'monitor.sock');
+  const args = monitorArgs({ id, bundle, runtime: sb.rt.path, runtimeRoot: sb.rt.root, logMaxSize: -1, logMaxFiles: 1, ...io, start: true, watchSocket });
+  // fd 3 the start pipe; the marker at fd 9, not close-on-exec, as a careless caller leaves one.
+  const child = spawn(monitorPath(), args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'ignore', 'ignore', 'ignore', 'ignore', 'ignore', markerFd] });
+  sb.track(child.pid!);
+  child.unref();
+  let line = '';
+  for await (const chunk of child.stdio[3] as NodeJS.ReadableStream) {
+    line += chunk.toString();
+    if (line.includes('\n')) break;
+  }
+  const { pid } = JSON.parse(line) as { pid: number };
+  t.true(pid > 0, line);
+  t.deepEqual(holders(marker), [], 'neither the monitor nor the container holds it');
+
+  // The watch socket's directory is the monitor's working directory (long paths go through it).
+  const conn = net.connect(`/proc/${child.pid}/cwd/monitor.sock`);
+  await new Promise<void>((resolve, reject) => conn.once('connect', resolve).once('error', reject));
+  const ended = new Promise<void>((resolve) => conn.once('close', () => resolve()));
+  conn.on('error', () => undefined);
+  process.kill(child.pid!, 'SIGKILL');
+  await ended; // the test's own timeout is the hang guard
+  t.false(fs.existsSync(io.exitFile), 'a killed monitor records no exit');
+  await sb.rt.delete(id, true);
 });

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { connect } from '../context';
 import { formatItems, humanSize } from '../format';
 import { DEFAULT_ROOT, resolveLocation } from '../../daemon/options';
+import { closeInheritedFds } from '../../daemon/inherited-fds';
 import { checkInsecureEntry } from '../../images/registry/endpoint';
 import { InvalidArgumentError } from '../../../volumes/shared/errors';
 
@@ -46,6 +47,8 @@ export function systemCommands(program: Command): void {
       '\nExamples:\n  berth daemon --root /tmp/b1 --host unix:///tmp/b1/berth.sock --bridge berth1 --subnet 10.201.0.0/24\n  berth daemon --dry-run        # the rules, nothing changed',
     )
     .action(async (opts: { runtime: string; volumeDriver?: 'btrfs' | 'dir'; bridge?: string; subnet?: string; iptablesSuffix?: string; dryRun?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; maxConcurrentUploads: number; pushChunkSize?: string; bodyTimeout?: number; volumePoolSize?: string; volumeDefaultSize?: string; maxDecompressionRatio?: string }, cmd: Command) => {
+      // First, before anything is spawned: what the caller left open is not berthd's to pass on.
+      closeInheritedFds();
       const loc = resolveLocation(cmd.optsWithGlobals());
       const network = { bridge: opts.bridge, subnet: opts.subnet, iptablesSuffix: opts.iptablesSuffix };
       if (opts.dryRun) {

@@ -16,7 +16,7 @@
  *   berth-monitor --id ID --bundle DIR --runtime PATH --runtime-root DIR
  *                 --log FILE --log-max-size BYTES --log-max-files N
  *                 --exit-file FILE --pid-file FILE --runtime-log FILE
- *                 [--stdin-fifo PATH] [--cgroup-path PATH] [--start]
+ *                 [--stdin-fifo PATH] [--cgroup-path PATH] [--start] [--watch-socket PATH]
  *                 [--tty --console-socket PATH --attach-socket PATH [--tty-size ROWSxCOLS]]
  *
  * The tty flags go together (see "tty mode" below); --stdin-fifo is refused with --tty,
@@ -113,6 +113,22 @@
  *   and the master, unlinks ATTACH and writes EXIT_FILE as above. So a client sees EOF
  *   before the exit file appears; once EXIT_FILE exists the log is complete.
  *
+ * Watch socket (--watch-socket PATH, a unix stream socket; long paths as for ATTACH)
+ *   How berthd learns at once that the monitor is gone, whoever started it (a berthd that
+ *   restarted adopts monitors it is not the parent of). The monitor listens on PATH before
+ *   it runs the runtime and accepts and holds every connection (at most 4 at a time; more
+ *   are closed at once); it never writes to them, and what a client writes is discarded.
+ *   A connection ends when the client closes it or the monitor's process ends: after
+ *   EXIT_FILE was written when the container exited, without one when the monitor was
+ *   killed. So EOF on a connection means "look now": the exit file, else a dead monitor.
+ *   PATH is unlinked before EXIT_FILE is written. Without --tty the monitor's working
+ *   directory is PATH's directory, so a client can connect to /proc/MONITOR_PID/cwd/NAME
+ *   (berthd keeps PATH in the same directory as ATTACH, which is the cwd with --tty).
+ *
+ * File descriptors: the monitor closes every descriptor above 3 it inherited, so that a
+ *   descriptor its caller left open (not close-on-exec) never reaches the runtime or the
+ *   container, and the monitor never holds the caller's pipes open.
+ *
  * SIGPIPE and SIGHUP are ignored; the monitor never writes to its own stdio. SIGTERM or
  * SIGKILL end it (the container keeps running, no longer logged or recorded).
  *
@@ -144,10 +160,11 @@
 #define MSG_MAX 4096          /* longest error message passed on fd 3 */
 #define CLIENT_OUT_MAX (4 << 20) /* tty: output queued for the attach client before it is dropped */
 #define INPUT_MAX 65536       /* tty: input queued for the pty; more is dropped */
+#define WATCH_MAX 4           /* watch connections held at once; more are closed at once */
 
 static struct {
     const char *id, *bundle, *runtime, *runtime_root, *log, *exit_file, *pid_file,
-        *runtime_log, *stdin_fifo, *cgroup_path, *console_socket, *attach_socket;
+        *runtime_log, *stdin_fifo, *cgroup_path, *console_socket, *attach_socket, *watch_socket;
     long long log_max_size;
     long log_max_files;
     int tty;
@@ -600,6 +617,38 @@ static void client_accept(void)
     client = fd;
 }
 
+/* ---- the watch socket --------------------------------------------------------------- */
+
+static int watch_lfd = -1, watch_dirfd = -1;
+static const char *watch_name;
+static int watchers[WATCH_MAX] = { -1, -1, -1, -1 };
+
+/* Hold every new watch connection there is room for; close the rest. */
+static void watch_accept(void)
+{
+    int fd;
+    while ((fd = accept4(watch_lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        int k = 0;
+        while (k < WATCH_MAX && watchers[k] >= 0)
+            k++;
+        if (k < WATCH_MAX)
+            watchers[k] = fd;
+        else
+            close(fd);
+    }
+}
+
+/* A watcher wrote (discarded) or hung up (closed). */
+static void watch_read(int k)
+{
+    char buf[256];
+    ssize_t n = read(watchers[k], buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        close(watchers[k]);
+        watchers[k] = -1;
+    }
+}
+
 /* The pty master from one SCM_RIGHTS message on conn, or -1 (errno EAGAIN: not yet). */
 static int recv_master(int conn)
 {
@@ -846,7 +895,7 @@ static int parse_args(int argc, char **argv)
         { "stdin-fifo", required_argument, 0, 'f' },  { "cgroup-path", required_argument, 0, 'c' },
         { "tty", no_argument, 0, 't' },               { "console-socket", required_argument, 0, 'C' },
         { "attach-socket", required_argument, 0, 'a' }, { "tty-size", required_argument, 0, 'z' },
-        { "start", no_argument, 0, 'S' },
+        { "start", no_argument, 0, 'S' },             { "watch-socket", required_argument, 0, 'w' },
         { 0, 0, 0, 0 },
     };
     unsigned rows = 0, cols = 0;
@@ -869,6 +918,7 @@ static int parse_args(int argc, char **argv)
         case 'c': o.cgroup_path = optarg; break;
         case 't': o.tty = 1; break;
         case 'S': o.start = 1; break;
+        case 'w': o.watch_socket = optarg; break;
         case 'C': o.console_socket = optarg; break;
         case 'a': o.attach_socket = optarg; break;
         case 'z':
@@ -884,6 +934,8 @@ static int parse_args(int argc, char **argv)
     for (size_t k = 0; k < sizeof paths / sizeof *paths; k++)
         if (!paths[k] || paths[k][0] != '/')
             return -1;
+    if (o.watch_socket && o.watch_socket[0] != '/')
+        return -1;
     if (o.tty) { /* tty mode: both sockets, absolute; stdin comes from the attach client */
         if (!o.console_socket || o.console_socket[0] != '/' || !o.attach_socket ||
             o.attach_socket[0] != '/' || o.stdin_fifo)
@@ -901,6 +953,10 @@ int main(int argc, char **argv)
     if (fcntl(SYNC_FD, F_GETFD) < 0)
         return 2; /* no sync fd: not started by berthd */
     fcntl(SYNC_FD, F_SETFD, FD_CLOEXEC);
+    /* Whatever else the caller left open is not ours to hold or pass on. */
+    if (close_range(SYNC_FD + 1, ~0U, 0) < 0)
+        for (int fd = SYNC_FD + 1; fd < 4096; fd++)
+            close(fd);
     for (int fd; (fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2;)
         ; /* fds 0-2 must be taken, so our pipes never land there */
     if (parse_args(argc, argv) < 0) {
@@ -937,6 +993,11 @@ int main(int argc, char **argv)
     int console_lfd = -1, console_dirfd = -1;
     const char *console_name = NULL;
     char console_arg[sizeof ((struct sockaddr_un *)0)->sun_path] = "";
+    if (o.watch_socket) {
+        watch_lfd = listen_unix(o.watch_socket, &watch_dirfd, &watch_name, "listen on the watch socket");
+        if (!o.tty && fchdir(watch_dirfd) < 0)
+            fail("chdir to the watch socket's directory");
+    }
     if (o.tty) {
         attach_lfd = listen_unix(o.attach_socket, &attach_dirfd, &attach_name, "listen on the attach socket");
         if (fchdir(attach_dirfd) < 0)
@@ -1045,14 +1106,17 @@ int main(int argc, char **argv)
     char finished[40] = "";
     /* (tty mode: also until the client took the output queued for it, within the deadline) */
     while (!exited || so.fd >= 0 || se.fd >= 0 || (client >= 0 && out_len > 0)) {
-        struct pollfd p[6] = { { sfd, POLLIN, 0 }, { so.fd, POLLIN, 0 }, { se.fd, POLLIN, 0 },
+        struct pollfd p[7 + WATCH_MAX] = { { sfd, POLLIN, 0 }, { so.fd, POLLIN, 0 }, { se.fd, POLLIN, 0 },
                                { in_len > 0 ? master_fd : -1, POLLOUT, 0 },
                                { exited ? -1 : attach_lfd, POLLIN, 0 },
-                               { client, (short)(POLLIN | (out_len > 0 ? POLLOUT : 0)), 0 } };
+                               { client, (short)(POLLIN | (out_len > 0 ? POLLOUT : 0)), 0 },
+                               { watch_lfd, POLLIN, 0 } };
+        for (int k = 0; k < WATCH_MAX; k++)
+            p[7 + k] = (struct pollfd){ watchers[k], POLLIN, 0 };
         int timeout = -1;
         if (exited && (timeout = (int)(deadline - now_ms())) <= 0)
             break; /* something outside the pid namespace still holds a pipe */
-        if (poll(p, 6, timeout) < 0) {
+        if (poll(p, 7 + WATCH_MAX, timeout) < 0) {
             if (errno != EINTR)
                 usleep(100000); /* ENOMEM: try again shortly */
             continue;
@@ -1084,6 +1148,11 @@ int main(int argc, char **argv)
             client_flush();
         if (client >= 0 && p[5].revents & (POLLIN | POLLHUP | POLLERR))
             client_read();
+        if (p[6].revents)
+            watch_accept();
+        for (int k = 0; k < WATCH_MAX; k++)
+            if (watchers[k] >= 0 && p[7 + k].revents)
+                watch_read(k);
     }
     if (so.fd >= 0)
         close_stream(&so);
@@ -1094,6 +1163,10 @@ int main(int argc, char **argv)
         close(attach_lfd);
         unlinkat(attach_dirfd, attach_name, 0);
         close(master_fd);
+    }
+    if (watch_lfd >= 0) { /* its connections end when the process does, after the exit file */
+        close(watch_lfd);
+        unlinkat(watch_dirfd, watch_name, 0);
     }
     write_exit_file(init_status, finished, oom);
     return 0;
