@@ -157,12 +157,14 @@ test.serial('after a berthd restart, an adopted container whose monitor is kille
   process.kill(a.monitor, 'SIGKILL');
   const killed = Date.now();
   t.is(await noticed(a.id), 'exited 255');
-  t.log(`noticed in ${Date.now() - killed} ms`);
+  t.log(`noticed in ${Date.now() - killed} ms (killed at ${new Date(killed).toISOString()})`);
   t.deepEqual(leftovers(a.id, a.pid), []);
 
   process.kill(b.monitor, 'SIGKILL');
+  const killedB = new Date().toISOString();
   const took = await timedRemove(b.id);
-  t.log(`rm -f took ${took} ms`);
+  t.log(`rm -f took ${took} ms (killed at ${killedB})`);
+  t.log(d.log().split('\n').filter((l) => l.includes(a.id) || l.includes(b.id)).join('\n'));
   t.true(took < AT_ONCE_MS, `rm -f took ${took} ms`);
   t.deepEqual(leftovers(b.id, b.pid), []);
   await d.containers.remove(a.id, { force: true });
