@@ -50,7 +50,7 @@ export interface VolumePool {
   Size: number;
   Used: number;
   Free: number;
-  /** The pool file's apparent size and the host bytes it takes (it is sparse). */
+  /** The pool file's apparent size and the host bytes reserved for it (equal, unless it has holes). */
   FileSize: number;
   Allocated: number;
   /** The host's filesystem under the pool file. */

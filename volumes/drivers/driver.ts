@@ -256,7 +256,7 @@ export interface PoolStatus {
   size: number;
   free: number;
   used: number;
-  /** The pool file's apparent size, and the host bytes it takes (it is sparse). */
+  /** The pool file's apparent size, and the host bytes it takes (all of it, unless the host has no fallocate or it was trimmed). */
   fileSize: number;
   allocated: number;
   /** The host filesystem under the pool file: its size and free bytes. */

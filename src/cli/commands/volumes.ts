@@ -21,7 +21,7 @@ export function poolText(p: VolumePool): string {
   return [
     `Pool file:   ${p.File} (mounted at ${p.Mountpoint})`,
     `Size:        ${humanSize(p.Size)} (used ${humanSize(p.Used)}, free ${humanSize(p.Free)})`,
-    `On the host: ${humanSize(p.Allocated)} written of a ${humanSize(p.FileSize)} sparse file`,
+    `On the host: ${humanSize(p.Allocated)} reserved for a ${humanSize(p.FileSize)} file${p.Allocated < p.FileSize ? ' (it has holes: not all of it is reserved)' : ''}`,
     `Host free:   ${humanSize(p.HostFree)} of ${humanSize(p.HostSize)}; the pool may grow by ${humanSize(p.GrowRoom)}`,
     `Auto-grow:   ${p.AutoGrow ? 'on' : 'off'}${p.GrowError ? ` (last attempt failed: ${p.GrowError})` : ''}`,
   ].join('\n') + '\n';

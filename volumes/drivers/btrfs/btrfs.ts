@@ -31,7 +31,9 @@ import type { CreateOptions, PoolStatus, RemoveOptions, SnapshotInfo, SnapshotMe
 import { checkName } from '../names';
 import { treeFingerprint } from '../../archive/changeset';
 import { identity, receiveStream, sendStream, subvolumeIds } from './send-receive';
-import { LoopPool, PoolInfo } from './pool';
+import { hostFull, LoopPool, PoolInfo } from './pool';
+import { SMALLEST_GROW } from './pool-growth';
+import { reserveFor, spaceOf as hostSpace } from '../../shared/unpack-guard';
 import { recordToken, self } from '../../shared/process';
 import { createSubvolume, deleteSubvolume, enableQuota, isSubvolume, limitSubvolume, snapshotSubvolume } from './subvolumes';
 
@@ -151,16 +153,17 @@ export class BtrfsDriver extends VolumeStore {
     await this.reclaim();
   }
 
-  /** A pool that is nearly full and cannot grow because the host is nearly full: refuse new writes, naming both. */
+  /**
+   * A pool that is nearly full and cannot grow because the host is nearly full: refuse new
+   * writes (a new volume, snapshot, clone, restore, import), naming the pool and the host.
+   */
   private async refuseWhenHostFull(): Promise<void> {
     if (!this.pool || !this.opts.autoGrowMs) return;
     await this.autoGrow();
     const info = await this.pool.info();
     const headroom = Math.min(Math.max(info.size * 0.01, 4 * MiB), 256 * MiB);
-    if (info.free < headroom && info.growRoom < 16 * MiB) {
-      throw new FailedPreconditionError(`the volume pool ${this.pool.file} is full and the host's filesystem under it is nearly full (${info.hostFree} bytes free)`, {
-        hint: 'free space on the host or remove volumes and snapshots you no longer need; berth volume pool shows the numbers',
-      });
+    if (info.free < headroom && info.growRoom < SMALLEST_GROW) {
+      throw hostFull(this.pool.file, path.dirname(this.pool.file), `is full (${info.free} of ${info.size} bytes free) and cannot grow`);
     }
   }
 
@@ -225,6 +228,9 @@ export class BtrfsDriver extends VolumeStore {
 
   protected override noSpace(cause: unknown): BerthError {
     if (!this.pool) return super.noSpace(cause);
+    const hostDir = path.dirname(this.pool.file);
+    const host = hostSpace(hostDir);
+    if (host.free - reserveFor(host.size) < SMALLEST_GROW) return hostFull(this.pool.file, hostDir, 'is full and cannot grow', cause);
     return new FailedPreconditionError(`the volume pool ${this.pool.file} is full`, {
       hint: 'make room: remove snapshots or volumes you no longer need, or grow the pool',
       cause,

@@ -8,9 +8,10 @@
  *   - by half its size (at least MIN_STEP), up to the host's room;
  *   - the host's room is what the pool file may still take without the host's
  *     filesystem dropping below its reserve (1% of it, 64 MiB to 1 GiB, the same reserve
- *     the unpack checks keep: volumes/shared/unpack-guard.ts). The file is sparse, so
- *     its unwritten part counts against that room too: the pool's size never promises
- *     more than the host had when it grew.
+ *     the unpack checks keep: volumes/shared/unpack-guard.ts). The file is allocated
+ *     (pool.ts), so the room it grows into is taken from the host at once; a hole in it
+ *     (a trimmed or older, sparse pool) counts against the room too: the pool's size never
+ *     promises more than the host had when it grew.
  * Near a full host the plan says `hostFull`: the driver refuses new volumes, snapshots,
  * clones and imports with an error naming the pool, before btrfs or the loop device fail.
  *
@@ -24,13 +25,13 @@ export const GROW_WHEN_FREE = 0.25;
 export const MIN_HEADROOM = 64 * MiB;
 export const MIN_STEP = 64 * MiB;
 /** A grow of less than this is not worth a resize: the host is as good as full. */
-const SMALLEST_GROW = 16 * MiB;
+export const SMALLEST_GROW = 16 * MiB;
 
 export interface PoolSpace {
   /** The pool filesystem's size and its free bytes (statfs). */
   size: number;
   free: number;
-  /** Host bytes the (sparse) pool file takes now. */
+  /** Host bytes the pool file takes now (less than fileSize only where it has holes). */
   allocated: number;
   /** The pool file's apparent size. */
   fileSize: number;
@@ -45,7 +46,7 @@ export type GrowthPlan = { grow: number } | { hold: 'enough' | 'hostFull'; room:
 
 /**
  * How many more bytes the pool file may take: the host's free space above its reserve,
- * less what the sparse file already promises but has not written yet.
+ * less what the file's holes (if any) already promise but do not hold yet.
  */
 export function growRoom(pool: PoolSpace, host: HostSpace): number {
   const room = Math.max(host.free - reserveFor(host.size), 0);

@@ -1,6 +1,6 @@
 /**
  * A loop-backed btrfs pool: when the data root is not on btrfs, the btrfs driver keeps its
- * volumes in a sparse file formatted as btrfs (`root/pool.btrfs`), mounted at `root/pool`
+ * volumes in a file formatted as btrfs (`root/pool.btrfs`), mounted at `root/pool`
  * while a driver is open.
  *
  * Loop devices are the part that leaks, so every path ends with none of ours attached:
@@ -19,19 +19,24 @@
  * now belongs to another process, no longer counts. Open, close and grow run under
  * `root/pool.lock`.
  *
- * The file is sparse: it takes host disk space only as volumes fill it, so its size is an
- * upper bound, not a reservation; the host filesystem must have the room when it is used.
+ * The file is allocated, not sparse: made and grown with `fallocate` (util-linux), so the
+ * host's blocks are reserved for it and a host that fills up later (another program, a
+ * log) cannot fail the loop device's writes with EIO under btrfs. When the pool fills, its
+ * writers get ENOSPC from btrfs, as on a full disk. The pool is mounted `nodiscard`, so the
+ * blocks its deleted files free stay with the pool; holes punched anyway (an `fstrim` of the
+ * pool, a pool made by an older, sparse berth) are filled again by `keepAllocated`.
+ * A filesystem without fallocate (it answers EOPNOTSUPP) gets a sparse file, as before.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../shared/errors';
-import { tool, ToolError } from '../../shared/host-tool';
+import { isNoSpace, tool, ToolError } from '../../shared/host-tool';
 import { alive, formatRecord, parseRecord, self } from '../../shared/process';
 import { writeFileAtomic } from '../../shared/atomic';
 import { Lifecycle } from '../../shared/lifecycle';
-import { spaceOf as hostSpace } from '../../shared/unpack-guard';
+import { reserveFor, spaceOf as hostSpace } from '../../shared/unpack-guard';
 import type { PoolStatus } from '../driver';
 import { growRoom, growthPlan, type GrowthPlan, type PoolSpace } from './pool-growth';
 
@@ -72,9 +77,16 @@ export class LoopPool {
       if (!fs.existsSync(file)) await makePool(file, size ?? (await defaultPoolSize(root)));
       if (!(await mountedAt(mountpoint))) await attachAndMount(file, mountpoint);
       await writeFileAtomic(userFile, formatRecord(self()));
-      return new LoopPool(file, mountpoint, root, userFile);
+      const pool = new LoopPool(file, mountpoint, root, userFile);
+      // A pool with holes (made sparse by an older berth, or trimmed): reserve them now if
+      // the host has the room; if not, the pool still opens, and the next check says why.
+      await pool.fillHoles().catch(() => undefined);
+      return pool;
     });
   }
+
+  /** Set when the host filesystem has no fallocate: the file then stays sparse. */
+  private sparseOnly = false;
 
   /** Unmount and detach, unless another live process still has the pool open. Twice is harmless. */
   close(): Promise<void> {
@@ -120,6 +132,7 @@ export class LoopPool {
    */
   async autoGrow(): Promise<GrowthPlan> {
     this.life.check();
+    await this.keepAllocated();
     const plan = growthPlan(await this.space(), hostSpace(this.root));
     if (!('grow' in plan)) return plan;
     return withPoolLock(this.root, async () => {
@@ -130,9 +143,45 @@ export class LoopPool {
     });
   }
 
-  /** The file, the loop device, then btrfs, to `size` bytes (lock held). */
+  /**
+   * Reserve host blocks for the pool file's holes, if it has any (an `fstrim` of the pool
+   * punches them through the loop device; a pool made by an older berth was sparse).
+   * FAILED_PRECONDITION, naming the pool and the host, when the host lacks the room.
+   */
+  async keepAllocated(): Promise<void> {
+    this.life.check();
+    if (this.sparseOnly || !(await hasHoles(this.file))) return;
+    await withPoolLock(this.root, () => this.fillHoles());
+  }
+
+  /** keepAllocated's work (the caller holds the lock, or is open, which holds it). */
+  async fillHoles(): Promise<void> {
+    if (this.sparseOnly || !(await hasHoles(this.file))) return;
+    const size = (await fs.promises.stat(this.file)).size;
+    try {
+      if (!(await allocate(this.file, 0, size))) this.sparseOnly = true;
+    } catch (e) {
+      if (!isNoSpace(e)) throw e;
+      throw hostFull(this.file, this.root, `cannot reserve host blocks for the holes of its ${size}-byte file`, e);
+    }
+  }
+
+  /**
+   * The file (its new range allocated on the host), the loop device, then btrfs, to `size`
+   * bytes (lock held). A host that cannot give the range leaves the pool as it was.
+   */
   private async resize(size: number): Promise<void> {
-    await fs.promises.truncate(this.file, size); // still sparse: no host space is used until written
+    const current = (await fs.promises.stat(this.file)).size;
+    try {
+      if (this.sparseOnly || !(await allocate(this.file, current, size - current))) {
+        this.sparseOnly = true;
+        await fs.promises.truncate(this.file, size); // no fallocate on this host: sparse
+      }
+    } catch (e) {
+      await fs.promises.truncate(this.file, current).catch(() => undefined); // give back a partial allocation
+      if (!isNoSpace(e)) throw e;
+      throw hostFull(this.file, this.root, `cannot grow from ${current} to ${size} bytes`, e);
+    }
     const dev = (await mountedAt(this.mountpoint))?.source;
     if (!dev) throw new FailedPreconditionError(`the volume pool is not mounted at ${this.mountpoint}`, { hint: 'open the driver again' });
     await tool('losetup', ['-c', dev]);
@@ -165,36 +214,83 @@ export class LoopPool {
   }
 }
 
-/** 10% of the free space under `root`, at least 1 GiB and at most 256 GiB, never more than is free. */
+/**
+ * 10% of the free space under `root`, at least 1 GiB and at most 8 GiB, and never past the
+ * host's reserve (a host without room for the smallest pool gets that, which makePool then
+ * refuses naming the host). The pool is allocated, so this much is taken from the host when
+ * the first volume is made; it grows by itself from there.
+ */
 export async function defaultPoolSize(root: string): Promise<number> {
-  const st = await fs.promises.statfs(root);
-  const free = st.bavail * st.bsize;
-  const size = Math.min(Math.max(free * 0.1, GiB), 256 * GiB, free);
-  return Math.floor(size / MiB) * MiB;
+  const host = hostSpace(root);
+  const size = Math.min(Math.max(host.free * 0.1, GiB), MAX_DEFAULT_POOL, host.free - reserveFor(host.size));
+  return Math.max(Math.floor(size / MiB) * MiB, MIN_POOL_SIZE);
 }
+const MAX_DEFAULT_POOL = 8 * GiB;
 
 /** Build the pool as `<file>.new` and rename it into place: a half-made pool is never used. */
 async function makePool(file: string, size: number): Promise<void> {
+  const dir = path.dirname(file);
   if (!Number.isSafeInteger(size) || size < MIN_POOL_SIZE) {
     throw new InvalidArgumentError(`a volume pool of ${size} bytes is too small`, {
-      hint: `give a pool size of at least ${MIN_POOL_SIZE / MiB} MiB (or free space on the filesystem of ${path.dirname(file)})`,
+      hint: `give a pool size of at least ${MIN_POOL_SIZE / MiB} MiB`,
     });
   }
+  const host = hostSpace(dir);
+  if (size > host.free - reserveFor(host.size)) throw hostFull(file, dir, `cannot be made ${size} bytes large`);
   const tmp = `${file}.new`;
   await fs.promises.rm(tmp, { force: true });
-  const fh = await fs.promises.open(tmp, 'wx', 0o600);
+  await fs.promises.writeFile(tmp, '', { flag: 'wx', mode: 0o600 });
   try {
-    await fh.truncate(size); // sparse
-  } finally {
-    await fh.close();
-  }
-  try {
-    await tool('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), '-L', 'berth-volumes', tmp]);
+    try {
+      if (!(await allocate(tmp, 0, size))) await fs.promises.truncate(tmp, size); // no fallocate here: sparse
+    } catch (e) {
+      if (isNoSpace(e)) throw hostFull(file, dir, `cannot be made ${size} bytes large`, e);
+      throw e;
+    }
+    // -K: no discard of the new file's blocks (it would punch them out of it again).
+    await tool('mkfs.btrfs', ['-q', '-K', ...(size < MIXED_BELOW ? ['--mixed'] : []), '-L', 'berth-volumes', tmp]);
     await fs.promises.rename(tmp, file);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true });
     throw e;
   }
+}
+
+/**
+ * Reserve host blocks for `length` bytes of `file` from `offset` (util-linux fallocate,
+ * mode 0: it fills holes, leaves written data alone, and extends the file if the range ends
+ * past it). False when the host filesystem has no fallocate.
+ */
+async function allocate(file: string, offset: number, length: number): Promise<boolean> {
+  try {
+    await tool('fallocate', ['-o', String(offset), '-l', String(length), file]);
+    return true;
+  } catch (e) {
+    if (e instanceof ToolError && /Operation not supported/i.test(e.stderr)) return false;
+    throw e;
+  }
+}
+
+/** Whether the pool file has holes: fewer host blocks than its size. */
+async function hasHoles(file: string): Promise<boolean> {
+  const st = await fs.promises.stat(file);
+  return st.blocks * 512 < st.size;
+}
+
+/**
+ * The host filesystem under the pool is (nearly) full: the error names the pool file, the
+ * host directory and its numbers, and says what to do.
+ */
+export function hostFull(file: string, hostDir: string, what: string, cause?: unknown): FailedPreconditionError {
+  const host = hostSpace(hostDir);
+  const reserve = reserveFor(host.size);
+  return new FailedPreconditionError(
+    `the volume pool ${file} ${what}: the host filesystem of ${hostDir} has ${host.free} bytes free and keeps ${reserve} in reserve`,
+    {
+      hint: `free space on the filesystem of ${hostDir} (the pool then grows by itself), or remove volumes and snapshots you no longer need; berth volume pool shows the numbers`,
+      cause,
+    },
+  );
 }
 
 async function attachAndMount(file: string, mountpoint: string): Promise<void> {
@@ -206,7 +302,9 @@ async function attachAndMount(file: string, mountpoint: string): Promise<void> {
   const attached = !dev;
   dev ??= (await tool('losetup', ['--find', '--show', file])).trim();
   try {
-    await tool('mount', ['-t', 'btrfs', dev, mountpoint]);
+    // nodiscard: blocks freed in the pool stay reserved for it (btrfs would turn on async
+    // discard for a loop device, and the loop device punches discarded ranges out of the file).
+    await tool('mount', ['-t', 'btrfs', '-o', 'nodiscard', dev, mountpoint]);
   } catch (e) {
     if (attached) await tool('losetup', ['-d', dev]).catch(() => undefined);
     throw e;
