@@ -215,17 +215,18 @@ export class LoopPool {
 }
 
 /**
- * 10% of the free space under `root`, at least 1 GiB and at most 8 GiB, and never past the
+ * 10% of the free space under `root`, at least 1 GiB and at most 2 GiB, and never past the
  * host's reserve (a host without room for the smallest pool gets that, which makePool then
  * refuses naming the host). The pool is allocated, so this much is taken from the host when
- * the first volume is made; it grows by itself from there.
+ * the first volume is made (every test daemon makes one too); it grows by itself from there,
+ * by half its size each time.
  */
 export async function defaultPoolSize(root: string): Promise<number> {
   const host = hostSpace(root);
   const size = Math.min(Math.max(host.free * 0.1, GiB), MAX_DEFAULT_POOL, host.free - reserveFor(host.size));
   return Math.max(Math.floor(size / MiB) * MiB, MIN_POOL_SIZE);
 }
-const MAX_DEFAULT_POOL = 8 * GiB;
+const MAX_DEFAULT_POOL = 2 * GiB;
 
 /** Build the pool as `<file>.new` and rename it into place: a half-made pool is never used. */
 async function makePool(file: string, size: number): Promise<void> {
