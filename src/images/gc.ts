@@ -30,6 +30,7 @@ export async function collectGarbage(
     usedBlobs.add(rec.manifest.digest);
     for (const l of rec.layers) {
       usedBlobs.add(l.digest);
+      if (l.heldAs) usedBlobs.add(l.heldAs.digest);
       usedLayers.add(l.chainID);
     }
   }

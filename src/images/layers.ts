@@ -197,6 +197,16 @@ async function commitLayer(ctx: ImageContext, chainID: string, key: string, diff
   }
 }
 
+/** The blob layer `chainID` was unpacked from (its label), if it exists. */
+export async function layerBlob(ctx: ImageContext, chainID: string): Promise<string | undefined> {
+  try {
+    return (await ctx.snapshotter.stat(chainID)).labels[LABEL_BLOB];
+  } catch (e) {
+    if (e instanceof NotFoundError) return undefined;
+    throw e;
+  }
+}
+
 export async function hasLayer(ctx: ImageContext, chainID: string): Promise<boolean> {
   try {
     return (await ctx.snapshotter.stat(chainID)).kind === 'committed';

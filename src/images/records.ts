@@ -16,6 +16,12 @@ export interface LayerRecord {
   chainID: string;
   /** Bytes the unpacked layer takes on disk. */
   unpackedSize: number;
+  /**
+   * A pulled layer berth held already under another blob (the same diff id, compressed
+   * otherwise) and so did not fetch: that blob, which save and push send in its place
+   * (held-layers.ts). `digest` is then the registry's, not held unless fetched later.
+   */
+  heldAs?: Descriptor;
 }
 
 export interface ImageRecord {

@@ -1,6 +1,9 @@
 import type { ImageConfig } from './config';
 import type { ImageContext } from './context';
-import { hasLayer, unpackApart } from './layers';
+import * as fs from 'node:fs';
+import { layerTypeOf } from './held-layers';
+import { hasLayer, layerBlob, unpackApart } from './layers';
+import type { Descriptor } from './save';
 import { findImage, setTag, type LayerRecord } from './records';
 import { makeRecord } from './record-writer';
 import type { PulledImage, RegistrySink } from './registry/sink';
@@ -15,6 +18,7 @@ export function registrySink(ctx: ImageContext): RegistrySink {
     content: ctx.content,
     hold: (fn) => ctx.gate.op(fn),
     hasLayer: (chainID) => hasLayer(ctx, chainID),
+    heldBlob: (chainID, diffID) => heldBlob(ctx, chainID, diffID),
     unpackLayer: (l, input, onBytes) => unpackApart(ctx, l, input, onBytes),
     recordPulled: (img) => recordPulled(ctx, img),
     find: (ref) => {
@@ -27,7 +31,7 @@ export function registrySink(ctx: ImageContext): RegistrySink {
         id: rec.id,
         manifest: rec.manifest,
         config: rec.config,
-        layers: rec.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+        layers: await Promise.all(rec.layers.map(async (l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, heldAs: l.heldAs && !(await ctx.content.has(l.digest)) ? l.heldAs : undefined }))),
         read: (d) => ctx.content.reader(d),
       };
     },
@@ -51,6 +55,27 @@ async function recordPulled(ctx: ImageContext, img: PulledImage): Promise<string
     if (img.name) setTag(doc, img.name, rec.id);
   });
   return rec.id;
+}
+
+/** A held blob with diff id `diffID`: a layer of an image held, else the blob layer `chainID` was unpacked from. */
+async function heldBlob(ctx: ImageContext, chainID: string, diffID: string): Promise<Descriptor | undefined> {
+  for (const rec of Object.values(ctx.db.read().images)) {
+    for (const l of rec.layers) {
+      if (l.diffID !== diffID) continue;
+      if (await ctx.content.has(l.digest)) return { mediaType: l.mediaType, digest: l.digest, size: l.size };
+      if (l.heldAs && (await ctx.content.has(l.heldAs.digest))) return l.heldAs;
+    }
+  }
+  const from = await layerBlob(ctx, chainID);
+  if (!from || !(await ctx.content.has(from))) return undefined;
+  const head = Buffer.alloc(4);
+  const fh = await fs.promises.open(ctx.content.path(from), 'r');
+  try {
+    await fh.read(head, 0, 4, 0);
+  } finally {
+    await fh.close();
+  }
+  return { mediaType: layerTypeOf(head), digest: from, size: (await ctx.content.info(from)).size };
 }
 
 /** One digest per repository: a newer pull or push of the same repository replaces it. */

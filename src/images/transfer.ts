@@ -4,6 +4,7 @@ import { readArchive, type ArchiveFile } from './archive';
 import { isBusyboxRef } from './busybox';
 import { chainIDs } from './config';
 import { shortId, type ImageContext } from './context';
+import { blobToSend, withHeldLayers } from './held-layers';
 import { unpack } from './layers';
 import { resolveArchive } from './load';
 import { makeRecord } from './record-writer';
@@ -98,6 +99,7 @@ export async function save(ctx: ImageContext, refs: string[], out: Writable): Pr
   for (const ref of refs) if (isBusyboxRef(ref)) await ctx.lookup(ref);
   const doc = ctx.db.read();
   const byId = new Map<string, SaveImage>();
+  const recs = new Map<string, ImageRecord>();
   for (const ref of refs) {
     const { rec, names } = namesToSave(ctx, doc, ref);
     const img = byId.get(rec.id) ?? {
@@ -109,8 +111,22 @@ export async function save(ctx: ImageContext, refs: string[], out: Writable): Pr
     };
     for (const n of names) if (!img.names.includes(n)) img.names.push(n);
     byId.set(rec.id, img);
+    recs.set(rec.id, rec);
   }
-  return ctx.gate.op(() => writeArchive([...byId.values()], ctx.content, out));
+  return ctx.gate.op(async () => {
+    // A layer held under another blob (held-layers.ts) is saved as that blob, in a manifest
+    // rewritten to name it (kept in the content store until the next collection).
+    for (const img of byId.values()) {
+      const rec = recs.get(img.id) as ImageRecord;
+      const sent = await Promise.all(rec.layers.map((l) => blobToSend(ctx.content, l)));
+      if (sent.every((d, i) => d.digest === img.layers[i].digest)) continue;
+      const m = withHeldLayers(await ctx.content.readBuffer(rec.manifest.digest), rec.manifest.mediaType, sent);
+      await ctx.content.writeBuffer(m.bytes, { expected: m.digest });
+      img.layers = sent;
+      img.manifest = { mediaType: m.mediaType, digest: m.digest, size: m.size };
+    }
+    return writeArchive([...byId.values()], ctx.content, out);
+  });
 }
 
 /** A blob the archive holds in memory (a config, a small layer) goes to the content store. */

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import { TestDaemon, exec } from '../helpers/daemon';
@@ -253,4 +253,79 @@ test.serial('an extract snapshot whose removal fails after a failed unpack is lo
   // Once the disk lets it, a collection of its own (no rmi, no restart) removes it.
   await exec('chattr', ['-i', overlay]);
   await eventually(() => extractSnapshots().length === 0, { timeout: 120_000, message: 'the extract snapshot to be collected' });
+});
+
+test.serial('a new image whose layers are held under another compression fetches only its config; push and save send the held blobs in a rewritten manifest, a push where the registry has the originals keeps the original manifest', async (t) => {
+  await dropImages();
+  const gzipRef = `${proxy.host}/comp/app:gzip`;
+  t.is((await d.docker(['pull', gzipRef])).code, 0);
+  const graw = JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/comp/app:gzip`])).stdout);
+  // Another image (its config has one more Env) on the same layers, which the registry has as zstd.
+  const zraw = JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/comp/app:zstd`])).stdout);
+  const cfg = JSON.parse(await (await fetch(`http://${reg.host}/v2/comp/app/blobs/${zraw.config.digest}`)).text());
+  cfg.config = { ...(cfg.config ?? {}), Env: [...(cfg.config?.Env ?? []), 'OTHER=1'] };
+  const cfgDesc = await reg.putBlob('comp/app', Buffer.from(JSON.stringify(cfg)));
+  const otherManifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfgDesc }, layers: zraw.layers };
+  await putManifest('comp/app', 'other', otherManifest);
+  const name = `${proxy.host}/comp/app:other`;
+
+  const from = proxy.seen.length;
+  const pull = await d.docker(['pull', name]);
+  t.is(pull.code, 0, pull.stderr);
+  const gets = proxy.seen.slice(from).filter((r) => r.method === 'GET' && r.url.includes('/blobs/'));
+  t.deepEqual(gets.map((r) => r.url), [`/v2/comp/app/blobs/${cfgDesc.digest}`], 'only the config was fetched');
+  const img = await d.images.inspect(name);
+  t.is(img.Id, cfgDesc.digest);
+  t.deepEqual(img.RootFS.Layers, app.diffIDs);
+  const run = await d.docker(['run', '--rm', name, 'sh', '-c', 'cat /hello; echo $OTHER']);
+  t.is(run.stdout.trim(), 'layered\n1', run.stderr);
+
+  // A registry without the zstd blobs gets the held gzip ones, in an OCI manifest naming them.
+  const reg2 = await TestRegistry.start();
+  t.teardown(() => reg2.stop());
+  const dest = `${reg2.host}/copy/other:v1`;
+  t.is((await d.docker(['tag', name, dest])).code, 0);
+  const push = await d.docker(['push', dest]);
+  t.is(push.code, 0, push.stderr);
+  const pushedRaw = (await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${dest}`])).stdout;
+  const praw = JSON.parse(pushedRaw);
+  t.is(praw.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+  t.is(praw.config.digest, cfgDesc.digest);
+  // Each layer is a blob berth holds with that diff id: busybox's own for the first, the
+  // gzip image's for the top one; none of the zstd ones.
+  const pushed = (praw.layers as Array<{ digest: string; mediaType: string }>).map((l) => l.digest);
+  t.is(pushed.length, zraw.layers.length);
+  t.false(pushed.some((dg) => (zraw.layers as Array<{ digest: string }>).some((z) => z.digest === dg)), JSON.stringify(praw.layers));
+  t.is(pushed[pushed.length - 1], graw.layers[graw.layers.length - 1].digest);
+  t.false((praw.layers as Array<{ mediaType: string }>).some((l) => l.mediaType.includes('zstd')), JSON.stringify(praw.layers));
+  // skopeo checks every digest while it copies; the config (the image id) is the same.
+  await exec('skopeo', ['copy', '--src-tls-verify=false', `docker://${dest}`, `dir:${path.join(work, 'other-copy')}`]);
+  t.true(fs.existsSync(path.join(work, 'other-copy', cfgDesc.digest.slice(7))));
+  t.true(push.stdout.includes(`digest: sha256:${createHash('sha256').update(pushedRaw).digest('hex')}`), push.stdout);
+
+  // Back to the registry it came from, which has the zstd blobs: the original manifest, byte for byte.
+  const back = `${proxy.host}/comp/app:other-back`;
+  t.is((await d.docker(['tag', name, back])).code, 0);
+  t.is((await d.berth(['push', back])).code, 0);
+  const original = (await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/comp/app:other`])).stdout;
+  t.is((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/comp/app:other-back`])).stdout, original);
+
+  // save writes the held blobs too; the archive loads back as the same image.
+  const archive = path.join(work, 'other.tar');
+  t.is((await d.docker(['save', '-o', archive, name])).code, 0);
+  await dropImages();
+  const load = await d.docker(['load', '-i', archive]);
+  t.is(load.code, 0, load.stderr);
+  t.is((await d.images.inspect(name)).Id, cfgDesc.digest);
+  t.is((await d.docker(['run', '--rm', name, 'cat', '/hello'])).stdout.trim(), 'layered');
+  fs.rmSync(archive);
+
+  // What went to the second registry pulls back as the same image: its diff ids verified.
+  await dropImages();
+  const again = await d.docker(['pull', dest]);
+  t.is(again.code, 0, again.stderr);
+  const pulled = await d.images.inspect(dest);
+  t.is(pulled.Id, cfgDesc.digest);
+  t.deepEqual(pulled.RootFS.Layers, app.diffIDs);
+  await dropImages();
 });

@@ -184,7 +184,7 @@ test.serial('a multi-arch index gives amd64 by default, --platform picks another
   for (const id of [amdCreate.stdout.trim(), armCreate.stdout.trim()]) await d.containers.remove(id, { force: true });
 });
 
-test.serial('run and create --pull: missing pulls an image not held, always pulls again, never refuses to pull', async (t) => {
+test.serial('run and create --pull: missing pulls an image not held (berth run and docker run), always pulls again, never refuses to pull', async (t) => {
   await d.images.remove(made.name, { force: true }).catch(() => undefined);
   const never = await d.berth(['create', '--pull', 'never', made.name]);
   t.not(never.code, 0);
@@ -204,6 +204,14 @@ test.serial('run and create --pull: missing pulls an image not held, always pull
   const held = await d.berth(['run', '--rm', made.name, 'true']);
   t.is(held.code, 0, held.stderr);
   t.notRegex(held.stdout + held.stderr, /Unable to find image|Image is up to date/, 'missing: an image held is not pulled');
+
+  // The docker CLI's own flow: create answers 404 No such image, the CLI pulls, creates again.
+  await d.images.remove(made.name, { force: true });
+  const docker = await d.docker(['run', '--rm', made.name, 'cat', '/hello']);
+  t.is(docker.code, 0, docker.stderr);
+  t.is(docker.stdout.trim(), 'pulled-content');
+  t.regex(docker.stderr, /Unable to find image/);
+  t.is((await d.images.inspect(made.name)).Id, made.id);
 });
 
 test.serial('docker search and berth search list a registry\'s repositories from its catalog', async (t) => {

@@ -15,9 +15,8 @@ import type { RegistrySink, UnpackedLayer, UnpackSpec } from './sink';
  * and the layers under it are in (each layer is its own snapshot, committed in order), and
  * the image recorded last, in one transaction (sink.ts). Layers whose blob and snapshot
  * are held are neither fetched nor unpacked ("Already exists"). A layer whose snapshot is
- * held under another blob (the same diff id, compressed differently) is not unpacked again;
- * it is not fetched either when the image (its config) is held, and is fetched when the
- * image is new, so that the new image can be saved and pushed byte for byte.
+ * held under another blob (the same diff id, compressed differently) is neither unpacked
+ * nor fetched again: a new image records the held blob in its place (held-layers.ts).
  *
  * Progress is Docker's JSON message stream, per layer (12 hex of the blob digest):
  * Pulling fs layer, Waiting, Downloading {current,total}, Verifying Checksum, Download
@@ -74,16 +73,18 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
   return sink.hold(async () => {
     // Which layers must come over the network, and which are held already.
     // Held-ness is the config's: a layer is held when its chain (from rootfs.diff_ids) is,
-    // whatever blob the registry holds it as. Its blob is fetched only when the image is
-    // new to berth (save and push send an image's own blobs, byte for byte); when the
-    // image itself is held (the same config, e.g. pulled gzip and now offered zstd under
-    // another tag) nothing is fetched: the record berth has keeps its own blobs.
+    // whatever blob the registry holds it as; its blob is then not fetched. When the image
+    // itself is held (the same config) the record berth has keeps its own blobs; a new
+    // image records the blob of the same diff id berth holds (`heldAs`), which save and
+    // push send in its place (held-layers.ts). Only a held layer with no such blob (its
+    // images gone, its snapshot kept by a container) has its blob fetched.
     const imageHeld = sink.find(configDesc.digest)?.id === configDesc.digest && (await sink.content.has(configDesc.digest));
-    const plan: Array<{ desc: Descriptor; fetch: boolean; unpack: boolean; id: string }> = [];
+    const plan: Array<{ desc: Descriptor; fetch: boolean; unpack: boolean; id: string; heldAs?: Descriptor }> = [];
     for (let i = 0; i < layers.length; i++) {
       const haveLayer = await sink.hasLayer(chains[i]);
       const haveBlob = await sink.content.has(layers[i].digest);
-      plan.push({ desc: layers[i], fetch: !haveBlob && !(haveLayer && imageHeld), unpack: !haveLayer, id: short(layers[i].digest) });
+      const heldAs = haveLayer && !haveBlob && !imageHeld ? await sink.heldBlob(chains[i], config.rootfs.diff_ids[i]) : undefined;
+      plan.push({ desc: layers[i], fetch: !haveBlob && !(haveLayer && (imageHeld || heldAs)), unpack: !haveLayer, id: short(layers[i].digest), heldAs });
     }
     await checkSpace(sink.content.dir, plan.filter((p) => p.fetch || p.unpack).reduce((n, p) => n + p.desc.size * (p.fetch ? 3 : 2), 0) + (ctx.reserve ?? 64 << 20));
     for (const p of plan) say(p.fetch || p.unpack ? { status: 'Pulling fs layer', progressDetail: {}, id: p.id } : { status: 'Already exists', progressDetail: {}, id: p.id });
@@ -150,7 +151,9 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
           await (await teeing.catch(() => undefined))?.discard();
           read = 0;
         } else if (teeing) {
-          if (read > 0) throttled({ status: 'Extracting', progressDetail: { current: read, total: p.desc.size }, id: p.id }, false);
+          // Sent whatever the throttle says: a layer that unpacked as fast as it arrived has no
+          // later Extracting message, and `docker pull` would show none for it.
+          if (read > 0) throttled({ status: 'Extracting', progressDetail: { current: read, total: p.desc.size }, id: p.id }, true);
           return teeing;
         }
       } else if (p.fetch) {
@@ -209,7 +212,7 @@ export async function pullImage(ctx: PullContext, ref: Reference, opts: PullOpti
     const id = await sink.recordPulled({
       config: configBuf,
       manifest: { bytes: image.bytes, mediaType: image.mediaType },
-      layers: layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, diffID: config.rootfs.diff_ids[i], chainID: chains[i] })),
+      layers: layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, diffID: config.rootfs.diff_ids[i], chainID: chains[i], heldAs: plan[i].heldAs })),
       name,
       repoDigest,
     });

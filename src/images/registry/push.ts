@@ -5,6 +5,7 @@ import type { RegistrySession } from './client';
 import { header, registryError } from './client';
 import type { Descriptor } from './manifest';
 import { perId } from './pull';
+import { withHeldLayers } from '../held-layers';
 import type { PushResult, TransferOptions } from './service';
 import type { PushableImage, RegistrySink } from './sink';
 import { discard } from './transport';
@@ -23,7 +24,9 @@ import { discard } from './transport';
  *   registry in scope takes — distribution ≥ 2.7, Docker Hub, Harbor, GHCR, ECR, GCR,
  *   Quay, Zot — and carries annotations), and for a pulled or loaded image the manifest it
  *   came with (Docker schema2 stays schema2). Re-encoding would change the manifest's
- *   digest, so `name@digest` would stop naming the same bytes after a round trip.
+ *   digest, so `name@digest` would stop naming the same bytes after a round trip. The one
+ *   exception: a layer held under another blob (held-layers.ts) that the registry neither
+ *   has nor can mount is sent as that blob, in an OCI manifest rewritten to name it.
  */
 
 export interface PushContext {
@@ -43,9 +46,12 @@ export async function pushImage(ctx: PushContext, ref: Reference, localRef: stri
   const img = await sink.pushable(localRef);
   say({ status: `The push refers to repository [${ref.name.replace(/^docker\.io\//, 'docker.io/')}]` });
   return sink.hold(async () => {
-    const blobs: Descriptor[] = [...img.layers, img.config];
+    const blobs: Array<Descriptor & { heldAs?: Descriptor }> = [...img.layers, img.config];
     const seen = new Set<string>();
     const todo = blobs.filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+    // A layer held under another blob (held-layers.ts): the original if the registry has it
+    // or can mount it, else the held blob, named in a rewritten manifest.
+    const sentFor = new Map<string, Descriptor>();
     const shown = img.layers.map((l) => short(l.digest));
     for (const id of [...new Set(shown)].reverse()) say({ status: 'Preparing', progressDetail: {}, id });
     const mountFrom = sourcesOf(sink, img, ref);
@@ -58,8 +64,13 @@ export async function pushImage(ctx: PushContext, ref: Reference, localRef: stri
         if (!b) return;
         const isLayer = b !== img.config;
         const id = short(b.digest);
-        const status = await pushBlob(ctx, ref.path, b, ctx.sink.content.path(b.digest), mountFrom, (done) => isLayer && throttled({ status: 'Pushing', progressDetail: { current: done, total: b.size }, id }, done >= b.size), opts.signal);
-        if (isLayer) say({ status, progressDetail: {}, id });
+        const progress = (size: number) => (done: number) => isLayer && throttled({ status: 'Pushing', progressDetail: { current: done, total: size }, id }, done >= size);
+        let status = await pushBlob(ctx, ref.path, b, b.heldAs ? undefined : ctx.sink.content.path(b.digest), mountFrom, progress(b.size), opts.signal);
+        if (status === undefined && b.heldAs) {
+          status = await pushBlob(ctx, ref.path, b.heldAs, ctx.sink.content.path(b.heldAs.digest), mountFrom, progress(b.heldAs.size), opts.signal);
+          sentFor.set(b.digest, b.heldAs);
+        }
+        if (isLayer) say({ status: status as string, progressDetail: {}, id });
       }
     };
     for (let i = 0; i < ctx.concurrency; i++) work.push(one());
@@ -67,19 +78,21 @@ export async function pushImage(ctx: PushContext, ref: Reference, localRef: stri
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
 
-    const manifest = await (await img.read(img.manifest.digest)).toArray().then((c) => Buffer.concat(c as Buffer[]));
+    const stored = await (await img.read(img.manifest.digest)).toArray().then((c) => Buffer.concat(c as Buffer[]));
+    const m = withHeldLayers(stored, img.manifest.mediaType, img.layers.map((l) => sentFor.get(l.digest) ?? l));
+    const manifest = m.bytes;
     const res = await session.request('PUT', `/v2/${ref.path}/manifests/${tag}`, {
       scope: `repository:${ref.path}:pull,push`,
-      headers: { 'Content-Type': img.manifest.mediaType, 'Content-Length': String(manifest.length) },
+      headers: { 'Content-Type': m.mediaType, 'Content-Length': String(manifest.length) },
       body: manifest,
       what: `manifest ${ref.repo}:${tag}`,
       signal: opts.signal,
     });
     discard(res);
-    await sink.addRepoDigest(img.id, `${ref.repo}@${img.manifest.digest}`);
-    say({ status: `${tag}: digest: ${img.manifest.digest} size: ${manifest.length}` });
-    say({ progressDetail: {}, aux: { Tag: tag, Digest: img.manifest.digest, Size: manifest.length } });
-    return { tag, digest: img.manifest.digest, size: manifest.length };
+    await sink.addRepoDigest(img.id, `${ref.repo}@${m.digest}`);
+    say({ status: `${tag}: digest: ${m.digest} size: ${manifest.length}` });
+    say({ progressDetail: {}, aux: { Tag: tag, Digest: m.digest, Size: manifest.length } });
+    return { tag, digest: m.digest, size: manifest.length };
   });
 }
 
@@ -99,17 +112,18 @@ function sourcesOf(sink: RegistrySink, img: PushableImage, ref: Reference): stri
 
 /**
  * One blob into `repo` from `file` (HEAD first: a blob the repository holds is not sent;
- * then a mount from one of `mountFrom`, else an upload). Answers Docker's status word.
+ * then a mount from one of `mountFrom`, else an upload). Answers Docker's status word;
+ * without a `file` (a blob berth does not hold), undefined when it would have to upload.
  */
 export async function pushBlob(
   ctx: Pick<PushContext, 'session' | 'chunkSize'>,
   repo: string,
   b: Descriptor,
-  file: string,
+  file: string | undefined,
   mountFrom: string[],
   onBytes: (done: number) => void,
   signal?: AbortSignal,
-): Promise<string> {
+): Promise<string | undefined> {
   const { session } = ctx;
   const scope = `repository:${repo}:pull,push`;
   const head = await session.request('HEAD', `/v2/${repo}/blobs/${b.digest}`, { scope, ok: [404], what: `blob ${b.digest}`, signal });
@@ -126,6 +140,11 @@ export async function pushBlob(
     if (res.status === 201) return `Mounted from ${from}`;
     location = header(res, 'location'); // 202: the registry started an ordinary upload instead
     break;
+  }
+  if (file === undefined) {
+    // A mount answered 202 (an upload began): give it back; the registry expires it anyway.
+    if (location) await session.request('DELETE', location, { scope, ok: [204, 404], what: `upload of blob ${b.digest}`, signal }).then(discard, () => undefined);
+    return undefined;
   }
   if (!location) {
     const res = await session.request('POST', `/v2/${repo}/blobs/uploads/`, { scope, what: `upload of blob ${b.digest}`, signal });

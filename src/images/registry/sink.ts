@@ -20,6 +20,12 @@ export interface RegistrySink {
   /** A committed layer with this chain id exists. */
   hasLayer(chainID: string): Promise<boolean>;
   /**
+   * A blob berth holds with diff id `diffID` (a layer of another image, or the one layer
+   * `chainID` was unpacked from), if any: a new image's layer held under another
+   * compression is recorded with it (`heldAs`) instead of being fetched.
+   */
+  heldBlob(chainID: string, diffID: string): Promise<Descriptor | undefined>;
+  /**
    * Unpack blob `digest` (from `input` as it downloads, else from the content store) as
    * layer `chainID`, checking its diff id, into a place of its own; commit() later puts it
    * on `parent` ('' for the first), which must be committed by then. Layers unpack in
@@ -52,7 +58,7 @@ export interface UnpackSpec {
 export interface PulledImage {
   config: Buffer;
   manifest: { bytes: Buffer; mediaType: string };
-  layers: Array<{ digest: string; mediaType: string; size: number; diffID: string; chainID: string }>;
+  layers: Array<{ digest: string; mediaType: string; size: number; diffID: string; chainID: string; heldAs?: Descriptor }>;
   /** Familiar tagged name to point at the image, if pulled by tag. */
   name?: string;
   /** repo@sha256:… */
@@ -63,6 +69,7 @@ export interface PushableImage {
   id: string;
   manifest: Descriptor;
   config: Descriptor;
-  layers: Descriptor[];
+  /** The manifest's layers; `heldAs` where berth holds another blob in its place (held-layers.ts). */
+  layers: Array<Descriptor & { heldAs?: Descriptor }>;
   read(digest: string): Promise<Readable>;
 }
