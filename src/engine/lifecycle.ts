@@ -188,9 +188,11 @@ export class Lifecycle {
     if (ctx.net?.bridged(c.rec.Network)) await ctx.net.deactivate(c.id, c.rec.Network).catch((e) => ctx.log(`${c.id}: network: ${message(e)}`));
     if (c.rec.Network?.Ports?.length) c.rec.Network = { ...c.rec.Network, Ports: [] };
     // The runtime's delete and the root's unmount touch nothing of each other's (the
-    // process has exited: runc removes only its state and the cgroup): both at once.
+    // process has exited: runc removes only its state and the cgroup): both at once. A run
+    // whose monitor died was deleted from the runtime already (reap): no runc to spawn.
+    const rt = ctx.runtimeFor(c.rec.Runtime);
     await Promise.all([
-      ctx.runtimeFor(c.rec.Runtime).delete(c.id, true).catch((e: BerthError) => {
+      (fs.existsSync(path.join(rt.root, c.id)) ? rt.delete(c.id, true) : Promise.resolve()).catch((e: BerthError) => {
         if (e.code !== 'NOT_FOUND') ctx.log(`${c.id}: runtime delete: ${e.message}`);
       }),
       unmountAll(p.rootfs).catch((e) => ctx.log(`${c.id}: unmount: ${message(e)}`)),
