@@ -33,9 +33,11 @@ export function archiveRoutes(router: Router, archive: ContainerArchive): void {
   });
   router.add('PUT', A, async ({ req, res, params, query }) => {
     try {
-      await archive.put(params[0], pathOf(query), await decompressed(req), {
+      const { tar, sent } = await decompressed(req);
+      await archive.put(params[0], pathOf(query), tar, {
         noOverwriteDirNonDir: qbool(query, 'noOverwriteDirNonDir'),
         copyUIDGID: qbool(query, 'copyUIDGID'),
+        unpack: { what: 'the archive', compressedBytes: sent },
       });
     } catch (e) {
       // Read the rest of the upload, so the client gets the error rather than EPIPE.
@@ -48,8 +50,8 @@ export function archiveRoutes(router: Router, archive: ContainerArchive): void {
   });
 }
 
-/** Docker takes a plain or gzip tar here; the first bytes say which. */
-async function decompressed(input: Readable): Promise<Readable> {
+/** Docker takes a plain or gzip tar here; the first bytes say which. `sent`: the bytes read of the upload (for a gzip, the size checks' ratio). */
+async function decompressed(input: Readable): Promise<{ tar: Readable; sent?: () => number }> {
   const first: Buffer | null = await new Promise((resolve, reject) => {
     const onReadable = () => {
       const c = input.read() as Buffer | null;
@@ -73,8 +75,10 @@ async function decompressed(input: Readable): Promise<Readable> {
   const gz = !!first && first[0] === 0x1f && first[1] === 0x8b;
   input.on('error', (e) => out.destroy(e));
   input.pipe(out);
-  if (!gz) return out;
+  if (!gz) return { tar: out };
+  let sent = first?.length ?? 0;
+  input.on('data', (c: Buffer) => (sent += c.length));
   const g = createGunzip();
   out.on('error', (e) => g.destroy(e));
-  return out.pipe(g);
+  return { tar: out.pipe(g), sent: () => sent };
 }

@@ -1,6 +1,7 @@
 import { requestVersion, Router, versionBefore } from './router';
 import { API_VERSION } from '../version';
-import { qbool, qfilters, sendEmpty, sendJSON } from './http';
+import { PassThrough } from 'node:stream';
+import { drainBody, qbool, qfilters, sendEmpty, sendJSON } from './http';
 import { readJSON } from './json-body';
 import { VOLUME_CREATE_BODY } from './schemas/bodies';
 import { InvalidArgumentError } from '../../volumes/shared/errors';
@@ -75,10 +76,19 @@ export function volumeRoutes(router: Router, volumes: VolumeService): void {
     tar.pipe(res);
   });
   router.add('POST', new RegExp(`${V}/import$`), async ({ req, res, params, query }) => {
+    // Through a pipe, never the request itself: an unpacker that gives up (a refused
+    // archive, a bomb) would destroy the socket before the client read the error.
+    const body = new PassThrough();
+    req.once('error', (e) => body.destroy(e));
+    req.once('close', () => req.readableEnded || body.destroy(new Error('the upload was cut short')));
+    req.pipe(body);
     try {
-      sendJSON(res, 201, await volumes.import(params[0], req, { labels: qlabels(query) }));
-    } finally {
-      req.resume(); // an error before reading leaves the body unread
+      sendJSON(res, 201, await volumes.import(params[0], body, { labels: qlabels(query) }));
+    } catch (e) {
+      req.unpipe(body);
+      body.destroy();
+      if (!req.complete) await drainBody(req, 30_000); // the rest of the upload, so the client reads the error
+      throw e;
     }
   });
 }

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import ignore from '@balena/dockerignore';
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
@@ -10,8 +10,10 @@ import { RootedTree } from '../../volumes/archive/rooted';
 /**
  * The build context: the uploaded tar (plain or gzip), unpacked under the daemon's tmp
  * directory with a layer's checks (names cleaned, nothing through a symlink, `..` above
- * the root refused, device nodes dropped), then filtered by its `.dockerignore` as Docker
- * reads it (@balena/dockerignore, Docker's matcher ported). The Dockerfile and the
+ * the root refused, device nodes dropped) and its size checks (unpack-guard.ts: the
+ * host's free space, and the daemon's decompression ratio on the bytes as sent), then
+ * filtered by its `.dockerignore` as Docker reads it (@balena/dockerignore, Docker's
+ * matcher ported). The Dockerfile and the
  * .dockerignore itself always stay, as the docker CLI sends them even when excluded.
  *
  * Every later read of the context goes through a RootedTree, so a symlink in the context
@@ -37,8 +39,17 @@ export async function receiveContext(input: Readable, tmpRoot: string, dockerfil
   await fs.promises.mkdir(tmpRoot, { recursive: true, mode: 0o700 });
   const dir = await fs.promises.mkdtemp(path.join(tmpRoot, 'build-'));
   const dispose = () => fs.promises.rm(dir, { recursive: true, force: true });
+  // Read through a pipe, not the request's own iterator: a refused context unpipes it, so the
+  // API can drain the rest of the upload (resume) and the client reads the error on a
+  // connection it can use again.
+  const body = new PassThrough();
+  input.once('error', (e) => body.destroy(e));
+  input.once('close', () => input.readableEnded || body.destroy(new Error('the upload was cut short')));
+  input.pipe(body);
   try {
-    const applied = await applyLayer(Readable.from(padded(input)), dir, { whiteouts: 'plain' });
+    // The upload is gunzipped before it is padded: the ratio counts its bytes as sent.
+    let sent = 0;
+    const applied = await applyLayer(Readable.from(padded(body, (n) => (sent += n))), dir, { whiteouts: 'plain', what: 'the build context', compressedBytes: () => sent });
     const name = dockerfileName || 'Dockerfile';
     const dockerfile = readInside(dir, name);
     if (dockerfile === undefined) {
@@ -55,6 +66,8 @@ export async function receiveContext(input: Readable, tmpRoot: string, dockerfil
       dispose,
     };
   } catch (e) {
+    input.unpipe(body);
+    body.destroy();
     await dispose();
     throw e;
   }
@@ -66,13 +79,17 @@ export async function receiveContext(input: Readable, tmpRoot: string, dockerfil
  * padding and end-of-archive blocks, which moby's reader tolerates. Zero blocks are added
  * after a clean end of the body only (a broken upload fails the request instead).
  */
-async function* padded(input: Readable): AsyncGenerator<Buffer> {
+async function* padded(input: Readable, onBytes: (n: number) => void): AsyncGenerator<Buffer> {
   const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const first = await it.next();
   if (first.done) return;
+  onBytes(first.value.length);
   let src: AsyncIterable<Buffer> = (async function* () {
     yield first.value;
-    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      onBytes(r.value.length);
+      yield r.value;
+    }
   })();
   if (first.value[0] === 0x1f && first.value[1] === 0x8b) src = Readable.from(src).pipe(createGunzip());
   let n = 0;

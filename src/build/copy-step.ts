@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as posix from 'node:path/posix';
 import { spawn } from 'node:child_process';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, pipeline, Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { NotFoundError } from '../../volumes/shared/errors';
 import { RootedTree } from '../../volumes/archive/rooted';
@@ -143,7 +143,15 @@ async function writeSources(d: StepDeps, cid: string, st: StageState, step: Step
     },
   };
   await d.files.put(cid, putDir, repack(tree, plain, place));
-  for (const a of archives) await d.files.put(cid, destDir, decompress(tree, a));
+  for (const a of archives) {
+    // The archive room's size checks: the host's free space and the daemon's ratio on the archive's bytes.
+    const { tar, read } = decompress(tree, a, step.line);
+    try {
+      await d.files.put(cid, destDir, tar, { unpack: { what: `the archive ${a.path} of ${step.keyword} (Dockerfile line ${step.line})`, compressedBytes: read } });
+    } finally {
+      tar.destroy(); // a refused archive: closes the file and stops the decompressor
+    }
+  }
 }
 
 /** --chown: numbers as they are, names from the image's /etc/passwd and /etc/group; a user alone gives its group of the same name (or number). */
@@ -183,21 +191,37 @@ function isArchive(tree: RootedTree, s: Source): boolean {
   }
 }
 
-/** The archive as a plain tar stream. */
-function decompress(tree: RootedTree, s: Source): Readable {
+/**
+ * The archive as a plain tar stream, and the bytes of the archive read so far (the ratio).
+ * Destroying `tar` before its end closes the file and kills the decompressor (bzip2, xz).
+ */
+function decompress(tree: RootedTree, s: Source, line: number): { tar: Readable; read: () => number } {
   const fd = openSource(tree, s);
   const head = Buffer.alloc(6);
   fs.readSync(fd, head, 0, 6, 0);
   const file = fs.createReadStream('', { fd, autoClose: true });
-  if (head[0] === 0x1f && head[1] === 0x8b) return file.pipe(createGunzip());
+  let n = 0;
+  const counter = new Transform({
+    transform(c: Buffer, _e, cb) {
+      n += c.length;
+      cb(null, c);
+    },
+  });
+  const read = () => n;
+  if (head[0] === 0x1f && head[1] === 0x8b) return { tar: pipeline(file, counter, createGunzip(), () => undefined), read };
   const tool = head.subarray(0, 3).toString('latin1') === 'BZh' ? 'bzip2' : head[0] === 0xfd ? 'xz' : undefined;
-  if (!tool) return file;
+  if (!tool) return { tar: pipeline(file, counter, () => undefined), read };
   const p = spawn(tool, ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'] });
   const out = new PassThrough();
-  file.pipe(p.stdin);
+  pipeline(file, counter, p.stdin, () => undefined); // EPIPE once the tool is stopped
   p.stdout.pipe(out);
   p.on('close', (code) => {
-    if (code !== 0) out.destroy(lineError(0, `${tool} could not unpack ${s.path}`, 'check the archive in the context'));
+    if (code !== 0 && !out.destroyed) out.destroy(lineError(line, `${tool} could not unpack ${s.path}`, 'check the archive in the context'));
   });
-  return out;
+  out.on('close', () => {
+    if (out.readableEnded) return;
+    p.kill('SIGKILL');
+    file.destroy();
+  });
+  return { tar: out, read };
 }

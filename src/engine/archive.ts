@@ -8,6 +8,7 @@ import { checkRawName, cleanPath } from '../../volumes/archive/paths';
 import { streamPack } from '../../volumes/archive/pack';
 import { at, atFromChild, errno, removeAt, RootedTree, type Dir } from '../../volumes/archive/rooted';
 import { tool } from '../../volumes/shared/host-tool';
+import { UnpackGuard } from '../../volumes/shared/unpack-guard';
 import { lookupUser } from '../runtime/rootfs';
 import type { ContainerAccess, RootfsView } from './container-access';
 import type { ContainerRecord } from './container-record';
@@ -42,6 +43,12 @@ export interface PutOptions {
   copyUIDGID?: boolean;
   /** Refuse to replace a directory with a non-directory or the other way round. */
   noOverwriteDirNonDir?: boolean;
+  /**
+   * For the size checks (unpack-guard.ts), which every PUT gets: what is unpacked (default
+   * 'the archive'), and its compressed bytes read so far when it was decompressed on the
+   * way (then the daemon's decompression ratio is checked too).
+   */
+  unpack?: { what: string; compressedBytes?: () => number };
 }
 
 export class ContainerArchive {
@@ -96,7 +103,9 @@ export class ContainerArchive {
         const dest = loc.name ? tree.openChildDir(loc.parent, loc.name) : loc.parent;
         if (!dest) throw new FailedPreconditionError(`${path} changed while it was resolved`, { hint: 'try again' });
         const owner = opts.copyUIDGID && v.rec.Config.User ? await lookupUser(v.root, v.rec.Config.User) : undefined;
-        const w = new TreeWriter(tree, dest, { rec: v.rec, noOverwriteDirNonDir: !!opts.noOverwriteDirNonDir, owner: owner && { uid: owner.uid, gid: owner.gid } });
+        // Stops a tar that would fill the host (or a bomb past the ratio) early: the container's root filesystem's free space.
+        const guard = new UnpackGuard({ dir: v.root, what: opts.unpack?.what ?? 'the archive', compressedBytes: opts.unpack?.compressedBytes });
+        const w = new TreeWriter(tree, dest, { rec: v.rec, noOverwriteDirNonDir: !!opts.noOverwriteDirNonDir, owner: owner && { uid: owner.uid, gid: owner.gid }, guard });
         await w.extract(input);
       } finally {
         tree.dispose();
@@ -338,6 +347,8 @@ export interface TreeWriterOptions {
   chown?: boolean;
   /** Rename the tar's top entry (`from` and what is under it) to `to` (the docker CLI's rebase). */
   rebase?: { from: string; to: string };
+  /** Size checks on the tar as it streams in, and on each file's declared size before it is written. */
+  guard?: UnpackGuard;
 }
 
 /**
@@ -367,19 +378,34 @@ export class TreeWriter {
     const extract = tar.extract();
     let parseError: unknown;
     extract.on('error', (e) => (parseError ??= e));
-    input.on('error', (e) => extract.destroy(e));
-    input.pipe(extract as unknown as NodeJS.WritableStream);
+    const guard = this.opts.guard;
+    // The guard's (or the input's) own error beats what it made of the entry being written.
+    let streamError: unknown;
+    let source: Readable = input;
+    if (guard) {
+      guard.on('error', (e) => (streamError ??= e));
+      input.on('error', (e) => guard.destroy(e));
+      source = input.pipe(guard);
+    }
+    source.on('error', (e) => extract.destroy(e));
+    source.pipe(extract as unknown as NodeJS.WritableStream);
     try {
       for await (const e of extract) {
         const entry = e as unknown as AsyncIterable<Buffer> & { header: Hdr };
+        if (guard && entry.header.size && (entry.header.type === 'file' || entry.header.type === 'contiguous-file')) guard.declare(entry.header.size);
         await this.write(entry.header, entry).catch((err) => Promise.reject(err instanceof BerthError ? err : toBerthError(err)));
       }
       await this.finish();
     } catch (e) {
+      if (streamError instanceof BerthError) throw streamError;
       if (e instanceof BerthError) throw e;
       throw badTar(`not a valid (or a truncated) tar: ${(parseError as Error)?.message ?? (e as Error)?.message ?? e}`);
     } finally {
       this.closeChain(0);
+      if (guard) {
+        input.unpipe(guard);
+        guard.destroy();
+      }
     }
   }
 

@@ -46,6 +46,12 @@ export interface ApplyOptions {
   /** Whose filesystem the size checks watch (default `dir`'s). */
   spaceDir?: string;
   /**
+   * Compressed bytes read so far, when the caller decompressed the input itself (a build
+   * context is gunzipped before it is padded): the ratio check counts these instead of
+   * the (already plain) input's.
+   */
+  compressedBytes?: () => number;
+  /**
    * Write no all-zero 64 KiB block of a file: leave a hole (the file ends at its size all the
    * same). A volume's sparse files come back sparse; its contents are the same bytes.
    */
@@ -84,7 +90,7 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   const digest = digestStream();
   const extract = tar.extract();
   // Stops a stream that would fill the host (or expands past the daemon's ratio) early.
-  const guard = new UnpackGuard({ dir: opts.spaceDir ?? root, what: opts.what ?? 'the layer', compressedBytes: () => compressed });
+  const guard = new UnpackGuard({ dir: opts.spaceDir ?? root, what: opts.what ?? 'the layer', compressedBytes: opts.compressedBytes ?? (() => compressed) });
   const stages: NodeJS.ReadWriteStream[] =
     format === 'gzip' ? [createGunzip(), guard, digest.stream] : format === 'zstd' ? [createZstdDecompress(), guard, digest.stream] : [guard, digest.stream];
   pipeline([Readable.from(body, { objectMode: false }), ...stages], (err) => {

@@ -1,6 +1,7 @@
 /**
  * Size checks while unpacking what a client sent: an image import or load, a volume
- * import, and (for whoever adds them) pulled layers and build contexts. A 45 MB gzip can
+ * import, pulled layers, a build's context, a Dockerfile's ADD of a local tar and a PUT
+ * into a container (docker cp). A 45 MB gzip can
  * hold 10 GB of zeros; without a check, unpacking it fills the host's disk, and every
  * other writer on it (containers, volumes, the daemon's own records) fails with it.
  *

@@ -40,7 +40,7 @@ export function systemCommands(program: Command): void {
     .option('--body-timeout <seconds>', 'a request body must bring 16 KiB within this many seconds, a JSON body all of it within twice that, or its connection is closed (default 30)', (v: string) => positiveInt(v, '--body-timeout'))
     .option('--volume-pool-size <size>', "btrfs volume pool: its size when it is made, allocated on the host (default 10% of the host's free space, 1 to 2 GiB); it grows by itself before it fills")
     .option('--volume-default-size <size>', 'btrfs: the size limit of a volume created without -o size (default: none; the pool and the host bound it)')
-    .option('--max-decompression-ratio <n>', 'refuse an import, load or volume import that expands past N times its compressed size (default: no cap; free space is always checked)')
+    .option('--max-decompression-ratio <n>', 'refuse an import, load, volume import, pull, build context, ADD or cp that expands past N times its compressed size (default: no cap; free space is always checked)')
     .option('--dry-run', 'print the iptables rules the daemon would install, and exit')
     .addHelpText(
       'after',
