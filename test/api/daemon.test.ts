@@ -4,9 +4,20 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { TestDaemon, CLI, unmountUnder } from '../helpers/daemon';
+import { TestDaemon, CLI } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
+import { releaseRoot } from '../helpers/leaks';
 import { Transport } from '../../src/client/transport';
 import { runCommand } from '../helpers/proc';
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 test('a second daemon on the same root exits with UNAVAILABLE naming the first', async (t) => {
   const d = await TestDaemon.start();
@@ -100,9 +111,14 @@ test('any berth command starts a daemon when none answers, with its log in the d
   t.teardown(async () => {
     const pid = Number.parseInt(fs.readFileSync(path.join(root, 'berthd.pid'), 'utf8'), 10);
     process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 100 && fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
-    await unmountUnder(root);
-    await fs.promises.rm(root, { recursive: true, force: true });
+    await eventually(() => !alive(pid), { timeout: 60_000, message: `the autostarted berthd ${pid} to exit` });
+    let net = {};
+    try {
+      net = JSON.parse(fs.readFileSync(path.join(root, 'network.json'), 'utf8'));
+    } catch {
+      // it never set its network up
+    }
+    await releaseRoot(`the autostarted daemon's ${root}`, { root, ...net });
   });
   const r = await runCommand(process.execPath, [CLI, '--root', root, '-H', `unix://${socket}`, 'images', '--format', 'json']);
   t.is(r.code, 0, r.stderr);

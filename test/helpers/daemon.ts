@@ -3,16 +3,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, ChildProcess, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createHash } from 'node:crypto';
-import { IptablesExecutor } from '../../src/network/iptables';
-import { ownChains } from '../../src/network/rules';
-import { ownsBridge, ownsChains } from '../../src/network/claims';
+import { createHash, randomBytes } from 'node:crypto';
+import type { ExecutionContext } from 'ava';
 import { Transport } from '../../src/client/transport';
 import { RemoteImageService } from '../../src/client/images';
 import { RemoteContainerService } from '../../src/client/containers';
 import { RemoteVolumeService } from '../../src/client/volumes';
 import { mountsUnder } from './mounts';
 import { runCommand } from './proc';
+import { cleanLeftovers, containerLeftovers, leftoversOf, LeakError, type Leftover } from './leaks';
+import { eventually } from './eventually';
 
 export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -45,6 +45,10 @@ export class TestDaemon {
   volumes: RemoteVolumeService;
   private exit?: Promise<number | null>;
   private inherit: Array<number | 'ignore'> = [];
+  /** Gives back this daemon's slot (see `daemonSlots`); once. */
+  private release: () => void = () => undefined;
+  /** Mounts under the root before the daemon started (a tmpfs the test made its root). */
+  private ownMounts = new Set<string>();
 
   private constructor(
     readonly root: string,
@@ -66,13 +70,22 @@ export class TestDaemon {
    */
   /** `inherit`: descriptors the daemon gets at fd 3 and up, as a careless caller would pass them (kept for `restart()`). */
   static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean; env?: NodeJS.ProcessEnv; inherit?: Array<number | 'ignore'> } = {}): Promise<TestDaemon> {
-    const root = opts.root ?? (await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-')));
-    const args = [...(opts.args ?? [])];
-    if (!args.includes('--bridge') && !opts.derivedNetwork) args.push(...testNetwork(root));
-    const d = new TestDaemon(root, args);
-    d.inherit = opts.inherit ?? [];
-    await d.launch(opts.env);
-    return d;
+    const release = await daemonSlots.acquire();
+    try {
+      const root = opts.root ?? (await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-')));
+      const args = [...(opts.args ?? [])];
+      if (!args.includes('--bridge') && !opts.derivedNetwork) args.push(...testNetwork(root));
+      const d = new TestDaemon(root, args);
+      d.inherit = opts.inherit ?? [];
+      d.release = release;
+      // A root the test prepared may be a mount point (a tmpfs): the test's, not a leak.
+      d.ownMounts = new Set(mountsUnder(root));
+      await d.launch(opts.env);
+      return d;
+    } catch (e) {
+      release();
+      throw e;
+    }
   }
 
   /** Environment for the real docker CLI and for `berth` run as a subprocess. */
@@ -149,46 +162,182 @@ export class TestDaemon {
     return runCommand('docker', args, { env: this.env, input: opts.input });
   }
 
-  async stop(): Promise<void> {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
-      // Containers outlive berthd by design (live-restore): a test's must go first.
-      const all = await this.containers.list({ all: true }).catch(() => []);
-      await Promise.all(all.map((c) => this.containers.remove(c.Id, { force: true, volumes: true }).catch(() => undefined)));
-      this.child.kill('SIGTERM');
-      const t = setTimeout(() => this.child?.kill('SIGKILL'), 10_000);
-      await this.exit;
-      clearTimeout(t);
-    }
-    await unmountUnder(this.root);
-    await this.removeNetwork();
-    await fs.promises.rm(this.root, { recursive: true, force: true });
+  private get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** What this daemon left on the host (test/helpers/leaks.ts), the test's own mounts aside. */
+  leftovers(): Leftover[] {
+    const net = this.ownNetwork();
+    return leftoversOf({ root: this.root, bridge: net.bridge, suffix: net.suffix }).filter((l) => !(l.kind === 'mount' && this.ownMounts.has(l.what)));
   }
 
   /**
-   * The daemon removes its chains and bridge when it stops with nothing running; a test
-   * that SIGKILLed it and never restarted it would leave them: remove them here, but only
-   * while this root still claims them (no-ops when the daemon did it).
+   * End the daemon and remove its root, then fail loudly if anything of it is left: it
+   * removes every container first (containers outlive berthd by design: live-restore), ends
+   * berthd with SIGTERM, and scans the host for what belongs to this root (mounts,
+   * processes, cgroups, bridge, chains, veths, loop devices). A daemon the test killed and
+   * did not restart is started once more first, so its own recovery cleans up what the
+   * crash left. Whatever is still left is removed here (so one leak does not cascade) and
+   * reported: the error fails the test (or, from an after hook, the file) that owned it.
    */
-  private async removeNetwork(): Promise<void> {
+  async stop(): Promise<void> {
+    const problems: string[] = [];
+    try {
+      if (!this.running && this.child && fs.existsSync(this.root) && this.leftovers().length) {
+        // Killed (a crash test) with things still up: the next start must clean them.
+        await this.launch().catch((e: Error) => problems.push(`berthd could not start again to clean up after the crash: ${e.message.split('\n')[0]}`));
+      }
+      if (this.running) {
+        const all = await this.containers.list({ all: true }).catch((e: Error) => {
+          problems.push(`listing containers failed: ${e.message}`);
+          return [];
+        });
+        await Promise.all(
+          all.map((c) =>
+            this.containers.remove(c.Id, { force: true, volumes: true }).catch((e: Error & { code?: string }) => {
+              if (e.code !== 'NOT_FOUND') problems.push(`removing container ${c.Names?.[0] ?? c.Id} failed: ${e.code ?? ''} ${e.message}`);
+            }),
+          ),
+        );
+        const child = this.child!;
+        child.kill('SIGTERM');
+        let killed = false;
+        const t = setTimeout(() => {
+          killed = true;
+          child.kill('SIGKILL');
+        }, 90_000);
+        await this.exit;
+        clearTimeout(t);
+        if (killed) problems.push('berthd did not exit within 90 s of SIGTERM (it was SIGKILLed)');
+      }
+      const left = fs.existsSync(this.root) || this.child ? this.leftovers() : [];
+      const tail = left.length || problems.length ? this.log().split('\n').slice(-16).join('\n  ') : '';
+      const uncleaned = left.length ? await cleanLeftovers({ root: this.root, ...this.ownNetwork() }, left) : [];
+      for (const m of this.ownMounts) await exec('umount', [m]).catch(() => undefined);
+      await fs.promises.rm(this.root, { recursive: true, force: true }).catch((e: Error) => problems.push(`removing the root failed: ${e.message}`));
+      if (left.length || problems.length) {
+        throw new LeakError(`test daemon ${this.root}`, left, uncleaned, problems, `\nberthd log (last lines):\n  ${tail}`);
+      }
+    } finally {
+      this.release();
+      this.release = () => undefined;
+    }
+  }
+
+  /** The bridge and chain suffix this daemon was given (or recorded in network.json). */
+  private ownNetwork(): { bridge?: string; suffix?: string } {
+    const get = (flag: string) => (this.args.includes(flag) ? this.args[this.args.indexOf(flag) + 1] : undefined);
     let rec: { bridge?: string; suffix?: string } = {};
     try {
       rec = JSON.parse(fs.readFileSync(path.join(this.root, 'network.json'), 'utf8'));
     } catch {
-      return; // it never set its network up
+      // it never set its network up, or the root is gone
     }
-    if (rec.suffix !== undefined && (await ownsChains(rec.suffix, this.root))) await new IptablesExecutor().remove(ownChains(rec.suffix)).catch(() => undefined);
-    if (rec.bridge && ownsBridge(rec.bridge, this.root)) await exec('ip', ['link', 'del', 'dev', rec.bridge]).catch(() => undefined);
-    // Its user-defined networks' bridges (br-…), claimed by this root the same way.
-    for (const name of fs.readdirSync('/sys/class/net')) {
-      if (name.startsWith('br-') && ownsBridge(name, this.root)) await exec('ip', ['link', 'del', 'dev', name]).catch(() => undefined);
-    }
+    return { bridge: get('--bridge') ?? rec.bridge, suffix: get('--iptables-suffix') ?? rec.suffix };
   }
 }
 
-export async function unmountUnder(dir: string): Promise<void> {
-  if (!fs.existsSync(dir)) return;
-  for (const m of mountsUnder(dir)) await exec('umount', [m]).catch(() => exec('umount', ['-l', m]).catch(() => undefined));
+/** One test's share of a daemon the file's tests share (`useDaemon`). */
+export interface DaemonShare {
+  d: TestDaemon;
+  /** A tag unique to this test (8 hex). */
+  tag: string;
+  /** `<base>-<tag>`: a container, volume or image name no other test of the file uses. Its containers are this test's. */
+  name(base: string): string;
+  /** A container (id or name) this test made under a name of its own: removed and checked like the named ones. */
+  track(ref: string): string;
 }
+
+/**
+ * The per-test half of the leak policy, for tests that share one daemon: the containers a
+ * test made (named with `share.name()`, or `track`ed) are removed in its teardown, and then
+ * each must have left nothing on the host (mounts under its directory, its cgroups, a
+ * monitor or runc naming it, its veths, its runc state): the test that leaked fails, by
+ * name. The daemon's own `stop()` (in the file's after hook) is the file-wide net.
+ */
+export function useDaemon(t: ExecutionContext, d: TestDaemon): DaemonShare {
+  const tag = randomBytes(4).toString('hex');
+  const refs = new Set<string>();
+  t.teardown(async () => {
+    const problems: string[] = [];
+    const named = await d.containers.list({ all: true, filters: { name: [`-${tag}`] } }).catch((e: Error) => {
+      problems.push(`listing the test's containers failed: ${e.message}`);
+      return [];
+    });
+    const ids = new Set(named.map((c) => c.Id));
+    for (const ref of refs) {
+      const id = /^[0-9a-f]{64}$/.test(ref) ? ref : await d.containers.inspect(ref).then((i) => i.Id, () => undefined);
+      if (id) ids.add(id);
+    }
+    await Promise.all(
+      [...ids].map((id) =>
+        d.containers.remove(id, { force: true, volumes: true }).catch((e: Error & { code?: string }) => {
+          if (e.code !== 'NOT_FOUND') problems.push(`removing container ${id.slice(0, 12)} failed: ${e.code ?? ''} ${e.message}`);
+        }),
+      ),
+    );
+    // A removed container's monitor exits and its cgroup goes right after the remove answers.
+    const left = await eventually(() => {
+      const found = [...ids].flatMap((id) => containerLeftovers(d.root, id).map((l) => ({ ...l, what: `${l.what} (container ${id.slice(0, 12)})` })));
+      return found.length === 0 ? [] : false;
+    }, { timeout: 20_000, message: "the test's removed containers to leave nothing behind" }).catch(() => [...ids].flatMap((id) => containerLeftovers(d.root, id)));
+    if (left.length || problems.length) throw new LeakError(`test "${t.title}" on daemon ${d.root}`, left, null, problems);
+  });
+  return {
+    d,
+    tag,
+    name: (base) => `${base}-${tag}`,
+    track(ref) {
+      refs.add(ref);
+      return ref;
+    },
+  };
+}
+
+/**
+ * At most `BERTH_TEST_MAX_DAEMONS` (default 3) live test daemons per ava worker (one test
+ * file): a file whose tests all start a daemon at once waits here instead of starting ten
+ * on two cores. A slot is held from start to stop (kill and restart keep it). A test that
+ * holds a daemon and starts another while every slot is held by such tests would wait for
+ * ever: a waiter proceeds over the cap after 120 s, and says so.
+ */
+class Slots {
+  private used = 0;
+  private waiting: Array<() => void> = [];
+  constructor(private readonly max: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.used < this.max) this.used++;
+    else {
+      // A releaser hands its slot straight to the first waiter (true); a timeout takes one more (false).
+      const handed = await new Promise<boolean>((resolve) => {
+        const wake = () => resolve(true);
+        this.waiting.push(wake);
+        setTimeout(() => {
+          const i = this.waiting.indexOf(wake);
+          if (i < 0) return;
+          this.waiting.splice(i, 1);
+          resolve(false);
+        }, 120_000).unref();
+      });
+      if (!handed) {
+        this.used++;
+        process.stderr.write(`test daemons: waited 120 s for one of ${this.max} slots; starting one more over the cap\n`);
+      }
+    }
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.used--;
+    };
+  }
+}
+
+export const daemonSlots = new Slots(Number(process.env.BERTH_TEST_MAX_DAEMONS) || 3);
 
 /** Every file under dir (relative paths), for "nothing left behind" checks. */
 export function listTree(dir: string): string[] {

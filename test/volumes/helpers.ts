@@ -1,8 +1,9 @@
 /**
  * Fixtures for the volume tests: a temp dir per test (`root/` for the driver, `outside/`
- * with a canary), a teardown that closes every driver the test opened and then, even if
- * the test failed half way, unmounts whatever is mounted under the temp dir and detaches
- * every loop device backed by a file in it, so no test leaves mounts or loop devices.
+ * with a canary), and a teardown that closes every driver the test opened and then checks
+ * the temp dir with the suite's leak policy (test/helpers/leaks.ts): a driver whose close
+ * failed, or a mount, loop device or process left under the temp dir, fails the test that
+ * left it (after the fixture removed it, so the next test starts clean).
  */
 import type { ExecutionContext } from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { VolumeDriver } from '../../volumes/drivers/driver';
 import { mountsUnder } from '../helpers/mounts';
+import { releaseRoot } from '../helpers/leaks';
 
 export const MiB = 1024 * 1024;
 
@@ -33,9 +35,9 @@ export async function setup(t: ExecutionContext, factory: (root: string) => Prom
   const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-volumes-'));
   const opened: VolumeDriver[] = [];
   t.teardown(async () => {
-    for (const d of opened) await d.close().catch(() => undefined);
-    cleanupHost(tmp);
-    await fsp.rm(tmp, { recursive: true, force: true });
+    const problems: string[] = [];
+    for (const d of opened) await d.close().catch((e: Error & { code?: string }) => problems.push(`closing a ${d.name} driver failed: ${e.code ?? ''} ${e.message}`));
+    await releaseRoot(`the volume test's ${tmp}`, { root: tmp }, problems);
   });
   const root = path.join(tmp, 'root');
   const outside = path.join(tmp, 'outside');
@@ -50,7 +52,11 @@ export async function setup(t: ExecutionContext, factory: (root: string) => Prom
   return { tmp, root, outside, canary, open, d: await open() };
 }
 
-/** Unmount everything under `dir` (deepest first) and detach loop devices backed by files under it. */
+/**
+ * Unmount everything under `dir` (deepest first) and detach loop devices backed by files
+ * under it: for what a test mounted by hand. A fixture's own end is `releaseRoot`, which
+ * reports what it finds instead of only removing it.
+ */
 export function cleanupHost(dir: string): void {
   for (const m of mountsUnder(dir)) {
     if (spawnSync('umount', [m]).status !== 0) spawnSync('umount', ['-l', m]);

@@ -4,14 +4,12 @@ import * as fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bestDriver, openDriver } from '../../volumes/drivers/select';
-import { cleanupHost, MiB } from './helpers';
+import { MiB } from './helpers';
+import { releaseRoot } from '../helpers/leaks';
 
 async function tmpdir(t: import('ava').ExecutionContext): Promise<string> {
   const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-volumes-'));
-  t.teardown(async () => {
-    cleanupHost(tmp);
-    await fsp.rm(tmp, { recursive: true, force: true });
-  });
+  t.teardown(() => releaseRoot(`the select test's ${tmp}`, { root: tmp }));
   return tmp;
 }
 
