@@ -339,6 +339,15 @@ class Slots {
 
 export const daemonSlots = new Slots(Number(process.env.BERTH_TEST_MAX_DAEMONS) || 3);
 
+/**
+ * Unmount what a test mounted itself under `dir` (deepest first), e.g. the small host
+ * filesystem a test gives a daemon. Never lazily: a busy mount fails, naming it.
+ */
+export async function unmountUnder(dir: string): Promise<void> {
+  if (!fs.existsSync(dir)) return;
+  for (const m of mountsUnder(dir)) await exec('umount', [m]);
+}
+
 /** Every file under dir (relative paths), for "nothing left behind" checks. */
 export function listTree(dir: string): string[] {
   const out: string[] = [];
