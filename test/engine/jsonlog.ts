@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LogEntry } from '../../src/engine/logs';
+import { eventually } from '../helpers/eventually';
 
 /** RFC 3339 with nanoseconds for unix seconds `s` (+ `nanos`), as the monitor writes it. */
 export function ts(s: number, nanos = 0): string {
@@ -51,7 +52,66 @@ export function texts(entries: LogEntry[]): string[] {
   return entries.map((e) => e.log.toString('utf8').replace(/\n$/, ''));
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+// ---- seeing what a follower has looked at ---------------------------------------------
+//
+// "The follower is waiting" or "the follower has seen the half line" cannot be shown by a
+// sleep (too short on a loaded machine, and the test then passes without the interleaving it
+// names). A follower in this process reads with FileHandle.read at explicit offsets and looks
+// for a missing log with fs.promises.stat, so the log tests watch exactly those calls: a read
+// that found nothing at offset N means the follower has read everything up to N and is about to
+// wait; a stat that found no file means it is waiting for the file.
+
+/** Per real path: the offset of the last read that found the end of the file. */
+const endsFound = new Map<string, number>();
+/** Per path: how many stats found no file. */
+const missesFound = new Map<string, number>();
+let watching: Promise<void> | undefined;
+
+type ReadFn = (this: fs.promises.FileHandle, ...args: unknown[]) => Promise<fs.promises.FileReadResult<NodeJS.ArrayBufferView>>;
+
+/** Start watching this process's log reads (once; idempotent). Call before starting the follower. */
+export function watchFollowers(): Promise<void> {
+  watching ??= (async () => {
+    const probe = await fs.promises.open(__filename, 'r');
+    const proto = Object.getPrototypeOf(probe) as { read: ReadFn };
+    await probe.close();
+    const read = proto.read;
+    proto.read = async function (this: fs.promises.FileHandle, ...args: unknown[]) {
+      const r = await read.apply(this, args);
+      const at = args[3];
+      if (r.bytesRead === 0 && typeof at === 'number') {
+        try {
+          endsFound.set(fs.readlinkSync(`/proc/self/fd/${this.fd}`), at);
+        } catch {
+          // closed meanwhile: not a follower's look
+        }
+      }
+      return r;
+    };
+    const stat = fs.promises.stat;
+    fs.promises.stat = (async (file: fs.PathLike, ...rest: []) => {
+      try {
+        return await stat(file, ...rest);
+      } catch (e) {
+        const key = String(file);
+        missesFound.set(key, (missesFound.get(key) ?? 0) + 1);
+        throw e;
+      }
+    }) as typeof fs.promises.stat;
+  })();
+  return watching;
+}
+
+/** Wait until a follower has read `file` up to `offset` (default: its size now) and found nothing more. */
+export async function followerAtEnd(file: string, offset = fs.statSync(file).size): Promise<void> {
+  const real = fs.realpathSync(file);
+  await eventually(() => endsFound.get(real) === offset, { message: `a follower to read ${file} up to ${offset} and find its end` });
+}
+
+/** Wait until a follower has looked for the missing `file` (and so waits for it). */
+export async function followerMissed(file: string): Promise<void> {
+  await eventually(() => (missesFound.get(file) ?? 0) > 0, { message: `a follower to look for the missing ${file}` });
+}
 
 /** A promise with its resolve, for `stop`. */
 export function deferred(): { promise: Promise<void>; resolve: () => void } {

@@ -2,10 +2,11 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readLogs, type LogEntry } from '../../src/engine/logs';
-import { eventually } from '../helpers/eventually';
-import { appendLines, collect, deferred, line, rotate, sleep, texts, tmpLog, ts } from './jsonlog';
+import { appendLines, collect, deferred, followerAtEnd, followerMissed, line, rotate, texts, tmpLog, ts, watchFollowers } from './jsonlog';
 
 const T0 = 1_800_000_000;
+
+test.before(watchFollowers);
 
 /** The next entry of a follower, failing the test instead of hanging (a hang guard: a loaded machine is slow). */
 async function next(it: AsyncIterator<LogEntry>, ms = 30_000): Promise<IteratorResult<LogEntry>> {
@@ -225,7 +226,7 @@ test('follow puts a line written in two halves together once it is complete', as
   const whole = line('stderr', 'split in two\n', ts(T0 + 1));
   fs.appendFileSync(log, whole.slice(0, 20));
   const pending = next(it);
-  await sleep(350); // more than one poll: the follower has seen the half line
+  await followerAtEnd(log); // the follower has read the half line and waits for the rest
   fs.appendFileSync(log, whole.slice(20));
   const r = await pending;
   t.false(r.done);
@@ -243,11 +244,12 @@ test('follow survives a rotation mid-follow: no line lost or duplicated', async 
   const it = readLogs(log, { follow: true, stop: stop.promise })[Symbol.asyncIterator]();
   t.is(await nextText(it), 'a');
   t.is(await nextText(it), 'b');
-  await sleep(50); // the follower is waiting
+  const c = next(it);
+  await followerAtEnd(log); // the follower has read all of it and waits
   appendLines(log, ['c'], T0 + 2); // the old file's last line, not yet read
   rotate(log, 5);
   appendLines(log, ['d'], T0 + 3);
-  t.is(await nextText(it), 'c');
+  t.is((await c).value?.log.toString(), 'c\n');
   t.is(await nextText(it), 'd');
   appendLines(log, ['e'], T0 + 4);
   t.is(await nextText(it), 'e');
@@ -267,14 +269,15 @@ test('follow survives two rotations between two looks, even when its file droppe
     t.teardown(stop.resolve);
     const it = readLogs(log, { follow: true, stop: stop.promise })[Symbol.asyncIterator]();
     t.is(await nextText(it), 'a');
-    await sleep(50);
+    const x = next(it);
+    await followerAtEnd(log); // waiting
     // All synchronous: the follower cannot look in between.
     appendLines(log, ['x'], T0 + 1);
     rotate(log, maxFiles);
     appendLines(log, ['y'], T0 + 2);
     rotate(log, maxFiles); // with 2 files, the one the follower holds is gone from the directory
     appendLines(log, ['z'], T0 + 3);
-    t.is(await nextText(it), 'x', `maxFiles ${maxFiles}`);
+    t.is((await x).value?.log.toString(), 'x\n', `maxFiles ${maxFiles}`);
     t.is(await nextText(it), 'y');
     t.is(await nextText(it), 'z');
     stop.resolve();
@@ -306,25 +309,12 @@ test('follow with tail 0 gives only new entries', async (t) => {
   const stop = deferred();
   t.teardown(stop.resolve);
   const it = readLogs(log, { follow: true, tail: 0, stop: stop.promise })[Symbol.asyncIterator]();
-  const first = next(it, 30_000);
-  // Nothing shows when the reader has taken its tail, so append a new line until one comes
-  // through: a line appended before that point is in the tail (and so left out), any after
-  // it must come. 'old' never may.
-  let written = 0;
-  const got = await eventually(
-    async () => {
-      appendLines(log, [`new ${written}`], T0 + 1 + written);
-      written++;
-      return Promise.race([first, sleep(100).then(() => undefined)]);
-    },
-    { message: 'a line appended after the reader started' },
-  );
-  const firstText = got.value?.log.toString('utf8').replace(/\n$/, '');
-  t.regex(firstText ?? '', /^new \d+$/);
+  const first = next(it);
+  await followerAtEnd(log); // it has taken its (empty) tail and waits at the end: 'old' is behind it
+  appendLines(log, ['new 1', 'new 2'], T0 + 1);
+  t.is((await first).value?.log.toString(), 'new 1\n');
   stop.resolve();
-  const from = Number(firstText?.split(' ')[1]);
-  const expected = Array.from({ length: written - from - 1 }, (_, i) => `new ${from + 1 + i}`);
-  t.deepEqual(texts(await collect({ [Symbol.asyncIterator]: () => it })), expected, 'every line after the first that came, in order');
+  t.deepEqual(texts(await collect({ [Symbol.asyncIterator]: () => it })), ['new 2'], 'every line after the first, in order; never old');
 });
 
 test('follow waits for a log file that does not exist yet', async (t) => {
@@ -333,7 +323,7 @@ test('follow waits for a log file that does not exist yet', async (t) => {
   t.teardown(stop.resolve);
   const it = readLogs(log, { follow: true, stop: stop.promise })[Symbol.asyncIterator]();
   const first = next(it);
-  await sleep(100);
+  await followerMissed(log); // it has looked, found no file, and waits for one
   appendLines(log, ['hello'], T0);
   t.is((await first).value?.log.toString(), 'hello\n');
   stop.resolve();
@@ -345,7 +335,7 @@ test('follow of a missing file ends on stop with nothing', async (t) => {
   const stop = deferred();
   t.teardown(stop.resolve);
   const done = collect(readLogs(log, { follow: true, stop: stop.promise }));
-  await sleep(30);
+  await followerMissed(log); // following, not yet started
   stop.resolve();
   t.deepEqual(await done, []);
 });
@@ -358,7 +348,7 @@ test('follow ends quietly when the signal aborts', async (t) => {
   const it = readLogs(log, { follow: true, signal: ac.signal })[Symbol.asyncIterator]();
   t.is(await nextText(it), 'a');
   const pending = next(it);
-  await sleep(30);
+  await followerAtEnd(log); // waiting for more when the abort comes
   ac.abort();
   t.true((await pending).done);
 });
@@ -397,9 +387,10 @@ test('follow starts again at the top of a log truncated in place (one-file rotat
   const it = readLogs(log, { follow: true, stop: stop.promise })[Symbol.asyncIterator]();
   t.is(await nextText(it), 'a long first line');
   t.is(await nextText(it), 'a long second line');
-  await sleep(50);
+  const c = next(it);
+  await followerAtEnd(log); // waiting at the end of the long lines
   fs.writeFileSync(log, line('stdout', 'c\n', ts(T0 + 5))); // O_TRUNC, same inode
-  t.is(await nextText(it), 'c');
+  t.is((await c).value?.log.toString(), 'c\n');
   stop.resolve();
   t.deepEqual(await collect({ [Symbol.asyncIterator]: () => it }), []);
 });
