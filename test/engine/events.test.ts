@@ -1,5 +1,6 @@
 import test from 'ava';
 import { EventBus, type DockerEvent, type EventInput, type SubscribeOptions } from '../../src/engine/events';
+import { eventually } from '../helpers/eventually';
 
 function codeOf(f: () => unknown): string | undefined {
   try {
@@ -10,7 +11,6 @@ function codeOf(f: () => unknown): string | undefined {
   return undefined;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const ctr = (Action: string, ID: string, Attributes: Record<string, string> = {}): EventInput => ({
   Type: 'container',
@@ -219,9 +219,11 @@ test('close ends every subscription; closing twice is harmless', (t) => {
 test('stream: the same as an async iterator, ending at until', async (t) => {
   const bus = history();
   const it = bus.stream({ since: 0, until: Date.now() / 1000 + 3, filters: { type: ['container'], event: ['start', 'die'] } });
-  setTimeout(() => bus.emit(ctr('die', 'aaaa1111')), 50);
   const got: string[] = [];
-  for await (const ev of it) got.push(`${ev.Action} ${ev.Actor.ID}`);
+  for await (const ev of it) {
+    got.push(`${ev.Action} ${ev.Actor.ID}`);
+    if (got.length === 2) bus.emit(ctr('die', 'aaaa1111')); // live, once the replay has come
+  }
   t.deepEqual(got, ['start aaaa1111', 'start bbbb2222', 'die aaaa1111']);
 });
 
@@ -237,7 +239,7 @@ test('stream: breaking out unsubscribes, an abort ends it', async (t) => {
     for await (const ev of bus.stream({}, ac.signal)) got.push(ev.Action);
   })();
   bus.emit(ctr('kill', 'a'));
-  await sleep(10);
+  await eventually(() => got.length === 1, { message: 'the live event to come through' });
   ac.abort();
   await done;
   bus.emit(ctr('die', 'a'));

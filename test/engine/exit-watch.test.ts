@@ -16,6 +16,13 @@ test('an exit record that appears while the monitor is being checked is read at 
   const exitFile = path.join(dir, 'exit.json');
   const ac = new AbortController();
   t.teardown(() => ac.abort());
+  // A watch of our own on the same directory: libuv reads one inotify queue per loop and
+  // hands each event to every watch of the directory in the same turn, so once ours has it
+  // (and one more turn has passed) watchExit's watch has it too.
+  let renamed!: () => void;
+  const seen = new Promise<void>((r) => (renamed = r));
+  const ours = fs.watch(dir, (_, name) => name === 'exit.json' && renamed());
+  t.teardown(() => ours.close());
   let checks = 0;
   const monitorGone = async (): Promise<boolean> => {
     checks++;
@@ -23,8 +30,9 @@ test('an exit record that appears while the monitor is being checked is read at 
       // As the monitor writes it: a temp file renamed into place.
       await fs.promises.writeFile(`${exitFile}.tmp`, JSON.stringify(RECORD));
       await fs.promises.rename(`${exitFile}.tmp`, exitFile);
-      // Let the watch event arrive while this check is still running.
-      await new Promise((r) => setTimeout(r, 300));
+      // The watch event arrives while this check is still running.
+      await seen;
+      await new Promise((r) => setImmediate(r));
     }
     return false;
   };
