@@ -1,5 +1,6 @@
 import test, { ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import { TestDaemon, BERTH } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
 import { Term, until } from './term';
@@ -56,6 +57,12 @@ async function waitSize(term: Term, want: string): Promise<void> {
 async function state(d: TestDaemon, name: string): Promise<string> {
   const r = await d.berth(['inspect', '-f', '{{.State.Status}}', name]);
   return r.stdout.trim() || `(inspect failed: ${r.stderr.trim()})`;
+}
+
+/** The bytes the container's main process has read so far (rchar): it grows when the shell takes input. */
+async function bytesRead(d: TestDaemon, name: string): Promise<number> {
+  const pid = Number((await d.berth(['inspect', '-f', '{{.State.Pid}}', name])).stdout.trim());
+  return Number(/^rchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1]);
 }
 
 /** `berth run -dit --name NAME busybox sh`, ready. */
@@ -319,13 +326,14 @@ test('bad input: stopped or unknown containers, bad detach keys, bad sizes, a cl
   // A client gone in the middle of an escape sequence.
   const x = berthTerm(t, d, ['attach', 'box']);
   await x.waitFor(PROMPT, { timeout: LONG, what: 'prompt' });
-  await typeLine(x, 'echo "before-$((8*8))"', /^before-64$/m);
+  await typeLine(x, 'echo "before-$((8*8))"', /^before-64\n\/ # $/m); // and the shell waits at its prompt
+  const idle = await bytesRead(d, 'box');
   x.write('\x1b[');
-  await new Promise((r) => setTimeout(r, 300)); // no way to see it arrive: the shell waits for the rest
+  // Nothing shows on the screen (the shell waits for the rest), but the shell has read it.
+  await eventually(async () => (await bytesRead(d, 'box')) >= idle + 2, { timeout: LONG, message: 'the shell to read the half escape sequence' });
   process.kill(x.pid, 'SIGKILL');
   await x.waitExit(LONG);
-  await new Promise((r) => setTimeout(r, 300));
-  t.is(await state(d, 'box'), 'running', 'a client dying mid escape sequence does not end the container');
+  // That the container lives on is proven below: a new client talks to the same shell.
   const y = berthTerm(t, d, ['attach', 'box']);
   await y.waitFor(/^before-64$/m, { timeout: LONG, what: 'the redrawn screen' });
   // The shell's line editor still holds the half sequence (berth passed it on as typed):
@@ -334,6 +342,7 @@ test('bad input: stopped or unknown containers, bad detach keys, bad sizes, a cl
   await typeLine(y, 'echo "after-$((9*9))"', /^after-81$/m);
   y.write('\x10\x11');
   t.is(await y.waitExit(LONG), 0);
+  t.is(await state(d, 'box'), 'running', 'a client dying mid escape sequence did not end the container');
 });
 
 // berthd accepts an attach to an exited -i container (it waits for the next start, for
