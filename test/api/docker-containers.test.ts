@@ -2,6 +2,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TestDaemon, exec } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 
 /** The real docker CLI running containers on berthd. */
 
@@ -34,7 +35,7 @@ test('docker run -d, ps, exec, logs, stop, wait, commit, export, rm behave as wi
   const failing = await d.docker(['exec', 'w', 'sh', '-c', 'exit 7']);
   t.is(failing.code, 7);
 
-  for (let i = 0; i < 50 && !(await d.docker(['logs', 'w'])).stdout.includes('started'); i++) await new Promise((r) => setTimeout(r, 100));
+  await eventually(async () => (await d.docker(['logs', 'w'])).stdout.includes('started'), { timeout: 60_000, message: 'the container to log started' });
   t.is((await d.docker(['logs', 'w'])).stdout, 'started\n');
 
   const commit = await d.docker(['commit', '-c', 'CMD ["cat", "/made-here"]', 'w', 'snap:1']);
@@ -59,7 +60,6 @@ test('docker run -d, ps, exec, logs, stop, wait, commit, export, rm behave as wi
   const rm = await d.docker(['rm', 'w']);
   t.is(rm.code, 0, rm.stderr);
   t.is((await d.docker(['ps', '-aq'])).stdout, '');
-  void fs;
 });
 
 test('a detached container keeps its pid across a SIGKILL and restart of berthd, and docker stop then stops it', async (t) => {
@@ -90,20 +90,32 @@ test('a --restart always container killed behind berthd\'s back is running again
   await d.kill();
   // A host reboot, as far as the container is concerned: everything of it is gone.
   await exec('pkill', ['-KILL', '-f', `berth-monitor.*${id}`]).catch(() => undefined);
+  await eventually(() => exec('pgrep', ['-f', `berth-monitor.*${id}`]).then(() => false, () => true), { timeout: 60_000, message: 'its monitor to be gone' });
   process.kill(pid, 'SIGKILL');
-  await new Promise((r) => setTimeout(r, 300));
+  // Gone for good (reaped, or a zombie of nobody), as after a reboot, before berthd looks.
+  await eventually(() => !/^\d+ \(.*\) [^Z]/.test(readStat(pid)), { timeout: 60_000, message: `the container's process ${pid} to be gone` });
   await d.restart();
   let status = '';
-  for (let i = 0; i < 50; i++) {
-    status = (await d.berth(['inspect', '-f', '{{.State.Status}} {{.State.Pid}}', 'redisish'])).stdout.trim();
-    if (status.startsWith('running') && !status.endsWith(` ${pid}`)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await eventually(
+    async () => {
+      status = (await d.berth(['inspect', '-f', '{{.State.Status}} {{.State.Pid}}', 'redisish'])).stdout.trim();
+      return status.startsWith('running') && !status.endsWith(` ${pid}`);
+    },
+    { timeout: 60_000, message: 'redisish to run again with a new process' },
+  );
   t.regex(status, /^running [1-9]\d*$/);
   t.not(status, `running ${pid}`);
   t.is((await d.berth(['inspect', '-f', '{{.State.Status}}', 'never'])).stdout.trim(), 'created', 'a created container is not started');
   await d.berth(['rm', '-f', 'redisish', 'never']);
 });
+
+function readStat(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 async function idOf(d: TestDaemon, name: string): Promise<string> {
   return (await d.berth(['inspect', '-f', '{{.Id}}', name])).stdout.trim();
