@@ -48,6 +48,26 @@ async function docker(args: string[]): Promise<string> {
   return r.stdout;
 }
 
+let witnesses = 0;
+/**
+ * Wait out the time in which a 300 ms check would have run `n` times — seen, not slept: a
+ * witness container checked every 300 ms runs until it has `n` probes that began after the
+ * call. "No probe ran" is then a claim about a window that really passed, on any load.
+ */
+async function probeWindow(n = 3): Promise<void> {
+  const from = Date.now();
+  const name = `witness-${++witnesses}`;
+  await docker(['run', '-d', '--name', name, '--health-cmd', 'true', '--health-interval', '300ms', 'busybox', 'sleep', '1000']);
+  try {
+    await eventually(async () => ((await health(name))?.Log ?? []).filter((p) => Date.parse(p.Start) >= from).length >= n, {
+      timeout: 120_000,
+      message: `${n} probes of the witness container`,
+    });
+  } finally {
+    await docker(['rm', '-f', name]);
+  }
+}
+
 test.serial('docker run --health-cmd: starting, healthy, unhealthy, with the results in inspect, events and ps', async (t) => {
   const since = Math.floor(Date.now() / 1000) - 1;
   // Failures inside the start period do not count: it stays starting until /tmp/ok exists.
@@ -93,12 +113,14 @@ test.serial('docker run --health-cmd: starting, healthy, unhealthy, with the res
 
   // Stopped, checks end and the status is unhealthy (Docker's "monitor stopped").
   await docker(['stop', '-t', '1', 'web']);
+  const stoppedAt = Date.now();
   const after = await health('web');
   t.is(after?.Status, 'unhealthy');
-  const n = after!.Log.length;
-  await new Promise((r) => setTimeout(r, 1000));
-  // At most the probe that was in flight at the stop lands (a 300 ms interval would add three).
-  t.true((await health('web'))!.Log.length <= n + 1, 'no probe runs on a stopped container');
+  await probeWindow();
+  // The Log keeps only the last 5, so its length proves nothing: no probe may have begun after
+  // the stop (the one in flight at the stop may land; it began before).
+  const late = (await health('web'))!.Log.filter((p) => Date.parse(p.Start) > stoppedAt);
+  t.deepEqual(late, [], 'no probe runs on a stopped container');
   await docker(['rm', 'web']);
 });
 
@@ -133,7 +155,7 @@ test.serial("an image's HEALTHCHECK runs; --no-healthcheck turns it off; output 
   await docker(['run', '-d', '--name', 'none', '--no-healthcheck', 'hc-image']);
   // NONE wins; the rest is merged from the image's as moby merges it.
   t.deepEqual(JSON.parse(await docker(['inspect', '-f', '{{json .Config.Healthcheck.Test}}', 'none'])), ['NONE']);
-  await new Promise((r) => setTimeout(r, 1000));
+  await probeWindow();
   t.is(await health('none'), null, 'no State.Health without checks');
   t.regex(await docker(['ps', '--filter', 'name=none', '--format', '{{.Status}}']), /^Up [^(]*\n$/);
   t.regex(await docker(['ps', '--filter', 'health=none', '--format', '{{.Names}}']), /^none$/m);
@@ -145,10 +167,12 @@ test.serial('pause ends the checks (unhealthy, as Docker shows it); unpause resu
   await docker(['run', '-d', '--name', 'paused', '--health-cmd', 'true', '--health-interval', '300ms', 'busybox', 'sleep', '1000']);
   await waitHealth('paused', 'healthy');
   await docker(['pause', 'paused']);
+  const pausedAt = Date.now();
   const h = await health('paused');
   t.is(h?.Status, 'unhealthy');
-  await new Promise((r) => setTimeout(r, 1000));
-  t.true((await health('paused'))!.Log.length <= h!.Log.length + 1, 'no probe runs while paused (at most the one in flight lands)');
+  await probeWindow();
+  const late = (await health('paused'))!.Log.filter((p) => Date.parse(p.Start) > pausedAt);
+  t.deepEqual(late, [], 'no probe begins while paused (the one in flight may land: it began before)');
   const unpausedAt = Date.now();
   await docker(['unpause', 'paused']);
   const after = await waitHealth('paused', 'healthy');

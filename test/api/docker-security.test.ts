@@ -11,6 +11,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestDaemon, exec } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 import type { HostConfig } from '../../src/engine/service';
 
 let d: TestDaemon;
@@ -99,12 +100,8 @@ test.serial('-p 0:6379 publishes redis on a random host port that answers (testc
   const port = Number(/:(\d+)$/.exec(line)?.[1]);
   t.true(port > 0 && port !== 6379, `a random port: ${line}`);
   t.is((await d.docker(['inspect', '-f', '{{json .HostConfig.PortBindings}}', 'r0'])).stdout.trim(), '{"6379/tcp":[{"HostIp":"","HostPort":"0"}]}');
-  const deadline = Date.now() + 15_000;
   let pong = '';
-  while (Date.now() < deadline && pong !== 'PONG') {
-    pong = (await exec('/usr/bin/redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'ping'], { timeout: 5000 }).catch(() => ({ stdout: '' }))).stdout.trim();
-    if (pong !== 'PONG') await new Promise((res) => setTimeout(res, 200));
-  }
+  await eventually(async () => (pong = (await exec('/usr/bin/redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'ping'], { timeout: 5000 }).catch(() => ({ stdout: '' }))).stdout.trim()) === 'PONG', { timeout: 60_000, message: 'redis to answer on the published port' }).catch(() => undefined);
   t.is(pong, 'PONG');
 });
 

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import Docker from 'dockerode';
 import { TestDaemon } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 import { dockerPy } from '../helpers/dockerpy';
 import { Term } from '../interactive/term';
 
@@ -206,8 +207,7 @@ test('dockerode: demuxStream reads exec and attach streams, and an exec error af
   err.on('data', (c) => (e += c));
   outs.on('data', (c) => (o += c));
   docker.modem.demuxStream(attached, outs, err);
-  const deadline = Date.now() + 20_000;
-  while (!/err\nerr\n/.test(e) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await eventually(() => /err\nerr\n/.test(e), { timeout: 60_000, message: 'two lines of stderr through the attach' }).catch(() => undefined); // the regex below says what came
   attached.destroy();
   t.regex(e, /^(err\n)+$/);
   t.is(o, '');

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { TestDaemon, CLI } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 
 test('berth run exits with the container exit code and streams stdout and stderr apart', async (t) => {
   const d = await TestDaemon.start();
@@ -59,10 +60,7 @@ test('Ctrl-C on a foreground berth run stops the container', async (t) => {
   t.teardown(() => d.stop());
   const child = spawn(process.execPath, [CLI, 'run', '--name', 'fg', 'busybox', 'sleep', '1000'], { env: d.env, stdio: 'ignore' });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  for (let i = 0; i < 100; i++) {
-    if ((await d.berth(['inspect', '-f', '{{.State.Status}}', 'fg'])).stdout.trim() === 'running') break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await eventually(async () => (await d.berth(['inspect', '-f', '{{.State.Status}}', 'fg'])).stdout.trim() === 'running', { timeout: 60_000, message: 'fg to run' });
   child.kill('SIGINT');
   const code = await exited;
   t.true(code === 143 || code === 137, `exit ${code}`);

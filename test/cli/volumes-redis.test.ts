@@ -2,6 +2,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TestDaemon } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 
 /**
  * The proof: a real Redis keeps its data on a berth volume across containers, a snapshot
@@ -11,13 +12,7 @@ import { TestDaemon } from '../helpers/daemon';
 const REDIS = ['redis-server', '--port', '6390', '--dir', '/data', '--save', '', '--appendonly', 'yes'];
 
 async function waitReady(d: TestDaemon, c: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    const r = await d.berth(['exec', c, 'redis-cli', '-p', '6390', 'ping']);
-    if (r.stdout.trim() === 'PONG') return;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  throw new Error(`redis in ${c} did not answer`);
+  await eventually(async () => (await d.berth(['exec', c, 'redis-cli', '-p', '6390', 'ping'])).stdout.trim() === 'PONG', { timeout: 60_000, message: `redis in ${c} to answer` });
 }
 
 async function cli(d: TestDaemon, c: string, ...args: string[]): Promise<string> {

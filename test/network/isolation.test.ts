@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestDaemon, exec, BERTH } from '../helpers/daemon';
+import { eventually } from '../helpers/eventually';
 import { BridgeNetwork, derivedBridge, vethName } from '../../src/network/network';
 import { bridgeOwner, ownerTag } from '../../src/network/claims';
 import { ConflictError } from '../../volumes/shared/errors';
@@ -27,12 +28,7 @@ async function redisCli(port: number, ...args: string[]): Promise<string> {
 }
 
 async function waitPong(port: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if ((await redisCli(port, 'ping')) === 'PONG') return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`redis on 127.0.0.1:${port} did not answer`);
+  await eventually(async () => (await redisCli(port, 'ping')) === 'PONG', { timeout: 60_000, message: `redis on 127.0.0.1:${port} to answer` });
 }
 
 test('daemons on other roots, with and without --bridge, start and stop beside a live Redis without touching its network', async (t) => {
