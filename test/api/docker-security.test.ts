@@ -12,12 +12,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestDaemon, exec } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
+import { loadImages } from '../helpers/images';
 import type { HostConfig } from '../../src/engine/service';
 
 let d: TestDaemon;
 
 test.before(async () => {
   d = await TestDaemon.start();
+  await loadImages(d, 'busybox');
 });
 
 test.after.always(async () => {
@@ -91,8 +93,7 @@ test.serial('bad --dns and --add-host values are refused at create, typed', asyn
 
 test.serial('-p 0:6379 publishes redis on a random host port that answers (testcontainers sends HostPort "0")', async (t) => {
   t.timeout(120_000);
-  const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
-  t.is(v.code, 0, v.stderr);
+  await loadImages(d, 'redis');
   const r = await d.docker(['run', '-d', '--name', 'r0', '-p', '0:6379', 'redis', 'redis-server', '--bind', '0.0.0.0', '--protected-mode', 'no', '--save', '']);
   t.is(r.code, 0, r.stderr);
   t.teardown(() => d.docker(['rm', '-f', 'r0']));

@@ -3,20 +3,20 @@ import * as net from 'node:net';
 import * as tarStream from 'tar-stream';
 import type { Readable } from 'node:stream';
 import { TestDaemon } from '../helpers/daemon';
+import { loadImages } from '../helpers/images';
 
 /**
  * testcontainers-node (11.x: it runs on berth's Node) against berthd, as a project's test
  * suite would use it: its Docker client is pointed at a test daemon through DOCKER_HOST and
  * its reaper (ryuk, an image from a registry) stays off. Images are local: busybox, and a
- * Redis vendored from the host's binaries.
+ * Redis vendored from the host's binaries (once per run, test/helpers/images.ts).
  */
 
 let d: TestDaemon;
 let tc: typeof import('testcontainers');
 test.before(async () => {
   d = await TestDaemon.start();
-  const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
-  if (v.code !== 0) throw new Error(`vendoring redis: ${v.stderr}`);
+  await loadImages(d, 'redis', 'busybox');
   // Read once, when testcontainers makes its client: set before it is loaded.
   process.env.DOCKER_HOST = d.host;
   process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TestDaemon } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
+import { loadImages } from '../helpers/images';
 
 /**
  * The proof: a real Redis keeps its data on a berth volume across containers, a snapshot
@@ -43,8 +44,7 @@ for (const driver of ['btrfs', 'dir'] as const) {
     const info = JSON.parse((await d.berth(['volume', 'create', 'probe'])).code === 0 ? (await d.berth(['volume', 'inspect', 'probe'])).stdout : '[]');
     t.is(info[0]?.Status?.Driver, driver, 'the daemon uses the driver asked for');
     t.is((await d.berth(['volume', 'rm', 'probe'])).code, 0);
-    const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
-    t.is(v.code, 0, v.stderr);
+    await loadImages(d, 'redis');
 
     await redis(d, 'r1', 'rdata');
     for (const k of ['a', 'b', 'c']) t.is(await cli(d, 'r1', 'set', k, `v-${k}`), 'OK');
@@ -128,8 +128,7 @@ for (const driver of ['btrfs', 'dir'] as const) {
       await d.berth(['rm', '-f', 'h1']);
       await d.stop();
     });
-    const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
-    t.is(v.code, 0, v.stderr);
+    await loadImages(d, 'redis');
     await redis(d, 'h1', 'hdata');
     for (const k of ['x', 'y']) t.is(await cli(d, 'h1', 'set', k, `v-${k}`), 'OK');
 

@@ -2,6 +2,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TestDaemon } from '../helpers/daemon';
+import { loadImages } from '../helpers/images';
 import { runCommand } from '../helpers/proc';
 import { eventually } from '../helpers/eventually';
 
@@ -15,8 +16,7 @@ import { eventually } from '../helpers/eventually';
 let d: TestDaemon;
 test.before(async () => {
   d = await TestDaemon.start();
-  const v = await d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']);
-  if (v.code !== 0) throw new Error(`vendoring redis: ${v.stderr}`);
+  await loadImages(d, 'redis', 'busybox');
 });
 test.after.always(async () => {
   await d?.stop();

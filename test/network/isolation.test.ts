@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestDaemon, exec, BERTH } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
+import { loadImages } from '../helpers/images';
 import { BridgeNetwork, derivedBridge, vethName } from '../../src/network/network';
 import { bridgeOwner, ownerTag } from '../../src/network/claims';
 import { ConflictError } from '../../volumes/shared/errors';
@@ -35,7 +36,7 @@ test('daemons on other roots, with and without --bridge, start and stop beside a
   const first = await TestDaemon.start();
   t.teardown(() => first.stop());
   const mine = netOf(first);
-  t.is((await first.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli'])).code, 0);
+  await loadImages(first, 'redis');
   const r = await first.berth(['run', '-d', '--name', 'redis', '-p', '127.0.0.1::6379', 'redis', ...REDIS]);
   t.is(r.code, 0, r.stderr);
   const id = r.stdout.trim();

@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { TestDaemon, exec, testNetwork } from '../helpers/daemon';
+import { loadImages } from '../helpers/images';
 
 /**
  * Published ports end to end: real daemons, the real `berth` and `docker` CLIs, real
@@ -238,8 +239,7 @@ test.serial('docker CLI: -p 6379 (random) to redis and -p 11211:11211 to memcach
     await d.docker(['rm', '-f', 'r1', 'm1']);
     await d.stop();
   });
-  await ok(t, d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']), 'vendor redis');
-  await ok(t, d.berth(['image', 'vendor', 'memcached', '/usr/bin/memcached']), 'vendor memcached');
+  await loadImages(d, 'redis', 'memcached', 'busybox');
 
   await ok(t, d.docker(['run', '-d', '-p', '6379', '--name', 'r1', 'redis', ...REDIS]), 'docker run redis');
   const port = await ok(t, d.docker(['port', 'r1', '6379']), 'docker port');
@@ -303,8 +303,7 @@ test.serial('berth CLI: static, random, 127.0.0.1::, udp, a range and -P with --
     await d.berth(['rm', '-f', ...names]);
     await d.stop();
   });
-  await ok(t, d.berth(['image', 'vendor', 'redis', '/usr/bin/redis-server', '/usr/bin/redis-cli']), 'vendor redis');
-  await ok(t, d.berth(['image', 'vendor', 'memcached', '/usr/bin/memcached']), 'vendor memcached');
+  await loadImages(d, 'redis', 'memcached', 'busybox');
   const [lo, hi] = ephemeral();
 
   // Static: -p X:80.
@@ -410,6 +409,7 @@ test.serial('a port is owned: a host process holding it fails the run; a publish
   t.timeout(120_000);
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
+  await loadImages(d, 'busybox');
   const [port] = await freePorts();
 
   for (const [holdOn, publish] of [
@@ -567,6 +567,7 @@ test.serial('berthd restarted while a container publishes: the rule stays, the p
   t.timeout(120_000);
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
+  await loadImages(d, 'busybox');
   const [port] = await freePorts();
   await ok(t, d.berth(['run', '-d', '--name', 'keep', '-p', `${port}:80`, 'busybox', ...httpd('kept')]), 'run keep');
   t.is(await httpGet(port), 'kept\n');
@@ -593,6 +594,7 @@ test.serial('containers reach another container\'s published port through the ga
   t.timeout(120_000);
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
+  await loadImages(d, 'busybox');
   const [port] = await freePorts();
   await ok(t, d.berth(['run', '-d', '--name', 'srv', '-p', `${port}:80`, 'busybox', ...httpd('srv-ok')]), 'run srv');
   await ok(t, d.berth(['run', '-d', '--name', 'cl', 'busybox', 'sleep', '1000']), 'run cl');
@@ -613,6 +615,7 @@ test.serial('hairpin: a container reaches its own published port through the gat
   t.timeout(120_000);
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
+  await loadImages(d, 'busybox');
   const [port] = await freePorts();
   await ok(t, d.berth(['run', '-d', '--name', 'self', '-p', `${port}:80`, 'busybox', ...httpd('self-ok')]), 'run self');
   t.is(await httpGet(port), 'self-ok\n');
