@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Docker from 'dockerode';
 import { TestDaemon } from '../helpers/daemon';
+import { loadImages } from '../helpers/images';
 import { runCommand } from '../helpers/proc';
 import { dockerPy } from '../helpers/dockerpy';
 import { crashAt } from '../helpers/fault';
@@ -19,6 +20,7 @@ let d: TestDaemon;
 let tc: typeof import('testcontainers');
 test.before(async () => {
   d = await TestDaemon.start();
+  await loadImages(d, 'busybox');
   process.env.DOCKER_HOST = d.host;
   process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
   tc = await import('testcontainers');
@@ -33,10 +35,15 @@ async function ok(p: Promise<{ code: number; stdout: string; stderr: string }>):
   return r.stdout;
 }
 
-/** A volume `name` holding /seed = `content`, with snapshot `snap` of it. */
+/**
+ * A volume `name` holding /seed = `content`, with snapshot `snap` of it. Set-up, not the
+ * behaviour under test: made through the API and the volume's host mountpoint, without a
+ * container or a CLI process.
+ */
 async function seed(name: string, snap = 'seeded', content = `seed of ${name}`): Promise<void> {
-  await ok(d.docker(['run', '--rm', '-v', `${name}:/d`, 'busybox', 'sh', '-c', `echo '${content}' > /d/seed`]));
-  await ok(d.berth(['volume', 'snapshot', name, snap]));
+  const v = await d.volumes.create({ Name: name });
+  fs.writeFileSync(path.join(v.Mountpoint, 'seed'), `${content}\n`);
+  await d.volumes.snapshot(name, snap);
 }
 
 /** Volumes made on mount of `vol` (by their label; one listing, as other tests make and remove theirs). */
