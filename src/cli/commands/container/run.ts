@@ -88,7 +88,7 @@ export function createVerb(v: Verbs): void {
       .description('create a container without starting it')
       .passThroughOptions()
       .action(async (image: string, args: string[], o: CreateFlags, cmd: Command) => {
-        const body = createBody(image, args, { ...o, detach: true });
+        const body = createBody(image, args, o); // as docker create: -i sets AttachStdin and StdinOnce, as run without -d does
         const ctx = await connect(cmd);
         process.stdout.write((await createContainer(ctx, body, o.name, o)) + '\n');
       });
