@@ -41,7 +41,7 @@ function rssKiB(): number {
  * far above its 2 cores), so a ping's time there depends on the load as much as on berthd:
  * the test pings first without the burst, under the same load, and asserts that the burst
  * adds under 200 ms to the median ping (the issue's 200 ms: most pings during the burst
- * are as quick as without it), and that no ping hangs (5 s, a generous bound that a daemon
+ * are as quick as without it), and that no ping hangs (15 s, a generous bound that a daemon
  * busy parsing twenty bodies on its event loop exceeds). The quantiles are logged. How
  * long the worst ping takes is measured, not asserted here: `npm run bench -- burst`
  * (benchmarks/burst.ts) prints it beside the pings without the burst, against 200 ms.
@@ -81,7 +81,7 @@ test.serial('a burst of 20 deeply nested and 20 large well-formed 4 MB bodies: e
   t.log(report);
   t.true(base.length > 10 && during.length > 10, report);
   t.true(quantile(during, 0.5) - quantile(base, 0.5) < 200, report);
-  t.true(Math.max(...during) < 5000, report);
+  t.true(Math.max(...during) < 15_000, report);
   t.true(peak - before < 512 * 1024, report);
 });
 
