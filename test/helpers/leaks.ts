@@ -95,6 +95,29 @@ export function loopsUnder(root: string): Array<[string, string]> {
   return found;
 }
 
+/**
+ * A pool's loop device is marked autoclear (pool.ts): the kernel detaches it when the last
+ * reference to its filesystem goes. Unmounted here, the filesystem can still be referenced for
+ * a moment by a mount namespace that copied the host's mounts — another test's container
+ * between its clone and its pivot_root, an `ip netns exec` — so the device goes a little after
+ * the close. Wait for that (bounded); one still attached after 30 s is a leak, and says so.
+ */
+export async function settleAutoclearLoops(root: string, timeoutMs = 30_000): Promise<void> {
+  const autoclear = (dev: string) => {
+    try {
+      return fs.readFileSync(`/sys/block/${path.basename(dev)}/loop/autoclear`, 'utf8').trim() === '1';
+    } catch {
+      return false; // gone already
+    }
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const loops = loopsUnder(root);
+    if (!loops.length || !loops.every(([dev]) => autoclear(dev)) || mountsUnder(root).length || Date.now() > deadline) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** What is left on the host of `scope.root`. Empty: nothing. */
 export function leftoversOf(scope: Scope): Leftover[] {
   const { root } = scope;
@@ -214,6 +237,7 @@ export class LeakError extends Error {
  * closing, e.g. a driver's close) is not empty. Resolves only when all was clean.
  */
 export async function releaseRoot(what: string, scope: Scope, problems: string[] = [], extra = ''): Promise<void> {
+  await settleAutoclearLoops(scope.root);
   const left = leftoversOf(scope);
   const uncleaned = left.length ? await cleanLeftovers(scope, left) : [];
   await fs.promises.rm(scope.root, { recursive: true, force: true }).catch((e: Error) => problems.push(`removing ${scope.root} failed: ${e.message}`));
