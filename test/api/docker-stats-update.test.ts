@@ -107,7 +107,9 @@ test('docker diff lists added, changed and deleted paths from the overlay upper 
   t.deepEqual((await ok(d.berth(['diff', 'df1']))).trim().split('\n'), lines);
 });
 
-test('docker system df sizes images, containers and volumes; system prune -f runs end to end', async (t) => {
+// Serial (ava runs serial tests before the concurrent ones): system prune would take the other
+// tests' stopped containers (docker diff's df1) on this shared daemon.
+test.serial('docker system df sizes images, containers and volumes; system prune -f runs end to end', async (t) => {
   await ok(d.docker(['volume', 'create', 'dfvol']));
   await ok(d.docker(['run', '--name', 'dfc', '-v', 'dfvol:/v', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/v/blob bs=1M count=3 2>/dev/null && dd if=/dev/zero of=/rw bs=1M count=2 2>/dev/null']));
   const v = await ok(d.docker(['system', 'df', '-v', '--format', '{{json .}}']));
