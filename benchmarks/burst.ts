@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BenchDaemon } from './daemon';
 import { rawCall, type RawAnswer } from '../test/helpers/raw-api';
-import { bigValidBody, nestedBody, pinger, quantile } from '../test/helpers/burst';
+import { bigValidBody, nestedBody, pinger, quantile, rssKiB, rssPeak as rssPeakOf } from '../test/helpers/burst';
 
 /**
  * The nested-JSON burst (issue 18): `/_ping` latency with the daemon idle, then while 20
@@ -29,7 +29,7 @@ export async function benchBurst(work: string): Promise<void> {
   const nested = nestedBody();
   const valid = bigValidBody();
   const send = (body: Buffer) => rawCall(d.socket, 'POST', '/v1.41/containers/create', body).catch((e: Error) => ({ status: -1, json: { code: e.message } }) as RawAnswer);
-  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${d.pid}/status`, 'utf8'))![1]) / 1024;
+  const rss = () => rssKiB(d.pid!) / 1024;
   // CPU time of the daemon's own thread (its tid is its pid) and of the rest of it (parse
   // workers, GC helpers, libuv), from the kernel: unlike a ping's time, not inflated by load.
   const cpuMs = (): { main: number; rest: number } => {
@@ -56,21 +56,14 @@ export async function benchBurst(work: string): Promise<void> {
       idle.push(...(await quiet.stop()));
       const busy = pinger(d.socket);
       await new Promise((res) => setTimeout(res, 300));
-      let sampling = true;
-      const sampler = (async () => {
-        while (sampling) {
-          rssPeak = Math.max(rssPeak, rss());
-          await new Promise((res) => setTimeout(res, 20));
-        }
-      })();
+      const sampler = rssPeakOf(d.pid!);
       const c0 = cpuMs();
       const t0 = performance.now();
       const got = await Promise.all([...Array.from({ length: 20 }, () => send(nested)), ...Array.from({ length: 20 }, () => send(valid))]);
       const burstMs = performance.now() - t0;
       const c1 = cpuMs();
       cpu.push(`${(c1.main - c0.main).toFixed(0)} ms (other threads ${(c1.rest - c0.rest).toFixed(0)} ms)`);
-      sampling = false;
-      await sampler;
+      rssPeak = Math.max(rssPeak, (await sampler.stop()) / 1024);
       await new Promise((res) => setTimeout(res, 200));
       const times = await busy.stop();
       during.push(...times);

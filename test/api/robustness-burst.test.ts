@@ -11,7 +11,7 @@ import { rawCall, type RawAnswer } from '../helpers/raw-api';
 import { TestDaemon } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
 import { LIMITS } from '../../src/api/limits';
-import { bigValidBody, nestedBody, pinger, quantile } from '../helpers/burst';
+import { bigValidBody, nestedBody, pinger, quantile, rssKiB as rssKiBOf, rssPeak } from '../helpers/burst';
 import { checkCreateFields, compactUnknownFields } from '../../src/engine/create-fields';
 
 let d: TestDaemon;
@@ -27,10 +27,7 @@ test.after.always(async () => {
 type Answer = RawAnswer;
 const call = (method: string, path: string, body?: string | Buffer): Promise<Answer> => rawCall(d.socket, method, path, body);
 
-function rssKiB(): number {
-  const status = fs.readFileSync(`/proc/${d.child!.pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
-}
+const rssKiB = (): number => rssKiBOf(d.child!.pid!);
 
 /**
  * The daemon does nothing else while the burst runs.
@@ -53,20 +50,12 @@ test.serial('a burst of 20 deeply nested and 20 large well-formed 4 MB bodies: e
   await new Promise((r) => setTimeout(r, 3000));
   const base = await idle.stop();
   const before = rssKiB();
-  let peak = before;
   const ping = pinger(d.socket);
   await new Promise((r) => setTimeout(r, 300));
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      peak = Math.max(peak, rssKiB());
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  const sampler = rssPeak(d.child!.pid!, before);
   const send = (body: Buffer) => call('POST', '/v1.41/containers/create', body).catch((e: Error) => ({ status: -1, json: { message: e.message } }) as Answer);
   const [deep, big] = await Promise.all([Promise.all(Array.from({ length: 20 }, () => send(nested))), Promise.all(Array.from({ length: 20 }, () => send(valid)))]);
-  sampling = false;
-  await sampler;
+  const peak = await sampler.stop();
   const during = await ping.stop();
   for (const a of deep) {
     t.is(a.status, 400, JSON.stringify(a.json).slice(0, 200));

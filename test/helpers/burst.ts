@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import { spawn } from 'node:child_process';
 
 /**
@@ -43,4 +44,28 @@ export function pinger(socket: string, everyMs = 20): { stop: () => Promise<numb
 export function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((x, y) => x - y);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+/** VmRSS of process `pid`, in KiB. */
+export function rssKiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+}
+
+/** Samples `pid`'s RSS every 20 ms until `stop()`, which resolves to the peak (KiB), counting `from`. */
+export function rssPeak(pid: number, from = rssKiB(pid)): { stop: () => Promise<number> } {
+  let peak = from;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, rssKiB(pid));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return {
+    stop: async () => {
+      sampling = false;
+      await sampler;
+      return peak;
+    },
+  };
 }

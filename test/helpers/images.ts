@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { signalZero } from '../../volumes/shared/process';
 import type { TestDaemon } from './daemon';
 import { eventually } from './eventually';
 
@@ -93,18 +94,10 @@ function takeLock(lock: string): boolean {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
   const holder = Number(fs.readFileSync(lock, 'utf8') || 0);
-  if (holder && !alive(holder)) fs.rmSync(lock, { force: true }); // retried on the next poll
+  if (holder && !signalZero(holder)) fs.rmSync(lock, { force: true }); // retried on the next poll
   return false;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 let dirOfRun: string | undefined;
 

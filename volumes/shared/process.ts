@@ -145,7 +145,8 @@ function plainBoot(b: string): string {
   return b.replace(/-/g, '').toLowerCase();
 }
 
-function signalZero(pid: number): boolean {
+/** Whether a process `pid` exists (signal 0; EPERM: it exists, owned by someone else). */
+export function signalZero(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
