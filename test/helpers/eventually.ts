@@ -35,7 +35,12 @@ export class EventuallyTimeout extends Error {
   }
 }
 
-const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/**
+ * Pause for pacing only (a writer's rhythm, a poll interval of a helper): never to decide a
+ * result. To wait for something, use `eventually` on the thing itself.
+ */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const pause = sleep;
 
 function describe(v: unknown): string {
   if (v instanceof Error) return `threw ${v.name}: ${v.message}`;
