@@ -1,12 +1,19 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { TestDaemon, exec } from '../helpers/daemon';
+import { TestDaemon, exec, useDaemon } from '../helpers/daemon';
 
 /**
  * The real docker CLI (the client only: no Docker engine runs here) against berthd.
- * DOCKER_HOST points it at the test daemon's socket.
+ * DOCKER_HOST points it at the test daemon's socket. One daemon serves the file; each test
+ * names its images with its own tag.
  */
+
+let d: TestDaemon;
+test.before(async () => {
+  d = await TestDaemon.start();
+});
+test.after.always(() => d?.stop());
 
 async function rootfsTar(dir: string): Promise<string> {
   const src = path.join(dir, 'rootfs');
@@ -21,8 +28,7 @@ async function rootfsTar(dir: string): Promise<string> {
 }
 
 test('docker version and docker info talk to berthd', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  useDaemon(t, d);
   const v = await d.docker(['version', '--format', '{{json .Server}}']);
   t.is(v.code, 0, v.stderr);
   const server = JSON.parse(v.stdout);
@@ -37,48 +43,50 @@ test('docker version and docker info talk to berthd', async (t) => {
 });
 
 test('docker import, images, tag, save, rmi, load round trip through berthd', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
-  const tar = await rootfsTar(d.root);
+  const { tag } = useDaemon(t, d);
+  const dir = fs.mkdtempSync(path.join(d.root, 'import-'));
+  t.teardown(() => fs.promises.rm(dir, { recursive: true, force: true }));
+  const tar = await rootfsTar(dir);
+  const mine = `mine-${tag}:1`;
+  const pushed = `localhost:5000/team/mine-${tag}:v2`;
 
-  const imp = await d.docker(['import', '--change', 'CMD ["/bin/sh"]', tar, 'mine:1']);
+  const imp = await d.docker(['import', '--change', 'CMD ["/bin/sh"]', tar, mine]);
   t.is(imp.code, 0, imp.stderr);
   const id = imp.stdout.trim();
   t.regex(id, /^sha256:[0-9a-f]{64}$/);
 
   const imgs = await d.docker(['images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}']);
   t.is(imgs.code, 0, imgs.stderr);
-  t.true(imgs.stdout.split('\n').includes(`mine:1 ${id.slice(7, 19)}`), imgs.stdout);
+  t.true(imgs.stdout.split('\n').includes(`${mine} ${id.slice(7, 19)}`), imgs.stdout);
 
-  const insp = await d.docker(['image', 'inspect', '--format', '{{json .Config.Cmd}}', 'mine:1']);
+  const insp = await d.docker(['image', 'inspect', '--format', '{{json .Config.Cmd}}', mine]);
   t.is(insp.code, 0, insp.stderr);
   t.deepEqual(JSON.parse(insp.stdout), ['/bin/sh']);
 
-  t.is((await d.docker(['tag', 'mine:1', 'localhost:5000/team/mine:v2'])).code, 0);
+  t.is((await d.docker(['tag', mine, pushed])).code, 0);
   const tagged = await d.docker(['images', '--format', '{{.Repository}}:{{.Tag}}']);
-  t.true(tagged.stdout.includes('localhost:5000/team/mine:v2'), tagged.stdout);
+  t.true(tagged.stdout.includes(pushed), tagged.stdout);
 
-  const out = path.join(d.root, 'saved.tar');
-  const save = await d.docker(['save', '-o', out, 'mine:1']);
+  const out = path.join(dir, 'saved.tar');
+  const save = await d.docker(['save', '-o', out, mine]);
   t.is(save.code, 0, save.stderr);
   t.true(fs.statSync(out).size > 1_000_000);
 
-  const rmi = await d.docker(['rmi', 'mine:1', 'localhost:5000/team/mine:v2']);
+  const rmi = await d.docker(['rmi', mine, pushed]);
   t.is(rmi.code, 0, rmi.stderr);
-  t.regex(rmi.stdout, /Untagged: mine:1/);
+  t.regex(rmi.stdout, new RegExp(`Untagged: ${mine}`));
   t.regex(rmi.stdout, new RegExp(`Deleted: ${id}`));
   t.false((await d.docker(['images', '--format', '{{.ID}}'])).stdout.includes(id.slice(7, 19)));
 
   const load = await d.docker(['load', '-i', out]);
   t.is(load.code, 0, load.stderr);
-  t.regex(load.stdout, /Loaded image: mine:1/);
-  const back = await d.docker(['image', 'inspect', '--format', '{{.Id}}', 'mine:1']);
+  t.regex(load.stdout, new RegExp(`Loaded image: ${mine}`));
+  const back = await d.docker(['image', 'inspect', '--format', '{{.Id}}', mine]);
   t.is(back.stdout.trim(), id, 'the same image id after save and load');
 });
 
 test('docker sees berth errors: unknown image, bad name', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  useDaemon(t, d);
   const r = await d.docker(['image', 'inspect', 'nosuchimage']);
   t.not(r.code, 0);
   t.regex(r.stderr, /nosuchimage/);
