@@ -4,8 +4,8 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { TestDaemon, CLI } from '../helpers/daemon';
-import { eventually } from '../helpers/eventually';
+import { TestDaemon, CLI, useDaemon } from '../helpers/daemon';
+import { eventually, sleep } from '../helpers/eventually';
 import { releaseRoot } from '../helpers/leaks';
 import { Transport } from '../../src/client/transport';
 import { runCommand } from '../helpers/proc';
@@ -19,9 +19,15 @@ const alive = (pid: number): boolean => {
   }
 };
 
+// The tests that neither stop, kill nor restart berthd share this daemon; the others start their own.
+let shared: TestDaemon;
+test.before(async () => {
+  shared = await TestDaemon.start();
+});
+test.after.always(() => shared?.stop());
+
 test('a second daemon on the same root exits with UNAVAILABLE naming the first', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const { d } = useDaemon(t, shared);
   const r = await runCommand(process.execPath, [CLI, 'daemon', '--root', d.root, '--host', `unix://${d.root}/other.sock`]);
   t.not(r.code, 0);
   t.regex(r.stderr, /^berth: /m);
@@ -32,15 +38,13 @@ test('a second daemon on the same root exits with UNAVAILABLE naming the first',
 });
 
 test('the socket is root-only: 0700 directory, 0600 socket', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const { d } = useDaemon(t, shared);
   t.is(fs.statSync(path.dirname(d.socket)).mode & 0o777, 0o700);
   t.is(fs.statSync(d.socket).mode & 0o777, 0o600);
 });
 
 test('an idle kept-alive connection outlives a client\'s own 5 s keep-alive: reusing it never races the daemon closing it', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const { d } = useDaemon(t, shared);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   const ping = () =>
@@ -52,11 +56,13 @@ test('an idle kept-alive connection outlives a client\'s own 5 s keep-alive: reu
       req.on('error', reject);
     });
   t.deepEqual(await ping(), { status: 200, reused: false });
-  // Past Node's default server keep-alive (5 s), which closed the socket under the client.
-  await new Promise((r) => setTimeout(r, 6_000));
+  // Idle past Node's default server keep-alive (5 s), which closed the socket under the
+  // client: the idle time is the stimulus here, not a wait for a result.
+  await sleep(6_000);
   t.deepEqual(await ping(), { status: 200, reused: true }, 'the idle connection was still open');
 });
 
+// Own daemon: this test SIGTERMs berthd and starts it again.
 test('SIGTERM shuts the daemon down cleanly and releases the root', async (t) => {
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
@@ -67,6 +73,7 @@ test('SIGTERM shuts the daemon down cleanly and releases the root', async (t) =>
   t.true(await d.transport.ping());
 });
 
+// Own daemon: this test SIGKILLs berthd and starts it again.
 test('a daemon killed with SIGKILL restarts at once on the same root', async (t) => {
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
@@ -88,14 +95,12 @@ test("the test worker and its daemons run on the project's Node (package.json's 
   const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '../../../package.json'), 'utf8'));
   const major = /\d+/.exec(pkg.dependencies.node)![0];
   t.is(process.versions.node.split('.')[0], major, `the worker runs ${process.execPath} ${process.version}`);
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const { d } = useDaemon(t, shared);
   t.is(fs.readlinkSync(`/proc/${d.child!.pid}/exe`), fs.realpathSync(process.execPath));
 });
 
 test('_ping answers with and without the /v1.NN prefix and carries API-Version', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const { d } = useDaemon(t, shared);
   for (const p of ['/_ping', '/v1.41/_ping', '/v1.24/_ping']) {
     const r = await runCommand('curl', ['-si', '--unix-socket', d.socket, `http://x${p}`]);
     t.regex(r.stdout, /^HTTP\/1\.1 200/);
