@@ -17,8 +17,7 @@ import { BtrfsDriver } from '../../volumes/drivers/btrfs/btrfs';
 import { POOL_FILE } from '../../volumes/drivers/btrfs/pool';
 import { alive, bootId, formatRecord } from '../../volumes/shared/process';
 import { btrfsMountsUnder, loopsOf, MiB, setup } from '../volumes/helpers';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { eventually } from '../helpers/eventually';
 
 /** State letter and start time (field 22) of a process, read straight from /proc. */
 function proc(pid: number): { state: string; start: number } | undefined {
@@ -27,14 +26,6 @@ function proc(pid: number): { state: string; start: number } | undefined {
     return { state: f[0], start: Number(f[19]) };
   } catch {
     return undefined;
-  }
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
   }
 }
 
@@ -54,14 +45,14 @@ async function unreaped(t: ExecutionContext, argv: string[], log: string): Promi
     if (proc(pid) && proc(pid)?.state !== 'Z') process.kill(pid, 'SIGKILL');
   });
   // Until sh has become `sleep` it may still reap the child itself.
-  await until('the parent is sleep', () => fs.readFileSync(`/proc/${parent.pid}/comm`, 'utf8').trim() === 'sleep');
+  await eventually(() => fs.readFileSync(`/proc/${parent.pid}/comm`, 'utf8').trim() === 'sleep', { message: 'the parent to be sleep' });
   return { pid, parent };
 }
 
 /** SIGKILL `pid` and wait until it is a zombie: dead, and not reaped. */
 async function killToZombie(pid: number): Promise<void> {
   process.kill(pid, 'SIGKILL');
-  await until(`pid ${pid} is a zombie`, () => proc(pid)?.state === 'Z');
+  await eventually(() => proc(pid)?.state === 'Z', { message: `pid ${pid} to be a zombie` });
 }
 
 /** A live process unrelated to berth (a plain `sleep`), ended in teardown. */
@@ -103,11 +94,14 @@ test('a killed daemon left unreaped (a zombie) does not block a new daemon on th
   const log = path.join(root, 'first.log');
   const { pid } = await unreaped(t, [process.execPath, CLI, ...args], log);
   const first = new Transport(socket);
-  await until('the first daemon answers', async () => {
-    const st = proc(pid)?.state;
-    if (st === undefined || st === 'Z') throw new Error(`the first daemon exited:\n${fs.readFileSync(log, 'utf8')}`);
-    return first.ping();
-  }, 60_000);
+  await eventually(
+    async () => {
+      const st = proc(pid)?.state;
+      if (st === undefined || st === 'Z') throw new Error(`the first daemon exited:\n${fs.readFileSync(log, 'utf8')}`);
+      return first.ping();
+    },
+    { timeout: 60_000, message: 'the first daemon to answer' },
+  );
   await killToZombie(pid);
 
   const d = await TestDaemon.start({ root, args: testNetwork(root) });
@@ -144,8 +138,25 @@ test('the root lock: a live holder is waited for, then refused with UNAVAILABLE 
   t.is(fs.readFileSync(path.join(root, 'berthd.pid'), 'utf8'), record, 'a refused daemon leaves the lock alone');
 
   // The holder is finishing its shutdown: it exits (and is reaped) while the new one waits.
-  setTimeout(() => holder.kill('SIGTERM'), 500);
-  const release = await lockRoot(root, () => undefined, 10_000);
+  // Killed only once the new one has read the lock and seen the holder alive (it is alive
+  // until the kill), so the lock is taken over after a wait, never straight away.
+  const lockFile = path.join(root, 'berthd.pid');
+  let reads = 0;
+  const readFile = fs.promises.readFile;
+  fs.promises.readFile = (async (...a: Parameters<typeof readFile>) => {
+    const got = await readFile(...a);
+    if (a[0] === lockFile) reads++;
+    return got;
+  }) as typeof readFile;
+  t.teardown(() => void (fs.promises.readFile = readFile));
+  const waiting = lockRoot(root, () => undefined, 10_000);
+  let settled = false;
+  void waiting.then(() => (settled = true), () => (settled = true));
+  await eventually(() => reads >= 2, { message: 'the new holder to read the lock twice (it found the holder alive and waits)' });
+  fs.promises.readFile = readFile;
+  t.false(settled, 'it waits while the holder lives');
+  holder.kill('SIGTERM');
+  const release = await waiting;
   t.is(Number.parseInt(fs.readFileSync(path.join(root, 'berthd.pid'), 'utf8'), 10), process.pid);
   await release();
   t.false(fs.existsSync(path.join(root, 'berthd.pid')), 'release removes the lock');
@@ -175,7 +186,7 @@ test('a pool user killed and left unreaped (a zombie) does not keep the pool mou
   const env = await setup(t, openDriver);
   const log = path.join(env.tmp, 'child.log');
   const { pid } = await unreaped(t, [process.execPath, path.join(__dirname, '..', 'volumes', 'pool-child.js'), env.root, String(POOL)], log);
-  await until('the pool child is ready', () => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('ready'));
+  await eventually(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('ready'), { message: 'the pool child to be ready' });
   t.is(fs.readdirSync(path.join(env.root, 'pool-users')).length, 2, 'two users: this process and the child');
   await killToZombie(pid);
 

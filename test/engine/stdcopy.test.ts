@@ -1,6 +1,7 @@
 import test from 'ava';
 import { Readable } from 'node:stream';
 import { Demuxer, STDERR, STDIN, STDOUT, SYSTEMERR, demux, frame } from '../../src/api/stdcopy';
+import { sleep } from '../helpers/eventually';
 
 function framed(): { bytes: Buffer; out: Buffer; err: Buffer } {
   const parts: [0 | 1 | 2, Buffer][] = [
@@ -59,7 +60,7 @@ test('a handler returning a promise holds the next frame until it settles', asyn
   const order: string[] = [];
   await demux(Readable.from([Buffer.concat([frame(STDOUT, Buffer.from('a')), frame(STDERR, Buffer.from('b'))])]), {
     stdout: async (b) => {
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20); // pacing: a slow handler; the order holds however long it takes
       order.push(`out ${b}`);
     },
     stderr: (b) => void order.push(`err ${b}`),

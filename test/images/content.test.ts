@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
 import { ContentStore } from '../../src/images/content';
+import { eventually } from '../helpers/eventually';
 
 async function tempStore(t: { teardown(fn: () => Promise<void>): void }): Promise<{ dir: string; cs: ContentStore }> {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-content-'));
@@ -49,7 +50,9 @@ test('a failing input stream leaves no blob and no ingest file', async (t) => {
   const input = new PassThrough();
   const p = cs.write(input);
   input.write(Buffer.alloc(1000, 1));
-  setTimeout(() => input.destroy(new Error('connection reset')), 20);
+  // It fails midway for real: the ingest file is open when the input breaks.
+  await eventually(async () => (await cs.ingests()).length === 1, { message: 'the ingest file to exist' });
+  input.destroy(new Error('connection reset'));
   await t.throwsAsync(p, { message: 'connection reset' });
   t.deepEqual(await cs.list(), []);
   t.deepEqual(await cs.ingests(), []);

@@ -125,16 +125,6 @@ export async function podmanEnv(t: ExecutionContext): Promise<(args: string[]) =
   return podman;
 }
 
-/** Wait until `fn` is true (polling), or fail after `ms`. */
-export async function waitFor(fn: () => Promise<boolean> | boolean, ms = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 /** Names of every snapshot. */
 export async function snapshotNames(env: Env): Promise<string[]> {
   const names: string[] = [];

@@ -4,10 +4,11 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../volumes/shared/errors';
-import { openEnv, readTree, mountImage, sampleRootfs, snapshotNames, waitFor, type Env } from './helpers';
+import { openEnv, readTree, mountImage, sampleRootfs, snapshotNames, type Env } from './helpers';
 import { goArch } from '../../src/images/config';
 import { digest } from '../helpers/digest';
 import { makeTar, streamOf } from '../helpers/tar';
+import { eventually } from '../helpers/eventually';
 
 /** Everything the store holds: to show that a failed import left nothing behind. */
 async function contents(env: Env) {
@@ -145,7 +146,9 @@ test('an input stream that errors midway fails the import and leaves nothing', a
   const input = new PassThrough();
   const p = env.store.importRootfs(input, { repo: 'cut' });
   input.write((await makeTar([{ name: 'big', data: Buffer.alloc(300_000, 1) }])).subarray(0, 150_000));
-  setTimeout(() => input.destroy(new Error('client went away')), 50);
+  // Midway for real: the import has begun extracting (its snapshot exists) when the input fails.
+  await eventually(async () => (await snapshotNames(env)).some((n) => n.startsWith('extract-')), { message: 'the import to start extracting' });
+  input.destroy(new Error('client went away'));
   await t.throwsAsync(p);
   t.deepEqual(await contents(env), EMPTY);
 });
@@ -268,7 +271,7 @@ test('rmi during a running import: collection waits for it, and a layer the impo
   const input = new PassThrough();
   const running = env.store.importRootfs(input, { repo: 'new' });
   input.write(shared.subarray(0, 512));
-  await waitFor(async () => (await snapshotNames(env)).some((n) => n.startsWith('extract-')), 10_000, 'the import to start');
+  await eventually(async () => (await snapshotNames(env)).some((n) => n.startsWith('extract-')), { message: 'the import to start' });
   await env.store.remove('old');
   await env.store.remove('other');
   // Nothing is collected while the import runs: it may be about to reuse any of it.
@@ -278,7 +281,7 @@ test('rmi during a running import: collection waits for it, and a layer the impo
   input.end(shared.subarray(512));
   await running;
   // Collected once the import ended: the unused layer went, the reused one stayed.
-  await waitFor(async () => !(await snapshotNames(env)).includes(digest(other)), 10_000, 'the deferred collection');
+  await eventually(async () => !(await snapshotNames(env)).includes(digest(other)), { message: 'the deferred collection' });
   t.deepEqual(await snapshotNames(env), [digest(shared)]);
   t.true(await env.store.content.has(digest(shared)));
   await env.reopen();

@@ -6,6 +6,7 @@ import type { ExecutionContext, TestFn } from 'ava';
 import { mountAll, unmountAll } from '../../volumes/layers/mount';
 import type { Mount, SnapshotInfo, Snapshotter } from '../../volumes/layers/snapshotter';
 import { mountsUnder } from '../helpers/mounts';
+import { eventually } from '../helpers/eventually';
 
 /**
  * The layer store conformance suite, after containerd's `SnapshotterSuite(t, name, factory)`:
@@ -105,7 +106,8 @@ export function snapshotterSuite(test: TestFn, name: string, factory: (root: str
     await env.layer('base', '', async () => undefined);
     await env.sn.prepare('ctr', 'base', { labels: { a: '1', b: '2' } });
     const before = await env.sn.stat('ctr');
-    await new Promise((r) => setTimeout(r, 5));
+    // The clock has moved past the first stamp, so a later update is stamped later.
+    await eventually(() => Date.now() > Date.parse(before.updated), { interval: 1, message: 'the clock to pass the first stamp' });
     const after = await env.sn.update('ctr', { c: '3' });
     t.deepEqual(after.labels, { c: '3' });
     t.like(after, { kind: 'active', parent: 'base', created: before.created });

@@ -7,10 +7,9 @@ import { waitExit } from '../../src/runtime/monitor';
 import type { TtyIO } from '../../src/runtime/runtime';
 import { buildSpec, type ContainerSpecInput } from '../../src/runtime/spec';
 import { sandbox, type Sandbox, type Started } from './fixture';
+import { sleep } from '../helpers/eventually';
 
 /** berth-monitor's tty mode (the top comment of monitor.c): pty, log, attach socket. */
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** An input frame: 0x00 LEN_HI LEN_LO DATA. */
 function inputFrame(text: string): Buffer {
@@ -74,7 +73,7 @@ async function attach(socketPath: string, read = true): Promise<Client> {
       const end = Date.now() + ms;
       while (!text().includes(s)) {
         if (Date.now() > end || isClosed) throw new Error(`no ${JSON.stringify(s)} within ${ms} ms (closed: ${isClosed}); got ${JSON.stringify(text().slice(-2000))}`);
-        await Promise.race([new Promise<void>((r) => (wake = r)), sleep(100), closed]);
+        await Promise.race([new Promise<void>((r) => (wake = r)), sleep(100), closed]); // woken by data; the sleep only paces the deadline check
       }
     },
   };
@@ -214,7 +213,12 @@ test('the pty outlives the process that created the container (a berthd restart)
         const s = net.connect(${JSON.stringify(allIo.tty.attachSocket)}, () => {
           const d = Buffer.from('echo be""fore\\n'); // the echo of the input is not "before"
           s.write(Buffer.concat([Buffer.from([0, 0, d.length]), d]));
-          setTimeout(() => { process.stdout.write(JSON.stringify(r)); process.exit(0); }, 300);
+          // Leave once the first session's command has run (its output came back), not after a guess.
+          let got = '';
+          s.on('data', (c) => {
+            got += c.toString('latin1');
+            if (got.includes('\\r\\nbefore\\r\\n')) { process.stdout.write(JSON.stringify(r)); process.exit(0); }
+          });
         });
       }, (e) => { console.error(e); process.exit(1); });`;
   const out = await new Promise<string>((resolve, reject) =>
