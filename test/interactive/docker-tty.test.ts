@@ -1,8 +1,9 @@
 import test from 'ava';
 import * as pty from 'node-pty';
 import { Terminal } from '@xterm/headless';
-import { TestDaemon } from '../helpers/daemon';
+import { TestDaemon, useDaemon, type DaemonShare } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
+import { loadImages } from '../helpers/images';
 
 /**
  * The real docker CLI against berthd in a real terminal: the CLI runs under node-pty (so
@@ -87,26 +88,42 @@ class Screen {
 /** `sh` output markers: `echo A""B` prints AB while the typed line shows A""B. */
 const mark = (a: string, b: string) => ({ cmd: `echo ${a}""${b}`, re: new RegExp(`^${a}${b}$`, 'm') });
 
-async function startDaemon(t: import('ava').ExecutionContext): Promise<TestDaemon> {
-  const d = await TestDaemon.start();
+// One daemon for every test here (none restarts or kills it); each names its containers
+// with its own tag (useDaemon), so they run side by side and each is leak-checked.
+let d: TestDaemon;
+test.before(async () => {
+  d = await TestDaemon.start();
+  await loadImages(d, 'busybox');
+});
+test.after.always(() => d?.stop());
+
+/** This test's share of the daemon; the screens it opens are killed at its end. */
+function share(t: import('ava').ExecutionContext): DaemonShare & { screens: Screen[] } {
   const screens: Screen[] = [];
-  (t.context as { screens?: Screen[] }).screens = screens;
-  t.teardown(async () => {
-    for (const s of screens) s.kill();
-    await d.stop();
+  const s = useDaemon(t, d);
+  // Registered after useDaemon's: ava runs teardowns last-first, so the screens go before the containers.
+  t.teardown(() => {
+    for (const x of screens) x.kill();
   });
-  return d;
+  return Object.assign(s, { screens });
 }
 
-function screen(t: import('ava').ExecutionContext, d: TestDaemon, args: string[], cols?: number, rows?: number): Screen {
+function screen(sh: { screens: Screen[] }, args: string[], cols?: number, rows?: number): Screen {
   const s = new Screen(args, d.env, cols, rows);
-  (t.context as { screens: Screen[] }).screens.push(s);
+  sh.screens.push(s);
   return s;
 }
 
+/** As `docker run -dit --name <name> busybox sh`, through the API: a tty, stdin kept open, detached. */
+async function box(name: string): Promise<void> {
+  await d.containers.create({ Image: 'busybox', Cmd: ['sh'], Tty: true, OpenStdin: true, StdinOnce: false, AttachStdin: false, AttachStdout: false, AttachStderr: false }, name);
+  await d.containers.start(name);
+}
+
 test('docker run -it --rm busybox sh: a pty, its size, a resize, the exit code', async (t) => {
-  const d = await startDaemon(t);
-  const s = screen(t, d, ['run', '-it', '--rm', 'busybox', 'sh'], 100, 30);
+  const sh = share(t);
+  const name = sh.name('it');
+  const s = screen(sh, ['run', '-it', '--rm', '--name', name, 'busybox', 'sh'], 100, 30);
   await s.waitFor(/[#$] $/m, 60_000);
   const tty = await s.run('tty; ' + mark('T', 'DONE').cmd, /^(\/dev\/\S+)\s*\n\s*TDONE$/m);
   t.is(tty[1], '/dev/pts/0');
@@ -127,16 +144,16 @@ test('docker run -it --rm busybox sh: a pty, its size, a resize, the exit code',
   const e = await s.waitExit();
   t.is(e.exitCode, 7, await s.text());
   // --rm: the container goes away.
-  await eventually(async () => (await d.docker(['ps', '-aq'])).stdout.trim() === '', { message: 'the --rm container to be removed' });
+  await eventually(async () => (await d.containers.list({ all: true, filters: { name: [name] } })).length === 0, { message: 'the --rm container to be removed' });
 });
 
 test('docker attach shows the current screen; ctrl-p ctrl-q detaches and the container keeps running', async (t) => {
-  const d = await startDaemon(t);
-  const run = await d.docker(['run', '-dit', '--name', 'box', 'busybox', 'sh']);
-  t.is(run.code, 0, run.stderr);
+  const sh = share(t);
+  const name = sh.name('box');
+  await box(name);
 
   // (2) first attach: the prompt is redrawn without typing (the screen is replayed).
-  const a1 = screen(t, d, ['attach', 'box'], 100, 30);
+  const a1 = screen(sh, ['attach', name], 100, 30);
   await a1.waitFor(/[#$] $/m, 60_000);
   await a1.run('echo m""1', /^m1$/m);
   a1.p.write('\x10'); // ctrl-p
@@ -146,33 +163,27 @@ test('docker attach shows the current screen; ctrl-p ctrl-q detaches and the con
   const tail = (await a1.text()).trimEnd().split('\n').slice(-2);
   t.is(e1.exitCode, 1, `docker attach exits 1 after a detach, as with Docker; screen tail: ${JSON.stringify(tail)}`);
   t.regex(tail.join('\n'), /read escape sequence/, 'the CLI saw the detach keys, not a dropped connection');
-  const ps = await d.docker(['ps', '--filter', 'name=box', '--format', '{{.Names}} {{.Status}}']);
-  t.regex(ps.stdout, /^box Up/m, 'the container still runs after the detach');
+  t.true((await d.containers.inspect(name)).State.Running, 'the container still runs after the detach');
 
   // A second attach shows m1 without typing anything.
-  const a2 = screen(t, d, ['attach', 'box'], 100, 30);
-  await a2.waitFor(/^m1$/m, 60_000);
-  t.pass('m1 shown by the second attach without typing');
+  const a2 = screen(sh, ['attach', name], 100, 30);
+  await t.notThrowsAsync(a2.waitFor(/^m1$/m, 60_000), 'm1 shown by the second attach without typing');
   a2.p.write('\x10\x11');
-  await a2.waitExit();
+  t.is((await a2.waitExit()).exitCode, 1, 'the second attach detaches too');
+  t.true((await d.containers.inspect(name)).State.Running, 'the container still runs after the second detach');
 });
 
-async function withBox(t: import('ava').ExecutionContext): Promise<TestDaemon> {
-  const d = await startDaemon(t);
-  const run = await d.docker(['run', '-dit', '--name', 'box', 'busybox', 'sh']);
-  if (run.code !== 0) throw new Error(`docker run -dit failed: ${run.stderr}`);
-  return d;
-}
-
 test('docker exec -it box sh: a pty, its size, the exit code', async (t) => {
-  const d = await withBox(t);
-  const x = screen(t, d, ['exec', '-it', 'box', 'sh'], 90, 25);
+  const sh = share(t);
+  const name = sh.name('box');
+  await box(name);
+  const x = screen(sh, ['exec', '-it', name, 'sh'], 90, 25);
   await x.waitFor(/[#$] $/m, 60_000);
   const tty = await x.run('tty; ' + mark('X', 'T').cmd, /^(\S+)\s*\n\s*XT$/m);
   t.regex(tty[1], /^\/dev\/pts\/\d+$/);
   const size = await x.run('stty size; ' + mark('X', 'S').cmd, /^(\d+ \d+)\s*\n\s*XS$/m);
   t.is(size[1], '25 90', 'stty size in exec -it matches the terminal (docker sends it by POST /exec/{id}/resize right after the start)');
-  // Diagnostic: a resize once the exec runs does reach its pty.
+  // A resize once the exec runs does reach its pty.
   x.p.resize(110, 35);
   x.term.resize(110, 35);
   let i = 0;
@@ -189,11 +200,11 @@ test('docker exec -it box sh: a pty, its size, the exit code', async (t) => {
 });
 
 test('echo hi | docker exec -i box cat prints hi (the exec start body is not stdin)', async (t) => {
-  const d = await withBox(t);
-  const cat = await d.docker(['exec', '-i', 'box', 'cat'], { input: 'hi\n' });
+  const sh = share(t);
+  const name = sh.name('box');
+  await box(name);
+  const cat = await d.docker(['exec', '-i', name, 'cat'], { input: 'hi\n' });
   t.is(cat.code, 0, cat.stderr);
   t.is(cat.stdout, 'hi\n');
-
-  const still = await d.docker(['ps', '--filter', 'name=box', '--format', '{{.Names}}']);
-  t.is(still.stdout.trim(), 'box');
+  t.true((await d.containers.inspect(name)).State.Running, 'the container still runs after the exec');
 });
