@@ -6,8 +6,10 @@
 // suite's tail: the other worker idles while it runs. So the files that take longest on their
 // own go first, longest first (the files after them fill the gaps), and the rest follow in
 // path order. Rule for this list: a file that takes more than ~30 s alone on 2 cores (or is
-// the longest of its area) belongs here, placed by that time. Times are from CI logs and
-// `npm run -s test:only -- dist/test/<dir>/<file>.test.js` on an idle machine.
+// the longest of its area) belongs here, placed by that time. The order is estimated from a
+// CI log's per-test times (the slowest test, or for a file that starts a daemon per test,
+// three at a time, its summed time / 3); time a file alone with
+// `npm run -s test:only -- dist/test/<dir>/<file>.test.js` on an idle machine to place it.
 const longestFirst = [
   'build/build-debian', // one gcc multi-stage build, ~80 s
   'api/volumes-crash', // eight daemons (three at a time), each killed mid-step; waits for stale locks
