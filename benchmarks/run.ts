@@ -16,6 +16,7 @@ import { benchVolumeChunks, benchVolumeRegistry } from './volume-registry';
 import { benchBuild } from './build';
 import { benchSpeed } from './speed';
 import { benchIo } from './io-speed';
+import { benchMonitorFaults } from './monitor-faults';
 import { mountsUnder } from '../test/helpers/mounts';
 
 /**
@@ -27,6 +28,7 @@ const benches: Record<string, (work: string) => Promise<void>> = {
   import: benchImport,
   run: benchRun,
   stop: benchStop,
+  'monitor-faults': benchMonitorFaults,
   memory: benchIdleMemory,
   volumes: benchVolumes,
   network: benchNetwork,
