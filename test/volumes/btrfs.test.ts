@@ -20,7 +20,7 @@ volumeDriverSuite(test, 'btrfs', (root) => open(root), { driver: 'btrfs', poolSi
 
 // Serial: ava runs serial tests before the concurrent ones, so the timing is not measured
 // while the other cases of this file write hundreds of MiB through the same host disk.
-test.serial('btrfs: snapshot and clone of a 1 GiB volume take well under a second', async (t) => {
+test.serial('btrfs: snapshot and clone of a 1 GiB volume come back (a hang guard) with its size and content', async (t) => {
   const { d } = await setup(t, (root) => open(root, 3 * 1024 * MiB));
   const mp = (await d.create('big')).mountpoint;
   execFileSync('fallocate', ['-l', '1G', path.join(mp, 'data.bin')]); // allocated extents, like a filled file
@@ -44,9 +44,11 @@ test.serial('btrfs: snapshot and clone of a 1 GiB volume take well under a secon
   }
   const ms = (xs: number[]) => xs.map((x) => x.toFixed(0)).join('/');
   t.log(`snapshot ${ms(snapMs)} ms, clone ${ms(cloneMs)} ms, clone from snapshot ${ms(fromSnapMs)} ms`);
-  t.true(Math.min(...snapMs) < 1000, 'snapshot');
-  t.true(Math.min(...cloneMs) < 1000, 'clone');
-  t.true(Math.min(...fromSnapMs) < 1000, 'clone from a snapshot');
+  // Hang guards only (issue 20, item 6): that they are O(1) is a speed claim, measured by
+  // `npm run bench -- volumes` (a 10 MiB and a 4 GiB volume side by side).
+  t.true(Math.min(...snapMs) < 30_000, 'snapshot');
+  t.true(Math.min(...cloneMs) < 30_000, 'clone');
+  t.true(Math.min(...fromSnapMs) < 30_000, 'clone from a snapshot');
   const clone = await d.inspect('big-clone1');
   t.is((await fsp.stat(path.join(clone.mountpoint, 'data.bin'))).size, 1024 * MiB);
   t.is(sha256(await fsp.readFile(path.join(clone.mountpoint, 'hot.bin'))), sha256(await fsp.readFile(path.join(mp, 'hot.bin'))));
