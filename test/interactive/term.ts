@@ -1,10 +1,11 @@
 import * as pty from 'node-pty';
 import { Terminal } from '@xterm/headless';
+import { eventually, EventuallyTimeout } from '../helpers/eventually';
 
 /**
  * A real terminal for tests: a pty (node-pty) running a command, its output interpreted by
  * a headless xterm so a test reads the screen a user would see. Everything waits by polling
- * the screen with a deadline, never by fixed sleeps.
+ * the screen with `eventually`, never by fixed sleeps.
  */
 export class Term {
   readonly p: pty.IPty;
@@ -73,15 +74,19 @@ export class Term {
   async waitFor(test: RegExp | string | ((screen: string) => boolean), opts: { timeout?: number; what?: string; history?: boolean } = {}): Promise<string> {
     const timeout = opts.timeout ?? 30_000;
     const match = typeof test === 'function' ? test : typeof test === 'string' ? (s: string) => s.includes(test) : (s: string) => test.test(s);
-    const deadline = Date.now() + timeout;
     let text = '';
-    for (;;) {
-      text = opts.history ? await this.history() : (await this.screen()).join('\n');
-      if (match(text)) return text;
-      if (Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 50));
+    try {
+      return await eventually(
+        async () => {
+          text = opts.history ? await this.history() : (await this.screen()).join('\n');
+          return match(text) && text;
+        },
+        { timeout, message: opts.what ?? String(test) },
+      );
+    } catch (e) {
+      if (!(e instanceof EventuallyTimeout)) throw e;
+      throw new Error(`timed out after ${timeout} ms waiting for ${opts.what ?? String(test)}; the screen:\n${text}\n(exit code: ${this.exitCode})`);
     }
-    throw new Error(`timed out after ${timeout} ms waiting for ${opts.what ?? String(test)}; the screen:\n${text}\n(exit code: ${this.exitCode})`);
   }
 
   /** Wait for the program to exit; throws on timeout. */
@@ -111,21 +116,5 @@ export class Term {
   dispose(): void {
     this.kill();
     this.xterm.dispose();
-  }
-}
-
-/** Poll an async condition until it holds; throws with `what` on timeout. */
-export async function until<T>(fn: () => Promise<T | undefined | false>, what: string, timeout = 30_000): Promise<T> {
-  const deadline = Date.now() + timeout;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { TestDaemon, BERTH } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
-import { Term, until } from './term';
+import { Term } from './term';
 
 /**
  * Interactive mode driven through real terminals: every client runs under a pty (node-pty)
@@ -69,7 +69,7 @@ async function bytesRead(d: TestDaemon, name: string): Promise<number> {
 async function runBox(t: ExecutionContext, d: TestDaemon, name = 'box'): Promise<void> {
   const r = await d.berth(['run', '-dit', '--name', name, 'busybox', 'sh']);
   t.is(r.code, 0, r.stderr);
-  await until(async () => (await state(d, name)) === 'running', `${name} running`);
+  await eventually(async () => (await state(d, name)) === 'running', { message: `${name} running` });
 }
 
 function curl(args: string[]): Promise<{ code: number; stdout: string }> {
@@ -268,10 +268,10 @@ test('logs of a tty container show what the session printed', async (t) => {
   await typeLine(a, 'echo "log-$((6*7))"', /^log-42$/m);
   a.write('\x10\x11');
   t.is(await a.waitExit(LONG), 0);
-  const logs = await until(async () => {
+  const logs = await eventually(async () => {
     const r = await d.berth(['logs', 'box']);
-    return r.stdout.includes('log-42\r\n') ? r : undefined;
-  }, 'log-42 in berth logs');
+    return r.stdout.includes('log-42\r\n') && r;
+  }, { message: 'log-42 in berth logs' });
   t.is(logs.code, 0);
   t.regex(logs.stdout, /echo "log-\$\(\(6\*7\)\)"\r\n/, 'the echoed command line is logged too');
   t.regex(logs.stdout, /^log-42\r$/m);
