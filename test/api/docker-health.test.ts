@@ -32,14 +32,10 @@ async function health(name: string): Promise<Health | null> {
 
 /** Poll inspect until the container's health status is `want` (generous: the machine is shared). */
 async function waitHealth(name: string, want: string, ms = 60_000): Promise<Health> {
-  const deadline = Date.now() + ms;
-  let last: Health | null = null;
-  while (Date.now() < deadline) {
-    last = await health(name);
-    if (last?.Status === want) return last;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${name} did not become ${want}: ${JSON.stringify(last)}`);
+  return eventually(async () => {
+    const h = await health(name);
+    return h?.Status === want && h;
+  }, { timeout: ms, interval: 200, message: `${name} to become ${want}` });
 }
 
 async function docker(args: string[]): Promise<string> {
@@ -78,12 +74,10 @@ test.serial('docker run --health-cmd: starting, healthy, unhealthy, with the res
   t.is((await docker(['ps', '-q', '--filter', 'health=starting'])).trim().length, 12);
 
   // Failing probes are recorded, but within the start period the streak stays 0.
-  const deadline = Date.now() + 60_000;
-  let h = await health('web');
-  while ((h?.Log.length ?? 0) < 2 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    h = await health('web');
-  }
+  let h = await eventually(async () => {
+    const x = await health('web');
+    return (x?.Log.length ?? 0) >= 2 && x;
+  }, { timeout: 60_000, interval: 200, message: 'two failing probes recorded' });
   t.is(h?.Status, 'starting');
   t.is(h?.FailingStreak, 0);
   t.true(h!.Log.length >= 2);

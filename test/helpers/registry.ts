@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { eventually } from './eventually';
 
 /**
  * A real registry for tests: Debian's docker-registry (distribution 2.8) on 127.0.0.1 with a
@@ -85,16 +86,14 @@ export class TestRegistry {
     child.stdout!.on('data', (c) => (out += c));
     child.stderr!.on('data', (c) => (out += c));
     const reg = new TestRegistry(dir, port, child, !!opts.tls, () => out);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`docker-registry exited: ${out}`);
-      if (await reg.answers()) return reg;
-      if (Date.now() > deadline) {
-        await reg.stop();
-        throw new Error(`docker-registry did not answer on ${port}: ${out}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
+    try {
+      await eventually(async () => child.exitCode !== null || (await reg.answers()), { timeout: 30_000, interval: 100, message: `docker-registry to answer on ${port}` });
+    } catch (e) {
+      await reg.stop();
+      throw new Error(`docker-registry did not answer on ${port}: ${out}`, { cause: e });
     }
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${out}`);
+    return reg;
   }
 
   private answers(): Promise<boolean> {

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { TestDaemon, exec, listTree } from '../helpers/daemon';
 import { TestRegistry, faultProxy } from '../helpers/registry';
 import { RemoteRegistryService } from '../../src/client/registry';
+import { eventually } from '../helpers/eventually';
 
 /**
  * Pull and push against a real registry (Debian's docker-registry, distribution 2.8) on
@@ -243,12 +244,7 @@ test.serial('a pull killed mid-layer lists nothing half-made, and the next pull 
   const partial = path.join(d.root, 'images', 'content', 'partial', layer.digest.slice(7));
 
   const pulling = d.docker(['pull', name]);
-  let seen = 0;
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
-    seen = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
-    if (seen > 1_000_000) break;
-    await new Promise((r) => setTimeout(r, 2));
-  }
+  await eventually(() => fs.statSync(partial).size > 1_000_000, { interval: 2, timeout: 60_000, message: 'the pull to have 1 MB of the layer' });
   await d.kill();
   await pulling;
   const kept = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
