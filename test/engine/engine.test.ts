@@ -1,5 +1,6 @@
 import test from 'ava';
 import { collectOutput, engineEnv } from './env';
+import { eventually } from '../helpers/eventually';
 
 test('run busybox echo hi: the logs say hi and it exits 0', async (t) => {
   const env = await engineEnv(t);
@@ -77,9 +78,9 @@ test('restart policy on-failure:2 restarts exactly twice', async (t) => {
   // A sibling allowed one more restart, started just after: once it has run a third
   // time, the backoff in which ours would have run again has passed too.
   const sibling = await env.run({ Cmd: ['sh', '-c', 'exit 1'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 } } });
-  const i = await env.until(id, (x) => x.State.Status === 'exited' && x.RestartCount === 2, 'two restarts then exited');
+  const i = await eventually(async () => { const x = await env.inspect(id); return x.State.Status === 'exited' && x.RestartCount === 2 && x; }, { message: 'two restarts then exited' });
   t.is(i.State.ExitCode, 1);
-  await env.until(sibling, (x) => x.RestartCount === 3, 'the sibling to restart a third time');
+  await eventually(async () => { const x = await env.inspect(sibling); return x.RestartCount === 3 && x; }, { message: 'the sibling to restart a third time' });
   const after = await env.inspect(id);
   t.is(after.RestartCount, 2);
   t.is(after.State.Status, 'exited');
@@ -92,7 +93,7 @@ test('restart policy on-failure:2 restarts exactly twice', async (t) => {
 test('restart policy always restarts a container that exits 0; stop ends it for good', async (t) => {
   const env = await engineEnv(t);
   const id = await env.run({ Cmd: ['sh', '-c', 'sleep 0.2'], HostConfig: { RestartPolicy: { Name: 'always' } } });
-  await env.until(id, (x) => x.RestartCount >= 1 && x.State.Running, 'a restart');
+  await eventually(async () => { const x = await env.inspect(id); return x.RestartCount >= 1 && x.State.Running && x; }, { message: 'a restart' });
   await env.engine.stop(id, { timeout: 1 });
   const i = await env.inspect(id);
   t.false(i.State.Running);
@@ -100,7 +101,7 @@ test('restart policy always restarts a container that exits 0; stop ends it for 
   // A sibling with the same policy, started now: once it has restarted twice, a restart
   // of ours (backoff 100 ms, doubling) would have come too.
   const sibling = await env.run({ Cmd: ['sh', '-c', 'sleep 0.2'], HostConfig: { RestartPolicy: { Name: 'always' } } });
-  await env.until(sibling, (x) => x.RestartCount >= 2, 'the sibling to restart twice');
+  await eventually(async () => { const x = await env.inspect(sibling); return x.RestartCount >= 2 && x; }, { message: 'the sibling to restart twice' });
   t.is((await env.inspect(id)).RestartCount, n);
   t.is((await env.inspect(id)).State.Status, 'exited');
 });

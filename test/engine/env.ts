@@ -3,24 +3,25 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OverlaySnapshotter } from '../../volumes/layers/overlay';
-import { unmountAll } from '../../volumes/layers/mount';
 import { ImageStore } from '../../src/images/store';
 import { OciRuntime } from '../../src/runtime/runtime';
 import { Engine } from '../../src/engine/engine';
 import { EventBus, type DockerEvent } from '../../src/engine/events';
-import { cgroupDirs, cgroupParent } from '../../src/engine/host';
 import type { ContainerInspect, CreateBody, OutputChunk } from '../../src/engine/service';
 import { ensureMonitor } from '../runtime/fixture';
-import { mountsUnder } from '../helpers/mounts';
+import { eventually } from '../helpers/eventually';
+import { cleanLeftovers, LeakError, leftoversOf, processesNaming, settleAutoclearLoops, type Leftover } from '../helpers/leaks';
 
 /**
  * A whole engine per test, in-process and real: its own data root under /tmp (so its own
  * cgroup parent /berth-<hash>), overlay snapshotter, image store (busybox made on first
  * use), runc with its own --root, and an event bus whose events the test can read.
  *
- * Teardown removes every container (force), closes the engine, then checks that nothing
- * is left behind: no runc container, no berth-monitor for this root, no mount under the
- * root, no cgroup under the parent. Leftovers are cleaned and then reported as a failure.
+ * Teardown removes every container (force), closes the engine, and then applies the
+ * suite's one leak policy (test/helpers/leaks.ts) to the root: what is left (a runc
+ * container, a berth-monitor or other process naming the root, a mount under it, a cgroup
+ * under its parent, a veth, a loop device) is reported, removed, and fails the test by name.
+ * Wait for a container's state with `eventually` on `env.inspect`.
  */
 
 export const RUNC = fs.existsSync('/usr/sbin/runc') ? '/usr/sbin/runc' : 'runc';
@@ -45,33 +46,13 @@ export interface EngineEnv {
   /** create + start; the id. */
   run(body: Partial<CreateBody>, name?: string): Promise<string>;
   inspect(id: string): Promise<ContainerInspect>;
-  /** Wait until `pred` holds for the container (30 s at most: the suite may share the host). */
-  until(id: string, pred: (i: ContainerInspect) => boolean, what?: string, ms?: number): Promise<ContainerInspect>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** berth-monitor processes whose arguments mention `root`. */
+/** The live berth-monitor processes whose arguments name `root` (a test that kills them behind the engine's back). */
 export function monitorsUnder(root: string): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      if (path.basename(argv[0]).startsWith('berth-monitor') && argv.some((a) => a.startsWith(root))) out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-function removeCgroupTree(dir: string): void {
-  if (!fs.existsSync(dir)) return;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(path.join(dir, e.name));
-  fs.rmdirSync(dir);
+  return processesNaming(root)
+    .filter((p) => path.basename(p.cmd.split(' ')[0]).startsWith('berth-monitor'))
+    .map((p) => p.pid);
 }
 
 export async function engineEnv(t: ExecutionContext): Promise<EngineEnv> {
@@ -108,57 +89,37 @@ export async function engineEnv(t: ExecutionContext): Promise<EngineEnv> {
       return Id;
     },
     inspect: (id) => env.engine.inspect(id),
-    async until(id, pred, what = 'the condition', ms = 30_000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const i = await env.engine.inspect(id);
-        if (pred(i)) return i;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; state ${JSON.stringify(i.State)}`);
-        await sleep(50);
-      }
-    },
   };
 
   t.teardown(async () => {
     const problems: string[] = [];
     try {
       const engine = env.engine;
-      for (const c of await engine.list({ all: true }).catch(() => [])) {
-        await engine.remove(c.Id, { force: true }).catch((e) => problems.push(`remove ${c.Id}: ${e.message}`));
-      }
+      const all = await engine.list({ all: true }).catch((e: Error) => {
+        problems.push(`listing containers failed: ${e.message}`);
+        return [];
+      });
+      for (const c of all) await engine.remove(c.Id, { force: true }).catch((e: Error) => problems.push(`remove ${c.Id}: ${e.message}`));
       await engine.close();
     } catch (e) {
-      problems.push(`engine: ${(e as Error).message}`);
+      problems.push(`closing the engine failed: ${(e as Error).message}`);
     }
-    for (let i = 0; i < 100 && monitorsUnder(dataRoot).length; i++) await sleep(50);
-    for (const pid of monitorsUnder(dataRoot)) {
-      problems.push(`monitor ${pid} still running`);
-      process.kill(pid, 'SIGKILL');
-    }
-    const left = await runtime.list().catch(() => []);
-    for (const c of left) {
-      problems.push(`runc container left: ${c.id} (${c.status})`);
-      await runtime.delete(c.id, true).catch(() => undefined);
-    }
-    for (const m of mountsUnder(dataRoot)) {
-      if (!m.startsWith(containersDir)) continue; // only the engine's: tests may mount elsewhere
-      problems.push(`mount left: ${m}`);
-    }
-    for (const m of mountsUnder(dataRoot)) await unmountAll(m).catch(() => undefined);
-    for (const dir of cgroupDirs(cgroupParent(dataRoot))) {
-      if (!fs.existsSync(dir)) continue;
-      const children = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
-      problems.push(`cgroup left: ${dir}${children.length ? ` with ${children.map((c) => c.name).join(' ')}` : ''}`);
-      try {
-        removeCgroupTree(dir);
-      } catch (e) {
-        problems.push(`cannot remove cgroup ${dir}: ${(e as Error).message}`);
-      }
-    }
-    await images.close();
-    await snapshotter.close();
-    await fs.promises.rm(dataRoot, { recursive: true, force: true });
-    if (problems.length) throw new Error(`left behind:\n${problems.join('\n')}`);
+    await images.close().catch((e: Error) => problems.push(`closing the image store failed: ${e.message}`));
+    await snapshotter.close().catch((e: Error) => problems.push(`closing the snapshotter failed: ${e.message}`));
+    // A removed container's monitor records the exit and goes right after; wait for that
+    // (a hang guard), then scan: whatever still runs is reported below.
+    await eventually(() => processesNaming(dataRoot).length === 0, { timeout: 10_000, message: 'the root\'s processes to exit' }).catch(() => undefined);
+    const runc: Leftover[] = (
+      await runtime.list().catch((e: Error) => {
+        problems.push(`listing runc containers failed: ${e.message}`);
+        return [];
+      })
+    ).map((c) => ({ kind: 'runc-state', what: c.id, detail: c.status }));
+    await settleAutoclearLoops(dataRoot);
+    const left = [...runc, ...leftoversOf({ root: dataRoot })];
+    const uncleaned = left.length ? await cleanLeftovers({ root: dataRoot }, left) : [];
+    await fs.promises.rm(dataRoot, { recursive: true, force: true }).catch((e: Error) => problems.push(`removing ${dataRoot} failed: ${e.message}`));
+    if (left.length || problems.length) throw new LeakError(`engine of test "${t.title}" (${dataRoot})`, left, uncleaned, problems);
   });
   return env;
 }
@@ -174,4 +135,3 @@ export async function collectOutput(it: AsyncIterable<OutputChunk>): Promise<{ s
   return { stdout, stderr };
 }
 
-export { sleep };

@@ -78,7 +78,7 @@ test('restart always: monitor and init killed behind our back, running again aft
     for (const m of monitorsUnder(env.dataRoot)) await killAndWait(m);
     await killAndWait(oldPid);
   });
-  const i = await env.until(id, (x) => x.State.Status === 'running', 'running again');
+  const i = await eventually(async () => { const x = await env.inspect(id); return x.State.Status === 'running' && x; }, { message: 'running again' });
   t.not(i.State.Pid, oldPid);
   t.true(env.seen.some((e) => e.id === id && e.Action === 'die' && e.Actor.Attributes.exitCode === '255'));
   t.is((await env.runtime.list()).filter((s) => s.status === 'running').length, 1);
@@ -91,7 +91,7 @@ test('a container that exited while the engine was away is recorded and cleaned 
     await env.runtime.kill(id, 'SIGKILL'); // the monitor records it, nobody is watching
     await eventually(async () => (await env.runtime.list()).find((c) => c.id === id)?.status === 'stopped', { message: 'runc to see the container stopped' });
   });
-  const i = await env.until(id, (x) => x.State.Status === 'exited', 'exited');
+  const i = await eventually(async () => { const x = await env.inspect(id); return x.State.Status === 'exited' && x; }, { message: 'exited' });
   t.is(i.State.ExitCode, 137);
   t.deepEqual(await env.runtime.list(), [], 'no runtime state of a dead container');
   t.false(await isMountPoint(path.join(env.containersDir, id, 'rootfs')), 'no mount of a dead container');

@@ -71,11 +71,14 @@ export class TestDaemon {
   /** `inherit`: descriptors the daemon gets at fd 3 and up, as a careless caller would pass them (kept for `restart()`). */
   static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean; env?: NodeJS.ProcessEnv; inherit?: Array<number | 'ignore'> } = {}): Promise<TestDaemon> {
     const release = await daemonSlots.acquire();
+    let made: string | undefined;
+    let d: TestDaemon | undefined;
     try {
-      const root = opts.root ?? (await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-')));
+      if (!opts.root) made = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-t-'));
+      const root = opts.root ?? made!;
       const args = [...(opts.args ?? [])];
       if (!args.includes('--bridge') && !opts.derivedNetwork) args.push(...testNetwork(root));
-      const d = new TestDaemon(root, args);
+      d = new TestDaemon(root, args);
       d.inherit = opts.inherit ?? [];
       d.release = release;
       // A root the test prepared may be a mount point (a tmpfs): the test's, not a leak.
@@ -83,9 +86,29 @@ export class TestDaemon {
       await d.launch(opts.env);
       return d;
     } catch (e) {
-      release();
+      try {
+        if (d) await d.discardFailedStart(made !== undefined, e as Error);
+        else if (made) await fs.promises.rm(made, { recursive: true, force: true });
+      } finally {
+        release();
+      }
       throw e;
     }
+  }
+
+  /**
+   * After a start that failed (launch ended its berthd): remove what the failed launch left
+   * on the host (a bridge, chains, a mount it made) and, when `madeRoot`, the temp root
+   * `start` made — a root the test passed in is the test's. What was left is added to the
+   * start's error, so a failed start says what it had to clean up.
+   */
+  private async discardFailedStart(madeRoot: boolean, e: Error): Promise<void> {
+    if (this.running) this.child!.kill('SIGKILL');
+    await this.exit;
+    const left = this.leftovers();
+    const uncleaned = left.length ? await cleanLeftovers({ root: this.root, ...this.ownNetwork() }, left) : [];
+    if (madeRoot) await fs.promises.rm(this.root, { recursive: true, force: true }).catch((err: Error) => uncleaned.push(`removing the root failed: ${err.message}`));
+    if (left.length || uncleaned.length) e.message += `\n${new LeakError('the failed start', left, uncleaned).message}`;
   }
 
   /** Environment for the real docker CLI and for `berth` run as a subprocess. */
@@ -125,7 +148,8 @@ export class TestDaemon {
     child.kill('SIGTERM');
     await Promise.race([this.exit, new Promise((r) => setTimeout(r, 30_000))]);
     child.kill('SIGKILL');
-    throw new Error(`test daemon did not start in 60 s:\n${this.log()}`);
+    const why = child.exitCode !== null ? `exited with code ${child.exitCode} before it answered` : 'did not answer in 60 s';
+    throw new Error(`test daemon on ${this.root} ${why}:\n${this.log()}`);
   }
 
   log(): string {

@@ -7,18 +7,21 @@ import * as path from 'node:path';
 import { monitorPath, monitorSourcePath, waitExit, type ExitRecord } from '../../src/runtime/monitor';
 import { OciRuntime, type CreateIO } from '../../src/runtime/runtime';
 import { buildSpec, type ContainerSpecInput } from '../../src/runtime/spec';
+import { cgroupDirs, cgroupParent } from '../../src/engine/host';
 import { alive } from '../../volumes/shared/process';
-import { mountsUnder } from '../helpers/mounts';
+import { eventually } from '../helpers/eventually';
+import { cleanLeftovers, LeakError, leftoversOf, settleAutoclearLoops, type Leftover } from '../helpers/leaks';
 
 /**
  * A real runc sandbox per test: a busybox rootfs, its own runc --root, its own cgroup
- * prefix (/berth-test-<random>). Teardown deletes every container, waits for the monitors,
- * removes the cgroup dirs and the temp dir, and then checks that nothing is left: no runc
- * container, no cgroup under the prefix, no mount under the temp dir.
+ * prefix (`cgroupParent(dir)`, as a daemon on that root would have). Teardown deletes every
+ * container, waits for the monitors, and then applies the suite's one leak policy
+ * (test/helpers/leaks.ts) to the temp dir: what is left (a runc container, a monitor or other
+ * process naming the dir, a cgroup under the prefix, a mount) is reported, removed, and fails
+ * the test by name.
  */
 
 const RUNC = fs.existsSync('/usr/sbin/runc') ? '/usr/sbin/runc' : 'runc';
-const CGROUP_FS = '/sys/fs/cgroup';
 
 /** Build dist/bin/berth-monitor from source when missing or older than monitor.c. */
 export function ensureMonitor(): string {
@@ -78,25 +81,8 @@ export interface Sandbox {
   logEntries(file: string): Promise<{ log: string; stream: string; time: string }[]>;
 }
 
-function cgroupDirs(prefix: string): string[] {
-  const out: string[] = [];
-  for (const h of fs.readdirSync(CGROUP_FS)) {
-    const d = path.join(CGROUP_FS, h, prefix);
-    if (fs.existsSync(d)) out.push(d);
-  }
-  return out;
-}
-
-/** rmdir a cgroup tree, children first (cgroup dirs hold only virtual files). */
-function removeCgroupTree(dir: string): void {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(path.join(dir, e.name));
-  fs.rmdirSync(dir);
-}
-
 /** Whether a monitor is still running (a zombie one has exited). */
 const running = (pid: number): boolean => alive({ pid });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function sandbox(t: ExecutionContext): Promise<Sandbox> {
   ensureMonitor();
@@ -104,20 +90,40 @@ export async function sandbox(t: ExecutionContext): Promise<Sandbox> {
   const rootfs = makeRootfs(dir);
   const runtimeRoot = path.join(dir, 'runc');
   const rt = new OciRuntime({ path: RUNC, root: runtimeRoot });
-  const cgroupPrefix = `/berth-test-${randomBytes(5).toString('hex')}`;
+  const cgroupPrefix = cgroupParent(dir);
   const monitors: number[] = [];
 
   t.teardown(async () => {
-    for (const c of await rt.list()) await rt.delete(c.id, true).catch(() => undefined);
-    for (let i = 0; i < 100 && monitors.some(running); i++) await sleep(50); // they record the exit and go
-    for (const pid of monitors.filter(running)) process.kill(pid, 'SIGKILL');
-    for (const d of cgroupDirs(cgroupPrefix)) removeCgroupTree(d);
-    const leftovers = await rt.list();
-    const mounts = mountsUnder(dir);
-    await fs.promises.rm(dir, { recursive: true, force: true });
-    if (leftovers.length) throw new Error(`runc containers left: ${leftovers.map((c) => c.id).join(' ')}`);
-    if (cgroupDirs(cgroupPrefix).length) throw new Error(`cgroups left under ${cgroupPrefix}`);
-    if (mounts.length) throw new Error(`mounts left: ${mounts.join('\n')}`);
+    const problems: string[] = [];
+    const listed = async (): Promise<Array<{ id: string; status: string }>> =>
+      rt.list().catch((e: Error) => {
+        problems.push(`listing runc containers failed: ${e.message}`);
+        return [];
+      });
+    for (const c of await listed()) await rt.delete(c.id, true).catch((e: Error) => problems.push(`runc delete ${c.id} failed: ${e.message}`));
+    // The monitors record the exit and go; wait for that (a hang guard), then scan: a
+    // monitor still running is reported below (its arguments name files under `dir`).
+    await eventually(() => !monitors.some(running), { timeout: 10_000, message: 'the monitors to exit' }).catch(() => false);
+    const stray = monitors.filter(running);
+    const runc: Leftover[] = (await listed()).map((c) => ({ kind: 'runc-state', what: c.id, detail: c.status }));
+    // runc makes the prefix (the parent) and removes only a container's own cgroup: the
+    // parent is the fixture's to remove. rmdir fails while a container's cgroup is left in
+    // it, and the scan below reports that.
+    for (const d of cgroupDirs(cgroupPrefix)) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        // not empty or gone: reported below if left
+      }
+    }
+    await settleAutoclearLoops(dir);
+    const found = leftoversOf({ root: dir });
+    // A tracked monitor whose arguments do not name `dir` (started with files elsewhere).
+    const left = [...runc, ...found, ...stray.filter((pid) => !found.some((l) => l.kind === 'process' && l.what === String(pid))).map((pid): Leftover => ({ kind: 'process', what: String(pid), detail: 'a tracked berth-monitor' }))];
+    const uncleaned = left.length ? await cleanLeftovers({ root: dir }, left) : [];
+    for (const pid of stray.filter(running)) process.kill(pid, 'SIGKILL');
+    await fs.promises.rm(dir, { recursive: true, force: true }).catch((e: Error) => problems.push(`removing ${dir} failed: ${e.message}`));
+    if (left.length || problems.length) throw new LeakError(`runc sandbox of test "${t.title}" (${dir})`, left, uncleaned, problems);
   });
 
   const sb: Sandbox = {
