@@ -187,6 +187,9 @@ function createError(id: string, msg: string, runtimeLog: string): BerthError {
   return err;
 }
 
+/** How often `pause` tries a freeze the kernel gave up on (cgroup v1 "unable to freeze"). */
+const PAUSE_ATTEMPTS = 5;
+
 /** A runc command (other than create, which the monitor runs) that takes longer is killed. */
 const RUNC_TIMEOUT_MS = 120_000;
 
@@ -298,8 +301,21 @@ export class OciRuntime {
     await this.run(id, 'delete', ['delete', ...(force ? ['--force'] : []), id]);
   }
 
+  /**
+   * Freeze the container. On cgroup v1, runc's freezer gives up on a group that keeps forking
+   * or writing ("unable to freeze", after about a second; it thaws the group again), which a
+   * busy database under load can cause: try again a few times, backing off, before failing.
+   */
   async pause(id: string): Promise<void> {
-    await this.run(id, 'pause', ['pause', id]);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.run(id, 'pause', ['pause', id]);
+        return;
+      } catch (e) {
+        if (attempt >= PAUSE_ATTEMPTS || !/unable to freeze/i.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
   }
 
   async resume(id: string): Promise<void> {
