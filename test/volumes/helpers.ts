@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { VolumeDriver } from '../../volumes/drivers/driver';
 import { mountsUnder } from '../helpers/mounts';
 import { releaseRoot } from '../helpers/leaks';
+import { daemonSlots } from '../helpers/daemon';
 
 export const MiB = 1024 * 1024;
 
@@ -34,19 +35,38 @@ export interface Env {
 export async function setup(t: ExecutionContext, factory: (root: string) => Promise<VolumeDriver>): Promise<Env> {
   const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-volumes-'));
   const opened: VolumeDriver[] = [];
+  /** The daemon slot (daemonSlots) held while this test's btrfs pool is open. */
+  let held: (() => void) | undefined;
   t.teardown(async () => {
     const problems: string[] = [];
-    for (const d of opened) await d.close().catch((e: Error & { code?: string }) => problems.push(`closing a ${d.name} driver failed: ${e.code ?? ''} ${e.message}`));
-    await releaseRoot(`the volume test's ${tmp}`, { root: tmp }, problems);
+    try {
+      for (const d of opened) await d.close().catch((e: Error & { code?: string }) => problems.push(`closing a ${d.name} driver failed: ${e.code ?? ''} ${e.message}`));
+      await releaseRoot(`the volume test's ${tmp}`, { root: tmp }, problems);
+    } finally {
+      held?.();
+    }
   });
   const root = path.join(tmp, 'root');
   const outside = path.join(tmp, 'outside');
   await fsp.mkdir(outside);
   const canary = path.join(outside, 'canary');
   await fsp.writeFile(canary, 'canary\n');
+  // A btrfs pool (a loop device, a filesystem) weighs like a daemon: it holds one of the
+  // worker's daemon slots while open, so a file of btrfs tests does not open ten at once.
+  // Every driver of a test opens the same pool (on `root`): one slot per test, taken by the
+  // first open (a second open must not wait for a slot its own test holds).
   const open = async () => {
-    const d = await factory(root);
+    const release = held ? undefined : await daemonSlots.acquire();
+    let d: VolumeDriver;
+    try {
+      d = await factory(root);
+    } catch (e) {
+      release?.();
+      throw e;
+    }
     opened.push(d);
+    if (release && d.name === 'btrfs') held = release;
+    else release?.();
     return d;
   };
   return { tmp, root, outside, canary, open, d: await open() };
