@@ -75,15 +75,22 @@ export class Gate {
     }
   }
 
-  /** Wait for a turn (or be refused UNAVAILABLE when the queue is full); call the answer, once or more, to give it back. */
-  async enter(req?: IncomingMessage): Promise<() => void> {
+  /**
+   * Wait for a turn (or be refused UNAVAILABLE when the queue is full); call the answer, once
+   * or more, to give it back. `onWait` hears it when this request joins the queue, with the
+   * queue's length then (berthd logs it: the operator sees the throttling).
+   */
+  async enter(req?: IncomingMessage, onWait?: (waiting: number) => void): Promise<() => void> {
     if (this.active >= this.limit) {
       if (this.waiting.length >= this.queue) {
         throw new UnavailableError(`too many ${this.what} at once`, { hint: `the daemon is busy with ${this.limit} ${this.what} and ${this.queue} more waiting; retry in a moment` });
       }
       if (req) waitingTurn.add(req);
       try {
-        await new Promise<void>((resolve) => this.waiting.push(resolve));
+        await new Promise<void>((resolve) => {
+          this.waiting.push(resolve);
+          onWait?.(this.waiting.length);
+        });
       } finally {
         if (req) waitingTurn.delete(req);
       }

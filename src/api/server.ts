@@ -90,7 +90,7 @@ export class ApiServer {
       const { handler, params } = this.router.match(req.method ?? 'GET', url.pathname);
       ctx = { req, res, params, query: url.searchParams, upgrade };
       if (!upgrade && !req.complete && isUpload(req.method ?? 'GET', url.pathname, url.searchParams)) {
-        const leave = await uploads.enter(req);
+        const leave = await uploads.enter(req, (n) => this.log.info(`${req.method} ${url.pathname}: an upload waits for its turn (${n} waiting, ${uploads.busy} being read)`));
         // A client that went away while it waited: its turn is over before it began.
         if (req.destroyed || req.socket.destroyed) return leave();
         req.once('end', leave).once('close', leave);

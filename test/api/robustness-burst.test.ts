@@ -7,6 +7,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { rawCall, type RawAnswer } from '../helpers/raw-api';
 import { TestDaemon } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
@@ -160,8 +161,11 @@ function heldLoad(): { sock: net.Socket; answer: Promise<string> } {
 test.serial(`streaming uploads take turns: ${LIMITS.uploadConcurrent} at once, ${LIMITS.uploadQueue} wait, the next is refused 503 UNAVAILABLE with a hint, and a freed turn goes to the next`, async (t) => {
   const held = Array.from({ length: LIMITS.uploadConcurrent + LIMITS.uploadQueue }, heldLoad);
   t.teardown(() => held.forEach((h) => h.sock.destroy()));
-  // The 33rd waits behind the 4 in turn and the 31 before it, in the order they came.
-  await new Promise((r) => setTimeout(r, 500));
+  // The 33rd waits behind the 4 in turn and the 31 before it, in the order they came: berthd
+  // logs each upload that joins the queue, so wait until the last of them has.
+  await eventually(() => fs.readFileSync(path.join(d.root, 'test-daemon.log'), 'utf8').includes(`(${LIMITS.uploadQueue} waiting, ${LIMITS.uploadConcurrent} being read)`), {
+    message: `the ${LIMITS.uploadQueue} held uploads beyond the ${LIMITS.uploadConcurrent} in turn to be queued`,
+  });
   const refused = await eventually(async () => {
     const a = await call('POST', '/v1.41/images/load', Buffer.alloc(1024));
     if (a.status !== 503) throw new Error(`answered ${a.status}: ${JSON.stringify(a.json)}`);
