@@ -11,6 +11,7 @@ import { sha256 } from '../helpers/digest';
 import { btrfsMountsUnder, cleanupHost, loopsOf, ls, MiB, random, readFile, setup, writeFile } from './helpers';
 import { volumeDriverSuite } from './volume-driver-suite';
 import { collect, makeTar } from '../helpers/tar';
+import { eventually } from '../helpers/eventually';
 
 // The data root here is on ext4, so every case runs on its own loop-backed pool file.
 const POOL = 512 * MiB;
@@ -101,15 +102,16 @@ test('btrfs: a full pool gives ENOSPC to the writer, typed errors to snapshot/cl
 
   // Removing still works on a full pool (it only deletes), and then there is room again.
   await d.remove('hog');
-  let snapped = false;
-  for (let i = 0; i < 100 && !snapped; i++) {
-    execFileSync('btrfs', ['filesystem', 'sync', path.dirname(path.dirname(path.dirname(keep)))]);
-    snapped = await d.snapshot('keep', 'after').then(
-      () => true,
-      () => new Promise<boolean>((r) => setTimeout(() => r(false), 100)),
-    );
-  }
-  t.true(snapped, 'a snapshot works again once space is freed');
+  // btrfs frees the removed subvolume's space in the background: sync and retry until it has.
+  await eventually(
+    async () => {
+      execFileSync('btrfs', ['filesystem', 'sync', path.dirname(path.dirname(path.dirname(keep)))]);
+      await d.snapshot('keep', 'after');
+      return true;
+    },
+    { interval: 100, timeout: 60_000, message: 'a snapshot to work again once space is freed' },
+  );
+  t.true((await d.snapshots('keep')).some((s) => s.name === 'after'), 'a snapshot works again once space is freed');
 });
 
 test('btrfs: close unmounts the pool and detaches its loop device; reopen mounts it again', async (t) => {
