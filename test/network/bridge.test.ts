@@ -4,7 +4,8 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { TestDaemon, BERTH } from '../helpers/daemon';
+import { TestDaemon, BERTH, useDaemon } from '../helpers/daemon';
+import { loadImages } from '../helpers/images';
 import { contains, parseSubnet } from '../../src/network/ipv4';
 import {
   canBind,
@@ -47,17 +48,31 @@ async function rxPackets(dev: string): Promise<number> {
   return Number(fs.readFileSync(`/sys/class/net/${dev}/statistics/rx_packets`, 'utf8'));
 }
 
+// One daemon serves every test here that neither kills, restarts nor needs a daemon of its
+// own; each test names its containers with `share.name()` (removed and leak-checked at its
+// end) and asserts only about its own containers and their rules: the tests run side by side.
+let shared: TestDaemon;
+
+test.before(async () => {
+  shared = await TestDaemon.start();
+  await loadImages(shared, 'busybox');
+});
+
+test.after.always(async () => {
+  await shared?.stop();
+});
+
 test('neighbour host: reaches 0.0.0.0 ports, not 127.0.0.1 ones, and the CVE-2020-8558 route to 127.0.0.1 is dropped', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const share = useDaemon(t, shared);
+  const d = share.d;
   const { suffix, bridge } = netOf(d);
-  await runOk(t, d, ['run', '-d', '--name', 'web', '-p', '127.0.0.1::80', '-p', '80', ...HTTPD]);
-  const web = await facts(d, 'web');
+  await runOk(t, d, ['run', '-d', '--name', share.name('web'), '-p', '127.0.0.1::80', '-p', '80', ...HTTPD]);
+  const web = await facts(d, share.name('web'));
   const hp1 = portOn(web.ports, '127.0.0.1');
   const hp2 = portOn(web.ports, '0.0.0.0');
   t.log(`web ${web.ip}, 127.0.0.1:${hp1} and 0.0.0.0:${hp2}`);
   t.deepEqual(
-    (await chainRules('nat', `BERTH-DNAT${suffix}`)).sort(),
+    (await chainRules('nat', `BERTH-DNAT${suffix}`)).filter((r) => r.endsWith(` --to-destination ${web.ip}:80`)).sort(),
     [
       `-A BERTH-DNAT${suffix} -d 127.0.0.1/32 -p tcp -m tcp --dport ${hp1} -j DNAT --to-destination ${web.ip}:80`,
       `-A BERTH-DNAT${suffix} -p tcp -m tcp --dport ${hp2} -j DNAT --to-destination ${web.ip}:80`,
@@ -103,8 +118,8 @@ test('neighbour host: reaches 0.0.0.0 ports, not 127.0.0.1 ones, and the CVE-202
   t.true(guardDropped(drops0, drops1), 'a BERTH-GUARD chain dropped the packets to 127.0.0.1');
 
   // The same from a container on the bridge, where route_localnet=1 and only the guard stands.
-  await runOk(t, d, ['run', '-d', '--name', 'evil', 'busybox', 'sleep', '600']);
-  const evil = await facts(d, 'evil');
+  await runOk(t, d, ['run', '-d', '--name', share.name('evil'), 'busybox', 'sleep', '600']);
+  const evil = await facts(d, share.name('evil'));
   const inEvil = (args: string[]) => runCommand('nsenter', [`--net=/proc/${evil.pid}/ns/net`, ...args], { timeout: 10_000 });
   for (const c of hijackLoopback(netOf(d).gateway, 'eth0')) await inEvil(c);
   t.regex((await inEvil(['ip', 'route', 'get', '127.0.0.1'])).stdout, /via/);
@@ -123,36 +138,37 @@ test('neighbour host: reaches 0.0.0.0 ports, not 127.0.0.1 ones, and the CVE-202
 });
 
 test('containers reach each other on the bridge, the gateway, and published ports through the host (hairpin)', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const share = useDaemon(t, shared);
+  const d = share.d;
   const { gateway } = netOf(d);
-  await runOk(t, d, ['run', '-d', '--name', 'a', ...HTTPD]);
-  await runOk(t, d, ['run', '-d', '--name', 'b', '-p', '80', ...HTTPD]);
-  const a = await facts(d, 'a');
-  const b = await facts(d, 'b');
+  const [an, bn] = [share.name('a'), share.name('b')];
+  await runOk(t, d, ['run', '-d', '--name', an, ...HTTPD]);
+  await runOk(t, d, ['run', '-d', '--name', bn, '-p', '80', ...HTTPD]);
+  const a = await facts(d, an);
+  const b = await facts(d, bn);
   const hp = portOn(b.ports, '0.0.0.0');
   t.not(a.ip, b.ip);
   t.true(contains(parseSubnet(netOf(d).subnet), ipToNum(a.ip)));
 
-  const direct = await wgetIn(d, 'a', `http://${b.ip}:80/hostname`);
+  const direct = await wgetIn(d, an, `http://${b.ip}:80/hostname`);
   t.is(direct.code, 0, direct.stderr);
   t.is(direct.stdout.trim(), b.hostname);
-  const back = await wgetIn(d, 'b', `http://${a.ip}:80/hostname`);
+  const back = await wgetIn(d, bn, `http://${a.ip}:80/hostname`);
   t.is(back.stdout.trim(), a.hostname, back.stderr);
 
   // Hairpin: a -> gateway:hp is DNATed back onto the bridge to b.
-  const hair = await wgetIn(d, 'a', `http://${gateway}:${hp}/hostname`);
+  const hair = await wgetIn(d, an, `http://${gateway}:${hp}/hostname`);
   t.is(hair.code, 0, `a -> ${gateway}:${hp}: ${hair.stderr}`);
   t.is(hair.stdout.trim(), b.hostname);
 
   // The host at the gateway address: ping, and a server the test runs there.
-  const ping = await d.berth(['exec', 'a', 'ping', '-c', '1', '-W', '3', gateway]);
+  const ping = await d.berth(['exec', an, 'ping', '-c', '1', '-W', '3', gateway]);
   t.is(ping.code, 0, ping.stdout + ping.stderr);
   const server = http.createServer((req, res) => res.end(`host saw ${req.socket.remoteAddress}\n`));
   await new Promise<void>((r) => server.listen(0, gateway, r));
   t.teardown(() => server.close());
   const port = (server.address() as AddressInfo).port;
-  const host = await wgetIn(d, 'a', `http://${gateway}:${port}/`);
+  const host = await wgetIn(d, an, `http://${gateway}:${port}/`);
   t.is(host.code, 0, host.stderr);
   t.is(host.stdout.trim(), `host saw ${a.ip}`);
 });
@@ -160,28 +176,30 @@ test('containers reach each other on the bridge, the gateway, and published port
 // With br_netfilter on (bridge-nf-call-iptables=1), the DNATed packet goes back out of the
 // bridge port it came in on, which the bridge allows only in hairpin mode (berth sets it).
 test('a container reaches its own published port through the gateway (hairpin to itself)', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const share = useDaemon(t, shared);
+  const d = share.d;
   const { gateway } = netOf(d);
-  await runOk(t, d, ['run', '-d', '--name', 'b', '-p', '80', ...HTTPD]);
-  const b = await facts(d, 'b');
+  const bn = share.name('b');
+  await runOk(t, d, ['run', '-d', '--name', bn, '-p', '80', ...HTTPD]);
+  const b = await facts(d, bn);
   const hp = portOn(b.ports, '0.0.0.0');
   t.log(`br_netfilter bridge-nf-call-iptables=${fs.existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables') ? fs.readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim() : 'absent'}`);
-  const self = await wgetIn(d, 'b', `http://${gateway}:${hp}/hostname`);
+  const self = await wgetIn(d, bn, `http://${gateway}:${hp}/hostname`);
   t.is(self.code, 0, `b -> ${gateway}:${hp}: ${self.stderr}`);
   t.is(self.stdout.trim(), b.hostname);
 });
 
 test('/etc/hosts and resolv.conf; --network none has only lo and refuses -p; --network host sees the host', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const share = useDaemon(t, shared);
+  const d = share.d;
   const { bridge, gateway } = netOf(d);
-  await runOk(t, d, ['run', '-d', '--name', 'named', 'busybox', 'sleep', '600']);
-  const c = await facts(d, 'named');
-  const hosts = await runOk(t, d, ['exec', 'named', 'cat', '/etc/hosts']);
+  const named = share.name('named');
+  await runOk(t, d, ['run', '-d', '--name', named, 'busybox', 'sleep', '600']);
+  const c = await facts(d, named);
+  const hosts = await runOk(t, d, ['exec', named, 'cat', '/etc/hosts']);
   t.regex(hosts, /^127\.0\.0\.1\s+localhost$/m);
-  t.true(hosts.split('\n').some((l) => l.split(/\s+/).join(' ') === `${c.ip} ${c.hostname} named`), hosts);
-  t.is(await runOk(t, d, ['exec', 'named', 'hostname']), c.hostname);
+  t.true(hosts.split('\n').some((l) => l.split(/\s+/).join(' ') === `${c.ip} ${c.hostname} ${named}`), hosts);
+  t.is(await runOk(t, d, ['exec', named, 'hostname']), c.hostname);
 
   // resolv.conf: the host's nameservers, loopback ones left out (else the gateway forwards).
   const nameservers = (text: string) => [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]);
@@ -192,49 +210,52 @@ test('/etc/hosts and resolv.conf; --network none has only lo and refuses -p; --n
     if (want.length) break;
   }
   if (want.length === 0) want = [gateway];
-  const resolv = await runOk(t, d, ['exec', 'named', 'cat', '/etc/resolv.conf']);
+  const resolv = await runOk(t, d, ['exec', named, 'cat', '/etc/resolv.conf']);
   t.deepEqual(nameservers(resolv), want, resolv);
 
   // none: loopback only, and nothing to publish on.
-  const none = await d.berth(['run', '--rm', '--network', 'none', 'busybox', 'ip', '-o', 'link']);
+  const none = await d.berth(['run', '--rm', '--name', share.name('none'), '--network', 'none', 'busybox', 'ip', '-o', 'link']);
   t.is(none.code, 0, none.stderr);
   t.deepEqual(
     none.stdout.split('\n').filter(Boolean).map((l) => l.split(':')[1].trim().split('@')[0]),
     ['lo'],
   );
-  const noneAddr = await d.berth(['run', '--rm', '--network', 'none', 'busybox', 'ip', 'addr']);
+  const noneAddr = await d.berth(['run', '--rm', '--name', share.name('noneaddr'), '--network', 'none', 'busybox', 'ip', 'addr']);
   t.notRegex(noneAddr.stdout, /eth0/);
-  const refused = await d.berth(['run', '--rm', '--network', 'none', '-p', '80', 'busybox', 'true']);
+  const refusedName = share.name('refused');
+  const refused = await d.berth(['run', '--rm', '--name', refusedName, '--network', 'none', '-p', '80', 'busybox', 'true']);
   t.is(refused.code, 125);
   t.regex(refused.stderr, /--network none/);
-  t.is((await d.berth(['ps', '-aq'])).stdout.trim().split('\n').filter(Boolean).length, 1, 'the refused run made no container');
+  t.is((await d.berth(['ps', '-aq', '--filter', `name=${refusedName}`])).stdout.trim(), '', 'the refused run made no container');
 
   // host: the host's links (its uplink and this daemon's bridge) and hostname.
   const hostLinks = (JSON.parse((await runCommand('ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string; link_type?: string }>).map((l) => l.ifname);
-  const hl = await d.berth(['run', '--rm', '--network', 'host', 'busybox', 'ip', '-o', 'link']);
+  const hl = await d.berth(['run', '--rm', '--name', share.name('hostlinks'), '--network', 'host', 'busybox', 'ip', '-o', 'link']);
   t.is(hl.code, 0, hl.stderr);
   const seen = hl.stdout.split('\n').filter(Boolean).map((l) => l.split(':')[1].trim().split('@')[0]);
   t.true(seen.includes(bridge), `host-network container sees ${seen.join(' ')}`);
   const uplink = hostLinks.find((n) => n !== 'lo' && !n.startsWith('berth') && !n.startsWith('bv') && fs.existsSync(`/sys/class/net/${n}/device`)) ?? 'eth0';
   t.true(seen.includes(uplink), `host-network container sees ${seen.join(' ')}, not ${uplink}`);
-  t.is((await d.berth(['run', '--rm', '--network', 'host', 'busybox', 'hostname'])).stdout.trim(), os.hostname());
+  t.is((await d.berth(['run', '--rm', '--name', share.name('hostname'), '--network', 'host', 'busybox', 'hostname'])).stdout.trim(), os.hostname());
 
   // host with -p: created and run (the ports are discarded); berthd says so in Warnings.
-  const hp = await d.berth(['run', '--rm', '--network', 'host', '-p', '80', 'busybox', 'true']);
+  const hp = await d.berth(['run', '--rm', '--name', share.name('hostp'), '--network', 'host', '-p', '80', 'busybox', 'true']);
   t.is(hp.code, 0, hp.stderr);
-  const created = await d.containers.create({ Image: 'busybox', Cmd: ['true'], ExposedPorts: { '80/tcp': {} }, HostConfig: { NetworkMode: 'host', PortBindings: { '80/tcp': [{ HostPort: '' }] } } } as never);
+  const created = await d.containers.create({ Image: 'busybox', Cmd: ['true'], ExposedPorts: { '80/tcp': {} }, HostConfig: { NetworkMode: 'host', PortBindings: { '80/tcp': [{ HostPort: '' }] } } } as never, share.name('hostapi'));
   t.deepEqual(created.Warnings, ['Published ports are discarded when using host network mode']);
 });
 
 // The CLI prints the create Warnings as docker does.
 test('`berth run --network host -p` prints the warning that the ports are discarded', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
-  const r = await d.berth(['create', '--network', 'host', '-p', '8080:80', 'busybox', 'true']);
+  const share = useDaemon(t, shared);
+  const d = share.d;
+  const r = await d.berth(['create', '--name', share.name('warn'), '--network', 'host', '-p', '8080:80', 'busybox', 'true']);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /WARNING: Published ports are discarded when using host network mode/);
 });
 
+// Its own daemon: the test SIGKILLs, restarts and SIGTERMs berthd, and asserts the whole
+// chain and every link on the bridge.
 test('stop/start keep the address and move the rule and veth; SIGKILL keeps the port; restart reconciles its own veths only; SIGTERM removes everything', async (t) => {
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
@@ -310,17 +331,19 @@ test('stop/start keep the address and move the rule and veth; SIGKILL keeps the 
 });
 
 test('run --dry-run prints the DNAT rule and creates nothing; daemon --dry-run prints the guard and changes nothing', async (t) => {
-  const d = await TestDaemon.start();
-  t.teardown(() => d.stop());
+  const share = useDaemon(t, shared);
+  const d = share.d;
   const { suffix, subnet } = netOf(d);
-  const r = await d.berth(['run', '--dry-run', '-p', '8080:80', 'busybox']);
+  const dry = share.name('dry');
+  const r = await d.berth(['run', '--dry-run', '--name', dry, '-p', '8080:80', 'busybox']);
   t.is(r.code, 0, r.stderr);
   const m = new RegExp(`^-t nat -A BERTH-DNAT${suffix} -p tcp -m tcp --dport 8080 -j DNAT --to-destination (\\d+\\.\\d+\\.\\d+\\.\\d+):80$`, 'm').exec(r.stdout);
   t.truthy(m, r.stdout);
   t.true(contains(parseSubnet(subnet), ipToNum(m![1])), `${m![1]} in ${subnet}`);
-  t.is((await d.berth(['ps', '-aq'])).stdout.trim(), '', 'no container');
-  t.deepEqual(await chainRules('nat', `BERTH-DNAT${suffix}`), [], 'no rule');
-  t.deepEqual(await linksOn(netOf(d).bridge), [], 'no veth');
+  // Other tests' containers share this daemon: no container of this name, and no rule for
+  // host port 8080 (no other test here publishes it). A veth is made only for a container.
+  t.is((await d.berth(['ps', '-aq', '--filter', `name=${dry}`])).stdout.trim(), '', 'no container');
+  t.deepEqual((await chainRules('nat', `BERTH-DNAT${suffix}`)).filter((l) => / --dport 8080 /.test(l)), [], 'no rule');
   t.is(await canBind(8080, '127.0.0.1').then((x) => x !== 'EADDRINUSE' || 'held'), true, 'berthd holds no port 8080 for it');
 
   // The daemon's plan, for a bridge that does not exist: printed, nothing made.
@@ -344,6 +367,8 @@ test('run --dry-run prints the DNAT rule and creates nothing; daemon --dry-run p
 });
 
 // The dry run peeks at the next address without moving the allocator on.
+// Its own daemon: it asserts which address the daemon hands out next, which any other
+// test's container would take.
 test('the address `run --dry-run` prints is the one the next container gets', async (t) => {
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());

@@ -180,6 +180,4 @@ export function hijackLoopback(via: string, dev: string): string[][] {
   ];
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 export { ipToNum };
