@@ -43,7 +43,7 @@ const STEPS: Array<{ step: string; left: (d: ReturnType<typeof onDisk>) => boole
 ];
 
 test('SIGKILL of an import at each of its steps leaves no half image, and the same import then succeeds', async (t) => {
-  const d = await TestDaemon.start();
+  const d = await TestDaemon.start({ images: [] }); // asserts the root holds no image
   t.teardown(() => d.stop());
   const tar = await bigRootfs(d.root + '-work');
   t.teardown(() => fs.promises.rm(d.root + '-work', { recursive: true, force: true }));
@@ -63,7 +63,7 @@ test('SIGKILL of an import at each of its steps leaves no half image, and the sa
 });
 
 test('SIGKILL of a load at each of its steps leaves no half image, and the same load then succeeds', async (t) => {
-  const d = await TestDaemon.start();
+  const d = await TestDaemon.start({ images: [] }); // asserts the root holds no image
   t.teardown(() => d.stop());
   const work = d.root + '-work';
   t.teardown(() => fs.promises.rm(work, { recursive: true, force: true }));

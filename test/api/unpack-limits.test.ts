@@ -33,8 +33,9 @@ test.before(async () => {
   host = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-unpack-host-'));
   await exec('mount', ['-t', 'tmpfs', '-o', 'size=512m,mode=0700', 'berth-test-host', host]);
   [d, capped, reg] = await Promise.all([
-    TestDaemon.start({ root: host, args: ['--volume-driver', 'dir'] }),
-    TestDaemon.start({ args: ['--volume-driver', 'dir', '--max-decompression-ratio', '100'] }),
+    // No preloaded image: the tests assert the roots hold no image but what they made.
+    TestDaemon.start({ root: host, args: ['--volume-driver', 'dir'], images: [] }),
+    TestDaemon.start({ args: ['--volume-driver', 'dir', '--max-decompression-ratio', '100'], images: [] }),
     TestRegistry.start(),
   ]);
   work = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'berth-bombs-'));

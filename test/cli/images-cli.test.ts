@@ -76,7 +76,7 @@ test('berth import of garbage or a truncated tar is INVALID_ARGUMENT and lists n
 
 test('berth images --format json prints one object per line; busybox is made on first use', async (t) => {
   // Its own daemon: busybox's first use on a fresh root, and a listing of exactly what it made.
-  const d = await TestDaemon.start();
+  const d = await TestDaemon.start({ images: [] });
   t.teardown(() => d.stop());
   const h = await d.berth(['history', 'busybox', '--format', 'json']);
   t.is(h.code, 0, h.stderr);

@@ -13,6 +13,7 @@ import { mountsUnder } from './mounts';
 import { runCommand } from './proc';
 import { cleanLeftovers, containerLeftovers, leftoversOf, LeakError, type Leftover } from './leaks';
 import { eventually } from './eventually';
+import { loadImages, type CachedImage } from './images';
 
 export const exec = promisify(execFile);
 export const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -67,9 +68,12 @@ export class TestDaemon {
    * `root`: a data root the test made (default: a new temp dir).
    * `derivedNetwork`: start it without --bridge/--subnet/--iptables-suffix, as a user's
    * second daemon on another root would be (it then takes the bridge derived from its root).
+   * `inherit`: descriptors the daemon gets at fd 3 and up, as a careless caller would pass them (kept for `restart()`).
+   * `images`: the run's prebuilt images loaded into the new root (test/helpers/images.ts;
+   * made once per run). Default busybox, which nearly every test runs; `[]` for a test of
+   * busybox's first use on a fresh root, or one that asserts the root holds no image.
    */
-  /** `inherit`: descriptors the daemon gets at fd 3 and up, as a careless caller would pass them (kept for `restart()`). */
-  static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean; env?: NodeJS.ProcessEnv; inherit?: Array<number | 'ignore'> } = {}): Promise<TestDaemon> {
+  static async start(opts: { args?: string[]; root?: string; derivedNetwork?: boolean; env?: NodeJS.ProcessEnv; inherit?: Array<number | 'ignore'>; images?: CachedImage[] } = {}): Promise<TestDaemon> {
     const release = await daemonSlots.acquire();
     let made: string | undefined;
     let d: TestDaemon | undefined;
@@ -84,6 +88,7 @@ export class TestDaemon {
       // A root the test prepared may be a mount point (a tmpfs): the test's, not a leak.
       d.ownMounts = new Set(mountsUnder(root));
       await d.launch(opts.env);
+      await loadImages(d, ...(opts.images ?? ['busybox']));
       return d;
     } catch (e) {
       try {

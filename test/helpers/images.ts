@@ -8,6 +8,7 @@ import { eventually } from './eventually';
 
 /**
  * Prebuilt test images, made once per test run and loaded into each test daemon's root.
+ * `TestDaemon.start` loads busybox unless told otherwise (`images: []`); others on demand:
  *
  *   await loadImages(d, 'redis', 'memcached');
  *
@@ -54,6 +55,9 @@ export async function loadImages(d: TestDaemon, ...names: CachedImage[]): Promis
 
 async function loadImage(d: TestDaemon, name: CachedImage): Promise<void> {
   const recipe = RECIPES[name];
+  // Already there (every test daemon starts with busybox): a list, which makes nothing (an
+  // inspect of busybox would make it).
+  if ((await d.images.list({ filters: { reference: [recipe.ref] } })).length) return;
   const dir = cacheDir();
   const tar = path.join(dir, `${name}.tar`);
   const lock = path.join(dir, `${name}.lock`);

@@ -511,7 +511,7 @@ test('a port is owned: a host process holding it fails the run; a published one 
 // Serial: twenty CLI runs at once are the heaviest moment of the file; it runs alone first.
 test.serial('twenty concurrent runs for one host port: one wins, nineteen are told who holds it', async (t) => {
   t.timeout(300_000);
-  const d = await TestDaemon.start();
+  const d = await TestDaemon.start({ images: [] });
   t.teardown(() => d.stop());
   const [port] = await freePorts();
   const N = 20;
