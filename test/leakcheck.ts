@@ -34,7 +34,8 @@ for (const ctrl of fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgr
   }
   for (const n of names) if (/^berth-/.test(n) && n !== userCgroup) leaks.push(`cgroup ${path.join(dir, n)}`);
 }
-for (const n of out('ip', ['netns', 'list']).split('\n').filter(Boolean)) if (/berth/.test(n)) leaks.push(`netns ${n}`);
+// The suite's own names too: a neighbour host's `bn-<hex>` (network/netutil.ts).
+for (const n of out('ip', ['netns', 'list']).split('\n').filter(Boolean)) if (/berth|^bn-[0-9a-f]{6}\b/.test(n)) leaks.push(`netns ${n}`);
 // The user's own daemon's rules (default chains, no suffix) and bridge berth0 are not ours to judge.
 for (const r of out('iptables-save', []).split('\n')) if (/berth/i.test(r) && !/BERTH-[A-Z]+( |$)/.test(r + ' ')) leaks.push(`iptables ${r}`);
 const links = JSON.parse(out('ip', ['-j', 'link', 'show']) || '[]') as Array<{ ifname: string; master?: string; ifalias?: string }>;
@@ -43,6 +44,8 @@ const links = JSON.parse(out('ip', ['-j', 'link', 'show']) || '[]') as Array<{ i
 const userBridges = new Set(['berth0', ...links.filter((l) => l.ifalias === `berth-root=${USER_ROOT}`).map((l) => l.ifname)]);
 for (const l of links) {
   if ((/^berth/.test(l.ifname) || l.ifalias?.startsWith('berth-root=')) && !userBridges.has(l.ifname)) leaks.push(`bridge ${l.ifname}${l.ifalias ? ` (${l.ifalias})` : ''}`);
+  // The isolation test's own bridges and veth ends (`bi`/`bs` + 6 of its root's name, network/isolation.test.ts).
+  if (/^b[is][0-9a-z]{6}[dp]?$/.test(l.ifname)) leaks.push(`link ${l.ifname}`);
   if (/^(bv[0-9a-f]{12}|bu[0-9a-f]{13})$/.test(l.ifname) && !userBridges.has(l.master ?? '')) leaks.push(`veth ${l.ifname}`);
 }
 for (const l of out('losetup', ['-a']).split('\n')) if (/berth/.test(l) && !l.includes(USER_ROOT + '/')) leaks.push(`loop ${l}`);

@@ -4,7 +4,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Docker from 'dockerode';
 import { TestDaemon } from '../helpers/daemon';
-import { loadImages } from '../helpers/images';
 import { runCommand } from '../helpers/proc';
 import { dockerPy } from '../helpers/dockerpy';
 import { crashAt } from '../helpers/fault';
@@ -20,7 +19,6 @@ let d: TestDaemon;
 let tc: typeof import('testcontainers');
 test.before(async () => {
   d = await TestDaemon.start();
-  await loadImages(d, 'busybox');
   process.env.DOCKER_HOST = d.host;
   process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
   tc = await import('testcontainers');

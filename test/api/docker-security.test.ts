@@ -19,7 +19,6 @@ let d: TestDaemon;
 
 test.before(async () => {
   d = await TestDaemon.start();
-  await loadImages(d, 'busybox');
 });
 
 test.after.always(async () => {

@@ -16,7 +16,7 @@ let d: TestDaemon;
 let tc: typeof import('testcontainers');
 test.before(async () => {
   d = await TestDaemon.start();
-  await loadImages(d, 'redis', 'busybox');
+  await loadImages(d, 'redis');
   // Read once, when testcontainers makes its client: set before it is loaded.
   process.env.DOCKER_HOST = d.host;
   process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';

@@ -28,14 +28,12 @@ import * as path from 'node:path';
 import * as tar from 'tar-stream';
 import { TestDaemon, useDaemon } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
-import { loadImages } from '../helpers/images';
 
 const SNAPSHOTS = 6;
 
 let d: TestDaemon;
 test.before(async () => {
   d = await TestDaemon.start({ args: ['--volume-driver', 'btrfs'] });
-  await loadImages(d, 'busybox');
 });
 test.after.always(() => d?.stop());
 

@@ -4,14 +4,12 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { TestDaemon, CLI, useDaemon } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
-import { loadImages } from '../helpers/images';
 
 // One daemon for the tests that neither restart nor kill it; each names its containers with
 // its own tag (useDaemon), so they run side by side and each is leak-checked on its own.
 let d: TestDaemon;
 test.before(async () => {
   d = await TestDaemon.start();
-  await loadImages(d, 'busybox');
 });
 test.after.always(() => d?.stop());
 
@@ -80,7 +78,6 @@ test('logs survive a daemon restart and honour --tail and -t; ps filters and for
   // Its own daemon: it restarts it (and its ps lists every exited container of the daemon).
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
-  await loadImages(d, 'busybox');
   const { Id } = await d.containers.create({ Image: 'busybox', Cmd: ['sh', '-c', 'for i in 1 2 3 4 5; do echo line$i; done'] }, 'counter');
   const wait = await d.containers.waitRegistered(Id, 'next-exit');
   await d.containers.start(Id);

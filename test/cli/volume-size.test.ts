@@ -6,12 +6,10 @@
  */
 import test from 'ava';
 import { TestDaemon, useDaemon } from '../helpers/daemon';
-import { loadImages } from '../helpers/images';
 
 let d: TestDaemon;
 test.before(async () => {
   d = await TestDaemon.start({ args: ['--volume-driver', 'btrfs'] });
-  await loadImages(d, 'busybox');
 });
 test.after.always(() => d?.stop());
 

@@ -25,7 +25,7 @@ test.before(async () => {
     DRIVERS.map(async (driver) => {
       const d = await TestDaemon.start({ args: ['--volume-driver', driver] });
       daemons.set(driver, d);
-      await loadImages(d, 'redis', 'busybox');
+      await loadImages(d, 'redis');
     }),
   );
 });

@@ -3,7 +3,6 @@ import * as pty from 'node-pty';
 import { Terminal } from '@xterm/headless';
 import { TestDaemon, useDaemon, type DaemonShare } from '../helpers/daemon';
 import { eventually } from '../helpers/eventually';
-import { loadImages } from '../helpers/images';
 
 /**
  * The real docker CLI against berthd in a real terminal: the CLI runs under node-pty (so
@@ -93,7 +92,6 @@ const mark = (a: string, b: string) => ({ cmd: `echo ${a}""${b}`, re: new RegExp
 let d: TestDaemon;
 test.before(async () => {
   d = await TestDaemon.start();
-  await loadImages(d, 'busybox');
 });
 test.after.always(() => d?.stop());
 

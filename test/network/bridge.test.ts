@@ -5,7 +5,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { TestDaemon, BERTH, useDaemon } from '../helpers/daemon';
-import { loadImages } from '../helpers/images';
 import { contains, parseSubnet } from '../../src/network/ipv4';
 import {
   canBind,
@@ -55,7 +54,6 @@ let shared: TestDaemon;
 
 test.before(async () => {
   shared = await TestDaemon.start();
-  await loadImages(shared, 'busybox');
 });
 
 test.after.always(async () => {

@@ -16,7 +16,7 @@ import { eventually } from '../helpers/eventually';
 let d: TestDaemon;
 test.before(async () => {
   d = await TestDaemon.start();
-  await loadImages(d, 'redis', 'busybox');
+  await loadImages(d, 'redis');
 });
 test.after.always(async () => {
   await d?.stop();

@@ -236,7 +236,7 @@ let shared: TestDaemon;
 
 test.before(async () => {
   shared = await TestDaemon.start();
-  await loadImages(shared, 'redis', 'memcached', 'busybox');
+  await loadImages(shared, 'redis', 'memcached');
 });
 
 test.after.always(async () => {
@@ -584,7 +584,6 @@ test('berthd restarted while a container publishes: the rule stays, the port sta
   t.timeout(120_000);
   const d = await TestDaemon.start();
   t.teardown(() => d.stop());
-  await loadImages(d, 'busybox');
   const [port] = await freePorts();
   await ok(t, d.berth(['run', '-d', '--name', 'keep', '-p', `${port}:80`, 'busybox', ...httpd('kept')]), 'run keep');
   t.is(await httpGet(port), 'kept\n');
